@@ -1,0 +1,1 @@
+"""Images to codes: decoding, the autoencoder, training and the bulk indexing job."""

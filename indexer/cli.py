@@ -1,0 +1,237 @@
+"""The ``lookalike`` command line (train, index, search, stats).
+
+Domain errors become ``click.ClickException`` here, at the edge, and
+nowhere else. ``web.cli`` adds ``serve`` and is the console entry point,
+so the dependency arrows stay web → indexer → search.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from search.database import SchemaError
+from search.engine import SearchEngine
+from search.store import Store, default_data_dir
+from search.vector_index import VectorIndexError
+
+from .encoder import TorchEncoder
+from .images import ImageDecodeError, load_image
+from .model import AEConfig, CheckpointError, ModelConfigError
+from .train import TrainConfig, TrainingError, train_folder
+
+SAMPLE_COLLECTION = Path(__file__).resolve().parent / "sample"
+
+
+class Context:
+    def __init__(self, data_dir: Path, quiet: bool):
+        self.data_dir = data_dir
+        self.quiet = quiet
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            try:
+                self._store = Store.open(self.data_dir)
+            except SchemaError as exc:
+                raise click.ClickException(str(exc)) from exc
+        return self._store
+
+    def echo(self, message: str = "", err: bool = False) -> None:
+        if not self.quiet:
+            click.echo(message, err=err)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=default_data_dir, show_default="lookalike-data or $LOOKALIKE_DATA_DIR",
+              help="Where the catalog, index and model live.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or chatter; results only.")
+@click.version_option(package_name="lookalike")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path, quiet: bool) -> None:
+    """Lookalike: find images that look like this one, with a model trained on your collection."""
+    ctx.obj = Context(data_dir, quiet)
+
+
+def _model_options(f):
+    options = [
+        click.option("--epochs", type=click.IntRange(1), default=30, show_default=True),
+        click.option("--latent-dim", type=click.IntRange(1), default=64, show_default=True),
+        click.option("--image-size", type=click.IntRange(4), default=64, show_default=True,
+                     help="Images are resized to this square; must divide by 16."),
+        click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True),
+        click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True),
+        click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True),
+        click.option("--patience", type=click.IntRange(1), default=5, show_default=True,
+                     help="Stop after this many epochs without a better validation loss."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                     show_default=True),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _configs(kw: dict) -> tuple[AEConfig, TrainConfig]:
+    model = AEConfig(image_size=kw["image_size"], latent_dim=kw["latent_dim"])
+    train = TrainConfig(epochs=kw["epochs"], batch_size=kw["batch_size"], lr=kw["lr"],
+                        weight_decay=kw["weight_decay"], patience=kw["patience"],
+                        seed=kw["seed"], device=kw["device"])
+    return model, train
+
+
+def _run_training(obj: Context, folder: Path, output: Path, kw: dict) -> None:
+    model_config, train_config = _configs(kw)
+    try:
+        result = train_folder(folder, output, model_config, train_config, progress=not obj.quiet)
+    except (TrainingError, ModelConfigError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    facts = result["facts"]
+    _report_failures(obj, [(str(d.path), d.error) for d in result["failures"]])
+    obj.echo(f"trained on {facts['n_train']} images ({facts['n_val']} held out) for "
+             f"{facts['epochs_run']} epochs in {facts['seconds']:.0f} s; best validation loss "
+             f"{facts['best_val_loss']:.5f} at epoch {facts['best_epoch']}")
+    obj.echo(f"checkpoint:      {result['checkpoint']}")
+    obj.echo(f"loss curve:      {result['loss_curve']}")
+    obj.echo(f"reconstructions: {result['reconstructions']}")
+
+
+def _report_failures(obj: Context, failures: list[tuple[str, str]]) -> None:
+    if not failures:
+        return
+    click.echo(f"skipped {len(failures)} unreadable file(s):", err=True)
+    for path, reason in failures:
+        click.echo(f"  {path}: {reason}", err=True)
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Checkpoint path (default: DATA_DIR/model.pt).")
+@_model_options
+@pass_ctx
+def train(obj: Context, folder: Path, output: Path | None, **kw) -> None:
+    """Train an autoencoder on the images under FOLDER."""
+    _run_training(obj, folder, output or obj.store.model_path, kw)
+
+
+def load_encoder(obj: Context, model: Path | None, device: str = "auto") -> TorchEncoder:
+    path = model or obj.store.model_path
+    try:
+        return TorchEncoder.from_path(path, device)
+    except CheckpointError as exc:
+        raise click.ClickException(
+            f"{exc}. Train one first: lookalike --data-dir {obj.data_dir} train FOLDER") from exc
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
+              help="Checkpoint to encode with (default: DATA_DIR/model.pt).")
+@click.option("--reencode", is_flag=True, help="Encode every image again (after a model change).")
+@click.option("--encode-batch", type=click.IntRange(1), default=128, show_default=True,
+              help="Images encoded per step.")
+@click.option("--workers", type=click.IntRange(0), default=None,
+              help="Decoding processes (default: one per core).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@_model_options
+@pass_ctx
+def index(obj: Context, folder: Path, model: Path | None, reencode: bool, encode_batch: int,
+          workers: int | None, as_json: bool, **kw) -> None:
+    """Index (or re-index, incrementally) the images under FOLDER.
+
+    With no model yet, one is trained on FOLDER first with the training options given.
+    """
+    from .job import index_folder
+
+    if model is None and not obj.store.model_path.exists():
+        obj.echo(f"no model at {obj.store.model_path} yet: training one on {folder} first")
+        _run_training(obj, folder, obj.store.model_path, kw)
+    encoder = load_encoder(obj, model, kw["device"])
+    try:
+        summary = index_folder(obj.store, folder, encoder, batch_size=encode_batch,
+                               workers=workers, progress=not obj.quiet, reencode=reencode)
+    except (VectorIndexError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2))
+        return
+    _report_failures(obj, summary.failures)
+    click.echo(
+        f"added {summary.added}, updated {summary.updated}, moved {summary.moved}, "
+        f"removed {summary.removed}, unchanged {summary.unchanged}, failed {summary.failed}; "
+        f"encoded {summary.encoded} images in {summary.seconds:.1f} s "
+        f"({summary.images_per_second:.1f} images/s)")
+
+
+@cli.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-k", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a PNG: query, its reconstruction, and each hit with its reconstruction.")
+@pass_ctx
+def search(obj: Context, image: Path, k: int, model: Path | None, as_json: bool,
+           sheet: Path | None) -> None:
+    """Find the K indexed images most like IMAGE."""
+    encoder = load_encoder(obj, model)
+    engine = SearchEngine(obj.store, encoder)
+    try:
+        pixels = load_image(image, encoder.image_size)
+        code, hits = engine.search_pixels(pixels, k)
+    except ImageDecodeError as exc:
+        raise click.ClickException(f"{image}: {exc}") from exc
+    except VectorIndexError as exc:
+        raise click.ClickException(f"{exc}. Index a folder first: lookalike index FOLDER") from exc
+    if as_json:
+        click.echo(json.dumps({"query": str(image), "results": [
+            {"id": h.id, "path": h.path, "similarity": round(h.score, 6)} for h in hits]}, indent=2))
+    else:
+        for rank, h in enumerate(hits, 1):
+            click.echo(f"{rank:3d}  {h.score:7.4f}  {h.path}")
+    if sheet:
+        write_sheet(encoder, pixels, code, hits, sheet)
+        obj.echo(f"sheet: {sheet}", err=as_json)
+
+
+def write_sheet(encoder: TorchEncoder, pixels, code, hits, path: Path) -> None:
+    import numpy as np
+
+    from search.engine import code_of
+
+    from .plots import save_result_sheet
+
+    codes = np.stack([code] + [code_of(h.record) for h in hits])
+    recons = encoder.decode(codes)
+    tiles = []
+    for h, recon in zip(hits, recons[1:]):
+        try:
+            original = load_image(h.path, encoder.image_size)
+        except ImageDecodeError:
+            original = recon * 0
+        tiles.append((original, recon, f"{h.score:.3f} {Path(h.path).name}"))
+    save_result_sheet(pixels, recons[0], tiles, path)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def stats(obj: Context, as_json: bool) -> None:
+    """What the data dir holds: images, model, index."""
+    from .status import collect_stats
+
+    info = collect_stats(obj.store)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            click.echo(f"{key:>16}: {value}")

@@ -1,0 +1,53 @@
+"""The trained model as the search side sees it: pixels → codes, codes → pixels."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .model import Checkpoint, load_checkpoint, resolve_device
+
+
+class TorchEncoder:
+    """Wraps a checkpoint for inference; satisfies ``search.engine.Encoder``."""
+
+    def __init__(self, checkpoint: Checkpoint, device: torch.device | str = "cpu"):
+        self.checkpoint = checkpoint
+        self.device = torch.device(device)
+        self.model = checkpoint.model.to(self.device).eval()
+        self.image_size = checkpoint.model.config.image_size
+        self.dim = checkpoint.model.config.latent_dim
+        self.sha256 = checkpoint.sha256
+
+    @classmethod
+    def from_path(cls, path: str | Path, device: str = "auto") -> "TorchEncoder":
+        dev = resolve_device(device)
+        return cls(load_checkpoint(path, dev), dev)
+
+    def _tensor(self, pixels: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.uint8))
+        return x.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+
+    @staticmethod
+    def _pixels(x: torch.Tensor) -> np.ndarray:
+        return x.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+    @torch.inference_mode()
+    def encode(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 → (N, D) float32 codes."""
+        return self.model.encode(self._tensor(pixels)).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """(N, D) codes → (N, S, S, 3) uint8 reconstructions."""
+        z = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.float32)).to(self.device)
+        return self._pixels(self.model.decode(z))
+
+    @torch.inference_mode()
+    def encode_with_error(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Codes and per-image reconstruction MSE (pixels in [0, 1]) in one pass."""
+        x = self._tensor(pixels)
+        z = self.model.encode(x)
+        err = (self.model.decode(z) - x).pow(2).flatten(1).mean(1)
+        return z.float().cpu().numpy(), err.float().cpu().numpy()

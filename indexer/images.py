@@ -1,0 +1,197 @@
+"""Finding and decoding images.
+
+Every image that enters Lookalike, from a folder or from an upload, goes
+through :func:`load_image`, so the model always sees the same thing: EXIF
+orientation applied, any mode converted to RGB, resized to a square.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+)
+# Pillow's own guard raises DecompressionBombError at twice this many pixels;
+# we refuse at the limit itself so a bomb is a clean, counted skip.
+MAX_IMAGE_PIXELS = 64_000_000
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+
+class ImageDecodeError(ValueError):
+    """An input that cannot be turned into a model input; the message says why."""
+
+
+def walk_images(folder: str | os.PathLike) -> list[Path]:
+    """All files under *folder* with an image extension, sorted for reproducible runs.
+
+    Hidden files and folders are skipped: they are usually thumbnails or
+    editor droppings, not part of the collection.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"not a folder: {root}")
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                found.append(Path(dirpath) / name)
+    return sorted(found)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Flatten any Pillow mode to RGB; transparent parts become white, as a viewer shows them."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = arr.max() if arr.size else 0.0
+        scale = 255.0 / hi if hi > 255 else 1.0
+        img = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def open_image(
+    source: str | os.PathLike | bytes, draft_size: int | None = None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Open and fully decode an image; returns it with its original (width, height).
+
+    Raises :class:`ImageDecodeError` with a reason a person can act on.
+    Decoding is forced here (``load``) so truncated files fail now, inside
+    the guarded region, and not later inside a resize. With *draft_size*,
+    JPEGs decode at a reduced scale (libjpeg's DCT scaling), several times
+    faster for photos and invisible at model resolution.
+    """
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise ImageDecodeError("empty file (0 bytes)")
+        fp: io.BytesIO | str = io.BytesIO(source)
+    else:
+        path = Path(source)
+        try:
+            if path.stat().st_size == 0:
+                raise ImageDecodeError("empty file (0 bytes)")
+        except OSError as exc:
+            raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}") from exc
+        fp = str(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(fp)
+            original = img.size
+            img.seek(0)  # first frame of GIFs and multi-page TIFFs
+            if draft_size and img.format == "JPEG":
+                img.draft("RGB", (draft_size * 2, draft_size * 2))
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(
+            f"image too large (decompression bomb guard, limit {MAX_IMAGE_PIXELS} pixels)"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError("not a recognised image format") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageDecodeError(f"corrupt or truncated image: {exc}") from exc
+    except Exception as exc:  # Pillow plugins raise odd types on hostile input
+        raise ImageDecodeError(f"cannot decode image: {type(exc).__name__}: {exc}") from exc
+    if _exif_rotates(img):
+        original = (original[1], original[0])
+    return img, original
+
+
+def prepare(img: Image.Image, size: int) -> np.ndarray:
+    """Orientation, RGB and a ``size``×``size`` resize: the one model-input recipe.
+
+    The image is squashed, not cropped, so nothing the user framed is lost.
+    """
+    try:
+        img = ImageOps.exif_transpose(img) or img
+        img = _to_rgb(img)
+        img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    except Exception as exc:
+        raise ImageDecodeError(f"cannot convert image: {type(exc).__name__}: {exc}") from exc
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def load_image(source: str | os.PathLike | bytes, size: int) -> np.ndarray:
+    """Decode *source* into a ``size``×``size``×3 uint8 array or raise ImageDecodeError."""
+    img, _ = open_image(source, draft_size=size)
+    return prepare(img, size)
+
+
+def _exif_rotates(img: Image.Image) -> bool:
+    try:
+        return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except Exception:
+        return False
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One decoding result: an array, or the reason there is none."""
+
+    path: Path
+    pixels: np.ndarray | None
+    error: str | None = None
+    width: int = 0
+    height: int = 0
+    format: str | None = None
+
+
+def decode_file(path: Path, size: int) -> Decoded:
+    """Decode one file for indexing; never raises, so one bad file cannot stop a run."""
+    try:
+        img, (width, height) = open_image(path, draft_size=size)
+        return Decoded(path, prepare(img, size), None, width, height, img.format)
+    except ImageDecodeError as exc:
+        return Decoded(path, None, str(exc))
+    except Exception as exc:  # a worker must never die on input
+        return Decoded(path, None, f"{type(exc).__name__}: {exc}")
+
+
+def _decode_star(args: tuple[Path, int]) -> Decoded:
+    return decode_file(*args)
+
+
+def decode_many(
+    paths: Sequence[Path], size: int, workers: int | None = None, chunksize: int = 16
+) -> Iterator[Decoded]:
+    """Decode *paths* in order, in parallel processes so every core works.
+
+    Results come back in input order, so callers can zip them with their
+    own work list. ``workers=0`` decodes in this process (tests, tiny jobs).
+    """
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if workers <= 1 or len(paths) < 2 * chunksize:
+        for p in paths:
+            yield decode_file(p, size)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(_decode_star, ((p, size) for p in paths), chunksize=chunksize)
+
+
+def batched(items: Iterable, n: int) -> Iterator[list]:
+    """Split an iterable into lists of at most *n* items."""
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

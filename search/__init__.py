@@ -1,0 +1,1 @@
+"""Catalog, vector index and query engine. Receives an encoder; never imports one."""

@@ -1,0 +1,92 @@
+"""The catalog: per-image metadata in SQLite through SQLAlchemy's typed ORM.
+
+``images.id`` is also the image's FAISS id: there is one id scheme only.
+The schema changes only through the Alembic migrations in ``migrations/``;
+``Base.metadata`` is what their ``env.py`` compares against.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Optional
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ModelRecord(Base):
+    """A checkpoint that produced codes in this catalog."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    config: Mapped[dict] = mapped_column(JSON)
+    checkpoint_path: Mapped[str] = mapped_column(String(4096))
+    checkpoint_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    latent_dim: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    images: Mapped[list["ImageRecord"]] = relationship(back_populates="model")
+
+
+class ImageRecord(Base):
+    """One indexed file. ``id`` is its FAISS id; ``code`` keeps the raw latent."""
+
+    __tablename__ = "images"
+    # ids are FAISS ids: AUTOINCREMENT stops SQLite from reusing a deleted one.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    mtime: Mapped[float] = mapped_column(Float)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    format: Mapped[Optional[str]] = mapped_column(String(16), nullable=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    code: Mapped[bytes] = mapped_column(LargeBinary)
+    recon_error: Mapped[float] = mapped_column(Float)
+    indexed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    model: Mapped[ModelRecord] = relationship(back_populates="images")
+
+
+class MetaRecord(Base):
+    """Small key/value facts about the data dir (e.g. the index generation)."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(4096))
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
+    """WAL lets web readers work while an indexer writes; foreign keys are off by default in SQLite."""
+    module = type(dbapi_connection).__module__
+    if "sqlite" not in module:
+        return
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()

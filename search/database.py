@@ -1,0 +1,72 @@
+"""Opening the catalog database and keeping its schema at the code's revision."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+class SchemaError(RuntimeError):
+    """The database's schema cannot be used by this version of the code."""
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade_to_head(engine: Engine) -> None:
+    """Bring the database to the code's schema; refuse one written by newer code.
+
+    A revision we do not know means a newer Lookalike migrated this
+    database; downgrading it silently could lose data, so we stop.
+    """
+    script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
+    current = current_revision(engine)
+    head = script.get_current_head()
+    if current == head:
+        return
+    known = {r.revision for r in script.walk_revisions()}
+    if current is not None and current not in known:
+        raise SchemaError(
+            f"the catalog at {engine.url.database} has schema revision {current!r}, which this "
+            f"version of Lookalike does not know (its newest is {head!r}); it was probably "
+            "written by a newer Lookalike. Upgrade Lookalike, or use another --data-dir."
+        )
+    cfg = alembic_config(str(engine.url))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def database_url(data_dir: str | Path) -> str:
+    return f"sqlite:///{Path(data_dir).resolve() / 'catalog.sqlite'}"
+
+
+def open_database(url: str, migrate: bool = True) -> tuple[Engine, sessionmaker[Session]]:
+    """Engine + session factory for *url*, migrated to head unless told not to."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    if migrate:
+        upgrade_to_head(engine)
+    return engine, sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,95 @@
+"""The query engine: image in, nearest catalog images out.
+
+It receives an encoder (anything with ``image_size``, ``encode`` and
+``decode``) instead of importing one, so ``search`` never depends on the
+model code.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from sqlalchemy import select
+
+from .catalog import ImageRecord
+from .store import Store
+from .vector_index import VectorIndex
+
+MAX_K = 1000
+
+
+class Encoder(Protocol):
+    image_size: int
+    dim: int
+
+    def encode(self, pixels: np.ndarray) -> np.ndarray: ...
+
+    def decode(self, codes: np.ndarray) -> np.ndarray: ...
+
+
+class NotFound(LookupError):
+    """No catalog image with that id."""
+
+
+@dataclass
+class Hit:
+    id: int
+    score: float
+    path: str
+    record: ImageRecord
+
+
+class SearchEngine:
+    """Owns a loaded index and reloads it when an indexer bumps the generation."""
+
+    def __init__(self, store: Store, encoder: Encoder, mmap: bool = False):
+        self.store = store
+        self.encoder = encoder
+        self.mmap = mmap
+        self._index: VectorIndex | None = None
+        self._generation = -1
+        self._lock = threading.Lock()
+
+    def index(self) -> VectorIndex:
+        """The current index, reloaded if the catalog says a newer one was saved."""
+        generation = self.store.generation()
+        with self._lock:
+            if self._index is None or generation != self._generation:
+                self._index = self.store.load_index(self.mmap)
+                self._generation = generation
+            return self._index
+
+    def search_code(self, code: np.ndarray, k: int, exclude: int | None = None) -> list[Hit]:
+        k = max(1, min(int(k), MAX_K))
+        index = self.index()
+        scores, ids = index.search(code.reshape(1, -1), k + (1 if exclude is not None else 0))
+        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1 and i != exclude]
+        pairs = pairs[:k]
+        with self.store.sessions() as s:
+            rows = {r.id: r for r in s.scalars(
+                select(ImageRecord).where(ImageRecord.id.in_([i for i, _ in pairs])))}
+        # An id the catalog no longer has (deleted mid-reindex) is skipped, not an error.
+        return [Hit(i, sc, rows[i].path, rows[i]) for i, sc in pairs if i in rows]
+
+    def search_pixels(self, pixels: np.ndarray, k: int) -> tuple[np.ndarray, list[Hit]]:
+        """Encode one (S, S, 3) uint8 image and search; returns its code and the hits."""
+        code = self.encoder.encode(pixels[None])[0]
+        return code, self.search_code(code, k)
+
+    def record(self, image_id: int) -> ImageRecord:
+        with self.store.sessions() as s:
+            row = s.get(ImageRecord, image_id)
+        if row is None:
+            raise NotFound(f"no image with id {image_id}")
+        return row
+
+    def similar(self, image_id: int, k: int) -> tuple[ImageRecord, list[Hit]]:
+        """Neighbours of an indexed image, from its stored code, excluding itself."""
+        row = self.record(image_id)
+        return row, self.search_code(code_of(row), k, exclude=image_id)
+
+
+def code_of(row: ImageRecord) -> np.ndarray:
+    return np.frombuffer(row.code, dtype=np.float32)

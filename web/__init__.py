@@ -1,0 +1,1 @@
+"""The Flask front end: a search page and a JSON API."""
