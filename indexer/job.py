@@ -172,7 +172,7 @@ def index_folder(
     summary.unchanged, summary.failures = work.unchanged, list(work.failures)
     summary.moved, summary.removed = len(work.moves), len(work.remove)
 
-    index = store.open_or_rebuild_index(encoder.dim)
+    index = store.open_or_rebuild_index(encoder.dim, model_id)
     with store.sessions() as session, session.begin():
         for row_id, path, size, mtime in work.moves:
             row = session.get(ImageRecord, row_id)

@@ -67,31 +67,35 @@ class Store:
         """Bumped on every committed index write; readers reload when it moves."""
         return int(self.get_meta("generation", "0") or 0)
 
-    def catalog_ids(self) -> set[int]:
+    def catalog_ids(self, model_id: int | None = None) -> set[int]:
+        query = select(ImageRecord.id)
+        if model_id is not None:
+            query = query.where(ImageRecord.model_id == model_id)
         with self.sessions() as s:
-            return set(s.scalars(select(ImageRecord.id)))
+            return set(s.scalars(query))
 
-    def rebuild_index(self, dim: int, metric: str = "cosine") -> VectorIndex:
-        """A fresh index from the raw codes the catalog keeps."""
+    def rebuild_index(self, dim: int, model_id: int, metric: str = "cosine") -> VectorIndex:
+        """A fresh index from the raw codes the catalog keeps for *model_id*."""
         index = VectorIndex.create(dim, metric)
         with self.sessions() as s:
-            rows = s.execute(select(ImageRecord.id, ImageRecord.code)).all()
+            rows = s.execute(select(ImageRecord.id, ImageRecord.code)
+                             .where(ImageRecord.model_id == model_id)).all()
         if rows:
             ids = np.array([r[0] for r in rows], dtype=np.int64)
             codes = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
             index.add(ids, codes)
         return index
 
-    def open_or_rebuild_index(self, dim: int, metric: str = "cosine") -> VectorIndex:
-        """The saved index if it holds exactly the catalog's ids at *dim*, else a rebuild.
+    def open_or_rebuild_index(self, dim: int, model_id: int, metric: str = "cosine") -> VectorIndex:
+        """The saved index if it holds exactly the model's catalog ids, else a rebuild.
 
         This is what makes a crash between a catalog commit and an index
         save harmless: the catalog is the truth, the index follows it.
         """
         try:
             index = self.load_index()
-            if index.dim == dim and set(index.ids().tolist()) == self.catalog_ids():
+            if index.dim == dim and set(index.ids().tolist()) == self.catalog_ids(model_id):
                 return index
         except VectorIndexError:
             pass
-        return self.rebuild_index(dim, metric)
+        return self.rebuild_index(dim, model_id, metric)
