@@ -19,8 +19,9 @@ from search.vector_index import VectorIndexError
 
 from .encoder import TorchEncoder
 from .images import ImageDecodeError, load_image
-from .model import AEConfig, CheckpointError, ModelConfigError
-from .train import TrainConfig, TrainingError, train_folder
+from .lock import DataDirBusy, WriterLock
+from .model import KINDS, AEConfig, CheckpointError, ModelConfigError
+from .train import NOISES, TrainConfig, TrainingError, train_folder
 
 SAMPLE_COLLECTION = Path(__file__).resolve().parent / "sample"
 
@@ -48,6 +49,18 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
+def _lock_data_dir(obj: Context, doing: str) -> WriterLock:
+    """Hold the data dir's writer lock until the command ends, or refuse at once.
+
+    Two writers would each keep an index in memory that misses the
+    other's commits; see indexer.lock.
+    """
+    try:
+        return click.get_current_context().with_resource(WriterLock(obj.data_dir, doing))
+    except DataDirBusy as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @click.group()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               default=default_data_dir, show_default="lookalike-data or $LOOKALIKE_DATA_DIR",
@@ -65,7 +78,9 @@ def _model_options(f):
         click.option("--epochs", type=click.IntRange(1), default=30, show_default=True),
         click.option("--latent-dim", type=click.IntRange(1), default=64, show_default=True),
         click.option("--image-size", type=click.IntRange(4), default=64, show_default=True,
-                     help="Images are resized to this square; must divide by 16."),
+                     help="Images are resized to this square; must divide by 2^layers."),
+        click.option("--widths", default="32,64,128,256", show_default=True,
+                     help="Channels of each encoder layer (each layer halves the size)."),
         click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True),
         click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True),
         click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True),
@@ -74,6 +89,15 @@ def _model_options(f):
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                      show_default=True),
+        click.option("--kind", type=click.Choice(list(KINDS)), default="ae", show_default=True,
+                     help="ae plain, dae denoising, vae variational, linear (the PCA baseline)."),
+        click.option("--tied", is_flag=True, help="Decoder reuses the encoder's weights transposed."),
+        click.option("--beta", type=click.FloatRange(0), default=1.0, show_default=True,
+                     help="VAE: weight of the KL term."),
+        click.option("--noise", type=click.Choice(list(NOISES)), default="gaussian",
+                     show_default=True, help="DAE: input corruption used in training."),
+        click.option("--noise-level", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+                     help="DAE: σ for gaussian, else the fraction of pixels hit."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -81,10 +105,16 @@ def _model_options(f):
 
 
 def _configs(kw: dict) -> tuple[AEConfig, TrainConfig]:
-    model = AEConfig(image_size=kw["image_size"], latent_dim=kw["latent_dim"])
+    try:
+        widths = tuple(int(w) for w in str(kw.get("widths") or "32,64,128,256").split(","))
+    except ValueError as exc:
+        raise click.BadParameter("--widths must be comma-separated integers, e.g. 32,64,128") from exc
+    model = AEConfig(image_size=kw["image_size"], latent_dim=kw["latent_dim"], widths=widths,
+                     kind=kw.get("kind", "ae"), tied=kw.get("tied", False))
     train = TrainConfig(epochs=kw["epochs"], batch_size=kw["batch_size"], lr=kw["lr"],
                         weight_decay=kw["weight_decay"], patience=kw["patience"],
-                        seed=kw["seed"], device=kw["device"])
+                        seed=kw["seed"], device=kw["device"], beta=kw.get("beta", 1.0),
+                        noise=kw.get("noise", "gaussian"), noise_level=kw.get("noise_level", 0.3))
     return model, train
 
 
@@ -120,6 +150,8 @@ def _report_failures(obj: Context, failures: list[tuple[str, str]]) -> None:
 @pass_ctx
 def train(obj: Context, folder: Path, output: Path | None, **kw) -> None:
     """Train an autoencoder on the images under FOLDER."""
+    if output is None or output.resolve().parent == obj.data_dir.resolve():
+        _lock_data_dir(obj, "training a model for")
     _run_training(obj, folder, output or obj.store.model_path, kw)
 
 
@@ -141,24 +173,32 @@ def load_encoder(obj: Context, model: Path | None, device: str = "auto") -> Torc
               help="Images encoded per step.")
 @click.option("--workers", type=click.IntRange(0), default=None,
               help="Decoding processes (default: one per core).")
+@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf"]), default="auto",
+              show_default=True,
+              help="auto: exact (flat) below 200k images, IVF above; or force one.")
+@click.option("--save-every", type=click.FloatRange(0), default=60, show_default=True,
+              help="Seconds between index saves during a run, so searches see progress.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_model_options
 @pass_ctx
 def index(obj: Context, folder: Path, model: Path | None, reencode: bool, encode_batch: int,
-          workers: int | None, as_json: bool, **kw) -> None:
+          workers: int | None, index_type: str, save_every: float, as_json: bool,
+          **kw) -> None:
     """Index (or re-index, incrementally) the images under FOLDER.
 
     With no model yet, one is trained on FOLDER first with the training options given.
     """
     from .job import index_folder
 
+    _lock_data_dir(obj, "indexing")
     if model is None and not obj.store.model_path.exists():
         obj.echo(f"no model at {obj.store.model_path} yet: training one on {folder} first")
         _run_training(obj, folder, obj.store.model_path, kw)
     encoder = load_encoder(obj, model, kw["device"])
     try:
         summary = index_folder(obj.store, folder, encoder, batch_size=encode_batch,
-                               workers=workers, progress=not obj.quiet, reencode=reencode)
+                               workers=workers, progress=not obj.quiet, reencode=reencode,
+                               save_every=save_every, index_type=index_type)
     except (VectorIndexError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
@@ -222,6 +262,32 @@ def write_sheet(encoder: TorchEncoder, pixels, code, hits, path: Path) -> None:
     save_result_sheet(pixels, recons[0], tiles, path)
 
 
+@cli.command(name="eval")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--queries", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A second labelled folder whose images query FOLDER (they are not indexed).")
+@click.option("--query-fraction", type=float, default=0.1, show_default=True,
+              help="Without --queries: this seeded share of FOLDER queries the rest.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="Also score raw pixels and PCA on the same split.")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def evaluate(obj: Context, folder: Path, queries: Path | None, query_fraction: float, seed: int,
+             baselines: bool, model: Path | None, as_json: bool) -> None:
+    """Retrieval quality on a labelled FOLDER (label = sub-folder): mAP, P@1, P@10, kNN-10."""
+    from .evaluate import EvaluationError, evaluate_collection
+
+    encoder = load_encoder(obj, model)
+    try:
+        report = evaluate_collection(obj.store, encoder, folder, queries, query_fraction, seed,
+                                     baselines, progress=not obj.quiet)
+    except EvaluationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.table())
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
@@ -238,6 +304,29 @@ def stats(obj: Context, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--repair", is_flag=True,
+              help="Fix what can be fixed without losing data (takes the writer lock).")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
+              help="Checkpoint the codes should come from (default: DATA_DIR/model.pt).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_ctx
+def check(obj: Context, repair: bool, model: Path | None, as_json: bool) -> None:
+    """Check that catalog, vector index, files on disk and model agree; exit 1 if not."""
+    from .check import check_data_dir, repair_data_dir
+
+    if not obj.data_dir.is_dir():
+        raise click.ClickException(f"no data dir at {obj.data_dir}")
+    if repair:
+        swept = _lock_data_dir(obj, "repairing").swept
+        report = repair_data_dir(obj.store, model, swept)
+    else:
+        report = check_data_dir(obj.store, model)
+    click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.render())
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command()
 @click.option("--epochs", type=click.IntRange(1), default=60, show_default=True)
 @click.option("-k", type=click.IntRange(1, 100), default=8, show_default=True)
 @pass_ctx
@@ -250,6 +339,7 @@ def demo(obj: Context, epochs: int, k: int) -> None:
     from .job import index_folder
 
     folder = SAMPLE_COLLECTION / "fashion-mnist"
+    _lock_data_dir(obj, "indexing")
     store = obj.store
     if not store.model_path.exists():
         obj.echo(f"training a model on the sample collection ({folder})")
@@ -271,3 +361,7 @@ def demo(obj: Context, epochs: int, k: int) -> None:
     sheet = store.data_dir / "demo-results.png"
     write_sheet(encoder, pixels, code, hits, sheet)
     click.echo(f"result sheet (query, hits; reconstructions below): {sheet}")
+
+
+# Registers denoise, anomalies, compress, decompress, sample, interpolate, arithmetic.
+from . import cli_apps  # noqa: E402,F401

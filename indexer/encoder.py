@@ -20,6 +20,10 @@ class TorchEncoder:
         self.image_size = checkpoint.model.config.image_size
         self.dim = checkpoint.model.config.latent_dim
         self.sha256 = checkpoint.sha256
+        self.kind = checkpoint.model.config.kind
+        # Reconstruction MSE above this (a held-out percentile, see indexer.train)
+        # marks an image as unlike the training collection.
+        self.anomaly_threshold: float | None = checkpoint.facts.get("anomaly_threshold")
 
     @classmethod
     def from_path(cls, path: str | Path, device: str = "auto") -> "TorchEncoder":
@@ -52,3 +56,10 @@ class TorchEncoder:
         z = self.model.encode(x)
         err = (self.model.decode(z) - x).pow(2).flatten(1).mean(1)
         return z.float().cpu().numpy(), err.float().cpu().numpy()
+
+    def reconstruct(self, pixels: np.ndarray) -> np.ndarray:
+        """Round trip through the bottleneck; for a denoising model, the denoised image."""
+        return self.decode(self.encode(pixels))
+
+    def is_anomalous(self, error: float) -> bool | None:
+        return None if self.anomaly_threshold is None else bool(error > self.anomaly_threshold)

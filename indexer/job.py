@@ -3,8 +3,12 @@
 Work is planned first (the whole folder is listed and compared with the
 catalog), then carried out in batches, each committed in its own
 transaction. The catalog, which keeps every raw code, is the truth; the
-FAISS index is saved atomically at the end and rebuilt from the catalog
-whenever the two disagree, so an interrupted run loses nothing.
+FAISS index is saved atomically every ``save_every`` seconds and at the
+end, and rebuilt from the catalog whenever the two disagree (different
+ids, or a catalog version the saved index does not reflect), so a run
+killed at any moment loses at most the batch in flight, and the next run
+picks up where it stopped. The caller holds the data dir's writer lock
+(``indexer.lock``): the job assumes no one else writes meanwhile.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from tqdm import tqdm
 
 from search.catalog import ImageRecord, ModelRecord, utcnow
 from search.store import Store
+from search.vector_index import choose_index_type
 
 from .encoder import TorchEncoder
 from .images import Decoded, batched, decode_many, walk_images
@@ -160,8 +165,15 @@ def index_folder(
     workers: int | None = None,
     progress: bool = True,
     reencode: bool = False,
+    save_every: float | None = 60.0,
+    index_type: str = "auto",
 ) -> IndexSummary:
-    """Bring the catalog and the vector index in line with *folder*."""
+    """Bring the catalog and the vector index in line with *folder*.
+
+    Every *save_every* seconds (None: never) the index is also saved
+    mid-run, so searches see a long run's progress and a killed run does
+    not leave the saved index far behind the catalog.
+    """
     started = time.time()
     root = Path(folder).resolve()
     summary = IndexSummary()
@@ -182,16 +194,24 @@ def index_folder(
             row.size, row.mtime = size, mtime
         if work.remove:
             session.execute(delete(ImageRecord).where(ImageRecord.id.in_(work.remove)))
+            store.mark_catalog_changed(session)
     index.remove(work.remove)
 
     by_path = {item.path: item for item in work.encode}
     bar = tqdm(total=len(work.encode), desc="indexing", unit="img", disable=not progress)
     decoded = decode_many([Path(i.path) for i in work.encode], encoder.image_size, workers)
+    last_save = time.monotonic()
     for chunk in batched(decoded, batch_size):
         _store_batch(store, index, encoder, model_id, chunk, by_path, summary)
         bar.update(len(chunk))
+        if save_every is not None and time.monotonic() - last_save >= save_every:
+            store.publish_index(index)
+            last_save = time.monotonic()
     bar.close()
-    _publish(store, index)
+    wanted = choose_index_type(index.ntotal, index_type)
+    if wanted != index.index_type:  # crossed the size limit, or asked for: rebuild from the catalog
+        index = store.rebuild_index(encoder.dim, model_id, index_type=wanted)
+    store.publish_index(index)
     summary.seconds = time.time() - started
     return summary
 
@@ -230,14 +250,9 @@ def _store_batch(store: Store, index, encoder: TorchEncoder, model_id: int,
                 stale.append(item.row_id)
                 summary.updated += 1
             rows.append(row)
+        store.mark_catalog_changed(session)
         session.flush()
         ids = np.array([r.id for r in rows], dtype=np.int64)
     index.remove(stale)
     index.add(ids, codes)
 
-
-def _publish(store: Store, index) -> None:
-    """Save the index atomically, then bump the generation readers watch."""
-    index.save(store.index_path)
-    with store.sessions() as session, session.begin():
-        store.set_meta(session, "generation", str(store.generation() + 1))

@@ -5,6 +5,7 @@ pytorch/examples and nanoGPT), so a checkpoint alone rebuilds its model.
 """
 from __future__ import annotations
 
+import abc
 import hashlib
 import os
 import tempfile
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 CHECKPOINT_FORMAT = 1
@@ -31,9 +33,19 @@ def conv_out(size: int, kernel: int, stride: int, padding: int) -> float:
     return (size - kernel + 2 * padding) / stride + 1
 
 
+KINDS = ("ae", "dae", "vae", "linear")
+
+
 @dataclass
 class AEConfig:
-    """Everything needed to rebuild an autoencoder; stored in every checkpoint."""
+    """Everything needed to rebuild an autoencoder; stored in every checkpoint.
+
+    ``kind``: ``ae`` plain, ``dae`` denoising (same network, corrupted
+    inputs in training), ``vae`` variational (μ and log σ² heads),
+    ``linear`` one linear map each way with no activations (the PCA
+    baseline in autoencoder form). ``tied``: the decoder reuses the
+    encoder's weights transposed (W* = Wᵀ).
+    """
 
     image_size: int = 64
     channels: int = 3
@@ -43,6 +55,7 @@ class AEConfig:
     stride: int = 2
     padding: int = 1
     kind: str = "ae"
+    tied: bool = False
 
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
@@ -58,8 +71,12 @@ class AEConfig:
         (O − 1)·S − 2P + F gives back the encoder's input W exactly, so the
         decoder needs no check of its own.
         """
+        if self.kind not in KINDS:
+            raise ModelConfigError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
         if self.image_size < 1 or self.channels < 1 or self.latent_dim < 1:
             raise ModelConfigError("image_size, channels and latent_dim must be positive")
+        if self.kind == "linear":
+            return []
         if not self.widths or any(w < 1 for w in self.widths):
             raise ModelConfigError("widths must be a non-empty list of positive numbers")
         if self.kernel < 1 or self.stride < 1 or self.padding < 0:
@@ -90,10 +107,49 @@ class AEConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-class ConvAutoencoder(nn.Module):
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) ‖ N(0, I)) per sample, closed form for diagonal Gaussians.
+
+    Kingma & Welling, "Auto-Encoding Variational Bayes" (2013), appendix B:
+    −½ Σ (1 + log σ² − μ² − σ²).
+    """
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
+
+
+class Autoencoder(nn.Module, abc.ABC):
+    """The interface every kind shares: encode, decode, forward and the training loss."""
+
+    config: AEConfig
+
+    @abc.abstractmethod
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The code used for search (μ for a VAE)."""
+
+    @abc.abstractmethod
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] (unbounded for the linear kind) from codes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    def loss(self, x: torch.Tensor, target: torch.Tensor, beta: float = 1.0
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss to minimise, per-pixel MSE of the reconstruction) for inputs *x*.
+
+        *target* differs from *x* for a denoising autoencoder (clean vs corrupted).
+        """
+        recon = self(x)
+        mse = F.mse_loss(recon, target)
+        return mse, mse.detach()
+
+
+class ConvAutoencoder(Autoencoder):
     """Strided-conv encoder to a bottleneck vector, a mirrored decoder, sigmoid output.
 
-    Inputs are float tensors in [0, 1], shape (N, C, S, S).
+    Inputs are float tensors in [0, 1], shape (N, C, S, S). With
+    ``tied``, each transposed convolution uses its mirror convolution's
+    weight tensor (``conv_transpose2d`` reads the (out, in, k, k) weight
+    of a conv as its transpose) and the latent layers share one matrix.
     """
 
     def __init__(self, config: AEConfig):
@@ -101,41 +157,103 @@ class ConvAutoencoder(nn.Module):
         sizes = config.feature_sizes()
         self.config = config
         k, s, p = config.kernel, config.stride, config.padding
-        layers: list[nn.Module] = []
+        self.convs = nn.ModuleList()
+        self.enc_norms = nn.ModuleList()
         in_ch = config.channels
         for w in config.widths:
-            layers += [nn.Conv2d(in_ch, w, k, s, p), nn.BatchNorm2d(w), nn.LeakyReLU(0.2)]
+            self.convs.append(nn.Conv2d(in_ch, w, k, s, p))
+            self.enc_norms.append(nn.BatchNorm2d(w))
             in_ch = w
-        self.encoder_conv = nn.Sequential(*layers)
         self.bottom = (config.widths[-1], sizes[-1], sizes[-1])
         flat = config.widths[-1] * sizes[-1] * sizes[-1]
-        self.to_latent = nn.Linear(flat, config.latent_dim)
-        self.from_latent = nn.Linear(config.latent_dim, flat)
-        dec: list[nn.Module] = []
+        heads = 2 if config.kind == "vae" else 1
+        self.to_latent = nn.Linear(flat, heads * config.latent_dim)
         rev = list(reversed(config.widths))
-        for i, w in enumerate(rev):
-            out_ch = rev[i + 1] if i + 1 < len(rev) else config.channels
-            dec.append(nn.ConvTranspose2d(w, out_ch, k, s, p))
-            if i + 1 < len(rev):
-                dec += [nn.BatchNorm2d(out_ch), nn.LeakyReLU(0.2)]
-        self.decoder_conv = nn.Sequential(*dec)
+        outs = rev[1:] + [config.channels]
+        if config.tied:
+            self.from_latent_bias = nn.Parameter(torch.zeros(flat))
+            self.deconv_biases = nn.ParameterList([nn.Parameter(torch.zeros(o)) for o in outs])
+        else:
+            self.from_latent = nn.Linear(config.latent_dim, flat)
+            self.deconvs = nn.ModuleList(nn.ConvTranspose2d(w, o, k, s, p) for w, o in zip(rev, outs))
+        self.dec_norms = nn.ModuleList(nn.BatchNorm2d(o) for o in outs[:-1])
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.encoder_conv(x)
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for conv, norm in zip(self.convs, self.enc_norms):
+            h = F.leaky_relu(norm(conv(h)), 0.2)
         return self.to_latent(h.flatten(1))
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self._heads(x)[:, : self.config.latent_dim]
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.from_latent(z).view(-1, *self.bottom)
-        h = torch.relu(h)
-        return torch.sigmoid(self.decoder_conv(h))
+        c = self.config
+        if c.tied:
+            h = F.linear(z, self.to_latent.weight[: c.latent_dim].t(), self.from_latent_bias)
+        else:
+            h = self.from_latent(z)
+        h = torch.relu(h.view(-1, *self.bottom))
+        for i in range(c.depth):
+            if c.tied:
+                conv = self.convs[c.depth - 1 - i]
+                h = F.conv_transpose2d(h, conv.weight, self.deconv_biases[i], c.stride, c.padding)
+            else:
+                h = self.deconvs[i](h)
+            if i < c.depth - 1:
+                h = F.leaky_relu(self.dec_norms[i](h), 0.2)
+        return torch.sigmoid(h)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
+    def loss(self, x, target, beta=1.0):
+        if self.config.kind != "vae":
+            return super().loss(x, target, beta)
+        heads = self._heads(x)
+        mu, logvar = heads.chunk(2, dim=1)
+        logvar = logvar.clamp(-10, 10)
+        # Reparameterisation trick (Kingma & Welling 2013): z = μ + σ·ε, ε ~ N(0, I).
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        recon = self.decode(z)
+        sse = (recon - target).pow(2).flatten(1).sum(1)
+        # Negative ELBO with a Gaussian likelihood, per pixel so it reads like the MSE.
+        loss = (sse + beta * kl_divergence(mu, logvar)).mean() / recon[0].numel()
+        return loss, F.mse_loss(recon, target).detach()
 
 
-def build_model(config: AEConfig) -> ConvAutoencoder:
+class LinearAutoencoder(Autoencoder):
+    """x̂ = W₂(W₁x + b₁) + b₂ on flattened pixels: no activations, no sigmoid.
+
+    Its optimum spans the top principal subspace (Baldi & Hornik 1989), so
+    its reconstruction error is PCA's at the same dimension: the floor every
+    learned model must beat.
+    """
+
+    def __init__(self, config: AEConfig):
+        super().__init__()
+        config.feature_sizes()
+        self.config = config
+        n = config.channels * config.image_size ** 2
+        self.encoder = nn.Linear(n, config.latent_dim)
+        if config.tied:
+            self.decoder_bias = nn.Parameter(torch.zeros(n))
+        else:
+            self.decoder = nn.Linear(config.latent_dim, n)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x.flatten(1))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        if c.tied:
+            out = F.linear(z, self.encoder.weight.t(), self.decoder_bias)
+        else:
+            out = self.decoder(z)
+        return out.view(-1, c.channels, c.image_size, c.image_size)
+
+
+def build_model(config: AEConfig) -> Autoencoder:
     """The one place a config becomes a model, so every caller gets the same checks."""
-    return ConvAutoencoder(config)
+    config.feature_sizes()
+    return LinearAutoencoder(config) if config.kind == "linear" else ConvAutoencoder(config)
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -146,7 +264,7 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(path: str | os.PathLike, model: ConvAutoencoder, facts: dict[str, Any]) -> str:
+def save_checkpoint(path: str | os.PathLike, model: Autoencoder, facts: dict[str, Any]) -> str:
     """Write config + weights + training facts atomically; returns the file's sha256.
 
     Weights are saved from CPU copies, so a checkpoint made on a GPU loads anywhere.
@@ -174,7 +292,7 @@ def save_checkpoint(path: str | os.PathLike, model: ConvAutoencoder, facts: dict
 
 @dataclass
 class Checkpoint:
-    model: ConvAutoencoder
+    model: Autoencoder
     facts: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     sha256: str = ""

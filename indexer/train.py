@@ -14,17 +14,19 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 from tqdm import tqdm
 
 from .images import Decoded, decode_many, walk_images
-from .model import AEConfig, ConvAutoencoder, build_model, resolve_device, save_checkpoint
+from .model import AEConfig, Autoencoder, build_model, resolve_device, save_checkpoint
 from .plots import save_loss_curve, save_reconstruction_grid
 
 
 class TrainingError(RuntimeError):
     """Training cannot start or cannot produce a model (no images, bad split)."""
+
+
+NOISES = ("gaussian", "salt-and-pepper", "masking")
+ANOMALY_PERCENTILE = 99.0
 
 
 @dataclass
@@ -38,6 +40,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     augment: bool = True
+    beta: float = 1.0  # VAE: weight of the KL term
+    noise: str = "gaussian"  # DAE: input corruption
+    noise_level: float = 0.3  # σ for gaussian, pixel fraction for the others
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
@@ -45,46 +50,92 @@ def to_tensor(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error per pixel, the Gaussian-likelihood reconstruction term."""
-    return F.mse_loss(recon, target)
+def corrupt(x: torch.Tensor, noise: str, level: float,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """Corrupted copy of *x* (pixels in [0, 1]) for denoising training and benchmarks.
+
+    Vincent et al., "Extracting and Composing Robust Features with
+    Denoising Autoencoders" (2008): gaussian (σ = level), salt-and-pepper
+    and masking (that fraction of pixels set to 0/1, or to 0).
+    """
+    if noise not in NOISES:
+        raise ValueError(f"noise must be one of {NOISES}, not {noise!r}")
+    if noise == "gaussian":
+        n = torch.randn(x.shape, generator=generator).to(x.device)
+        return (x + level * n).clamp(0, 1)
+    pick = (torch.rand((x.shape[0], 1, *x.shape[2:]), generator=generator) < level).to(x.device)
+    if noise == "masking":
+        return x.masked_fill(pick, 0.0)
+    salt = (torch.rand((x.shape[0], 1, *x.shape[2:]), generator=generator) < 0.5).to(x.device)
+    return torch.where(pick, salt.float().expand_as(x), x)
+
+
+def _as_float(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return batch.to(device).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def train_one_epoch(
-    model: nn.Module,
+    model: Autoencoder,
     batches: Sequence[torch.Tensor],
     optimizer: torch.optim.Optimizer,
     device: torch.device,
-    augment: bool = False,
+    config: TrainConfig | None = None,
     generator: torch.Generator | None = None,
+    on_batch: Callable[[float], None] | None = None,
 ) -> float:
-    """One pass over *batches* (uint8 NHWC tensors); returns the mean training loss."""
+    """One pass over *batches* (uint8 NHWC tensors); returns the mean training loss.
+
+    A denoising model sees corrupted inputs and is scored against the clean ones.
+    """
+    config = config or TrainConfig(augment=False)
     model.train()
     total, count = 0.0, 0
     for batch in batches:
-        x = batch.to(device).permute(0, 3, 1, 2).float().div_(255.0)
-        if augment:
-            flip = torch.rand(x.shape[0], generator=generator) < 0.5
-            x[flip.to(device)] = x[flip.to(device)].flip(-1)
+        x = _as_float(batch, device)
+        if config.augment:
+            flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(device)
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        inputs = (corrupt(x, config.noise, config.noise_level, generator)
+                  if model.config.kind == "dae" else x)
         optimizer.zero_grad(set_to_none=True)
-        loss = reconstruction_loss(model(x), x)
+        loss, _ = model.loss(inputs, x, config.beta)
         loss.backward()
         optimizer.step()
+        total += loss.item() * x.shape[0]
+        count += x.shape[0]
+        if on_batch:
+            on_batch(loss.item())
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate(model: Autoencoder, batches: Sequence[torch.Tensor], device: torch.device,
+             config: TrainConfig | None = None) -> float:
+    """Mean held-out loss in eval mode; a DAE is scored on a fixed corruption."""
+    config = config or TrainConfig()
+    model.eval()
+    gen = torch.Generator().manual_seed(1234)
+    total, count = 0.0, 0
+    for batch in batches:
+        x = _as_float(batch, device)
+        inputs = (corrupt(x, config.noise, config.noise_level, gen)
+                  if model.config.kind == "dae" else x)
+        loss, _ = model.loss(inputs, x, config.beta)
         total += loss.item() * x.shape[0]
         count += x.shape[0]
     return total / max(count, 1)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Sequence[torch.Tensor], device: torch.device) -> float:
-    """Mean reconstruction loss on held-out batches, in eval mode (BatchNorm frozen)."""
+def per_image_errors(model: Autoencoder, batches: Sequence[torch.Tensor],
+                     device: torch.device) -> np.ndarray:
+    """Reconstruction MSE of each clean image: the anomaly score."""
     model.eval()
-    total, count = 0.0, 0
+    out = []
     for batch in batches:
-        x = batch.to(device).permute(0, 3, 1, 2).float().div_(255.0)
-        total += reconstruction_loss(model(x), x).item() * x.shape[0]
-        count += x.shape[0]
-    return total / max(count, 1)
+        x = _as_float(batch, device)
+        out.append((model(x) - x).pow(2).flatten(1).mean(1).cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0)
 
 
 def data_fingerprint(pixels: np.ndarray) -> str:
@@ -113,7 +164,7 @@ def fit(
     train_config: TrainConfig,
     progress: bool = True,
     on_epoch: Callable[[int, float, float], None] | None = None,
-) -> tuple[ConvAutoencoder, dict[str, Any]]:
+) -> tuple[Autoencoder, dict[str, Any]]:
     """Train a fresh model on *pixels* (N, S, S, 3 uint8) with early stopping.
 
     Returns the model holding the weights of its best validation epoch and
@@ -127,7 +178,7 @@ def fit(
     device = resolve_device(train_config.device)
     model = build_model(model_config).to(device)
     train_idx, val_idx = split_indices(len(pixels), train_config.val_fraction, train_config.seed)
-    data = torch.from_numpy(np.ascontiguousarray(pixels))
+    data = torch.from_numpy(np.require(pixels, requirements=["C", "W"]))
     gen = torch.Generator().manual_seed(train_config.seed)
     val_batches = _batches(data, val_idx, train_config.batch_size, None)
     # AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019) as the regulariser.
@@ -139,15 +190,23 @@ def fit(
     val_losses: list[float] = []
     best_state, best_val, best_epoch, stale = None, float("inf"), 0, 0
     started = time.time()
-    bar = tqdm(range(1, train_config.epochs + 1), desc="training", unit="epoch", disable=not progress)
-    for epoch in bar:
+    per_epoch = -(-len(train_idx) // train_config.batch_size)
+    bar = tqdm(total=train_config.epochs * per_epoch, desc="training", unit="batch",
+               disable=not progress)
+    for epoch in range(1, train_config.epochs + 1):
         batches = _batches(data, train_idx, train_config.batch_size, gen)
-        train_loss = train_one_epoch(model, batches, optimizer, device, train_config.augment, gen)
-        val_loss = evaluate(model, val_batches, device)
+
+        def tick(loss: float, epoch=epoch) -> None:
+            bar.update(1)
+            bar.set_postfix(epoch=f"{epoch}/{train_config.epochs}", loss=f"{loss:.4f}")
+
+        train_loss = train_one_epoch(model, batches, optimizer, device, train_config, gen, tick)
+        val_loss = evaluate(model, val_batches, device, train_config)
         scheduler.step()
         train_losses.append(train_loss)
         val_losses.append(val_loss)
-        bar.set_postfix(epoch=epoch, loss=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
+        bar.set_postfix(epoch=f"{epoch}/{train_config.epochs}", loss=f"{train_loss:.4f}",
+                        val=f"{val_loss:.4f}")
         if on_epoch:
             on_epoch(epoch, train_loss, val_loss)
         if val_loss < best_val - 1e-6:
@@ -157,10 +216,16 @@ def fit(
             stale += 1
             if stale >= train_config.patience:
                 break
+    bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+    errors = per_image_errors(model, val_batches, device)
     facts = {
+        # Queries above this held-out percentile are flagged "unlike this collection".
+        "anomaly_threshold": float(np.percentile(errors, ANOMALY_PERCENTILE)),
+        "anomaly_percentile": ANOMALY_PERCENTILE,
+        "val_error_percentiles": {str(q): float(np.percentile(errors, q)) for q in (50, 90, 95, 99)},
         "epochs_run": len(train_losses),
         "best_epoch": best_epoch,
         "train_losses": train_losses,

@@ -6,6 +6,7 @@ Layout::
     DATA_DIR/index.faiss      FAISS index, ids = catalog primary keys
     DATA_DIR/model.pt         the current checkpoint (written by `lookalike train`)
     DATA_DIR/thumbs/          thumbnail cache, by sha256
+    DATA_DIR/.lock            the writer lock (indexer.lock): one indexer at a time
 """
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .catalog import ImageRecord, MetaRecord
 from .database import database_url, open_database
-from .vector_index import VectorIndex, VectorIndexError, load_index
+from .vector_index import VectorIndex, VectorIndexError, build_index, load_index
 
 DEFAULT_DATA_DIR = "lookalike-data"
+# Meta keys: the catalog's change counter, and its value when the index was last saved.
+CATALOG_VERSION = "catalog_version"
+INDEX_VERSION = "index_version"
 
 
 def default_data_dir() -> Path:
@@ -67,6 +71,41 @@ class Store:
         """Bumped on every committed index write; readers reload when it moves."""
         return int(self.get_meta("generation", "0") or 0)
 
+    def catalog_version(self) -> int:
+        return int(self.get_meta(CATALOG_VERSION, "0") or 0)
+
+    def index_version(self) -> int:
+        return int(self.get_meta(INDEX_VERSION, "0") or 0)
+
+    def mark_catalog_changed(self, session: Session) -> None:
+        """Bump the catalog version inside the caller's transaction.
+
+        Ids alone cannot tell a stale index from a current one: a file
+        re-encoded in place keeps its id but gets a new code. Every write
+        that changes codes or ids calls this in the same transaction, so
+        the version moves exactly when the catalog does.
+        """
+        current = session.get(MetaRecord, CATALOG_VERSION)
+        self.set_meta(session, CATALOG_VERSION, str(int(current.value if current else 0) + 1))
+
+    def index_is_current(self) -> bool:
+        """Whether the saved index was written after the catalog's last change."""
+        return self.index_version() == self.catalog_version()
+
+    def publish_index(self, index: VectorIndex) -> None:
+        """Save *index* atomically, then record the catalog version it reflects.
+
+        Only the writer-lock holder calls this, with an in-memory index
+        that follows every catalog commit so far. A crash between the
+        save and the meta commit leaves the versions apart, which only
+        costs a rebuild next time.
+        """
+        version = self.catalog_version()
+        index.save(self.index_path)
+        with self.sessions() as session, session.begin():
+            self.set_meta(session, INDEX_VERSION, str(version))
+            self.set_meta(session, "generation", str(self.generation() + 1))
+
     def catalog_ids(self, model_id: int | None = None) -> set[int]:
         query = select(ImageRecord.id)
         if model_id is not None:
@@ -74,28 +113,34 @@ class Store:
         with self.sessions() as s:
             return set(s.scalars(query))
 
-    def rebuild_index(self, dim: int, model_id: int, metric: str = "cosine") -> VectorIndex:
-        """A fresh index from the raw codes the catalog keeps for *model_id*."""
-        index = VectorIndex.create(dim, metric)
+    def rebuild_index(self, dim: int, model_id: int, metric: str = "cosine",
+                      index_type: str = "auto") -> VectorIndex:
+        """A fresh index from the raw codes the catalog keeps for *model_id*.
+
+        ``auto`` picks exact or IVF by the number of codes (``choose_index_type``).
+        """
         with self.sessions() as s:
             rows = s.execute(select(ImageRecord.id, ImageRecord.code)
                              .where(ImageRecord.model_id == model_id)).all()
-        if rows:
-            ids = np.array([r[0] for r in rows], dtype=np.int64)
-            codes = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
-            index.add(ids, codes)
-        return index
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        codes = (np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]) if rows
+                 else np.zeros((0, dim), np.float32))
+        return build_index(ids, codes, dim, metric, index_type)
 
     def open_or_rebuild_index(self, dim: int, model_id: int, metric: str = "cosine") -> VectorIndex:
         """The saved index if it holds exactly the model's catalog ids, else a rebuild.
 
         This is what makes a crash between a catalog commit and an index
-        save harmless: the catalog is the truth, the index follows it.
+        save harmless: the catalog is the truth, the index follows it. The
+        versions catch what ids cannot (a code replaced in place), and the
+        duplicate check an id added twice.
         """
         try:
             index = self.load_index()
-            if index.dim == dim and set(index.ids().tolist()) == self.catalog_ids(model_id):
-                return index
         except VectorIndexError:
-            pass
+            return self.rebuild_index(dim, model_id, metric)
+        ids = index.ids().tolist()
+        if (index.dim == dim and self.index_is_current() and len(ids) == len(set(ids))
+                and set(ids) == self.catalog_ids(model_id)):
+            return index
         return self.rebuild_index(dim, model_id, metric)

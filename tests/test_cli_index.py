@@ -155,3 +155,32 @@ def test_stats(runner, data_dir, collection):
     info = json.loads(run(runner, data_dir, "stats", "--json").stdout)
     assert info["images"] == 60 and info["index_vectors"] == 60
     assert info["index_type"] == "IndexFlatIP" and info["metric"] == "cosine"
+
+
+def test_ivf_index_keeps_working_through_incremental_changes(runner, data_dir, collection):
+    out = run(runner, data_dir, "index", str(collection), "--json", "--workers", "0",
+              "--index-type", "ivf").stdout
+    assert json.loads(out)["added"] == 60
+    info = json.loads(run(runner, data_dir, "stats", "--json").stdout)
+    assert info["index_type"].startswith("IndexIVFFlat")
+    query = sorted((collection / "red-circles").glob("*.png"))[3]
+    hits = json.loads(run(runner, data_dir, "search", str(query), "-k", "3", "--json").stdout)
+    assert hits["results"][0]["path"] == str(query.resolve())
+    for f in sorted(collection.rglob("*.png"))[:4]:
+        f.unlink()
+    run(runner, data_dir, "index", str(collection), "--workers", "0", "--index-type", "ivf")
+    catalog, index_ids = state(data_dir)
+    assert len(catalog) == 56 and set(catalog) == index_ids
+    # Back on auto, a collection this small returns to the exact index.
+    run(runner, data_dir, "index", str(collection), "--workers", "0")
+    assert json.loads(run(runner, data_dir, "stats", "--json").stdout)["index_type"] == "IndexFlatIP"
+
+
+def test_index_type_is_chosen_by_size():
+    from search.vector_index import EXACT_LIMIT, choose_index_type
+
+    assert choose_index_type(10) == "flat"
+    assert choose_index_type(EXACT_LIMIT) == "ivf"
+    assert choose_index_type(10, "ivf") == "ivf"
+    with pytest.raises(ValueError):
+        choose_index_type(10, "hnsw")

@@ -123,3 +123,83 @@ def test_train_folder_writes_artifacts(collection_src, tmp_path):
     assert Image.open(out["loss_curve"]).size[0] > 100
     ckpt = load_checkpoint(out["checkpoint"])
     assert ckpt.facts["n_images"] == 60 and len(ckpt.facts["data_fingerprint"]) == 64
+
+
+@pytest.mark.parametrize("kind", ["ae", "dae", "vae", "linear"])
+@pytest.mark.parametrize("tied", [False, True])
+def test_every_kind_trains_saves_and_reloads(kind, tied, tmp_path):
+    cfg = AEConfig(image_size=16, widths=(8, 16), latent_dim=6, kind=kind, tied=tied)
+    model, facts = fit(_pixels(24), cfg, TrainConfig(epochs=2, batch_size=8, device="cpu"),
+                       progress=False)
+    assert np.isfinite(facts["val_losses"]).all() and facts["anomaly_threshold"] > 0
+    save_checkpoint(tmp_path / "m.pt", model, facts)
+    again = load_checkpoint(tmp_path / "m.pt").model
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        assert again.encode(x).shape == (2, 6)
+        assert torch.allclose(again(x), model.eval()(x))  # VAE: eval forward uses μ, no noise
+
+
+def test_tied_decoder_uses_encoder_weights():
+    model = build_model(AEConfig(image_size=16, widths=(8, 16), latent_dim=4, tied=True))
+    untied = build_model(AEConfig(image_size=16, widths=(8, 16), latent_dim=4))
+    n_tied = sum(p.numel() for p in model.parameters())
+    n_untied = sum(p.numel() for p in untied.parameters())
+    assert n_tied < n_untied
+    # Changing an encoder conv weight changes the decoder's output: the weights are shared.
+    model.eval()
+    z = torch.randn(1, 4)
+    before = model.decode(z).clone()
+    with torch.no_grad():
+        model.convs[0].weight.mul_(2)
+    assert not torch.allclose(before, model.decode(z))
+    lin = build_model(AEConfig(image_size=4, latent_dim=3, kind="linear", tied=True))
+    assert not hasattr(lin, "decoder")
+
+
+def test_vae_loss_has_kl_and_encode_is_mu():
+    from indexer.model import kl_divergence
+
+    mu, logvar = torch.zeros(2, 3), torch.zeros(2, 3)
+    assert torch.allclose(kl_divergence(mu, logvar), torch.zeros(2))
+    # KL(N(1, 1) ‖ N(0, 1)) = ½ per dimension
+    assert kl_divergence(torch.ones(1, 4), torch.zeros(1, 4)).item() == pytest.approx(2.0)
+    model = build_model(AEConfig(image_size=16, widths=(8, 16), latent_dim=5, kind="vae")).eval()
+    x = torch.rand(3, 3, 16, 16)
+    assert torch.equal(model.encode(x), model.encode(x))  # deterministic μ
+
+
+def test_corruptions():
+    from indexer.train import corrupt
+
+    x = torch.full((2, 3, 8, 8), 0.5)
+    g = torch.Generator().manual_seed(0)
+    noisy = corrupt(x, "gaussian", 0.3, g)
+    assert 0.2 < (noisy - x).std() < 0.4
+    masked = corrupt(x, "masking", 0.5, g)
+    assert 0.3 < (masked == 0).float().mean() < 0.7
+    sp = corrupt(x, "salt-and-pepper", 0.5, g)
+    assert ((sp == 0) | (sp == 1)).float().mean() > 0.3 and (sp == 0.5).any()
+    with pytest.raises(ValueError):
+        corrupt(x, "bogus", 0.1)
+
+
+def test_linear_autoencoder_matches_pca():
+    """A linear AE spans the top principal subspace (Baldi & Hornik 1989): same error as PCA."""
+    from indexer.evaluate import pca_projection
+
+    from .synthetic import CLASSES, make_image
+
+    rng = np.random.default_rng(0)
+    pixels = np.stack([np.asarray(make_image(CLASSES[i % 3], rng, 8)) for i in range(200)])
+    tc = TrainConfig(epochs=300, batch_size=16, lr=1e-2, weight_decay=0, patience=300,
+                     augment=False, val_fraction=0.25, device="cpu")
+    model, _ = fit(pixels, AEConfig(image_size=8, latent_dim=4, kind="linear"), tc, progress=False)
+    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
+    flat = x.reshape(len(x), -1).numpy()
+    train = np.sort(np.random.default_rng(0).permutation(200)[50:])  # fit's own split
+    mean, axes = pca_projection(flat[train], 4)
+    pca_error = (((flat - mean) @ axes @ axes.T + mean - flat) ** 2).mean()
+    with torch.no_grad():
+        ae_error = ((model(x) - x) ** 2).mean().item()
+    assert 0.97 < ae_error / pca_error < 1.08

@@ -1,0 +1,109 @@
+"""Latent codes as a compressed image format.
+
+A ``.lkc`` file is a small header plus one code: float32, float16, uint8
+(per-code linear quantisation) or PQ (product quantisation, Jégou et al.
+2011, with a codebook trained on the collection's codes and kept in the
+data dir). Decompressing needs the same checkpoint: the header holds the
+first bytes of its sha256 and a mismatch is refused.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+MAGIC = b"LKC1"
+DTYPES = ("float32", "float16", "uint8", "pq")
+_HEADER = struct.Struct("<4sB8sH")  # magic, dtype index, checkpoint sha prefix, dim
+
+
+class CompressionError(ValueError):
+    """A code file that is not ours, is damaged, or belongs to another model."""
+
+
+@dataclass
+class ProductQuantizer:
+    """A FAISS product quantiser with its file, trained once per model and collection."""
+
+    pq: faiss.ProductQuantizer
+
+    @classmethod
+    def train(cls, codes: np.ndarray, m: int = 8, nbits: int = 8) -> "ProductQuantizer":
+        d = codes.shape[1]
+        while d % m:
+            m -= 1
+        nbits = min(nbits, max(1, int(np.log2(max(len(codes), 2)))))
+        pq = faiss.ProductQuantizer(d, m, nbits)
+        pq.train(np.ascontiguousarray(codes, dtype=np.float32))
+        return cls(pq)
+
+    @classmethod
+    def load(cls, path: Path) -> "ProductQuantizer":
+        return cls(faiss.read_ProductQuantizer(str(path)))
+
+    def save(self, path: Path) -> None:
+        faiss.write_ProductQuantizer(self.pq, str(path))
+
+    def encode(self, code: np.ndarray) -> bytes:
+        return self.pq.compute_codes(code.reshape(1, -1).astype(np.float32)).tobytes()
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return self.pq.decode(np.frombuffer(data, np.uint8).reshape(1, -1))[0]
+
+
+def compress_code(code: np.ndarray, dtype: str, checkpoint_sha256: str,
+                  pq: ProductQuantizer | None = None) -> bytes:
+    code = np.asarray(code, dtype=np.float32).reshape(-1)
+    if dtype not in DTYPES:
+        raise CompressionError(f"dtype must be one of {DTYPES}")
+    header = _HEADER.pack(MAGIC, DTYPES.index(dtype), bytes.fromhex(checkpoint_sha256[:16]),
+                          len(code))
+    if dtype == "float32":
+        payload = code.tobytes()
+    elif dtype == "float16":
+        payload = code.astype(np.float16).tobytes()
+    elif dtype == "uint8":
+        lo, hi = float(code.min()), float(code.max())
+        scale = (hi - lo) / 255 or 1.0
+        payload = struct.pack("<ff", lo, scale) + np.round((code - lo) / scale).astype(np.uint8).tobytes()
+    else:
+        if pq is None:
+            raise CompressionError("PQ compression needs a trained product quantiser")
+        payload = pq.encode(code)
+    return header + payload
+
+
+def decompress_code(blob: bytes, checkpoint_sha256: str,
+                    pq: ProductQuantizer | None = None) -> np.ndarray:
+    if len(blob) < _HEADER.size or blob[:4] != MAGIC:
+        raise CompressionError("not a Lookalike code file")
+    _, kind, sha, dim = _HEADER.unpack_from(blob)
+    if sha.hex() != checkpoint_sha256[:16]:
+        raise CompressionError("this code was made by a different model checkpoint")
+    if kind >= len(DTYPES):
+        raise CompressionError("unknown code type")
+    dtype, payload = DTYPES[kind], blob[_HEADER.size:]
+    expected = {"float32": 4 * dim, "float16": 2 * dim, "uint8": 8 + dim}.get(dtype)
+    if expected is not None and len(payload) != expected:
+        raise CompressionError("code file is truncated or damaged")
+    if dtype == "float32":
+        return np.frombuffer(payload, np.float32).copy()
+    if dtype == "float16":
+        return np.frombuffer(payload, np.float16).astype(np.float32)
+    if dtype == "uint8":
+        lo, scale = struct.unpack_from("<ff", payload)
+        return np.frombuffer(payload[8:], np.uint8).astype(np.float32) * scale + lo
+    if pq is None:
+        raise CompressionError("PQ code needs the collection's product quantiser (DATA_DIR/pq-*.faiss)")
+    if len(payload) != pq.pq.code_size:
+        raise CompressionError("code file is truncated or damaged")
+    return pq.decode(payload)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB of two uint8 images."""
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))

@@ -1,0 +1,160 @@
+"""One writer per data dir: an ``flock`` on ``DATA_DIR/.lock``.
+
+Readers (``search``, ``serve``, ``check`` without ``--repair``) never
+lock: SQLite WAL and the atomically replaced index file keep what they
+see consistent. Writers (``index``, ``train`` into the data dir,
+``check --repair``) must not interleave, because each assumes the index
+it holds in memory follows every catalog commit. ``flock`` is released
+by the kernel when the holder dies, so a SIGKILLed indexer never leaves
+a stale lock behind; the pid written into the file is only there to name
+the holder in the refusal message.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from pathlib import Path
+
+LOCK_NAME = ".lock"
+# Temp files a writer creates next to its target and renames over it; only a
+# writer killed mid-write leaves one behind (see VectorIndex.save, save_checkpoint).
+DEBRIS_PATTERNS = (".index-*.tmp", ".ckpt-*.tmp")
+
+_held_fds: set[int] = set()
+
+
+def _close_in_child() -> None:
+    """Forked helpers (decode workers) must not keep the lock alive after the writer dies.
+
+    flock belongs to the open file description, which a fork shares: a
+    decode worker orphaned by a SIGKILLed indexer would otherwise hold
+    the data dir locked until it exits.
+    """
+    for fd in list(_held_fds):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held_fds.clear()
+
+
+os.register_at_fork(after_in_child=_close_in_child)
+
+
+class DataDirBusy(RuntimeError):
+    """Another process holds the data dir's writer lock."""
+
+
+class WriterLock:
+    """Exclusive, non-blocking writer lock on a data dir; a context manager.
+
+    *doing* completes "another lookalike process (pid N) is … this data
+    dir" in the message a second writer gets.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike, doing: str = "indexing"):
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / LOCK_NAME
+        self.doing = doing
+        self._fd: int | None = None
+        self.swept: list[Path] = []  # debris deleted on acquiring
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> "WriterLock":
+        """Take the lock or raise :class:`DataDirBusy` at once; never waits."""
+        if self._fd is not None:
+            raise RuntimeError("this WriterLock is already held")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_holder(fd)
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise DataDirBusy(_busy_message(self.data_dir, holder)) from None
+        self._fd = fd
+        _held_fds.add(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {self.doing}\n".encode(), 0)
+        self.swept = sweep_debris(self.data_dir)
+        return self
+
+    def release(self) -> None:
+        """Drop the lock (closing the descriptor releases the flock)."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        _held_fds.discard(fd)
+        try:
+            os.ftruncate(fd, 0)  # no stale pid for the next reader to puzzle over
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> "WriterLock":
+        return self.acquire()
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
+def holder(data_dir: str | os.PathLike) -> tuple[int, str] | None:
+    """(pid, doing) of a live process named in the lock file, or None; a hint only.
+
+    It reads the file instead of probing with flock: even a brief probe
+    lock could make a writer starting at that instant fail. A writer
+    killed before it could clear the file leaves its pid behind, so the
+    pid must also still be alive.
+    """
+    try:
+        fd = os.open(Path(data_dir) / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        found = _read_holder(fd)
+    finally:
+        os.close(fd)
+    if found is None or found[0] == os.getpid():
+        return None
+    try:
+        os.kill(found[0], 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, someone else's
+    return found
+
+
+def sweep_debris(data_dir: Path) -> list[Path]:
+    """Delete temp files left by a writer killed mid-write; returns what went.
+
+    Only called with the writer lock held: then no live process can be
+    writing one of these, so every match is debris.
+    """
+    removed = []
+    for pattern in DEBRIS_PATTERNS:
+        for path in data_dir.glob(pattern):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _read_holder(fd: int) -> tuple[int, str] | None:
+    try:
+        text = os.pread(fd, 256, 0).decode("utf-8", "replace").strip()
+        pid, _, doing = text.partition(" ")
+        return int(pid), doing or "writing"
+    except (OSError, ValueError):
+        return None
+
+
+def _busy_message(data_dir: Path, holder: tuple[int, str] | None) -> str:
+    who, doing = ((f"another lookalike process (pid {holder[0]})", holder[1]) if holder
+                  else ("another lookalike process", "writing"))
+    return (f"{who} is {doing} this data dir ({data_dir}); wait for it to finish, "
+            "or use another --data-dir")
