@@ -1,0 +1,99 @@
+"""The JSON API: search by upload, search by id, metadata, stats, health, OpenAPI."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from flask import Blueprint, jsonify, request
+
+from search.engine import code_of
+
+from .backend import current_backend
+from .hits import nearest
+from .openapi import openapi_document
+from .serialize import hit_json, image_json, png_data_url
+from .uploads import decode_query, parse_k, read_search_request
+
+bp = Blueprint("api", __name__)
+
+# Ids are SQLite integers; a larger number in a URL is simply not found.
+ID = "<int(max=9223372036854775807):image_id>"
+
+
+@bp.post("/api/search")
+def search():
+    """Search with an uploaded image (multipart ``image`` or JSON ``image_base64``)."""
+    req = read_search_request()
+    backend = current_backend()
+    engine, index = backend.ready_engine()
+    encoder = engine.encoder
+    query = decode_query(req.data, encoder.image_size)
+    codes = encoder.encode(query.pixels[None])
+    info: dict[str, Any] = {"width": query.width, "height": query.height, "format": query.format}
+    if req.reconstruction:
+        recon = encoder.decode(codes)[0]
+        info["reconstruction"] = png_data_url(recon)
+        info["reconstruction_error"] = reconstruction_error(recon, query.pixels)
+        info.update(anomaly(encoder, info["reconstruction_error"]))
+    hits = nearest(backend.store, index, codes[0], req.k)
+    return jsonify(query=info, k=req.k, results=[hit_json(h) for h in hits])
+
+
+def anomaly(encoder: Any, error: float) -> dict[str, Any]:
+    """The checkpoint's verdict on a reconstruction error: above its held-out percentile
+    threshold, the image is unlike the collection the model was trained on. Null when the
+    checkpoint records no threshold."""
+    threshold = getattr(encoder, "anomaly_threshold", None)
+    flagged = None if threshold is None else bool(error > threshold)
+    return {"anomalous": flagged, "anomaly_threshold": threshold}
+
+
+def reconstruction_error(recon: np.ndarray, pixels: np.ndarray) -> float:
+    """Mean squared error with pixels in [0, 1], the unit of the catalog's ``recon_error``."""
+    diff = (recon.astype(np.float32) - pixels.astype(np.float32)) / 255.0
+    return round(float(np.mean(diff * diff)), 8)
+
+
+@bp.get(f"/api/images/{ID}/similar")
+def similar(image_id: int):
+    """Neighbours of an indexed image, from its stored code; the image itself is left out."""
+    k = parse_k(request.args.get("k"))
+    backend = current_backend()
+    engine, index = backend.ready_engine()
+    row = backend.record(image_id)
+    backend.check_same_model(engine, row)
+    hits = nearest(backend.store, index, code_of(row), k, exclude=image_id)
+    query = {**image_json(row), **anomaly(engine.encoder, row.recon_error)}
+    return jsonify(query=query, k=k, results=[hit_json(h) for h in hits])
+
+
+@bp.get(f"/api/images/{ID}")
+def image(image_id: int):
+    """What the catalog knows about one image."""
+    return jsonify(image_json(current_backend().record(image_id)))
+
+
+@bp.get("/api/stats")
+def stats():
+    """Counts, model and index facts, and whether searches can run yet."""
+    from indexer.status import collect_stats
+
+    backend = current_backend()
+    info = collect_stats(backend.store)
+    message = backend.readiness()
+    info["ready"] = message is None
+    info["message"] = message
+    info["model_sha256"] = backend.loaded_model_sha256()
+    return jsonify(info)
+
+
+@bp.get("/healthz")
+def healthz():
+    """Liveness: answers 200 whenever the process serves requests; says if searches can run."""
+    message = current_backend().readiness()
+    return jsonify(status="ok", ready=message is None, message=message)
+
+
+@bp.get("/api/openapi.json")
+def openapi():
+    return jsonify(openapi_document())

@@ -1,0 +1,93 @@
+"""Image files by catalog id: thumbnail, reconstruction, original.
+
+The only input is an integer id. Every file path comes from the catalog
+row for that id, so no part of a request can name or reach a file.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path, PurePath
+
+import numpy as np
+from flask import Blueprint, Response, request, send_file
+from PIL import Image
+
+from search.engine import code_of
+
+from .api import ID
+from .backend import current_backend
+from .errors import ApiError
+from .serialize import png_bytes
+from .thumbnails import OriginalUnavailable, cached_thumbnail, make_thumbnail
+from .uploads import sniff_format
+
+bp = Blueprint("images", __name__)
+
+
+@bp.get(f"/images/{ID}/thumbnail")
+def thumbnail(image_id: int):
+    """A JPEG at most 256 px on a side, cached under DATA_DIR/thumbs by sha256."""
+    backend = current_backend()
+    row = backend.record(image_id)
+    thumbs = backend.store.thumbs_dir
+    result: Path | bytes | None = cached_thumbnail(thumbs, row.sha256)
+    if result is None:
+        try:
+            result = make_thumbnail(Path(row.path), row.sha256, thumbs)
+        except OriginalUnavailable as exc:
+            raise ApiError(404, "not_found", f"image {image_id} has no readable file any "
+                           f"more ({exc})") from exc
+    if isinstance(result, bytes):
+        return Response(result, mimetype="image/jpeg", headers={"Cache-Control": "no-cache"})
+    return send_file(result, mimetype="image/jpeg", etag=row.sha256, conditional=True)
+
+
+@bp.get(f"/images/{ID}/reconstruction")
+def reconstruction(image_id: int):
+    """The model's decoding of the stored code, as PNG at the model's resolution."""
+    backend = current_backend()
+    engine = backend.engine()
+    row = backend.record(image_id)
+    backend.check_same_model(engine, row)
+    code = code_of(row)
+    model = getattr(engine.encoder, "sha256", "") or ""
+    etag = f"{model[:16]}-{hashlib.sha256(row.code).hexdigest()[:16]}"
+    if request.if_none_match.contains(etag):
+        response = Response(status=304)
+    else:
+        response = Response(png_bytes(engine.encoder.decode(np.array(code[None]))[0]),
+                            mimetype="image/png")
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get(f"/images/{ID}/original")
+def original(image_id: int):
+    """The indexed file itself, streamed; 404 once it is gone or no longer an image.
+
+    The path comes from the catalog, but the file behind it may have been
+    replaced since it was indexed (by a symlink to something private, say),
+    so its first bytes must still sniff as an image type we index.
+    """
+    row = current_backend().record(image_id)
+    try:
+        f = open(row.path, "rb")
+    except OSError as exc:
+        raise ApiError(404, "not_found", f"the file of image {image_id} is gone") from exc
+    try:
+        _fmt, supported = sniff_format(f.read(16))
+        if not supported:
+            raise ApiError(404, "not_found", f"the file of image {image_id} is no longer an "
+                           "image; re-index its folder")
+        f.seek(0)
+        st = os.fstat(f.fileno())
+        Image.init()  # registers every plugin's MIME type
+        mimetype = Image.MIME.get((row.format or "").upper(), "application/octet-stream")
+        return send_file(f, mimetype=mimetype, download_name=PurePath(row.path).name,
+                         etag=f"{st.st_mtime_ns:x}-{st.st_size:x}", last_modified=st.st_mtime,
+                         conditional=True)
+    except BaseException:
+        f.close()
+        raise

@@ -1,0 +1,262 @@
+// Lookalike search page. Plain JS, no build step, nothing from the network.
+// Every piece of data from the server is written with textContent or as a
+// property (src, href, title), never parsed as HTML.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const form = $("search-form");
+  const fileInput = $("file-input");
+  const kInput = $("k-input");
+  const dropZone = $("drop-zone");
+  const button = $("search-button");
+  const message = $("message");
+  const querySection = $("query");
+  const queryImage = $("query-image");
+  const queryName = $("query-name");
+  const queryRecon = $("query-reconstruction");
+  const queryError = $("query-error");
+  const queryAnomaly = $("query-anomaly");
+  const queryAnomalyLabel = $("query-anomaly-label");
+  const results = $("results");
+  const template = $("card-template");
+  const stats = $("stats");
+
+  let current = null;      // {file} or {id}: what the form's Search button re-runs
+  let lastUpload = null;   // {file, body}: shown again when history goes back to it
+  let objectUrl = null;    // preview of the uploaded file, revoked when replaced
+  let sequence = 0;        // only the newest request may draw
+
+  // URLs come from our own API; accept same-origin paths only, whatever happens.
+  const safeUrl = (url) =>
+    typeof url === "string" && url.startsWith("/") && !url.startsWith("//") ? url : "";
+
+  function showMessage(text) {
+    message.textContent = text;
+    message.hidden = !text;
+  }
+
+  function setBusy(busy) {
+    document.body.classList.toggle("busy", busy);
+    results.setAttribute("aria-busy", busy ? "true" : "false");
+    button.disabled = busy || document.body.dataset.ready === "false";
+  }
+
+  function kValue() {
+    const k = Number(kInput.value);
+    if (!Number.isInteger(k) || k < 1 || k > Number(kInput.max)) {
+      showMessage(`Results must be a whole number from 1 to ${kInput.max}.`);
+      return null;
+    }
+    return k;
+  }
+
+  async function callApi(url, options) {
+    const response = await fetch(url, options);
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (_) {
+      body = null;
+    }
+    if (!response.ok) {
+      const detail = body && body.error ? body.error.message : response.statusText;
+      throw new Error(`${detail} (HTTP ${response.status})`);
+    }
+    return body;
+  }
+
+  function formatNumber(value, digits) {
+    return typeof value === "number" && Number.isFinite(value) ? value.toFixed(digits) : "–";
+  }
+
+  function showQuery(src, name, reconSrc, query) {
+    queryImage.src = src;
+    queryImage.alt = `Query: ${name}`;
+    queryName.textContent = name;
+    if (reconSrc) {
+      queryRecon.src = reconSrc;
+      queryRecon.hidden = false;
+    } else {
+      queryRecon.removeAttribute("src");
+      queryRecon.hidden = true;
+    }
+    queryError.textContent = formatNumber(query.reconstruction_error, 5);
+    // The anomaly flag, once the API reports one (a boolean `anomalous`).
+    const flagged = typeof query.anomalous === "boolean";
+    queryAnomaly.hidden = queryAnomalyLabel.hidden = !flagged;
+    if (flagged) {
+      queryAnomaly.textContent = query.anomalous ? "unusual for this collection" : "no";
+      queryAnomaly.classList.toggle("flagged", query.anomalous);
+    }
+    querySection.hidden = false;
+  }
+
+  function card(hit) {
+    const node = template.content.firstElementChild.cloneNode(true);
+    const thumb = node.querySelector(".thumb");
+    const recon = node.querySelector(".recon");
+    const name = String(hit.name);
+    thumb.src = safeUrl(hit.thumbnail_url);
+    thumb.alt = name;
+    recon.src = safeUrl(hit.reconstruction_url);
+    recon.alt = `Reconstruction of ${name}`;
+    node.querySelector(".score").textContent = formatNumber(hit.similarity, 3);
+    node.querySelector(".name").textContent = name;
+    const open = node.querySelector(".card-button");
+    open.title = `${hit.path}\nClick to search by this image`;
+    open.dataset.id = String(hit.id);
+    open.addEventListener("click", () => navigateToImage(hit.id));
+    node.querySelector(".original").href = safeUrl(hit.original_url);
+    node.dataset.id = String(hit.id);
+    return node;
+  }
+
+  function showResults(hits) {
+    results.replaceChildren(...hits.map(card));
+    if (!hits.length) showMessage("No results.");
+  }
+
+  function previewOf(file) {
+    if (objectUrl) URL.revokeObjectURL(objectUrl);
+    objectUrl = URL.createObjectURL(file);
+    return objectUrl;
+  }
+
+  function drawUpload(file, body) {
+    showQuery(previewOf(file), file.name || "pasted image", body.query.reconstruction, body.query);
+    showResults(body.results);
+  }
+
+  async function searchFile(file) {
+    current = { file };
+    const k = kValue();
+    if (k === null) return;
+    const mine = ++sequence;
+    showMessage("");
+    setBusy(true);
+    const data = new FormData();
+    data.append("image", file, file.name || "pasted-image");
+    data.append("k", String(k));
+    try {
+      const body = await callApi("api/search", { method: "POST", body: data });
+      if (mine !== sequence) return;
+      lastUpload = { file, body };
+      if (new URLSearchParams(location.search).has("similar")) {
+        history.pushState({}, "", location.pathname);
+      }
+      drawUpload(file, body);
+    } catch (err) {
+      if (mine === sequence) showMessage(err.message);
+    } finally {
+      if (mine === sequence) setBusy(false);
+    }
+  }
+
+  async function searchImage(id) {
+    current = { id };
+    const k = kValue();
+    if (k === null) return;
+    const mine = ++sequence;
+    showMessage("");
+    setBusy(true);
+    try {
+      const url = `api/images/${encodeURIComponent(id)}/similar?k=${k}`;
+      const body = await callApi(url, { headers: { Accept: "application/json" } });
+      if (mine !== sequence) return;
+      const q = body.query;
+      showQuery(safeUrl(q.thumbnail_url), String(q.name), safeUrl(q.reconstruction_url), q);
+      showResults(body.results);
+    } catch (err) {
+      if (mine === sequence) showMessage(err.message);
+    } finally {
+      if (mine === sequence) setBusy(false);
+    }
+  }
+
+  function navigateToImage(id) {
+    history.pushState({ similar: id }, "", `?similar=${encodeURIComponent(id)}`);
+    searchImage(id);
+    window.scrollTo({ top: 0, behavior: "smooth" });
+  }
+
+  function fromLocation() {
+    const id = new URLSearchParams(location.search).get("similar");
+    if (id && /^\d+$/.test(id)) {
+      searchImage(id);
+    } else if (lastUpload) {
+      current = { file: lastUpload.file };
+      drawUpload(lastUpload.file, lastUpload.body);
+    }
+  }
+
+  function firstImage(files) {
+    for (const file of files || []) {
+      if (file && file.type.startsWith("image/")) return file;
+    }
+    return files && files.length ? files[0] : null;
+  }
+
+  // -- inputs: file chooser, drag and drop, paste, the form -----------------------------
+
+  fileInput.addEventListener("change", () => {
+    const file = firstImage(fileInput.files);
+    if (file) searchFile(file);
+  });
+
+  document.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    dropZone.classList.add("dragging");
+  });
+  document.addEventListener("dragleave", (event) => {
+    if (event.target === document.documentElement || event.target === dropZone) {
+      dropZone.classList.remove("dragging");
+    }
+  });
+  document.addEventListener("drop", (event) => {
+    event.preventDefault(); // never let the browser navigate to the dropped file
+    dropZone.classList.remove("dragging");
+    const file = firstImage(event.dataTransfer && event.dataTransfer.files);
+    if (file) searchFile(file);
+    else showMessage("Drop an image file.");
+  });
+
+  document.addEventListener("paste", (event) => {
+    const items = event.clipboardData ? Array.from(event.clipboardData.items) : [];
+    const item = items.find((i) => i.kind === "file" && i.type.startsWith("image/"));
+    if (!item) return; // ordinary text paste, e.g. into the k field
+    event.preventDefault();
+    const file = item.getAsFile();
+    if (file) searchFile(file);
+  });
+
+  dropZone.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      fileInput.click();
+    }
+  });
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (current && current.file) searchFile(current.file);
+    else if (current && current.id !== undefined) searchImage(current.id);
+    else showMessage("Choose, drop or paste an image first.");
+  });
+
+  window.addEventListener("popstate", fromLocation);
+
+  // -- what is in the collection ----------------------------------------------------------
+
+  callApi("api/stats")
+    .then((info) => {
+      if (!info.ready) return;
+      const parts = [`${info.images} images`];
+      if (info.index_type) parts.push(info.index_type);
+      if (info.model_kind) parts.push(`${info.model_kind} model, ${info.latent_dim}-d codes`);
+      stats.textContent = parts.join(" · ");
+    })
+    .catch(() => {});
+
+  fromLocation();
+})();

@@ -1,0 +1,189 @@
+"""Getting a query image out of a request, in memory, and judging what it is.
+
+The bytes are the only thing taken from an upload: its file name and its
+declared Content-Type are ignored, and the type is sniffed from the
+content with Pillow's own format checks. That is what decides between
+415 (not an image type Lookalike reads), 400 (an image of a known type
+that does not decode) and 413 (an image with too many pixels).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+from flask import Request, request
+from PIL import Image
+
+from indexer.images import MAX_IMAGE_PIXELS, ImageDecodeError, open_image, prepare
+
+from .errors import ApiError
+
+# Pillow format ids of the types the indexer reads (indexer.images.IMAGE_EXTENSIONS).
+# MPO, the multi-picture JPEG variant, is opened by the JPEG plugin.
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+SUPPORTED_MEDIA = "JPEG, PNG, WebP, GIF, BMP or TIFF"
+
+K_DEFAULT = 10
+K_MAX = 100
+_K_PATTERN = re.compile(r"[0-9]{1,6}")
+
+
+class InMemoryRequest(Request):
+    """A request whose multipart file parts stay in memory.
+
+    Werkzeug spools file parts over 500 KB to a temporary file; uploads
+    here must never touch the disk, and ``MAX_CONTENT_LENGTH`` already
+    bounds how much memory one can take.
+    """
+
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                         filename: str | None = None,
+                         content_length: int | None = None) -> IO[bytes]:
+        return io.BytesIO()
+
+
+def parse_k(raw: Any, default: int = K_DEFAULT) -> int:
+    """k from a query string, form field or JSON value: a whole number 1..100."""
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        raise ApiError(400, "bad_parameter", f"k must be a whole number from 1 to {K_MAX}")
+    if isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, str) and _K_PATTERN.fullmatch(raw.strip()):
+        value = int(raw.strip())
+    else:
+        raise ApiError(400, "bad_parameter", f"k must be a whole number from 1 to {K_MAX}, "
+                       f"not {str(raw)[:20]!r}")
+    if not 1 <= value <= K_MAX:
+        raise ApiError(400, "bad_parameter", f"k must be from 1 to {K_MAX}, not {value}")
+    return value
+
+
+def parse_flag(raw: Any, name: str, default: bool) -> bool:
+    """A yes/no parameter: true/false, 1/0, yes/no (or a JSON boolean)."""
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ApiError(400, "bad_parameter", f"{name} must be true or false, not {str(raw)[:20]!r}")
+
+
+@dataclass
+class SearchRequest:
+    """What a client asked for: the image bytes and the options beside them."""
+
+    data: bytes
+    k: int
+    reconstruction: bool
+
+
+def read_search_request() -> SearchRequest:
+    """Image bytes and options from multipart (``image``) or JSON (``image_base64``)."""
+    mimetype = request.mimetype
+    if mimetype == "multipart/form-data":
+        upload = request.files.get("image")
+        if upload is None:
+            raise ApiError(400, "bad_request", "send the image as a multipart file field "
+                           "named 'image'")
+        data = upload.read()
+        options: Any = request.form
+    elif request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise ApiError(400, "bad_request", "the body must be a JSON object with "
+                           "'image_base64'")
+        data = _base64_image(body.get("image_base64"))
+        options = body
+    else:
+        raise ApiError(415, "unsupported_media_type",
+                       "send multipart/form-data with an 'image' file, or application/json "
+                       "with 'image_base64'")
+    k = parse_k(options.get("k", request.args.get("k")))
+    recon = parse_flag(options.get("reconstruction", request.args.get("reconstruction")),
+                       "reconstruction", True)
+    return SearchRequest(data, k, recon)
+
+
+def _base64_image(value: Any) -> bytes:
+    """Decode standard or URL-safe base64, with or without a ``data:...;base64,`` prefix."""
+    if not isinstance(value, str):
+        raise ApiError(400, "bad_request", "'image_base64' must be a base64 string")
+    text = value.strip()
+    if text.startswith("data:"):
+        head, sep, text = text.partition(",")
+        if not sep or not head.endswith(";base64"):
+            raise ApiError(400, "bad_request", "a data URL in 'image_base64' must be base64")
+    text = re.sub(r"\s+", "", text)
+    text += "=" * (-len(text) % 4)
+    try:
+        altchars = b"-_" if ("-" in text or "_" in text) else None
+        return base64.b64decode(text, altchars=altchars, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "bad_request", "'image_base64' is not valid base64") from None
+
+
+def sniff_format(data: bytes) -> tuple[str | None, bool]:
+    """(Pillow format id, supported?) from the first bytes, the way Pillow itself identifies.
+
+    Supported formats are checked first, so a strong signature (PNG, JPEG,
+    ...) always wins over another plugin's looser test.
+    """
+    Image.init()
+    prefix = data[:16]
+    for fmt in SUPPORTED_FORMATS:
+        if _accepts(fmt, prefix):
+            return fmt, True
+    for fmt in Image.ID:
+        if fmt not in SUPPORTED_FORMATS and _accepts(fmt, prefix):
+            return fmt, False
+    return None, False
+
+
+def _accepts(fmt: str, prefix: bytes) -> bool:
+    entry = Image.OPEN.get(fmt)
+    if entry is None or entry[1] is None:
+        return False
+    try:
+        return bool(entry[1](prefix))
+    except Exception:  # a plugin's check must not break sniffing
+        return False
+
+
+@dataclass
+class QueryImage:
+    pixels: np.ndarray  # (S, S, 3) uint8, the model's input
+    width: int
+    height: int
+    format: str
+
+
+def decode_query(data: bytes, size: int) -> QueryImage:
+    """Bytes → model input, or the ApiError that says what is wrong with them."""
+    if not data:
+        raise ApiError(400, "bad_image", "the upload is empty (0 bytes)")
+    fmt, supported = sniff_format(data)
+    if not supported:
+        what = f"{fmt} images are" if fmt else "this file is not an image type that is"
+        raise ApiError(415, "unsupported_media_type",
+                       f"{what} not supported; send {SUPPORTED_MEDIA}")
+    try:
+        img, (width, height) = open_image(data, draft_size=size)
+        pixels = prepare(img, size)
+    except ImageDecodeError as exc:
+        if isinstance(exc.__cause__, (Image.DecompressionBombError,
+                                      Image.DecompressionBombWarning)):
+            raise ApiError(413, "too_large", f"the image has too many pixels (the limit is "
+                           f"{MAX_IMAGE_PIXELS:,})") from exc
+        raise ApiError(400, "bad_image", f"cannot read the {fmt} image: {exc}") from exc
+    return QueryImage(pixels, width, height, img.format or fmt)
