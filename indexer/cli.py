@@ -1,4 +1,7 @@
-"""The ``lookalike`` command line (train, index, search, stats).
+"""The ``lookalike`` command line: train, index, search, eval, check, stats, demo.
+
+The other autoencoder applications (denoise, anomalies, compress, explore)
+live in ``cli_apps``.
 
 Domain errors become ``click.ClickException`` here, at the edge, and
 nowhere else. ``web.cli`` adds ``serve`` and is the console entry point,

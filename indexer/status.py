@@ -3,15 +3,20 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from indexer.model import file_sha256
 from search.catalog import ImageRecord, ModelRecord
 from search.store import Store
 from search.vector_index import VectorIndexError
 
 
 def collect_stats(store: Store) -> dict:
+    sha = file_sha256(store.model_path) if store.model_path.exists() else None
     with store.sessions() as s:
         images = s.scalar(select(func.count(ImageRecord.id))) or 0
-        model = s.scalars(select(ModelRecord).order_by(ModelRecord.id.desc())).first()
+        # The model file in use, not merely the newest one the catalog has seen.
+        model = s.scalar(select(ModelRecord).where(ModelRecord.checkpoint_sha256 == sha))
+        encoded = s.scalar(select(func.count(ImageRecord.id))
+                           .where(ImageRecord.model_id == (model.id if model else -1))) or 0
     try:
         index = store.load_index(mmap=True)
         index_info = {"index_type": index.kind, "index_vectors": index.ntotal,
@@ -23,6 +28,7 @@ def collect_stats(store: Store) -> dict:
         "images": images,
         "model": str(store.model_path) if store.model_path.exists() else None,
         "model_kind": model.kind if model else None,
+        "encoded_with_model": encoded,
         "latent_dim": model.latent_dim if model else None,
         **index_info,
         "generation": store.generation(),

@@ -92,4 +92,5 @@ class SearchEngine:
 
 
 def code_of(row: ImageRecord) -> np.ndarray:
-    return np.frombuffer(row.code, dtype=np.float32)
+    """The stored raw code, as a writable array (torch warns on read-only buffers)."""
+    return np.frombuffer(row.code, dtype=np.float32).copy()

@@ -75,11 +75,11 @@ def png_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
     return out.getvalue()
 
 
-def train_tiny(store: Store, folder: Path) -> TorchEncoder:
+def train_tiny(store: Store, folder: Path, config: AEConfig = TINY_MODEL) -> TorchEncoder:
     """Fit the tiny model on every image under *folder* and save it as the store's model."""
     paths = sorted(p for p in folder.rglob("*.png"))
-    pixels = np.stack([load_image(p, TINY_MODEL.image_size) for p in paths])
-    model, facts = fit(pixels, TINY_MODEL, TINY_TRAINING, progress=False)
+    pixels = np.stack([load_image(p, config.image_size) for p in paths])
+    model, facts = fit(pixels, config, TINY_TRAINING, progress=False)
     save_checkpoint(store.model_path, model, facts)
     return TorchEncoder.from_path(store.model_path, "cpu")
 
@@ -97,12 +97,15 @@ class Library:
 
 
 def build_library(root: Path, per_class: int = 20, extra: dict[str, str] | None = None,
-                  seed: int = 0) -> Library:
-    """Collection + model + index under *root*; a few seconds on two cores."""
+                  seed: int = 0, config: AEConfig = TINY_MODEL) -> Library:
+    """Collection + model + index under *root*; a few seconds on two cores.
+
+    *config* picks another tiny model, e.g. ``kind="dae"`` or ``"vae"``.
+    """
     collection = root / "collection"
     files = write_collection(collection, per_class, seed, extra)
     store = Store.open(root / "data")
-    encoder = train_tiny(store, collection)
+    encoder = train_tiny(store, collection, config)
     index_folder(store, collection, encoder, batch_size=64, workers=0, progress=False)
     return Library(root / "data", collection, files)
 

@@ -38,6 +38,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(images.bp)
+    from . import admin
+
+    app.register_blueprint(admin.bp)  # 403 until LOOKALIKE_ADMIN_TOKEN is set
+    from . import anomalies, explore, tools
+
+    for module in (tools, anomalies, explore):  # denoise, compress, outliers, latent space
+        app.register_blueprint(module.bp)
     app.after_request(_security_headers)
     return app
 

@@ -29,12 +29,17 @@ def search():
     encoder = engine.encoder
     query = decode_query(req.data, encoder.image_size)
     codes = encoder.encode(query.pixels[None])
-    info: dict[str, Any] = {"width": query.width, "height": query.height, "format": query.format}
+    info: dict[str, Any] = {"width": query.width, "height": query.height, "format": query.format,
+                            "denoised": req.denoise}
+    recon = encoder.decode(codes)[0] if req.reconstruction or req.denoise else None
     if req.reconstruction:
-        recon = encoder.decode(codes)[0]
+        # With denoise this is also the image searched with; the error and the
+        # anomaly verdict stay those of the upload itself.
         info["reconstruction"] = png_data_url(recon)
         info["reconstruction_error"] = reconstruction_error(recon, query.pixels)
         info.update(anomaly(encoder, info["reconstruction_error"]))
+    if req.denoise:
+        codes = encoder.encode(recon[None])  # search with the model's cleaned-up query
     hits = nearest(backend.store, index, codes[0], req.k)
     return jsonify(query=info, k=req.k, results=[hit_json(h) for h in hits])
 

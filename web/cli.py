@@ -32,7 +32,8 @@ def serve(ctx: click.Context, host: str, port: int, threads: int) -> None:
     app = create_app(overrides)
     backend = app.extensions["lookalike"]
     message = backend.readiness()  # loads the model now, not on the first request
-    server = create_server(app, host=host, port=port, threads=threads)
+    server = create_server(app, host=host, port=port, threads=threads,
+                           **body_limit(app.config.get("MAX_CONTENT_LENGTH")))
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Lookalike serving {backend.data_dir} at http://{shown}:{server.effective_port}/")
     if message:
@@ -44,6 +45,18 @@ def serve(ctx: click.Context, host: str, port: int, threads: int) -> None:
     finally:
         server.close()
         backend.close()
+
+
+def body_limit(max_content_length: int | None) -> dict[str, int]:
+    """waitress's own cap on a request body, at twice the app's ``MAX_CONTENT_LENGTH``.
+
+    waitress reads a whole body before the app runs (spooled to a temp file
+    past 512 KB), by default up to 1 GiB, so without a cap near the app's
+    limit any client could make it store a gigabyte per connection only to
+    be told 413. Bodies up to twice the limit still get the app's JSON 413;
+    longer ones waitress's plain-text 413, as soon as it sees they are too long.
+    """
+    return {"max_request_body_size": 2 * max_content_length} if max_content_length else {}
 
 
 def main() -> None:

@@ -33,11 +33,24 @@ DEFAULTS: dict[str, Any] = {
     "LOOKALIKE_INFERENCE_THREADS": 1,
     # Largest request body; bigger uploads get 413 before they are read.
     "MAX_CONTENT_LENGTH": 20 * MB,
+    # Memory one upload may take to decode (pixels × a per-mode cost, see
+    # web.uploads.check_decode_cost); bigger images get 413 before decoding.
+    "LOOKALIKE_MAX_DECODE_BYTES": 256 * MB,
+    # The data-changing /api/admin endpoints answer 403 until this is set;
+    # then they need "Authorization: Bearer <token>".
+    "LOOKALIKE_ADMIN_TOKEN": None,
+    # Folders POST /api/admin/reindex indexes (a list, or os.pathsep-separated
+    # in the environment); unset: the folders the catalog's files are in.
+    "LOOKALIKE_INDEX_FOLDERS": None,
 }
 
 
 def _optional_str(value: str) -> str | None:
     return value or None
+
+
+def _path_list(value: str) -> list[str] | None:
+    return [p for p in value.split(os.pathsep) if p] or None
 
 
 def _int(name: str) -> Callable[[str], int]:
@@ -60,6 +73,10 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "LOOKALIKE_INFERENCE_THREADS": ("LOOKALIKE_INFERENCE_THREADS",
                                     _int("LOOKALIKE_INFERENCE_THREADS")),
     "LOOKALIKE_MAX_CONTENT_LENGTH": ("MAX_CONTENT_LENGTH", _int("LOOKALIKE_MAX_CONTENT_LENGTH")),
+    "LOOKALIKE_MAX_DECODE_BYTES": ("LOOKALIKE_MAX_DECODE_BYTES",
+                                   _int("LOOKALIKE_MAX_DECODE_BYTES")),
+    "LOOKALIKE_ADMIN_TOKEN": ("LOOKALIKE_ADMIN_TOKEN", _optional_str),
+    "LOOKALIKE_INDEX_FOLDERS": ("LOOKALIKE_INDEX_FOLDERS", _path_list),
 }
 
 

@@ -41,6 +41,12 @@ RECON_PARAM = {
     "description": "Include the query's reconstruction and its error (one extra decoder pass).",
     "schema": {"type": "boolean", "default": True},
 }
+DENOISE_PARAM = {
+    "name": "denoise", "in": "query", "required": False,
+    "description": "Search with the model's reconstruction of the query (its denoised "
+                   "version, for a --kind dae model); the reconstruction shown is that image.",
+    "schema": {"type": "boolean", "default": False},
+}
 
 ANOMALOUS = {"type": ["boolean", "null"],
              "description": "reconstruction_error > anomaly_threshold: unlike the collection "
@@ -59,7 +65,8 @@ SCHEMAS: dict[str, Any] = {
                 "code": {"type": "string", "enum": [
                     "bad_request", "bad_parameter", "bad_image", "not_found",
                     "method_not_allowed", "too_large", "unsupported_media_type",
-                    "not_ready", "internal_error"]},
+                    "not_ready", "internal_error", "bad_code",
+                    "unauthorized", "admin_disabled", "busy", "nothing_to_index"]},
                 "message": {"type": "string", "description": "For people; may change."},
             }}},
     },
@@ -109,6 +116,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "width": {"type": "integer"}, "height": {"type": "integer"},
             "format": {"type": "string"},
+            "denoised": {"type": "boolean", "description": "Searched with the reconstruction."},
             "reconstruction": {"type": "string", "description": "data:image/png;base64,... URL."},
             "reconstruction_error": {"type": "number",
                                      "description": "MSE with pixels in [0, 1]."},
@@ -163,6 +171,9 @@ SCHEMAS: dict[str, Any] = {
 
 
 def openapi_document() -> dict[str, Any]:
+    from .openapi_admin import ADMIN_PATHS, ADMIN_SCHEMAS, SECURITY_SCHEMES
+    from .openapi_apps import APP_PATHS, APP_SCHEMAS  # imports this module
+
     return {
         "openapi": "3.1.0",
         "info": {
@@ -176,21 +187,23 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "Find the indexed images most like an uploaded one",
                 "description": f"Send {SUPPORTED_MEDIA}. The type is sniffed from the bytes; "
                                "the upload is processed in memory and never stored.",
-                "parameters": [K_PARAM, RECON_PARAM],
+                "parameters": [K_PARAM, RECON_PARAM, DENOISE_PARAM],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {
                         "type": "object", "required": ["image"],
                         "properties": {"image": {"type": "string",
                                                  "contentMediaType": "application/octet-stream"},
                                        "k": {"type": "integer"},
-                                       "reconstruction": {"type": "boolean"}}}},
+                                       "reconstruction": {"type": "boolean"},
+                                       "denoise": {"type": "boolean"}}}},
                     "application/json": {"schema": {
                         "type": "object", "required": ["image_base64"],
                         "properties": {"image_base64": {
                                            "type": "string",
                                            "description": "Base64, or a data: URL."},
                                        "k": {"type": "integer"},
-                                       "reconstruction": {"type": "boolean"}}}},
+                                       "reconstruction": {"type": "boolean"},
+                                       "denoise": {"type": "boolean"}}}},
                 }},
                 "responses": {
                     "200": _json("Results, best first.", "SearchResponse"),
@@ -241,6 +254,9 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": {"description": "The file, with its own image type."},
                               "404": NOT_FOUND},
             }},
+            **APP_PATHS,
+            **ADMIN_PATHS,
         },
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": {**SCHEMAS, **APP_SCHEMAS, **ADMIN_SCHEMAS},
+                       "securitySchemes": SECURITY_SCHEMES},
     }

@@ -1,7 +1,9 @@
-"""The HTML page and its few static files.
+"""The HTML pages and their few static files.
 
 Static files are served from a fixed list rather than Flask's static
-route, so even here the request names a key, not a path.
+route, so even here the request names a key, not a path. Pages render
+no data beyond settings and the not-ready message; everything else is
+fetched from the JSON API by the page's script.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 from flask import Blueprint, abort, render_template, send_file
 
 from .backend import current_backend
+from .errors import NotReady
 from .uploads import K_DEFAULT, K_MAX
 
 bp = Blueprint("pages", __name__)
@@ -17,6 +20,10 @@ bp = Blueprint("pages", __name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 ASSETS = {
     "app.js": "text/javascript",
+    "common.js": "text/javascript",
+    "denoise.js": "text/javascript",
+    "anomalies.js": "text/javascript",
+    "explore.js": "text/javascript",
     "style.css": "text/css",
     "favicon.svg": "image/svg+xml",
 }
@@ -28,6 +35,47 @@ def index():
     backend = current_backend()
     message = backend.readiness()
     return render_template("index.html", message=message, k_default=K_DEFAULT, k_max=K_MAX)
+
+
+def _model_kind() -> tuple[str | None, str | None]:
+    """(kind of the loaded model, None) or (None, what to run): denoising needs no index."""
+    try:
+        return current_backend().engine().encoder.kind, None
+    except NotReady as exc:
+        return None, str(exc)
+
+
+@bp.get("/denoise")
+def denoise():
+    """Denoise an upload (optionally noised first) and compress it to a latent code."""
+    from .tools import MAX_NOISE
+
+    kind, message = _model_kind()
+    return render_template("denoise.html", message=message, kind=kind, max_noise=MAX_NOISE)
+
+
+@bp.get("/anomalies")
+def anomalies():
+    """The collection's outliers as a thumbnail grid."""
+    from .anomalies import TOP_MAX
+
+    return render_template("anomalies.html", message=current_backend().readiness(),
+                           top_max=TOP_MAX)
+
+
+@bp.get("/explore")
+def explore():
+    """Prior samples, interpolation and arithmetic, prefilled with ids from the collection."""
+    from .explore import SAMPLES_MAX, STEPS_MAX, STEPS_MIN, example_ids
+
+    backend = current_backend()
+    message = backend.readiness()
+    kind, _ = _model_kind()
+    ids = example_ids(backend) if message is None else []
+    ids += [""] * (3 - len(ids))
+    return render_template("explore.html", message=message, kind=kind, ids=ids,
+                           samples_max=SAMPLES_MAX, steps_min=STEPS_MIN, steps_max=STEPS_MAX,
+                           k_max=K_MAX)
 
 
 @bp.get("/static/<name>")

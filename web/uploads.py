@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
-from flask import Request, request
+from flask import Request, current_app, has_app_context, request
 from PIL import Image
+from werkzeug.exceptions import BadRequest
 
 from indexer.images import MAX_IMAGE_PIXELS, ImageDecodeError, open_image, prepare
 
+from .config import DEFAULTS
 from .errors import ApiError
 
 # Pillow format ids of the types the indexer reads (indexer.images.IMAGE_EXTENSIONS).
@@ -45,6 +47,21 @@ class InMemoryRequest(Request):
                          filename: str | None = None,
                          content_length: int | None = None) -> IO[bytes]:
         return io.BytesIO()
+
+    def get_json(self, force: bool = False, silent: bool = False,
+                 cache: bool = True) -> Any:
+        """Deeply nested JSON is malformed input too, not a 500.
+
+        ``json.loads`` raises RecursionError (not ValueError) for a body
+        like ``[[[[...`` a few thousand levels deep, which Werkzeug's
+        *silent* does not catch; a 20 MB body can nest millions deep.
+        """
+        try:
+            return super().get_json(force=force, silent=silent, cache=cache)
+        except RecursionError:
+            if silent:
+                return None
+            raise BadRequest("the JSON body is nested too deeply") from None
 
 
 def parse_k(raw: Any, default: int = K_DEFAULT) -> int:
@@ -86,10 +103,30 @@ class SearchRequest:
     data: bytes
     k: int
     reconstruction: bool
+    denoise: bool = False
 
 
 def read_search_request() -> SearchRequest:
     """Image bytes and options from multipart (``image``) or JSON (``image_base64``)."""
+    data, options = read_upload()
+    k = parse_k(option(options, "k"))
+    recon = parse_flag(option(options, "reconstruction"), "reconstruction", True)
+    # Run the query through the model once first: for a denoising model that cleans it.
+    denoise = parse_flag(option(options, "denoise"), "denoise", False)
+    return SearchRequest(data, k, recon, denoise)
+
+
+def option(options: Any, name: str) -> Any:
+    """A parameter from the body's fields, else from the query string (the body wins)."""
+    return options.get(name, request.args.get(name))
+
+
+def read_upload() -> tuple[bytes, Any]:
+    """The image bytes and the body's other fields (a form or a JSON object).
+
+    Shared by every endpoint that takes an image, so they all accept the
+    same two forms and answer the same 400/415 for anything else.
+    """
     mimetype = request.mimetype
     if mimetype == "multipart/form-data":
         upload = request.files.get("image")
@@ -109,10 +146,7 @@ def read_search_request() -> SearchRequest:
         raise ApiError(415, "unsupported_media_type",
                        "send multipart/form-data with an 'image' file, or application/json "
                        "with 'image_base64'")
-    k = parse_k(options.get("k", request.args.get("k")))
-    recon = parse_flag(options.get("reconstruction", request.args.get("reconstruction")),
-                       "reconstruction", True)
-    return SearchRequest(data, k, recon)
+    return data, options
 
 
 def _base64_image(value: Any) -> bytes:
@@ -160,6 +194,60 @@ def _accepts(fmt: str, prefix: bytes) -> bool:
         return False
 
 
+# Peak bytes per pixel of decoding an image and turning it into the model's
+# input (indexer.images.open_image + prepare), by Pillow mode, measured on
+# 16-megapixel PNGs (6, 10, 12, 18-24 and 28), rounded up: alpha is flattened
+# over white through RGBA copies, and 16/32-bit pixels go through float64
+# arrays. Other modes cost at most this:
+_DECODE_COST_DEFAULT = 32
+_DECODE_COST = {"1": 7, "L": 7, "P": 11, "RGB": 13, "YCbCr": 13, "CMYK": 13, "LAB": 13,
+                "HSV": 13, "LA": 25, "La": 25, "PA": 25, "RGBA": 25, "RGBa": 25}
+
+
+def decode_cost(data: bytes, size: int) -> tuple[int, int, str, int] | None:
+    """(width, height, mode, peak bytes) that decoding *data* for the model will take.
+
+    Read from the header alone (JPEGs after the same draft scaling that
+    ``open_image`` applies). None when the header does not parse:
+    ``open_image`` then says what is wrong.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format == "JPEG":
+                img.draft("RGB", (size * 2, size * 2))
+            width, height = img.size
+            mode = img.mode
+            if mode == "P" and "transparency" in img.info:
+                mode = "PA"
+    except Exception:  # anything odd in a header is open_image's to report
+        return None
+    per_pixel = _DECODE_COST.get(mode, _DECODE_COST_DEFAULT)
+    return width, height, mode, width * height * per_pixel
+
+
+def check_decode_cost(data: bytes, size: int, max_bytes: int | None = None) -> None:
+    """413 for an upload that would take more than *max_bytes* of memory to decode.
+
+    Indexed files may have up to MAX_IMAGE_PIXELS, but an upload is only
+    ever shrunk to the model's 32-64 px, and a PNG of flat colour
+    compresses ~1000:1: a 120 KB 16-bit PNG under that limit would take
+    1.7 GB and seconds of CPU per request. The budget depends on the
+    pixel mode, so ordinary photos and screenshots stay well inside it.
+    """
+    if max_bytes is None:
+        settings = current_app.config if has_app_context() else DEFAULTS
+        max_bytes = int(settings.get("LOOKALIKE_MAX_DECODE_BYTES",
+                                     DEFAULTS["LOOKALIKE_MAX_DECODE_BYTES"]))
+    cost = decode_cost(data, size)
+    if cost is None or cost[3] <= max_bytes:
+        return
+    width, height, mode, _ = cost
+    limit = max_bytes // _DECODE_COST.get(mode, _DECODE_COST_DEFAULT)
+    raise ApiError(413, "too_large", f"the image has too many pixels to search with "
+                   f"({width}×{height} {mode}; at most {limit / 1e6:.1f} megapixels for this "
+                   "kind of image); send a smaller copy")
+
+
 @dataclass
 class QueryImage:
     pixels: np.ndarray  # (S, S, 3) uint8, the model's input
@@ -168,15 +256,19 @@ class QueryImage:
     format: str
 
 
-def decode_query(data: bytes, size: int) -> QueryImage:
-    """Bytes → model input, or the ApiError that says what is wrong with them."""
+def decode_query(data: bytes, size: int, max_decode_bytes: int | None = None) -> QueryImage:
+    """Bytes → model input, or the ApiError that says what is wrong with them.
+
+    *max_decode_bytes* defaults to the app's ``LOOKALIKE_MAX_DECODE_BYTES``.
+    """
     if not data:
         raise ApiError(400, "bad_image", "the upload is empty (0 bytes)")
     fmt, supported = sniff_format(data)
     if not supported:
-        what = f"{fmt} images are" if fmt else "this file is not an image type that is"
+        what = f"{fmt} images are" if fmt else "this file's type is"
         raise ApiError(415, "unsupported_media_type",
                        f"{what} not supported; send {SUPPORTED_MEDIA}")
+    check_decode_cost(data, size, max_decode_bytes)
     try:
         img, (width, height) = open_image(data, draft_size=size)
         pixels = prepare(img, size)

@@ -15,6 +15,8 @@
   const queryImage = $("query-image");
   const queryName = $("query-name");
   const queryRecon = $("query-reconstruction");
+  const queryReconCaption = $("query-reconstruction-caption");
+  const denoiseInput = $("denoise-input");
   const queryError = $("query-error");
   const queryAnomaly = $("query-anomaly");
   const queryAnomalyLabel = $("query-anomaly-label");
@@ -81,6 +83,8 @@
       queryRecon.removeAttribute("src");
       queryRecon.hidden = true;
     }
+    queryReconCaption.textContent = query.denoised
+      ? "Denoised (searched with this)" : "Reconstruction";
     queryError.textContent = formatNumber(query.reconstruction_error, 5);
     // The anomaly flag, once the API reports one (a boolean `anomalous`).
     const flagged = typeof query.anomalous === "boolean";
@@ -138,6 +142,7 @@
     const data = new FormData();
     data.append("image", file, file.name || "pasted-image");
     data.append("k", String(k));
+    if (denoiseInput.checked) data.append("denoise", "true");
     try {
       const body = await callApi("api/search", { method: "POST", body: data });
       if (mine !== sequence) return;

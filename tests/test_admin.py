@@ -1,0 +1,438 @@
+"""The operator endpoints: off by default, token-guarded, and writers like ``lookalike index``.
+
+One tiny model and index are built per module; every test that writes
+gets its own copy of the collection and the data dir.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from indexer.lock import DataDirBusy, WriterLock
+from search.store import Store
+from web import create_app
+from web.admin import app_jobs, outermost, token_matches
+from web.config import from_environment
+
+try:
+    from tests.webfixtures import HOSTILE_NAME, Library, build_library, draw, image_id, index_more
+except ImportError:  # tests/ is not a package: pytest put the folder itself on sys.path
+    from webfixtures import (HOSTILE_NAME, Library, build_library, draw,  # type: ignore
+                             image_id, index_more)
+
+TOKEN = "correct-horse-battery-staple-Ω"  # non-ASCII on purpose: compared as bytes
+AUTH = {"Authorization": f"Bearer {TOKEN}".encode().decode("latin-1")}
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("LOOKALIKE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("LOOKALIKE_INFERENCE_THREADS", "0")
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> Library:
+    return build_library(tmp_path_factory.mktemp("admin"), per_class=8,
+                         extra={HOSTILE_NAME: "circle"})
+
+
+@pytest.fixture
+def own(tmp_path, library) -> Library:
+    """A private collection and data dir, indexed with the module's model."""
+    collection = tmp_path / "collection"
+    shutil.copytree(library.collection, collection)
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(library.data_dir / "model.pt", data / "model.pt")
+    index_more(data, collection)
+    files = {kind: [collection / p.relative_to(library.collection) for p in paths]
+             for kind, paths in library.files.items()}
+    return Library(data, collection, files)
+
+
+def make_app(data_dir: Path, **settings_):
+    return create_app({"TESTING": True, "LOOKALIKE_DATA_DIR": str(data_dir), **settings_})
+
+
+@pytest.fixture
+def apps():
+    """Apps made by a test, closed after their jobs are done."""
+    made = []
+
+    def make(data_dir: Path, **settings_):
+        app = make_app(data_dir, **settings_)
+        made.append(app)
+        return app.test_client()
+
+    yield make
+    for app in made:
+        for job in app_jobs(app).all():
+            assert job.done.wait(120), f"re-index job {job.id} never ended"
+        app.extensions["lookalike"].close()
+
+
+def assert_error(response, status: int, code: str) -> str:
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body) == {"error"} and body["error"]["code"] == code, body
+    return body["error"]["message"]
+
+
+def wait_until_done(job_id: str, client, limit: float = 120.0) -> dict:
+    """Poll the job until it is no longer running (bounded, so a hang fails the test)."""
+    deadline = time.monotonic() + limit
+    while True:
+        response = client.get(f"/api/admin/jobs/{job_id}", headers=AUTH)
+        body = response.get_json()
+        assert response.status_code == 200, body
+        if body["status"] != "running":
+            return body
+        assert time.monotonic() < deadline, f"job still running after {limit} s: {body}"
+        time.sleep(0.05)
+
+
+def assert_consistent(data_dir: Path) -> set[int]:
+    """The saved index holds exactly the catalog's ids, and says it is current."""
+    store = Store.open(data_dir)
+    ids = store.catalog_ids()
+    assert sorted(store.load_index().ids().tolist()) == sorted(ids)
+    assert store.index_is_current()
+    store.sessions.kw["bind"].dispose()
+    return ids
+
+
+def search_ids(client, data: bytes, k: int = 100) -> list[int]:
+    response = client.post("/api/search", data={"image": (io.BytesIO(data), "q.png"), "k": k,
+                                                "reconstruction": "false"})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return [hit["id"] for hit in response.get_json()["results"]]
+
+
+# -- off by default, then token-guarded ----------------------------------------------------------
+
+ADMIN_CALLS = [("post", "/api/admin/reindex"), ("get", "/api/admin/jobs/0123456789abcdef"),
+               ("delete", "/api/admin/images/1")]
+
+
+@pytest.mark.parametrize("method,url", ADMIN_CALLS)
+def test_disabled_without_a_token(apps, library, method, url):
+    client = apps(library.data_dir)
+    for headers in ({}, AUTH, {"Authorization": "Bearer "}):
+        message = assert_error(getattr(client, method)(url, headers=headers), 403,
+                               "admin_disabled")
+        assert "LOOKALIKE_ADMIN_TOKEN" in message
+    assert client.get("/api/images/1").status_code == 200  # nothing was deleted
+
+
+def test_an_empty_token_setting_keeps_them_disabled(apps, library, monkeypatch):
+    monkeypatch.setenv("LOOKALIKE_ADMIN_TOKEN", "")
+    client = apps(library.data_dir)
+    assert_error(client.delete("/api/admin/images/1", headers={"Authorization": "Bearer "}),
+                 403, "admin_disabled")
+
+
+@pytest.mark.parametrize("method,url", ADMIN_CALLS)
+@pytest.mark.parametrize("header", [None, "Bearer wrong", f"Bearer {TOKEN[:-1]}", "Bearer",
+                                    f"Basic {TOKEN}", TOKEN, "Bearer  ", f"bearer {TOKEN}x"])
+def test_401_without_the_right_token(apps, library, method, url, header):
+    client = apps(library.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN)
+    headers = {} if header is None else {"Authorization": header.encode().decode("latin-1")}
+    response = getattr(client, method)(url, headers=headers)
+    assert_error(response, 401, "unauthorized")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert client.get("/api/images/1").status_code == 200
+
+
+def test_token_from_the_environment(apps, library, monkeypatch):
+    monkeypatch.setenv("LOOKALIKE_ADMIN_TOKEN", "from-env")
+    client = apps(library.data_dir)
+    assert_error(client.get("/api/admin/jobs/x", headers={"Authorization": "Bearer from-env"}),
+                 404, "not_found")  # past the guard: the job does not exist
+
+
+@pytest.fixture(scope="module")
+def guarded(library):
+    app = make_app(library.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN)
+    yield app.test_client()
+    app.extensions["lookalike"].close()
+
+
+@settings(max_examples=200, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=st.one_of(
+    st.text(st.characters(max_codepoint=255, blacklist_characters="\r\n"), max_size=60),
+    st.builds(lambda scheme, tail: scheme + tail,
+              st.sampled_from(["Bearer ", "bearer ", "BEARER  ", "Bearer " + AUTH[
+                  "Authorization"][7:-3]]),
+              st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=20))))
+def test_any_authorization_header_is_401(guarded, header):
+    response = guarded.delete("/api/admin/images/1", headers={"Authorization": header})
+    assert_error(response, 401, "unauthorized")
+
+
+def test_token_matches():
+    """Header values arrive as latin-1 text (WSGI); the token is compared as UTF-8 bytes."""
+    wire = AUTH["Authorization"]
+    assert token_matches(wire, TOKEN)
+    assert token_matches(f"  bearer   {wire[7:]}  ", TOKEN)
+    assert not token_matches(wire, TOKEN + "x")
+    assert not token_matches(f"Bearer {TOKEN}", TOKEN)  # not latin-1: never from a client
+    assert not token_matches("Bearer \udcff", TOKEN)  # no TypeError on odd characters
+    assert not token_matches("", TOKEN)
+
+
+# -- DELETE /api/admin/images/<id> -------------------------------------------------------------
+
+def test_delete_removes_row_and_vector_but_not_the_file(apps, own):
+    client = apps(own.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN)
+    path = own.files["square"][3]
+    doomed = image_id(own.data_dir, path)
+    before = assert_consistent(own.data_dir)
+    assert search_ids(client, path.read_bytes())[0] == doomed
+    assert client.get(f"/images/{doomed}/thumbnail").status_code == 200  # now cached
+
+    response = client.delete(f"/api/admin/images/{doomed}", headers=AUTH)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json() == {"id": doomed, "path": str(path.resolve()), "deleted": True,
+                                   "file_deleted": False}
+
+    assert path.is_file()  # the file on disk is left alone
+    assert assert_consistent(own.data_dir) == before - {doomed}
+    assert doomed not in search_ids(client, path.read_bytes())  # the running app reloads
+    assert_error(client.get(f"/api/images/{doomed}"), 404, "not_found")
+    assert_error(client.get(f"/images/{doomed}/thumbnail"), 404, "not_found")
+    assert not list((own.data_dir / "thumbs").glob("*.jpg"))  # its cached thumbnail went too
+    assert_error(client.delete(f"/api/admin/images/{doomed}", headers=AUTH), 404, "not_found")
+
+
+def test_delete_keeps_a_thumbnail_another_file_shares(apps, own):
+    copy = own.collection / "copy-of-a-square.png"
+    shutil.copy(own.files["square"][0], copy)
+    index_more(own.data_dir, own.collection)
+    client = apps(own.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN)
+    doomed = image_id(own.data_dir, copy)
+    assert client.get(f"/images/{doomed}/thumbnail").status_code == 200
+    assert client.delete(f"/api/admin/images/{doomed}", headers=AUTH).status_code == 200
+    assert len(list((own.data_dir / "thumbs").glob("*.jpg"))) == 1
+    survivor = image_id(own.data_dir, own.files["square"][0])
+    assert client.get(f"/images/{survivor}/thumbnail").status_code == 200
+    assert_consistent(own.data_dir)
+
+
+def test_delete_with_a_stale_index_leaves_the_rebuild_to_the_next_indexer(apps, own):
+    """An index behind the catalog (an indexer killed before saving) is not patched: the
+    row goes, searches skip its id, and the next `lookalike index` rebuilds from the catalog."""
+    store = Store.open(own.data_dir)
+    with store.sessions() as session, session.begin():
+        store.mark_catalog_changed(session)
+    path = own.files["circle"][2]
+    doomed = image_id(own.data_dir, path)
+    client = apps(own.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN)
+    assert client.delete(f"/api/admin/images/{doomed}", headers=AUTH).status_code == 200
+    assert doomed in store.load_index().ids().tolist()  # untouched
+    assert doomed not in search_ids(client, path.read_bytes())
+    path.unlink()  # else the next run would add it back
+    index_more(own.data_dir, own.collection)
+    assert doomed not in assert_consistent(own.data_dir)
+
+
+@pytest.mark.parametrize("raw", ["999999", "-1", "0x1", "1.0", "..%2f..%2fetc%2fpasswd",
+                                 "%2Fetc%2Fpasswd", "9" * 30])
+def test_delete_unknown_or_malformed_id_is_404(apps, own, raw):
+    client = apps(own.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN)
+    before = assert_consistent(own.data_dir)
+    assert_error(client.delete(f"/api/admin/images/{raw}", headers=AUTH), 404, "not_found")
+    assert assert_consistent(own.data_dir) == before
+
+
+# -- POST /api/admin/reindex and its job ----------------------------------------------------------
+
+def start_reindex(client, **kwargs) -> dict:
+    response = client.post("/api/admin/reindex", headers=AUTH, **kwargs)
+    assert response.status_code == 202, response.get_data(as_text=True)
+    body = response.get_json()
+    assert response.headers["Location"].endswith(f"/api/admin/jobs/{body['id']}")
+    assert body["status_url"] == response.headers["Location"]
+    return body
+
+
+def test_reindex_picks_up_a_new_file_in_the_configured_folder(apps, own):
+    client = apps(own.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN,
+                  LOOKALIKE_INDEX_FOLDERS=[str(own.collection)])
+    new = own.collection / "circle" / "brand-new.png"
+    draw("circle", np.random.default_rng(99)).save(new)
+    job = start_reindex(client)
+    assert job["folders"] == [str(own.collection)]
+
+    done = wait_until_done(job["id"], client)
+    assert done["status"] == "done" and done["error"] is None, done
+    (result,) = done["results"]
+    assert result["status"] == "done" and result["added"] == 1 and result["failed"] == 0
+    assert done["finished_at"] >= done["started_at"]
+    new_id = image_id(own.data_dir, new)
+    assert search_ids(client, new.read_bytes())[0] == new_id
+    assert new_id in assert_consistent(own.data_dir)
+
+
+def test_reindex_defaults_to_the_catalogs_folders_and_drops_vanished_files(apps, own):
+    client = apps(own.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN)
+    gone = own.files["stripes"][1]
+    gone_id = image_id(own.data_dir, gone)
+    gone.unlink()
+    job = start_reindex(client)
+    assert job["folders"] == [str(own.collection.resolve())]  # circle/, square/... and a file
+    done = wait_until_done(job["id"], client)
+    assert done["status"] == "done" and done["results"][0]["removed"] == 1, done
+    assert gone_id not in assert_consistent(own.data_dir)
+
+
+def test_reindex_ignores_folders_in_the_request(apps, own, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    draw("square", np.random.default_rng(5)).save(elsewhere / "planted.png")
+    client = apps(own.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN,
+                  LOOKALIKE_INDEX_FOLDERS=[str(own.collection)])
+    job = start_reindex(client, json={"folder": str(elsewhere), "folders": [str(elsewhere)]},
+                        query_string={"folder": str(elsewhere)})
+    assert job["folders"] == [str(own.collection)]
+    wait_until_done(job["id"], client)
+    store = Store.open(own.data_dir)
+    with store.sessions() as s:
+        from sqlalchemy import select
+
+        from search.catalog import ImageRecord
+
+        paths = list(s.scalars(select(ImageRecord.path)))
+    assert not any(p.startswith(str(elsewhere)) for p in paths)
+
+
+def test_reindex_skips_a_missing_folder_and_keeps_its_images(apps, own, tmp_path):
+    missing = tmp_path / "unmounted"
+    client = apps(own.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN,
+                  LOOKALIKE_INDEX_FOLDERS=os.pathsep.join([str(missing), str(own.collection)]))
+    before = assert_consistent(own.data_dir)
+    done = wait_until_done(start_reindex(client)["id"], client)
+    assert done["status"] == "done"
+    assert [r["status"] for r in done["results"]] == ["skipped", "done"]
+    assert "kept" in done["results"][0]["reason"]
+    assert assert_consistent(own.data_dir) == before
+
+
+def test_reindex_with_nothing_to_index_is_409(apps, tmp_path, library):
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(library.data_dir / "model.pt", data / "model.pt")
+    client = apps(data, LOOKALIKE_ADMIN_TOKEN=TOKEN)
+    assert_error(client.post("/api/admin/reindex", headers=AUTH), 409, "nothing_to_index")
+
+
+def test_reindex_without_a_model_is_503(apps, tmp_path):
+    client = apps(tmp_path / "empty", LOOKALIKE_ADMIN_TOKEN=TOKEN)
+    assert_error(client.post("/api/admin/reindex", headers=AUTH), 503, "not_ready")
+
+
+@pytest.mark.parametrize("job_id", ["nope", "0" * 16, "../../etc/passwd", "%2e%2e%2f", "é",
+                                    "x" * 500])
+def test_unknown_job_is_404(apps, library, job_id):
+    client = apps(library.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN)
+    assert_error(client.get(f"/api/admin/jobs/{job_id}", headers=AUTH), 404, "not_found")
+
+
+# -- one writer at a time --------------------------------------------------------------------------
+
+def test_409_while_another_writer_holds_the_lock(apps, own):
+    client = apps(own.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN,
+                  LOOKALIKE_INDEX_FOLDERS=[str(own.collection)])
+    victim = image_id(own.data_dir, own.files["circle"][0])
+    with WriterLock(own.data_dir, "indexing"):  # as `lookalike index` would
+        message = assert_error(client.post("/api/admin/reindex", headers=AUTH), 409, "busy")
+        assert "indexing" in message
+        assert_error(client.delete(f"/api/admin/images/{victim}", headers=AUTH), 409, "busy")
+    assert client.get(f"/api/images/{victim}").status_code == 200
+    assert client.delete(f"/api/admin/images/{victim}", headers=AUTH).status_code == 200
+    wait_until_done(start_reindex(client)["id"], client)
+
+
+def test_a_running_job_holds_the_lock(apps, own, monkeypatch):
+    """While a job runs, other writers (this app's delete, `lookalike index`) get 409."""
+    import threading
+
+    import indexer.job
+
+    release = threading.Event()
+    real = indexer.job.index_folder
+
+    def slow_index_folder(*args, **kwargs):
+        release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(indexer.job, "index_folder", slow_index_folder)
+    client = apps(own.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN,
+                  LOOKALIKE_INDEX_FOLDERS=[str(own.collection)])
+    job = start_reindex(client)
+    try:
+        assert_error(client.post("/api/admin/reindex", headers=AUTH), 409, "busy")
+        assert_error(client.delete("/api/admin/images/1", headers=AUTH), 409, "busy")
+        with pytest.raises(DataDirBusy, match="re-indexing"):
+            WriterLock(own.data_dir).acquire()
+        assert client.get(f"/api/admin/jobs/{job['id']}", headers=AUTH).get_json()[
+            "status"] == "running"
+    finally:
+        release.set()
+    assert wait_until_done(job["id"], client)["status"] == "done"
+    with WriterLock(own.data_dir):  # released when the job ended
+        pass
+    assert_consistent(own.data_dir)
+
+
+def test_a_failed_job_says_why_and_releases_the_lock(apps, own, monkeypatch):
+    import indexer.job
+
+    def broken(*args, **kwargs):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(indexer.job, "index_folder", broken)
+    client = apps(own.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN,
+                  LOOKALIKE_INDEX_FOLDERS=[str(own.collection)])
+    done = wait_until_done(start_reindex(client)["id"], client)
+    assert done["status"] == "failed" and "disk on fire" in done["error"]
+    with WriterLock(own.data_dir):
+        pass
+
+
+# -- settings and helpers --------------------------------------------------------------------------
+
+def test_settings_from_the_environment():
+    environ = {"LOOKALIKE_ADMIN_TOKEN": "t", "LOOKALIKE_INDEX_FOLDERS":
+               os.pathsep.join(["/srv/photos", "", "/mnt/more photos"])}
+    assert from_environment(environ) == {"LOOKALIKE_ADMIN_TOKEN": "t", "LOOKALIKE_INDEX_FOLDERS":
+                                         ["/srv/photos", "/mnt/more photos"]}
+    assert from_environment({"LOOKALIKE_ADMIN_TOKEN": "", "LOOKALIKE_INDEX_FOLDERS": ""}) == {
+        "LOOKALIKE_ADMIN_TOKEN": None, "LOOKALIKE_INDEX_FOLDERS": None}
+
+
+def test_outermost_folders():
+    assert outermost(["/a/b", "/a", "/a-b", "/a/b/c", "/c/d", "/c/e", "/c/d/e"]) == [
+        "/a", "/a-b", "/c/d", "/c/e"]
+    assert outermost(["/x/.hidden/y", "/x"]) == ["/x"]
+    assert outermost([]) == []
+
+
+def test_openapi_documents_the_admin_endpoints(apps, library):
+    doc = apps(library.data_dir).get("/api/openapi.json").get_json()
+    assert doc["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
+    for path, method in [("/api/admin/reindex", "post"), ("/api/admin/jobs/{job_id}", "get"),
+                         ("/api/admin/images/{image_id}", "delete")]:
+        operation = doc["paths"][path][method]
+        assert operation["security"] == [{"adminToken": []}]
+        assert {"401", "403"} <= set(operation["responses"])

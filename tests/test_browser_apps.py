@@ -1,0 +1,117 @@
+"""The denoise, explore and anomalies pages in a real browser (Debian's Chromium, headless).
+
+Same setup as tests/test_browser.py: the app on 127.0.0.1 in a thread,
+and a watcher that fails the test on page errors, dialogs or any request
+that leaves 127.0.0.1.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import replace
+
+import pytest
+
+try:
+    from tests.test_browser import CHROMIUM, LAUNCH_ARGS, Watcher
+    from tests.webfixtures import TINY_MODEL, Library, build_library
+except ImportError:  # tests/ is not a package: pytest put the folder itself on sys.path
+    from test_browser import CHROMIUM, LAUNCH_ARGS, Watcher  # type: ignore
+    from webfixtures import TINY_MODEL, Library, build_library  # type: ignore
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+
+RENDERED = "sel => { const i = document.querySelector(sel); " \
+           "return !!i && i.complete && i.naturalWidth > 0; }"
+ALL_RENDERED = "sel => { const imgs = [...document.querySelectorAll(sel)]; " \
+               "return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }"
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> Library:
+    return build_library(tmp_path_factory.mktemp("browser-apps"), per_class=12,
+                         config=replace(TINY_MODEL, kind="dae"))
+
+
+@pytest.fixture(scope="module")
+def server(library):
+    from werkzeug.serving import make_server
+
+    from web import create_app
+
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("LOOKALIKE_")}
+    app = create_app({"LOOKALIKE_DATA_DIR": str(library.data_dir),
+                      "LOOKALIKE_INFERENCE_THREADS": 0})
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    thread.join(timeout=10)
+    app.extensions["lookalike"].close()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.watcher = Watcher(page, server)
+    yield page
+    context.close()
+
+
+def test_denoise_and_compress_an_upload(page, server, library, tmp_path):
+    page.goto(server + "/denoise")
+    page.set_input_files("#file-input", str(library.files["circle"][0]))
+    page.wait_for_function(RENDERED, arg="#denoised-image")
+    page.wait_for_function(RENDERED, arg="#noisy-image")
+    assert page.is_visible("#clean-figure")  # σ 0.2 by default: the clean upload shows too
+    assert page.text_content("#psnr-denoised").endswith(" dB")
+    page.wait_for_function(RENDERED, arg="#decoded-image")  # the compress section ran too
+    assert "float16" in page.text_content("#code-bytes")
+    assert page.get_attribute("#code-download", "href").startswith("blob:")
+    page.screenshot(path=str(tmp_path / "denoise.png"), full_page=True)
+    assert (tmp_path / "denoise.png").stat().st_size > 0
+    assert page.watcher.problems == []
+
+
+def test_explore_sample_and_interpolate(page, server, tmp_path):
+    page.goto(server + "/explore")
+    page.click("#sample-button")
+    page.wait_for_function(ALL_RENDERED, arg="#sample-strip img")
+    assert page.eval_on_selector_all("#sample-strip img", "imgs => imgs.length") == 8
+    assert page.text_content("#sample-info").startswith("Seed ")
+    page.click("#interpolate-button")  # ids are prefilled from the collection
+    page.wait_for_function(ALL_RENDERED, arg="#interpolate-strip img")
+    page.click("#arithmetic-button")
+    page.wait_for_function(ALL_RENDERED, arg="#arithmetic-result img")
+    page.wait_for_function(ALL_RENDERED, arg="#arithmetic-hits img")
+    page.screenshot(path=str(tmp_path / "explore.png"), full_page=True)
+    assert (tmp_path / "explore.png").stat().st_size > 0
+    assert page.watcher.problems == []
+
+
+def test_anomalies_grid(page, server, tmp_path):
+    page.goto(server + "/anomalies")
+    page.fill("#top-input", "4")
+    page.click("#anomalies-button")
+    page.wait_for_function("() => document.querySelectorAll('#anomalies .card').length === 4")
+    page.wait_for_function(ALL_RENDERED, arg="#anomalies img")
+    href = page.get_attribute("#anomalies .card a", "href")
+    assert href.startswith("./?similar=")
+    page.screenshot(path=str(tmp_path / "anomalies.png"), full_page=True)
+    assert page.watcher.problems == []

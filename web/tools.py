@@ -1,0 +1,192 @@
+"""Denoising and compression of an uploaded image: the model as an image tool.
+
+Both take the same uploads as ``/api/search`` (multipart ``image`` or JSON
+``image_base64``, read in memory, type sniffed) and need only a model, not
+an index; PQ compression also needs indexed codes for its codebook.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import re
+import secrets
+
+import numpy as np
+from flask import Blueprint, Response, jsonify, request
+from PIL import Image
+
+from .backend import current_backend
+from .codebook import codebook, load_codebook
+from .errors import ApiError
+from .params import SEED_MAX, parse_choice, parse_float, parse_int
+from .serialize import png_bytes, png_data_url
+from .uploads import decode_query, option, read_upload
+
+bp = Blueprint("tools", __name__)
+
+MAX_NOISE = 0.5
+KIND_HEADER = "X-Lookalike-Model-Kind"
+NOTE_HEADER = "X-Lookalike-Note"
+
+
+def kind_note(kind: str, wanted: str, what: str) -> str | None:
+    """A sentence for clients when the model is not the kind this feature is made for."""
+    if kind == wanted:
+        return None
+    return (f"This model is a {kind!r} autoencoder; {what} works best with one trained "
+            f"with --kind {wanted}.")
+
+
+def add_gaussian_noise(pixels: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    """*pixels* (S, S, 3 uint8) plus N(0, σ²) noise on the [0, 1] scale, as training does."""
+    import torch
+
+    from indexer.train import corrupt
+
+    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float() / 255.0
+    noisy = corrupt(x, "gaussian", sigma, torch.Generator().manual_seed(seed))
+    return noisy[0].mul(255).round().byte().permute(1, 2, 0).numpy()
+
+
+def decibels(value: float) -> float | None:
+    """PSNR for JSON: rounded, and null for identical images (infinite PSNR)."""
+    return round(value, 3) if math.isfinite(value) else None
+
+
+# -- denoising ---------------------------------------------------------------------------------
+
+@bp.post("/api/denoise")
+def denoise():
+    """The model's reconstruction of the upload, optionally after adding Gaussian noise.
+
+    PNG by default; ``format=json`` returns the noisy input and the result
+    as data URLs, with their PSNR against the clean upload when noise was added.
+    """
+    data, options = read_upload()
+    sigma = parse_float(option(options, "add_noise"), "add_noise", 0.0, MAX_NOISE, 0.0)
+    seed = parse_int(option(options, "seed"), "seed", 0, SEED_MAX)
+    fmt = parse_choice(option(options, "format"), "format", ("png", "json"), "png")
+    encoder = current_backend().engine().encoder
+    query = decode_query(data, encoder.image_size)
+    clean = query.pixels
+    if sigma:
+        seed = secrets.randbelow(SEED_MAX + 1) if seed is None else seed
+        noisy = add_gaussian_noise(clean, sigma, seed)
+    else:
+        seed, noisy = None, clean
+    denoised = encoder.reconstruct(noisy[None])[0]
+    note = kind_note(encoder.kind, "dae", "denoising")
+    if fmt == "png":
+        response = Response(png_bytes(denoised), mimetype="image/png")
+        response.headers[KIND_HEADER] = encoder.kind
+        if note:
+            response.headers[NOTE_HEADER] = note
+        if seed is not None:
+            response.headers["X-Lookalike-Noise-Seed"] = str(seed)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    from indexer.compression import psnr
+
+    return jsonify(
+        model_kind=encoder.kind, note=note, image_size=encoder.image_size,
+        width=query.width, height=query.height, format=query.format,
+        add_noise=sigma, seed=seed,
+        clean=png_data_url(clean) if sigma else None,
+        noisy=png_data_url(noisy), denoised=png_data_url(denoised),
+        psnr={"noisy": decibels(psnr(clean, noisy)),
+              "denoised": decibels(psnr(clean, denoised))} if sigma else None,
+    )
+
+
+# -- compression -------------------------------------------------------------------------------
+
+@bp.post("/api/compress")
+def compress():
+    """The upload as a latent code file (the CLI's ``.lkc`` format), with what it costs.
+
+    Sizes are compared with the uploaded file and with a PNG of the image at
+    the model's input size, the fairest lossless comparison; the PSNR is of
+    that resized image against the decoded code.
+    """
+    from indexer.compression import DTYPES, compress_code, decompress_code, psnr
+
+    data, options = read_upload()
+    dtype = parse_choice(option(options, "dtype"), "dtype", DTYPES, "float16")
+    backend = current_backend()
+    engine = backend.engine()
+    encoder = engine.encoder
+    query = decode_query(data, encoder.image_size)
+    code = encoder.encode(query.pixels[None])[0]
+    pq = codebook(backend, engine, backend.model_id(engine)) if dtype == "pq" else None
+    blob = compress_code(code, dtype, encoder.sha256, pq)
+    decoded = encoder.decode(decompress_code(blob, encoder.sha256, pq)[None])[0]
+    png_size = len(_smallest_png(query.pixels))
+    return jsonify(
+        dtype=dtype, model_kind=encoder.kind, latent_dim=encoder.dim,
+        image_size=encoder.image_size,
+        width=query.width, height=query.height, format=query.format,
+        code_base64=base64.b64encode(blob).decode("ascii"),
+        bytes={"code": len(blob), "upload": len(data), "png": png_size},
+        ratio={"upload": round(len(data) / len(blob), 2), "png": round(png_size / len(blob), 2)},
+        psnr=decibels(psnr(query.pixels, decoded)),
+        decoded=png_data_url(decoded),
+    )
+
+
+def _smallest_png(pixels: np.ndarray) -> bytes:
+    """PNG at full compression, as ``lookalike compress`` measures it."""
+    out = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
+@bp.post("/api/decompress")
+def decompress():
+    """A code file back to pixels: PNG at the model's input size.
+
+    The code must come from the loaded checkpoint (its header says which);
+    a foreign, truncated or otherwise damaged code is a 400, never a 500.
+    """
+    from indexer.compression import DTYPES, CompressionError, decompress_code
+
+    blob = _read_code()
+    backend = current_backend()
+    encoder = backend.engine().encoder
+    is_pq = blob[4:5] == bytes([DTYPES.index("pq")])
+    pq = load_codebook(backend, encoder.sha256) if is_pq else None
+    try:
+        z = decompress_code(blob, encoder.sha256, pq)
+    except CompressionError as exc:
+        raise ApiError(400, "bad_code", str(exc)) from exc
+    if z.shape != (encoder.dim,) or not np.all(np.isfinite(z)):
+        raise ApiError(400, "bad_code", f"the code does not hold {encoder.dim} finite numbers "
+                       "for this model; it is damaged")
+    response = Response(png_bytes(encoder.decode(z[None])[0]), mimetype="image/png")
+    response.headers[KIND_HEADER] = encoder.kind
+    response.headers["X-Lookalike-Code-Dtype"] = DTYPES[blob[4]]
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _read_code() -> bytes:
+    """The code from JSON ``code_base64``, or the raw request body (any other type)."""
+    if request.mimetype == "multipart/form-data":
+        raise ApiError(415, "unsupported_media_type", "send the code as the raw request body "
+                       "(application/octet-stream) or as JSON with 'code_base64'")
+    if request.is_json:
+        body = request.get_json(silent=True)
+        value = body.get("code_base64") if isinstance(body, dict) else None
+        if not isinstance(value, str):
+            raise ApiError(400, "bad_request", "the body must be a JSON object with "
+                           "'code_base64', a base64 string")
+        try:
+            blob = base64.b64decode(re.sub(r"\s+", "", value), validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(400, "bad_request", "'code_base64' is not valid base64") from None
+    else:
+        blob = request.get_data(cache=False)
+    if not blob:
+        raise ApiError(400, "bad_code", "the code is empty (0 bytes)")
+    return blob
