@@ -53,10 +53,18 @@ def walk_images(folder: str | os.PathLike) -> list[Path]:
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Flatten any Pillow mode to RGB; transparent parts become white, as a viewer shows them."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = arr.max() if arr.size else 0.0
-        scale = 255.0 / hi if hi > 255 else 1.0
-        img = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), "L")
+        # Scale deep pixels to 8 bits in their own width (float32 for "F"):
+        # a float64 detour costs ~28 bytes a pixel, a bomb's best friend.
+        arr = np.asarray(img)
+        if arr.dtype.kind == "f":
+            hi = float(np.nanmax(arr)) if arr.size else 0.0
+            arr = np.nan_to_num(arr, nan=0.0).astype(np.float32, copy=False)
+            out = np.clip(arr * (255.0 / hi if hi > 255 else 1.0), 0, 255).astype(np.uint8)
+        else:
+            arr = np.clip(arr, 0, None)
+            hi = int(arr.max()) if arr.size else 0
+            out = (arr.astype(np.uint32) * 255 // hi if hi > 255 else arr).astype(np.uint8)
+        img = Image.fromarray(out, "L")
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
