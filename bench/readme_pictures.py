@@ -58,7 +58,7 @@ def main() -> None:
 
     dae = train("dae", pixels)
     noisy = to_uint8(corrupt(to_tensor(picks), "gaussian", 0.3, torch.Generator().manual_seed(0)))
-    grid([("original", picks), ("noisy (σ 0.3)", noisy), ("denoised", dae.reconstruct(noisy))],
+    grid([("original", picks), ("noisy, sigma 0.3", noisy), ("denoised", dae.reconstruct(noisy))],
          DOCS / "denoising.png")
 
     vae = train("vae", pixels, epochs=80)
