@@ -135,7 +135,7 @@ def wait_for_results(page, query_name: str) -> list[dict]:
 
 def test_upload_see_results_and_follow_a_hit(page, server, library, tmp_path):
     page.goto(server + "/")
-    page.wait_for_function("document.getElementById('stats').textContent.includes('images')")
+    page.wait_for_function("() => document.getElementById('stats').textContent.includes('images')")
     assert f"{len(library.all_files())} images" in page.text_content("#stats")
 
     query = library.files["square"][2]
