@@ -36,7 +36,7 @@ def as_pixels(images: np.ndarray) -> np.ndarray:
 
 
 def tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).float().div(255).unsqueeze(1)
+    return torch.from_numpy(np.array(images)).float().div(255).unsqueeze(1)
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ Target: indexing ≥ 70% of decode-only throughput.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -57,9 +58,9 @@ def make_photos(folder: Path, count: int) -> list[Path]:
     return walk_images(folder)
 
 
-def lookalike(data_dir: Path, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "web.cli", "--data-dir", str(data_dir), "-q", *args],
-                   check=True, stdout=subprocess.DEVNULL)
+def lookalike(data_dir: Path, *args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "web.cli", "--data-dir", str(data_dir), "-q", *args],
+                          check=True, stdout=subprocess.PIPE, text=True).stdout
 
 
 def main() -> None:
@@ -90,15 +91,19 @@ def main() -> None:
     data_dir.mkdir(parents=True)
     shutil.copy(model_dir / "model.pt", data_dir / "model.pt")
     t = time.perf_counter()
-    lookalike(data_dir, "index", str(photos))
+    summary = json.loads(lookalike(data_dir, "index", str(photos), "--json"))
     index_s = time.perf_counter() - t
 
-    decode_rate, index_rate = n_ok / decode_s, len(paths) / index_s
-    ratio = index_rate / decode_rate
+    decode_rate, wall_rate = n_ok / decode_s, len(paths) / index_s
+    job_rate = summary["images_per_second"]  # the job itself: scan, hash, decode, encode, commit, save
     print(f"cores: {os.cpu_count()}, model input {args.image_size}x{args.image_size}")
-    print(f"decode-only:      {decode_rate:8.1f} img/s ({decode_s:.1f} s)")
-    print(f"lookalike index:  {index_rate:8.1f} img/s ({index_s:.1f} s, process start included)")
-    print(f"ratio: {ratio:.2f} (target >= 0.70: {'met' if ratio >= 0.7 else 'NOT met'})")
+    print(f"decode-only:                {decode_rate:8.1f} img/s ({decode_s:.1f} s)")
+    print(f"lookalike index (job):      {job_rate:8.1f} img/s ({summary['seconds']:.1f} s)")
+    print(f"lookalike index (process):  {wall_rate:8.1f} img/s ({index_s:.1f} s, "
+          "interpreter + torch import included)")
+    for name, rate in (("job", job_rate), ("process", wall_rate)):
+        ratio = rate / decode_rate
+        print(f"ratio ({name}): {ratio:.2f} (target >= 0.70: {'met' if ratio >= 0.7 else 'NOT met'})")
 
 
 if __name__ == "__main__":
