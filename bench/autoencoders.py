@@ -90,7 +90,7 @@ def bench_denoise(args) -> None:
     out_db = psnr_per_image(denoised, clean).mean().item()
     print(f"DAE latent {args.latent_dim}, widths {args.widths}, {facts['epochs_run']} epochs, "
           f"{train_s:.0f} s training on {os.cpu_count()} cores ({facts['device']})")
-    print(f"Fashion-MNIST test (10k), Gaussian σ = 0.3, mean per-image PSNR:")
+    print("Fashion-MNIST test (10k), Gaussian σ = 0.3, mean per-image PSNR:")
     print(f"  noisy input: {noisy_db:.2f} dB")
     print(f"  denoised:    {out_db:.2f} dB  (target ≥ 21 dB: {'met' if out_db >= 21 else 'NOT met'})")
 

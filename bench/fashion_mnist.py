@@ -75,7 +75,7 @@ def main() -> None:
     ae = results["autoencoder (cosine)"]
     pca = max((m for k, m in results.items() if k.startswith("PCA")), key=lambda m: m["mAP"])
     gain = ae["mAP"] / pca["mAP"] - 1
-    print(f"\ntimings: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+    print("\ntimings: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     print(f"target mAP >= {TARGET_MAP}: {'met' if ae['mAP'] >= TARGET_MAP else 'NOT met'} ({ae['mAP']:.4f})")
     print(f"target P@10 >= {TARGET_P10}: {'met' if ae['p_at_10'] >= TARGET_P10 else 'NOT met'} ({ae['p_at_10']:.4f})")
     print(f"target >= 10% mAP over best PCA: {'met' if gain >= TARGET_GAIN else 'NOT met'} ({gain:+.1%})")

@@ -7,21 +7,16 @@ rendered, that hostile file names stay text, and that nothing outside
 """
 from __future__ import annotations
 
-import os
 import re
-import threading
-from pathlib import Path
 
 import pytest
 
 try:
-    from tests.webfixtures import HOSTILE_NAME, Library, build_library, image_id
+    from tests.webfixtures import (CHROMIUM, HOSTILE_NAME, Library, build_library,
+                                   headless_chromium, image_id, running_app)
 except ImportError:  # tests/ is not a package: pytest put the folder itself on sys.path
-    from webfixtures import HOSTILE_NAME, Library, build_library, image_id  # type: ignore
-
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
+    from webfixtures import (CHROMIUM, HOSTILE_NAME, Library, build_library,  # type: ignore
+                             headless_chromium, image_id, running_app)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
@@ -61,34 +56,14 @@ def library(tmp_path_factory) -> Library:
 
 @pytest.fixture(scope="module")
 def server(library):
-    """The real app over HTTP on an ephemeral 127.0.0.1 port, in a background thread."""
-    from werkzeug.serving import make_server
-
-    from web import create_app
-
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("LOOKALIKE_")}
-    # threads 0: leave torch's process-wide thread count to the other test modules
-    app = create_app({"LOOKALIKE_DATA_DIR": str(library.data_dir),
-                      "LOOKALIKE_INFERENCE_THREADS": 0})
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join(timeout=10)
-    app.extensions["lookalike"].close()
-    os.environ.update(saved)
+    with running_app(library.data_dir) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
+    with headless_chromium() as chromium:
+        yield chromium
 
 
 class Watcher:

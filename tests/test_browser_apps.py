@@ -6,18 +6,18 @@ that leaves 127.0.0.1.
 """
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import replace
 
 import pytest
 
 try:
-    from tests.test_browser import CHROMIUM, LAUNCH_ARGS, Watcher
-    from tests.webfixtures import TINY_MODEL, Library, build_library
+    from tests.test_browser import Watcher
+    from tests.webfixtures import (CHROMIUM, TINY_MODEL, Library, build_library,
+                                   headless_chromium, running_app)
 except ImportError:  # tests/ is not a package: pytest put the folder itself on sys.path
-    from test_browser import CHROMIUM, LAUNCH_ARGS, Watcher  # type: ignore
-    from webfixtures import TINY_MODEL, Library, build_library  # type: ignore
+    from test_browser import Watcher  # type: ignore
+    from webfixtures import (CHROMIUM, TINY_MODEL, Library, build_library,  # type: ignore
+                             headless_chromium, running_app)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
@@ -36,32 +36,14 @@ def library(tmp_path_factory) -> Library:
 
 @pytest.fixture(scope="module")
 def server(library):
-    from werkzeug.serving import make_server
-
-    from web import create_app
-
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("LOOKALIKE_")}
-    app = create_app({"LOOKALIKE_DATA_DIR": str(library.data_dir),
-                      "LOOKALIKE_INFERENCE_THREADS": 0})
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join(timeout=10)
-    app.extensions["lookalike"].close()
-    os.environ.update(saved)
+    with running_app(library.data_dir) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
+    with headless_chromium() as chromium:
+        yield chromium
 
 
 @pytest.fixture

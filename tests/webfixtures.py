@@ -7,10 +7,14 @@ same-class images together, and the whole setup takes a few seconds.
 from __future__ import annotations
 
 import io
+import os
 import struct
+import threading
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -139,3 +143,43 @@ def image_id(data_dir: Path, path: Path) -> int:
     with store.sessions() as s:
         query = select(ImageRecord.id).where(ImageRecord.path == str(path.resolve()))
         return s.scalars(query).one()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@contextmanager
+def running_app(data_dir: Path) -> Iterator[str]:
+    """The real app over HTTP on an ephemeral 127.0.0.1 port, in a background thread."""
+    from werkzeug.serving import make_server
+
+    from web import create_app
+
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("LOOKALIKE_")}
+    # threads 0: leave torch's process-wide thread count to the other test modules
+    app = create_app({"LOOKALIKE_DATA_DIR": str(data_dir), "LOOKALIKE_INFERENCE_THREADS": 0})
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        thread.join(timeout=10)
+        app.extensions["lookalike"].close()
+        os.environ.update(saved)
+
+
+@contextmanager
+def headless_chromium():
+    """Debian's Chromium under Playwright, headless, with no network chatter."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
