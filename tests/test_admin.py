@@ -23,10 +23,11 @@ from web.admin import app_jobs, outermost, token_matches
 from web.config import from_environment
 
 try:
-    from tests.webfixtures import HOSTILE_NAME, Library, build_library, draw, image_id, index_more
+    from tests.webfixtures import (HOSTILE_NAME, Library, build_library, draw, image_id,
+                                   index_more, private_copy)
 except ImportError:  # tests/ is not a package: pytest put the folder itself on sys.path
     from webfixtures import (HOSTILE_NAME, Library, build_library, draw,  # type: ignore
-                             image_id, index_more)
+                             image_id, index_more, private_copy)
 
 TOKEN = "correct-horse-battery-staple-Ω"  # non-ASCII on purpose: compared as bytes
 AUTH = {"Authorization": f"Bearer {TOKEN}".encode().decode("latin-1")}
@@ -49,15 +50,7 @@ def library(tmp_path_factory) -> Library:
 @pytest.fixture
 def own(tmp_path, library) -> Library:
     """A private collection and data dir, indexed with the module's model."""
-    collection = tmp_path / "collection"
-    shutil.copytree(library.collection, collection)
-    data = tmp_path / "data"
-    data.mkdir()
-    shutil.copy(library.data_dir / "model.pt", data / "model.pt")
-    index_more(data, collection)
-    files = {kind: [collection / p.relative_to(library.collection) for p in paths]
-             for kind, paths in library.files.items()}
-    return Library(data, collection, files)
+    return private_copy(library, tmp_path)
 
 
 def make_app(data_dir: Path, **settings_):

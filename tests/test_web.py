@@ -35,10 +35,12 @@ from web.config import MB, configure
 
 try:
     from tests.webfixtures import (HOSTILE_NAME, TINY_MODEL, Library, build_library, draw,
-                                   index_more, png_bytes, png_claiming_pixels, write_collection)
+                                   index_more, png_bytes, png_claiming_pixels, private_copy,
+                                   write_collection)
 except ImportError:  # tests/ is not a package: pytest put the folder itself on sys.path
     from webfixtures import (HOSTILE_NAME, TINY_MODEL, Library, build_library,  # type: ignore
-                             draw, index_more, png_bytes, png_claiming_pixels, write_collection)
+                             draw, index_more, png_bytes, png_claiming_pixels,
+                             private_copy, write_collection)
 
 
 # -- fixtures (flaskr style: library → app → client) ------------------------------------------
@@ -77,15 +79,7 @@ def client(app):
 @pytest.fixture
 def own_library(tmp_path, library) -> Library:
     """A private copy (collection + data dir) for tests that change files or the index."""
-    collection = tmp_path / "collection"
-    shutil.copytree(library.collection, collection)
-    data = tmp_path / "data"
-    data.mkdir()
-    shutil.copy(library.data_dir / "model.pt", data / "model.pt")
-    index_more(data, collection)
-    files = {kind: [collection / p.relative_to(library.collection) for p in paths]
-             for kind, paths in library.files.items()}
-    return Library(data, collection, files)
+    return private_copy(library, tmp_path)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import struct
 import threading
 import zlib
@@ -119,6 +120,19 @@ def index_more(data_dir: Path, folder: Path) -> None:
     store = Store.open(data_dir)
     encoder = TorchEncoder.from_path(store.model_path, "cpu")
     index_folder(store, folder, encoder, batch_size=64, workers=0, progress=False)
+
+
+def private_copy(library: "Library", root: Path) -> "Library":
+    """A copy of *library* (collection + data dir, indexed with its model) that a test may change."""
+    collection = root / "collection"
+    shutil.copytree(library.collection, collection)
+    data = root / "data"
+    data.mkdir()
+    shutil.copy(library.data_dir / "model.pt", data / "model.pt")
+    index_more(data, collection)
+    files = {kind: [collection / p.relative_to(library.collection) for p in paths]
+             for kind, paths in library.files.items()}
+    return Library(data, collection, files)
 
 
 def png_claiming_pixels(width: int, height: int) -> bytes:
