@@ -9,7 +9,11 @@ all figures share the same conditions, it times:
 * the baseline: encode one image (``TorchEncoder.encode``) + FAISS search;
 * ``POST /api/search`` through the Flask test client and through waitress
   on 127.0.0.1, both as the page calls it (with the query's reconstruction,
-  one decoder pass more) and with ``reconstruction=false``.
+  one decoder pass more) and with ``reconstruction=false``; bodies are
+  multipart forms with a fresh random boundary, as browsers send them;
+* the floor: the same request with ``k=0``, which the app refuses (400)
+  before any image or model work: what HTTP, waitress, Flask and the form
+  cost on their own.
 
 Run: ``python -m bench.query`` (about a minute on 2 cores).
 """
@@ -18,8 +22,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
-import io
 import json
+import secrets
 import statistics
 import sys
 import tempfile
@@ -30,7 +34,6 @@ from pathlib import Path
 import numpy as np
 
 SAMPLE = Path(__file__).resolve().parent.parent / "indexer" / "sample" / "fashion-mnist"
-BOUNDARY = "lookalike-bench-boundary"
 
 
 def jitter(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -97,14 +100,29 @@ def build_data_dir(data_dir: Path, n_images: int, image_size: int, latent_dim: i
             "latent_dim": latent_dim, "widths": list(encoder.checkpoint.model.config.widths)}
 
 
-def multipart(data: bytes, k: int, reconstruction: bool) -> bytes:
-    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n{k}\r\n"
-            f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"reconstruction\"\r\n\r\n"
+def describe(data_dir: Path) -> dict:
+    """The facts ``build_data_dir`` reports, read back from a data dir it built."""
+    from indexer.encoder import TorchEncoder
+    from search.store import Store
+
+    store = Store.open(data_dir)
+    encoder = TorchEncoder.from_path(store.model_path, "cpu")
+    index = store.load_index()
+    config = encoder.checkpoint.model.config
+    return {"images": index.ntotal, "index_type": index.kind, "image_size": config.image_size,
+            "latent_dim": config.latent_dim, "widths": list(config.widths)}
+
+
+def multipart(data: bytes, k: int, reconstruction: bool) -> tuple[bytes, str]:
+    """A browser-shaped form body; like browsers, a fresh random boundary each time."""
+    boundary = "----LookalikeBench" + secrets.token_hex(8)
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n{k}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"reconstruction\"\r\n\r\n"
             f"{'true' if reconstruction else 'false'}\r\n"
-            f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; "
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
             "filename=\"q.png\"\r\n"
             "Content-Type: application/octet-stream\r\n\r\n")
-    return head.encode() + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+    return head.encode() + data + f"\r\n--{boundary}--\r\n".encode(), boundary
 
 
 class WaitressClient:
@@ -118,9 +136,10 @@ class WaitressClient:
         self.thread.start()
         self.conn = http.client.HTTPConnection("127.0.0.1", self.server.effective_port)
 
-    def search(self, body: bytes) -> int:
+    def search(self, form: tuple[bytes, str]) -> int:
+        body, boundary = form
         self.conn.request("POST", "/api/search", body=body, headers={
-            "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+            "Content-Type": f"multipart/form-data; boundary={boundary}"})
         response = self.conn.getresponse()
         response.read()
         return response.status
@@ -151,8 +170,12 @@ def run(args: argparse.Namespace) -> dict:
     log = (lambda msg: print(msg, file=sys.stderr)) if not args.quiet else (lambda msg: None)
     with tempfile.TemporaryDirectory(prefix="lookalike-bench-") as tmp:
         data_dir = Path(args.data_dir or tmp)
-        facts = build_data_dir(data_dir, args.images, args.image_size, args.latent_dim,
-                               args.epochs, args.seed, log)
+        if args.reuse and (data_dir / "index.faiss").exists():
+            facts = describe(data_dir)
+            log(f"reusing {data_dir} ({facts['images']} images)")
+        else:
+            facts = build_data_dir(data_dir, args.images, args.image_size, args.latent_dim,
+                                   args.epochs, args.seed, log)
         if args.threads > 0:  # after the batch work, which gains from every core
             torch.set_num_threads(args.threads)
             faiss.omp_set_num_threads(args.threads)
@@ -168,7 +191,7 @@ def run(args: argparse.Namespace) -> dict:
 
         t: dict[str, list[float]] = {name: [] for name in (
             "decode_file", "encode", "search", "decoder", "client", "client_lean",
-            "waitress", "waitress_lean")}
+            "waitress", "waitress_lean", "client_floor", "waitress_floor")}
 
         def timed(name: str, fn):
             started = time.perf_counter()
@@ -176,10 +199,10 @@ def run(args: argparse.Namespace) -> dict:
             t[name].append(time.perf_counter() - started)
             return result
 
-        def client_search(data: bytes, recon: bool) -> int:
-            return client.post("/api/search", data={
-                "image": (io.BytesIO(data), "q.png"), "k": str(args.k),
-                "reconstruction": "true" if recon else "false"}).status_code
+        def client_search(form: tuple[bytes, str]) -> int:
+            body, boundary = form
+            return client.post("/api/search", data=body,
+                               content_type=f"multipart/form-data; boundary={boundary}").status_code
 
         plan = [(True, q) for q in queries[:args.warmup]] + [(False, q) for q in queries]
         for warm, data in plan:
@@ -188,13 +211,19 @@ def run(args: argparse.Namespace) -> dict:
             timed("search", lambda: index.search(code, args.k))
             timed("decoder", lambda: encoder.decode(code))
             statuses = [
-                timed("client", lambda: client_search(data, True)),
-                timed("client_lean", lambda: client_search(data, False)),
+                timed("client", lambda: client_search(multipart(data, args.k, True))),
+                timed("client_lean", lambda: client_search(multipart(data, args.k, False))),
                 timed("waitress", lambda: server.search(multipart(data, args.k, True))),
                 timed("waitress_lean", lambda: server.search(multipart(data, args.k, False))),
             ]
             if set(statuses) != {200}:
                 raise SystemExit(f"a search failed: {statuses}")
+            # The floor: the same request with k=0, which the app refuses (400)
+            # right after reading the form, before any image or model work.
+            refused = [timed("client_floor", lambda: client_search(multipart(data, 0, False))),
+                       timed("waitress_floor", lambda: server.search(multipart(data, 0, False)))]
+            if set(refused) != {400}:
+                raise SystemExit(f"k=0 was not refused: {refused}")
             if warm:
                 for samples in t.values():
                     samples.pop()
@@ -221,6 +250,8 @@ def run(args: argparse.Namespace) -> dict:
             "waitress_lean_vs_from_bytes": round(p50(t["waitress_lean"]) / from_bytes, 2),
             "client_vs_with_decoder": round(p50(t["client"]) / with_decoder, 2),
             "waitress_vs_with_decoder": round(p50(t["waitress"]) / with_decoder, 2),
+            "client_floor": round(p50(t["client_floor"]) / baseline, 2),
+            "waitress_floor": round(p50(t["waitress_floor"]) / baseline, 2),
         },
     }
 
@@ -252,7 +283,16 @@ def report(r: dict) -> str:
         f"{q['client']:.3f} | {ratio['client']:.2f} |",
         f"| POST /api/search, waitress 127.0.0.1, default (with reconstruction) | "
         f"{p['waitress']:.3f} | {q['waitress']:.3f} | {ratio['waitress']:.2f} |",
+        f"| floor: POST /api/search refused (k=0, 400) before reading the image, test client | "
+        f"{p['client_floor']:.3f} | {q['client_floor']:.3f} | {ratio['client_floor']:.2f} |",
+        f"| floor: same, waitress 127.0.0.1 | {p['waitress_floor']:.3f} | "
+        f"{q['waitress_floor']:.3f} | {ratio['waitress_floor']:.2f} |",
         "",
+        f"waitress, reconstruction=false: {p['waitress_lean'] - r['baseline_ms']:.3f} ms over the "
+        f"baseline, of which the floor (HTTP, waitress, Flask, form, JSON error) is "
+        f"{p['waitress_floor']:.3f} ms and reading the upload {p['decode_file']:.3f} ms; the rest, "
+        f"{p['waitress_lean'] - r['baseline_ms'] - p['waitress_floor'] - p['decode_file']:.3f} ms, "
+        "is the catalog rows, the freshness check and the JSON answer",
         f"reconstruction=false vs read upload + encode + search "
         f"({r['baseline_from_bytes_ms']:.3f} ms): test client "
         f"{ratio['client_lean_vs_from_bytes']:.2f}, "
@@ -279,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(0: library default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", help="build the data dir here instead of a temporary folder")
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --data-dir: use the index already there instead of rebuilding")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args(argv)

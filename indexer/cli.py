@@ -242,18 +242,19 @@ def search(obj: Context, image: Path, k: int, model: Path | None, as_json: bool,
         for rank, h in enumerate(hits, 1):
             click.echo(f"{rank:3d}  {h.score:7.4f}  {h.path}")
     if sheet:
-        write_sheet(encoder, pixels, code, hits, sheet)
+        write_sheet(engine, pixels, code, hits, sheet)
         obj.echo(f"sheet: {sheet}", err=as_json)
 
 
-def write_sheet(encoder: TorchEncoder, pixels, code, hits, path: Path) -> None:
+def write_sheet(engine: SearchEngine, pixels, code, hits, path: Path) -> None:
     import numpy as np
 
     from search.engine import code_of
 
     from .plots import save_result_sheet
 
-    codes = np.stack([code] + [code_of(h.record) for h in hits])
+    encoder = engine.encoder
+    codes = np.stack([code] + [code_of(engine.record(h.id)) for h in hits])
     recons = encoder.decode(codes)
     tiles = []
     for h, recon in zip(hits, recons[1:]):
@@ -362,7 +363,7 @@ def demo(obj: Context, epochs: int, k: int) -> None:
     for rank, h in enumerate(hits, 1):
         click.echo(f"{rank:3d}  {h.score:7.4f}  {Path(h.path).relative_to(folder)}")
     sheet = store.data_dir / "demo-results.png"
-    write_sheet(encoder, pixels, code, hits, sheet)
+    write_sheet(engine, pixels, code, hits, sheet)
     click.echo(f"result sheet (query, hits; reconstructions below): {sheet}")
 
 

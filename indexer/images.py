@@ -12,7 +12,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -24,6 +24,9 @@ IMAGE_EXTENSIONS = frozenset(
 # we refuse at the limit itself so a bomb is a clean, counted skip.
 MAX_IMAGE_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+
+T = TypeVar("T")
 
 
 class ImageDecodeError(ValueError):
@@ -75,7 +78,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def open_image(
-    source: str | os.PathLike | bytes, draft_size: int | None = None
+    source: str | os.PathLike | bytes, draft_size: int | None = None,
+    inspect: Callable[[Image.Image], None] | None = None,
 ) -> tuple[Image.Image, tuple[int, int]]:
     """Open and fully decode an image; returns it with its original (width, height).
 
@@ -83,7 +87,10 @@ def open_image(
     Decoding is forced here (``load``) so truncated files fail now, inside
     the guarded region, and not later inside a resize. With *draft_size*,
     JPEGs decode at a reduced scale (libjpeg's DCT scaling), several times
-    faster for photos and invisible at model resolution.
+    faster for photos and invisible at model resolution. *inspect* sees
+    the opened image before its pixels are decoded (size and mode come
+    from the header) and may raise to stop there; its exceptions pass
+    through unchanged.
     """
     if isinstance(source, (bytes, bytearray)):
         if not source:
@@ -97,15 +104,33 @@ def open_image(
         except OSError as exc:
             raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}") from exc
         fp = str(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(fp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        img = _guarded(Image.open, fp)
+        try:
             original = img.size
-            img.seek(0)  # first frame of GIFs and multi-page TIFFs
-            if draft_size and img.format == "JPEG":
-                img.draft("RGB", (draft_size * 2, draft_size * 2))
-            img.load()
+            _guarded(_first_frame, img, draft_size)
+            if inspect is not None:
+                inspect(img)
+            _guarded(img.load)
+        except BaseException:
+            img.close()
+            raise
+    if _exif_rotates(img):
+        original = (original[1], original[0])
+    return img, original
+
+
+def _first_frame(img: Image.Image, draft_size: int | None) -> None:
+    img.seek(0)  # first frame of GIFs and multi-page TIFFs
+    if draft_size and img.format == "JPEG":
+        img.draft("RGB", (draft_size * 2, draft_size * 2))
+
+
+def _guarded(step: Callable[..., T], *args: Any) -> T:
+    """Run one Pillow step; its many failure types become one ImageDecodeError."""
+    try:
+        return step(*args)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError(
             f"image too large (decompression bomb guard, limit {MAX_IMAGE_PIXELS} pixels)"
@@ -116,9 +141,6 @@ def open_image(
         raise ImageDecodeError(f"corrupt or truncated image: {exc}") from exc
     except Exception as exc:  # Pillow plugins raise odd types on hostile input
         raise ImageDecodeError(f"cannot decode image: {type(exc).__name__}: {exc}") from exc
-    if _exif_rotates(img):
-        original = (original[1], original[0])
-    return img, original
 
 
 def prepare(img: Image.Image, size: int) -> np.ndarray:
@@ -128,8 +150,11 @@ def prepare(img: Image.Image, size: int) -> np.ndarray:
     """
     try:
         img = ImageOps.exif_transpose(img) or img
+        if img.mode == "L":  # one band resized, then copied to three: same pixels, less work
+            img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
         img = _to_rgb(img)
-        img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     except Exception as exc:
         raise ImageDecodeError(f"cannot convert image: {type(exc).__name__}: {exc}") from exc
     return np.asarray(img, dtype=np.uint8).copy()

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from sqlalchemy import select
-
 from .catalog import ImageRecord
 from .store import Store
 from .vector_index import VectorIndex
@@ -33,12 +31,14 @@ class NotFound(LookupError):
     """No catalog image with that id."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Hit:
+    """One search result: what a result list shows. ``record`` has the rest."""
+
     id: int
     score: float
     path: str
-    record: ImageRecord
+    recon_error: float | None
 
 
 class SearchEngine:
@@ -61,17 +61,23 @@ class SearchEngine:
                 self._generation = generation
             return self._index
 
-    def search_code(self, code: np.ndarray, k: int, exclude: int | None = None) -> list[Hit]:
+    def search_code(self, code: np.ndarray, k: int, exclude: int | None = None,
+                    index: VectorIndex | None = None) -> list[Hit]:
+        """The *k* catalog images nearest to *code*, best first, *exclude* left out.
+
+        *index* is one the caller already took from :meth:`index` and
+        checked (its dimension, its model), so a re-index landing between
+        that check and this search cannot swap it; by default the current one.
+        """
         k = max(1, min(int(k), MAX_K))
-        index = self.index()
-        scores, ids = index.search(code.reshape(1, -1), k + (1 if exclude is not None else 0))
+        index = index if index is not None else self.index()
+        query = np.asarray(code, dtype=np.float32).reshape(1, -1)
+        scores, ids = index.search(query, k + (1 if exclude is not None else 0))
         pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1 and i != exclude]
         pairs = pairs[:k]
-        with self.store.sessions() as s:
-            rows = {r.id: r for r in s.scalars(
-                select(ImageRecord).where(ImageRecord.id.in_([i for i, _ in pairs])))}
+        rows = self.store.hit_rows([i for i, _ in pairs])
         # An id the catalog no longer has (deleted mid-reindex) is skipped, not an error.
-        return [Hit(i, sc, rows[i].path, rows[i]) for i, sc in pairs if i in rows]
+        return [Hit(i, sc, *rows[i]) for i, sc in pairs if i in rows]
 
     def search_pixels(self, pixels: np.ndarray, k: int) -> tuple[np.ndarray, list[Hit]]:
         """Encode one (S, S, 3) uint8 image and search; returns its code and the hits."""

@@ -11,15 +11,18 @@ Layout::
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from .catalog import ImageRecord, MetaRecord
 from .database import database_url, open_database
+from .reader import CatalogReader
 from .vector_index import VectorIndex, VectorIndexError, build_index, load_index
 
 DEFAULT_DATA_DIR = "lookalike-data"
@@ -36,6 +39,7 @@ def default_data_dir() -> Path:
 class Store:
     data_dir: Path
     sessions: sessionmaker[Session]
+    _reader: CatalogReader | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def open(cls, data_dir: str | Path, database: str | None = None) -> "Store":
@@ -43,6 +47,24 @@ class Store:
         data_dir.mkdir(parents=True, exist_ok=True)
         _engine, sessions = open_database(database or database_url(data_dir))
         return cls(data_dir, sessions)
+
+    @property
+    def db(self) -> Engine:
+        """The SQLAlchemy engine behind ``sessions``."""
+        return self.sessions.kw["bind"]
+
+    @property
+    def reader(self) -> CatalogReader:
+        """The per-query reads' own connections (made on first use)."""
+        if self._reader is None:
+            self._reader = CatalogReader(self.db)
+        return self._reader
+
+    def close(self) -> None:
+        """Release every database connection this store opened."""
+        if self._reader is not None:
+            self._reader.close()
+        self.db.dispose()
 
     @property
     def index_path(self) -> Path:
@@ -68,8 +90,25 @@ class Store:
         session.merge(MetaRecord(key=key, value=value))
 
     def generation(self) -> int:
-        """Bumped on every committed index write; readers reload when it moves."""
-        return int(self.get_meta("generation", "0") or 0)
+        """Bumped on every committed index write; readers reload when it moves.
+
+        Read on every query, so through the fast reader (``search.reader``).
+        """
+        rows = self.reader.fetch("SELECT value FROM meta WHERE key = {}", ["generation"])
+        return int(rows[0][0] or 0) if rows else 0
+
+    def hit_rows(self, ids: Sequence[int]) -> dict[int, tuple[str, float | None]]:
+        """(path, reconstruction error) by id: what a search result shows, and no more.
+
+        Whole ORM rows would drag each image's code blob along; ids the
+        catalog no longer has are simply absent.
+        """
+        if not ids:
+            return {}
+        marks = ", ".join(["{}"] * len(ids))
+        rows = self.reader.fetch(f"SELECT id, path, recon_error FROM images WHERE id IN ({marks})",
+                                 [int(i) for i in ids])
+        return {int(i): (path, err) for i, path, err in rows}
 
     def catalog_version(self) -> int:
         return int(self.get_meta(CATALOG_VERSION, "0") or 0)
@@ -85,8 +124,12 @@ class Store:
         that changes codes or ids calls this in the same transaction, so
         the version moves exactly when the catalog does.
         """
-        current = session.get(MetaRecord, CATALOG_VERSION)
-        self.set_meta(session, CATALOG_VERSION, str(int(current.value if current else 0) + 1))
+        self._bump(session, CATALOG_VERSION)
+
+    def _bump(self, session: Session, key: str) -> None:
+        """Add one to a counter in meta, read and written in the caller's transaction."""
+        current = session.get(MetaRecord, key)
+        self.set_meta(session, key, str(int(current.value if current else 0) + 1))
 
     def index_is_current(self) -> bool:
         """Whether the saved index was written after the catalog's last change."""
@@ -104,7 +147,7 @@ class Store:
         index.save(self.index_path)
         with self.sessions() as session, session.begin():
             self.set_meta(session, INDEX_VERSION, str(version))
-            self.set_meta(session, "generation", str(self.generation() + 1))
+            self._bump(session, "generation")
 
     def catalog_ids(self, model_id: int | None = None) -> set[int]:
         query = select(ImageRecord.id)

@@ -13,6 +13,8 @@ from indexer.images import (
     decode_file,
     decode_many,
     load_image,
+    open_image,
+    prepare,
     walk_images,
 )
 
@@ -127,3 +129,30 @@ def test_walk_finds_images_recursively_and_skips_hidden(tmp_path):
     assert names == ["x.JPG", "y.png", "z.webp"]
     with pytest.raises(FileNotFoundError):
         walk_images(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (37, 100), (480, 640), (64, 64)])
+def test_grayscale_input_equals_its_rgb_copy(shape):
+    """Grayscale images take a one-band shortcut; the model must see the same pixels."""
+    gray = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    as_gray = Image.fromarray(gray, "L")
+    as_rgb = as_gray.convert("RGB")
+    for size in (32, 64):
+        assert np.array_equal(prepare(as_gray, size), prepare(as_rgb, size))
+
+
+def test_inspect_sees_the_header_before_decoding_and_may_stop_it():
+    """The web's memory budget looks at size and mode before any pixel is decoded."""
+    out = io.BytesIO()
+    Image.new("RGB", (300, 200), "red").save(out, "PNG")
+    seen = []
+
+    def refuse(img):
+        seen.append((img.size, img.mode, bool(img.tile)))  # tiles: pixels still to decode
+        raise RuntimeError("over budget")
+
+    with pytest.raises(RuntimeError, match="over budget"):
+        open_image(out.getvalue(), inspect=refuse)
+    assert seen == [((300, 200), "RGB", True)]
+    img, size = open_image(out.getvalue(), inspect=seen.append)
+    assert size == (300, 200) and img.getpixel((0, 0)) == (255, 0, 0)

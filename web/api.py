@@ -9,7 +9,6 @@ from flask import Blueprint, jsonify, request
 from search.engine import code_of
 
 from .backend import current_backend
-from .hits import nearest
 from .openapi import openapi_document
 from .serialize import hit_json, image_json, png_data_url
 from .uploads import decode_query, parse_k, read_search_request
@@ -40,7 +39,7 @@ def search():
         info.update(anomaly(encoder, info["reconstruction_error"]))
     if req.denoise:
         codes = encoder.encode(recon[None])  # search with the model's cleaned-up query
-    hits = nearest(backend.store, index, codes[0], req.k)
+    hits = engine.search_code(codes[0], req.k, index=index)
     return jsonify(query=info, k=req.k, results=[hit_json(h) for h in hits])
 
 
@@ -67,7 +66,7 @@ def similar(image_id: int):
     engine, index = backend.ready_engine()
     row = backend.record(image_id)
     backend.check_same_model(engine, row)
-    hits = nearest(backend.store, index, code_of(row), k, exclude=image_id)
+    hits = engine.search_code(code_of(row), k, exclude=image_id, index=index)
     query = {**image_json(row), **anomaly(engine.encoder, row.recon_error)}
     return jsonify(query=query, k=k, results=[hit_json(h) for h in hits])
 

@@ -19,7 +19,6 @@ from search.catalog import ImageRecord
 from search.engine import SearchEngine, code_of
 
 from .backend import Backend, current_backend
-from .hits import nearest
 from .params import SEED_MAX, parse_id, parse_int
 from .serialize import hit_json, image_urls, png_data_url
 from .uploads import parse_k
@@ -93,7 +92,7 @@ def arithmetic():
     refs, codes = zip(*(_stored(backend, engine, i) for i in ids))
     result = combine(*codes)
     encoder = engine.encoder
-    hits = nearest(backend.store, index, result, k)
+    hits = engine.search_code(result, k, index=index)
     return jsonify(model_kind=encoder.kind, note=explore_note(encoder.kind),
                    a=refs[0], b=refs[1], c=refs[2], result=_images(encoder, result[None])[0],
                    k=k, results=[hit_json(h) for h in hits])

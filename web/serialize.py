@@ -16,8 +16,7 @@ from flask import request
 from PIL import Image
 
 from search.catalog import ImageRecord
-
-from .hits import Neighbour
+from search.engine import Hit
 
 
 def image_urls(image_id: int) -> dict[str, str]:
@@ -52,7 +51,7 @@ def image_json(row: ImageRecord) -> dict[str, Any]:
     }
 
 
-def hit_json(hit: Neighbour) -> dict[str, Any]:
+def hit_json(hit: Hit) -> dict[str, Any]:
     """One search result: enough to draw a card and to follow it."""
     return {
         "id": hit.id,

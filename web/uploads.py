@@ -13,6 +13,7 @@ import binascii
 import io
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import IO, Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from werkzeug.exceptions import BadRequest
 
 from indexer.images import MAX_IMAGE_PIXELS, ImageDecodeError, open_image, prepare
 
+from . import multipart
 from .config import DEFAULTS
 from .errors import ApiError
 
@@ -129,12 +131,15 @@ def read_upload() -> tuple[bytes, Any]:
     """
     mimetype = request.mimetype
     if mimetype == "multipart/form-data":
-        upload = request.files.get("image")
-        if upload is None:
+        form = multipart.parse(request.get_data(), request.mimetype_params.get("boundary", ""))
+        if form is not None:
+            data, options = form.files.get("image"), form.fields
+        else:  # an unusual shape: Werkzeug's parser, from the body read above
+            upload = request.files.get("image")
+            data, options = (upload.read() if upload is not None else None), request.form
+        if data is None:
             raise ApiError(400, "bad_request", "send the image as a multipart file field "
                            "named 'image'")
-        data = upload.read()
-        options: Any = request.form
     elif request.is_json:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
@@ -204,28 +209,20 @@ _DECODE_COST = {"1": 7, "L": 7, "P": 11, "RGB": 13, "YCbCr": 13, "CMYK": 13, "LA
                 "HSV": 13, "LA": 25, "La": 25, "PA": 25, "RGBA": 25, "RGBa": 25}
 
 
-def decode_cost(data: bytes, size: int) -> tuple[int, int, str, int] | None:
-    """(width, height, mode, peak bytes) that decoding *data* for the model will take.
+def decode_cost(img: Image.Image) -> tuple[int, int, str, int]:
+    """(width, height, mode, peak bytes) that decoding *img* for the model will take.
 
-    Read from the header alone (JPEGs after the same draft scaling that
-    ``open_image`` applies). None when the header does not parse:
-    ``open_image`` then says what is wrong.
+    Read from an opened image's header alone (JPEGs after ``open_image``'s
+    draft scaling), before any pixel is decoded.
     """
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.format == "JPEG":
-                img.draft("RGB", (size * 2, size * 2))
-            width, height = img.size
-            mode = img.mode
-            if mode == "P" and "transparency" in img.info:
-                mode = "PA"
-    except Exception:  # anything odd in a header is open_image's to report
-        return None
-    per_pixel = _DECODE_COST.get(mode, _DECODE_COST_DEFAULT)
-    return width, height, mode, width * height * per_pixel
+    width, height = img.size
+    mode = img.mode
+    if mode == "P" and "transparency" in img.info:
+        mode = "PA"
+    return width, height, mode, width * height * _DECODE_COST.get(mode, _DECODE_COST_DEFAULT)
 
 
-def check_decode_cost(data: bytes, size: int, max_bytes: int | None = None) -> None:
+def check_decode_cost(img: Image.Image, max_bytes: int | None = None) -> None:
     """413 for an upload that would take more than *max_bytes* of memory to decode.
 
     Indexed files may have up to MAX_IMAGE_PIXELS, but an upload is only
@@ -238,10 +235,9 @@ def check_decode_cost(data: bytes, size: int, max_bytes: int | None = None) -> N
         settings = current_app.config if has_app_context() else DEFAULTS
         max_bytes = int(settings.get("LOOKALIKE_MAX_DECODE_BYTES",
                                      DEFAULTS["LOOKALIKE_MAX_DECODE_BYTES"]))
-    cost = decode_cost(data, size)
-    if cost is None or cost[3] <= max_bytes:
+    width, height, mode, cost = decode_cost(img)
+    if cost <= max_bytes:
         return
-    width, height, mode, _ = cost
     limit = max_bytes // _DECODE_COST.get(mode, _DECODE_COST_DEFAULT)
     raise ApiError(413, "too_large", f"the image has too many pixels to search with "
                    f"({width}×{height} {mode}; at most {limit / 1e6:.1f} megapixels for this "
@@ -268,9 +264,9 @@ def decode_query(data: bytes, size: int, max_decode_bytes: int | None = None) ->
         what = f"{fmt} images are" if fmt else "this file's type is"
         raise ApiError(415, "unsupported_media_type",
                        f"{what} not supported; send {SUPPORTED_MEDIA}")
-    check_decode_cost(data, size, max_decode_bytes)
     try:
-        img, (width, height) = open_image(data, draft_size=size)
+        img, (width, height) = open_image(
+            data, draft_size=size, inspect=partial(check_decode_cost, max_bytes=max_decode_bytes))
         pixels = prepare(img, size)
     except ImageDecodeError as exc:
         if isinstance(exc.__cause__, (Image.DecompressionBombError,
