@@ -12,8 +12,9 @@ all figures share the same conditions, it times:
   one decoder pass more) and with ``reconstruction=false``; bodies are
   multipart forms with a fresh random boundary, as browsers send them;
 * the floor: the same request with ``k=0``, which the app refuses (400)
-  before any image or model work: what HTTP, waitress, Flask and the form
-  cost on their own.
+  before any image or model work, and the same body sent to a bare WSGI
+  app and to a one-route Flask app under waitress: what HTTP, waitress,
+  Flask and the form cost on their own.
 
 Run: ``python -m bench.query`` (about a minute on 2 cores).
 """
@@ -150,6 +151,22 @@ class WaitressClient:
         self.conn.close()
 
 
+def bare_wsgi(environ, start_response):
+    """waitress's own share: a WSGI app that reads the body and answers ``{}``."""
+    environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
+    return [b"{}"]
+
+
+def bare_flask():
+    """Flask's share on top: one route that answers a small JSON object, nothing else."""
+    from flask import Flask, jsonify
+
+    app = Flask("bare")
+    app.add_url_rule("/api/search", "search", lambda: jsonify(ok=True), methods=["POST"])
+    return app
+
+
 def p50(samples: list[float]) -> float:
     return statistics.median(samples) * 1000.0
 
@@ -186,12 +203,14 @@ def run(args: argparse.Namespace) -> dict:
                           "LOOKALIKE_INFERENCE_THREADS": args.threads, "LOOKALIKE_DEVICE": "cpu"})
         client = app.test_client()
         server = WaitressClient(app)
+        bare_server, flask_server = WaitressClient(bare_wsgi), WaitressClient(bare_flask())
         files = sorted(SAMPLE.rglob("*.png"))
         queries = [files[i % len(files)].read_bytes() for i in range(args.queries)]
 
         t: dict[str, list[float]] = {name: [] for name in (
             "decode_file", "encode", "search", "decoder", "client", "client_lean",
-            "waitress", "waitress_lean", "client_floor", "waitress_floor")}
+            "waitress", "waitress_lean", "client_floor", "waitress_floor", "bare_wsgi",
+            "bare_flask")}
 
         def timed(name: str, fn):
             started = time.perf_counter()
@@ -224,10 +243,15 @@ def run(args: argparse.Namespace) -> dict:
                        timed("waitress_floor", lambda: server.search(multipart(data, 0, False)))]
             if set(refused) != {400}:
                 raise SystemExit(f"k=0 was not refused: {refused}")
+            bare = [timed("bare_wsgi", lambda: bare_server.search(multipart(data, 0, False))),
+                    timed("bare_flask", lambda: flask_server.search(multipart(data, 0, False)))]
+            if set(bare) != {200}:
+                raise SystemExit(f"a bare server failed: {bare}")
             if warm:
                 for samples in t.values():
                     samples.pop()
-        server.close()
+        for each in (server, bare_server, flask_server):
+            each.close()
         app.extensions["lookalike"].close()
 
     baseline = p50(t["encode"]) + p50(t["search"])
@@ -252,6 +276,8 @@ def run(args: argparse.Namespace) -> dict:
             "waitress_vs_with_decoder": round(p50(t["waitress"]) / with_decoder, 2),
             "client_floor": round(p50(t["client_floor"]) / baseline, 2),
             "waitress_floor": round(p50(t["waitress_floor"]) / baseline, 2),
+            "bare_wsgi": round(p50(t["bare_wsgi"]) / baseline, 2),
+            "bare_flask": round(p50(t["bare_flask"]) / baseline, 2),
         },
     }
 
@@ -287,6 +313,10 @@ def report(r: dict) -> str:
         f"{p['client_floor']:.3f} | {q['client_floor']:.3f} | {ratio['client_floor']:.2f} |",
         f"| floor: same, waitress 127.0.0.1 | {p['waitress_floor']:.3f} | "
         f"{q['waitress_floor']:.3f} | {ratio['waitress_floor']:.2f} |",
+        f"| waitress alone: same body to a WSGI app that answers {{}} | {p['bare_wsgi']:.3f} | "
+        f"{q['bare_wsgi']:.3f} | {ratio['bare_wsgi']:.2f} |",
+        f"| waitress + Flask: same body to a one-route Flask app | {p['bare_flask']:.3f} | "
+        f"{q['bare_flask']:.3f} | {ratio['bare_flask']:.2f} |",
         "",
         f"waitress, reconstruction=false: {p['waitress_lean'] - r['baseline_ms']:.3f} ms over the "
         f"baseline, of which the floor (HTTP, waitress, Flask, form, JSON error) is "

@@ -18,7 +18,8 @@ from werkzeug.formparser import MultiPartParser
 from web import multipart
 
 BOUNDARY_CHARS = "abcXYZ019-_'()+,./:=?"
-names = st.sampled_from(["image", "k", "reconstruction", "denoise", "x", "", "ima\"ge", "é"])
+names = st.sampled_from(["image", "k", "reconstruction", "denoise", "x", "", "ima\"ge", "é",
+                         "a%22b", "a\\b", "a;b", "k*", "C:\\dir\\k"])
 part_data = st.one_of(
     st.binary(max_size=64),
     st.lists(st.sampled_from([b"\r\n", b"--", b"-", b"\r", b"\n", b"a", b"\x00", b"\xff",
@@ -33,7 +34,10 @@ def parts(draw):
     disposition = 'form-data; name="%s"' % name.replace('"', '\\"')
     is_file = draw(st.booleans())
     if is_file:
-        disposition += '; filename="%s"' % draw(st.sampled_from(["q.png", "", "a b.jpg"]))
+        disposition += '; filename="%s"' % draw(st.sampled_from(
+            ["q.png", "", "a b.jpg", "C:\\Users\\q.png", "100%.png", "a;b.png", "é.png"]))
+    if draw(st.integers(0, 6)) == 0:
+        disposition = disposition.replace("; ", ";", 1).replace("form-data", "Form-Data")
     headers = [("Content-Disposition", disposition)]
     if draw(st.booleans()):
         headers.append(("Content-Type", draw(st.sampled_from(

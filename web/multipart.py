@@ -17,6 +17,7 @@ would (``tests/test_multipart.py`` checks the two against each other).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from werkzeug.http import parse_options_header
@@ -25,6 +26,9 @@ from werkzeug.http import parse_options_header
 MAX_PARTS = 16
 MAX_FIELD_BYTES = 1024
 CRLF = b"\r\n"
+# The Content-Disposition that browsers and HTTP libraries send, read without
+# Werkzeug's general parser (RFC 2231 names, escapes, IE paths), which takes the rest.
+_DISPOSITION = re.compile(r'form-data; name="([^"\\%;]*)"(?:; filename="([^"\\%;]*)")?')
 
 
 @dataclass
@@ -74,8 +78,12 @@ def _add_part(form: Form, head: bytes, data: bytes) -> bool:
     headers = _headers(head)
     if headers is None or "content-disposition" not in headers:
         return False
-    _, options = parse_options_header(headers["content-disposition"])
-    name, filename = options.get("name"), options.get("filename")
+    plain = _DISPOSITION.fullmatch(headers["content-disposition"])
+    if plain is not None:
+        name, filename = plain.group(1, 2)
+    else:
+        _, options = parse_options_header(headers["content-disposition"])
+        name, filename = options.get("name"), options.get("filename")
     if name is None:
         return False
     if filename is not None:
