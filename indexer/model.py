@@ -8,7 +8,6 @@ from __future__ import annotations
 import abc
 import hashlib
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from search.files import replace_atomically
 
 CHECKPOINT_FORMAT = 1
 
@@ -277,16 +278,7 @@ def save_checkpoint(path: str | os.PathLike, model: Autoencoder, facts: dict[str
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "facts": facts,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ckpt-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_atomically(path, lambda tmp: torch.save(payload, tmp), "ckpt")
     return file_sha256(path)
 
 

@@ -7,12 +7,12 @@ always be rebuilt from it.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+from .files import replace_atomically
 
 METRICS = ("cosine", "l2")
 INDEX_TYPES = ("auto", "flat", "ivf")
@@ -131,19 +131,8 @@ class VectorIndex:
         return scores, ids
 
     def save(self, path: str | Path) -> None:
-        """Write atomically: a temp file in the same folder, fsync, then rename over."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".index-", suffix=".tmp")
-        os.close(fd)
-        try:
-            faiss.write_index(self.index, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Write atomically (``search.files``): readers never load half an index."""
+        replace_atomically(path, lambda tmp: faiss.write_index(self.index, tmp), "index")
 
 
 def default_nprobe(nlist: int) -> int:

@@ -10,8 +10,6 @@ changes).
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import threading
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import numpy as np
 from sqlalchemy import select
 
 from search.catalog import ImageRecord
+from search.files import replace_atomically
 
 from .backend import Backend, _file_key
 from .errors import NotReady
@@ -92,16 +91,8 @@ def _stored_codes(backend: Backend, model_id: int | None) -> list[np.ndarray]:
 def _save(pq, path: Path) -> tuple[int, int, int] | None:
     """Write atomically; on a read-only data dir keep the codebook in memory only."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".pq-", suffix=".tmp")
-    except OSError as exc:
-        log.warning("cannot save the PQ codebook to %s (%s); keeping it in memory", path, exc)
-        return None
-    os.close(fd)
-    try:
-        pq.save(Path(tmp))
-        os.replace(tmp, path)
+        replace_atomically(path, lambda tmp: pq.save(Path(tmp)), "pq", durable=False)
     except (OSError, RuntimeError) as exc:
-        Path(tmp).unlink(missing_ok=True)
         log.warning("cannot save the PQ codebook to %s (%s); keeping it in memory", path, exc)
         return None
     return _file_key(path)

@@ -7,15 +7,14 @@ whose bytes no longer match its row is thumbnailed but not cached.
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
 from indexer.images import ImageDecodeError, _to_rgb, open_image
 from indexer.job import sha256_file
+from search.files import replace_atomically
 
 THUMBNAIL_SIZE = 256
 JPEG_QUALITY = 85
@@ -58,12 +57,4 @@ def make_thumbnail(source: Path, expected_sha256: str, thumbs_dir: Path) -> Path
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Temp file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".thumb-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_atomically(path, lambda tmp: Path(tmp).write_bytes(data), "thumb", durable=False)
