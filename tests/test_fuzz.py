@@ -590,11 +590,11 @@ def served(library):
     """The app under waitress with ``lookalike serve``'s body cap, on 127.0.0.1, in a thread."""
     from waitress import create_server
 
-    from web.cli import body_limit
+    from web.cli import server_limits
 
     app, _ = make_client(library, MAX_CONTENT_LENGTH=256 * 1024)
     server = create_server(app, host="127.0.0.1", port=0, threads=2,
-                           **body_limit(app.config["MAX_CONTENT_LENGTH"]))
+                           **server_limits(app.config["MAX_CONTENT_LENGTH"]))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield server.effective_port
@@ -690,3 +690,44 @@ def test_streamed_body_far_over_the_limit_is_cut_off(served, chunked):
     connection.request("GET", "/healthz")  # and it still serves
     assert connection.getresponse().status == 200
     connection.close()
+
+
+def test_big_upload_stays_in_memory_under_lookalike_serve_limits(library, monkeypatch):
+    """waitress spools bodies over 512 KB to a temp file unless told otherwise; uploads
+    must never touch the disk, so ``lookalike serve`` keeps them in memory up to its cap."""
+    import waitress.buffers
+    from waitress import create_server
+
+    from web.cli import server_limits
+
+    spooled = []
+    real_newfile = waitress.buffers.TempfileBasedBuffer.newfile
+
+    def newfile(self):
+        spooled.append(True)
+        return real_newfile(self)
+
+    monkeypatch.setattr(waitress.buffers.TempfileBasedBuffer, "newfile", newfile)
+    noise = np.random.default_rng(3).integers(0, 256, (640, 640, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(noise).save(out, "PNG", compress_level=0)
+    png = out.getvalue()
+    assert len(png) > 1 * MB  # well past waitress's 512 KB spooling threshold
+
+    app, _ = make_client(library, MAX_CONTENT_LENGTH=2 * MB)
+    server = create_server(app, host="127.0.0.1", port=0, threads=1,
+                           **server_limits(app.config["MAX_CONTENT_LENGTH"]))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        head, opening, closing = multipart_head(None)
+        head["Content-Length"] = str(len(opening) + len(png) + len(closing))
+        status, _, body = stream(server.effective_port, head, [opening, png, closing],
+                                 chunked=False)
+    finally:
+        server.close()
+        thread.join(timeout=5)
+        app.extensions["lookalike"].close()
+    assert status == 200, body[:300]
+    assert json.loads(body)["results"]
+    assert spooled == []

@@ -803,7 +803,8 @@ def test_serve_runs_waitress(monkeypatch, library):
     assert result.exit_code == 0, result.output
     assert "http://127.0.0.1:5123/" in result.output
     assert seen["kwargs"] == {"host": "127.0.0.1", "port": 5000, "threads": 4,
-                              "max_request_body_size": 40 * MB}  # twice MAX_CONTENT_LENGTH
+                              "max_request_body_size": 40 * MB,  # twice MAX_CONTENT_LENGTH
+                              "inbuf_overflow": 40 * MB}  # bodies stay in memory
     assert seen["app"].config["LOOKALIKE_DATA_DIR"] == str(library.data_dir)
     assert seen["ran"] and seen["closed"]
 

@@ -33,7 +33,7 @@ def serve(ctx: click.Context, host: str, port: int, threads: int) -> None:
     backend = app.extensions["lookalike"]
     message = backend.readiness()  # loads the model now, not on the first request
     server = create_server(app, host=host, port=port, threads=threads,
-                           **body_limit(app.config.get("MAX_CONTENT_LENGTH")))
+                           **server_limits(app.config.get("MAX_CONTENT_LENGTH")))
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Lookalike serving {backend.data_dir} at http://{shown}:{server.effective_port}/")
     if message:
@@ -47,16 +47,22 @@ def serve(ctx: click.Context, host: str, port: int, threads: int) -> None:
         backend.close()
 
 
-def body_limit(max_content_length: int | None) -> dict[str, int]:
-    """waitress's own cap on a request body, at twice the app's ``MAX_CONTENT_LENGTH``.
+def server_limits(max_content_length: int | None) -> dict[str, int]:
+    """waitress's cap on a request body, and how much of one it keeps in memory.
 
-    waitress reads a whole body before the app runs (spooled to a temp file
-    past 512 KB), by default up to 1 GiB, so without a cap near the app's
-    limit any client could make it store a gigabyte per connection only to
-    be told 413. Bodies up to twice the limit still get the app's JSON 413;
-    longer ones waitress's plain-text 413, as soon as it sees they are too long.
+    waitress reads a whole body before the app runs, by default up to
+    1 GiB, so without a cap near the app's limit any client could make it
+    store a gigabyte per connection only to be told 413. The cap is twice
+    ``MAX_CONTENT_LENGTH``: bodies up to that still get the app's JSON 413,
+    longer ones waitress's plain-text 413 as soon as it sees they are too
+    long. Bodies under the cap stay in memory (waitress would spool those
+    over 512 KB to a temp file), because uploads must never touch the disk;
+    the price is up to twice the limit in RAM per connection uploading.
     """
-    return {"max_request_body_size": 2 * max_content_length} if max_content_length else {}
+    if not max_content_length:
+        return {}
+    cap = 2 * max_content_length
+    return {"max_request_body_size": cap, "inbuf_overflow": cap}
 
 
 def main() -> None:
