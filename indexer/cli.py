@@ -15,9 +15,9 @@ from pathlib import Path
 
 import click
 
-from search.database import SchemaError
+from search.database import CATALOG_FILE, SchemaError
 from search.engine import SearchEngine
-from search.store import Store, default_data_dir
+from search.store import MODEL_FILE, Store, default_data_dir
 from search.vector_index import VectorIndexError
 
 from .encoder import TorchEncoder
@@ -37,12 +37,34 @@ class Context:
 
     @property
     def store(self) -> Store:
+        """The data dir's store, made (folder, catalog) if it is not there yet: for writers."""
         if self._store is None:
             try:
                 self._store = Store.open(self.data_dir)
             except SchemaError as exc:
                 raise click.ClickException(str(exc)) from exc
         return self._store
+
+    def existing_store(self) -> Store:
+        """The store for commands that only read it.
+
+        A mistyped --data-dir must get an error, not a new empty data dir
+        that then answers "0 images".
+        """
+        if self._store is None and not self.has_catalog:
+            raise click.ClickException(
+                f"nothing indexed in {self.data_dir} yet (no {CATALOG_FILE} there). Index a "
+                f"folder first: lookalike --data-dir {self.data_dir} index FOLDER")
+        return self.store
+
+    @property
+    def has_catalog(self) -> bool:
+        return (self.data_dir / CATALOG_FILE).is_file()
+
+    @property
+    def model_path(self) -> Path:
+        """The data dir's checkpoint path; looking it up creates nothing."""
+        return self.data_dir / MODEL_FILE
 
     def echo(self, message: str = "", err: bool = False) -> None:
         if not self.quiet:
@@ -159,7 +181,7 @@ def train(obj: Context, folder: Path, output: Path | None, **kw) -> None:
 
 
 def load_encoder(obj: Context, model: Path | None, device: str = "auto") -> TorchEncoder:
-    path = model or obj.store.model_path
+    path = model or obj.model_path
     try:
         return TorchEncoder.from_path(path, device)
     except CheckpointError as exc:
@@ -227,7 +249,7 @@ def search(obj: Context, image: Path, k: int, model: Path | None, as_json: bool,
            sheet: Path | None) -> None:
     """Find the K indexed images most like IMAGE."""
     encoder = load_encoder(obj, model)
-    engine = SearchEngine(obj.store, encoder)
+    engine = SearchEngine(obj.existing_store(), encoder)
     try:
         pixels = load_image(image, encoder.image_size)
         code, hits = engine.search_pixels(pixels, k)
@@ -299,7 +321,7 @@ def stats(obj: Context, as_json: bool) -> None:
     """What the data dir holds: images, model, index."""
     from .status import collect_stats
 
-    info = collect_stats(obj.store)
+    info = collect_stats(obj.existing_store())
     if as_json:
         click.echo(json.dumps(info, indent=2))
     else:

@@ -77,7 +77,7 @@ def anomalies(obj: Context, top: int | None, threshold: float | None, sheet: Pat
               as_json: bool, model: Path | None) -> None:
     """The collection's outliers: images the model reconstructs worst."""
     encoder = load_encoder(obj, model)
-    with obj.store.sessions() as s:
+    with obj.existing_store().sessions() as s:
         query = (select(ImageRecord).join(ModelRecord)
                  .where(ModelRecord.checkpoint_sha256 == encoder.sha256)
                  .order_by(ImageRecord.recon_error.desc()))
@@ -110,7 +110,7 @@ def anomalies(obj: Context, top: int | None, threshold: float | None, sheet: Pat
 
 
 def _pq_path(obj: Context, encoder: TorchEncoder) -> Path:
-    return obj.store.data_dir / f"pq-{encoder.sha256[:16]}.faiss"
+    return obj.data_dir / f"pq-{encoder.sha256[:16]}.faiss"
 
 
 def _product_quantizer(obj: Context, encoder: TorchEncoder, train: bool) -> ProductQuantizer:
@@ -120,7 +120,7 @@ def _product_quantizer(obj: Context, encoder: TorchEncoder, train: bool) -> Prod
         return ProductQuantizer.load(path)
     if not train:
         raise click.ClickException(f"no product quantiser at {path}; compress with --dtype pq first")
-    with obj.store.sessions() as s:
+    with obj.existing_store().sessions() as s:
         codes = [np.frombuffer(c, np.float32) for c in s.scalars(
             select(ImageRecord.code).join(ModelRecord)
             .where(ModelRecord.checkpoint_sha256 == encoder.sha256))]
@@ -227,6 +227,8 @@ def arithmetic_cmd(obj: Context, image_a: Path, image_b: Path, image_c: Path, k:
     result = arithmetic(*codes)
     _save_strip(encoder.decode(np.concatenate([codes, result[None]])), output)
     obj.echo(f"a, b, c, a − b + c: {output}")
+    if not obj.has_catalog:
+        return  # nothing indexed: the decoded picture is the whole answer
     try:
         hits = SearchEngine(obj.store, encoder).search_code(result, k)
     except VectorIndexError:

@@ -58,8 +58,11 @@ def upgrade_to_head(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+CATALOG_FILE = "catalog.sqlite"
+
+
 def database_url(data_dir: str | Path) -> str:
-    return f"sqlite:///{Path(data_dir).resolve() / 'catalog.sqlite'}"
+    return f"sqlite:///{Path(data_dir).resolve() / CATALOG_FILE}"
 
 
 def open_database(url: str, migrate: bool = True) -> tuple[Engine, sessionmaker[Session]]:

@@ -26,6 +26,8 @@ from .reader import CatalogReader
 from .vector_index import VectorIndex, VectorIndexError, build_index, load_index
 
 DEFAULT_DATA_DIR = "lookalike-data"
+MODEL_FILE = "model.pt"
+INDEX_FILE = "index.faiss"
 # Meta keys: the catalog's change counter, and its value when the index was last saved.
 CATALOG_VERSION = "catalog_version"
 INDEX_VERSION = "index_version"
@@ -68,11 +70,11 @@ class Store:
 
     @property
     def index_path(self) -> Path:
-        return self.data_dir / "index.faiss"
+        return self.data_dir / INDEX_FILE
 
     @property
     def model_path(self) -> Path:
-        return self.data_dir / "model.pt"
+        return self.data_dir / MODEL_FILE
 
     @property
     def thumbs_dir(self) -> Path:

@@ -130,7 +130,7 @@ def test_search_finds_same_class(runner, data_dir, collection):
 def test_search_sheet_and_errors(runner, data_dir, collection, tmp_path):
     query = next(collection.rglob("*.png"))
     missing_index = run(runner, data_dir, "search", str(query), ok=False)
-    assert missing_index.exit_code == 1 and "lookalike index" in missing_index.output
+    assert missing_index.exit_code == 1 and "index FOLDER" in missing_index.output
     index_json(runner, data_dir, collection)
     sheet = tmp_path / "sheet.png"
     run(runner, data_dir, "search", str(query), "-k", "3", "--sheet", str(sheet))
@@ -147,6 +147,21 @@ def test_clear_errors_without_a_model(runner, tmp_path, collection):
     result = run(runner, tmp_path / "empty", "search", str(query), ok=False)
     assert result.exit_code == 1 and "no model checkpoint" in result.output
     assert "lookalike" in result.output and "train" in result.output
+    assert not (tmp_path / "empty").exists()  # a read-only command creates nothing
+
+
+def test_read_only_commands_refuse_a_data_dir_with_nothing_indexed(runner, tmp_path, collection,
+                                                                   data_dir):
+    """A mistyped --data-dir gets an error, not a new empty catalog answering '0 images'."""
+    typo = tmp_path / "lookalike-dta"
+    result = run(runner, typo, "stats", ok=False)
+    assert result.exit_code == 1 and "nothing indexed" in result.output
+    assert "lookalike --data-dir" in result.output and "index FOLDER" in result.output
+    assert not typo.exists()
+    query = next(collection.rglob("*.png"))  # data_dir holds a model and nothing else
+    result = run(runner, data_dir, "search", str(query), ok=False)
+    assert result.exit_code == 1 and "nothing indexed" in result.output
+    assert sorted(p.name for p in data_dir.iterdir()) == ["model.pt"]
 
 
 def test_stats(runner, data_dir, collection):
