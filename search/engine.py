@@ -27,10 +27,6 @@ class Encoder(Protocol):
     def decode(self, codes: np.ndarray) -> np.ndarray: ...
 
 
-class NotFound(LookupError):
-    """No catalog image with that id."""
-
-
 @dataclass(frozen=True)
 class Hit:
     """One search result: what a result list shows. ``record`` has the rest."""
@@ -85,11 +81,7 @@ class SearchEngine:
         return code, self.search_code(code, k)
 
     def record(self, image_id: int) -> ImageRecord:
-        with self.store.sessions() as s:
-            row = s.get(ImageRecord, image_id)
-        if row is None:
-            raise NotFound(f"no image with id {image_id}")
-        return row
+        return self.store.record(image_id)
 
     def similar(self, image_id: int, k: int) -> tuple[ImageRecord, list[Hit]]:
         """Neighbours of an indexed image, from its stored code, excluding itself."""

@@ -33,6 +33,10 @@ CATALOG_VERSION = "catalog_version"
 INDEX_VERSION = "index_version"
 
 
+class NotFound(LookupError):
+    """No catalog image with that id."""
+
+
 def default_data_dir() -> Path:
     return Path(os.environ.get("LOOKALIKE_DATA_DIR", DEFAULT_DATA_DIR))
 
@@ -82,6 +86,14 @@ class Store:
 
     def load_index(self, mmap: bool = False) -> VectorIndex:
         return load_index(self.index_path, mmap)
+
+    def record(self, image_id: int) -> ImageRecord:
+        """One catalog row by id, or NotFound."""
+        with self.sessions() as s:
+            row = s.get(ImageRecord, image_id)
+        if row is None:
+            raise NotFound(f"no image with id {image_id}")
+        return row
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         with self.sessions() as s:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from search.catalog import ImageRecord, ModelRecord
 from search.database import SchemaError
-from search.engine import NotFound, SearchEngine
+from search.engine import SearchEngine
 from search.store import DEFAULT_DATA_DIR, Store
 from search.vector_index import VectorIndex, VectorIndexError
 
@@ -210,11 +210,7 @@ class Backend:
 
     def record(self, image_id: int) -> ImageRecord:
         """One catalog row by id; needs no model, so metadata and files work without one."""
-        with self.store.sessions() as s:
-            row = s.get(ImageRecord, image_id)
-        if row is None:
-            raise NotFound(f"no image with id {image_id}")
-        return row
+        return self.store.record(image_id)
 
     def readiness(self) -> str | None:
         """None when searches can run, else the message saying what to do."""

@@ -12,7 +12,7 @@ import logging
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
-from search.engine import NotFound
+from search.store import NotFound
 
 log = logging.getLogger(__name__)
 
