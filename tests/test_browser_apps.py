@@ -11,11 +11,11 @@ from dataclasses import replace
 import pytest
 
 try:
-    from tests.test_browser import Watcher
+    from tests.test_browser import DROP_FILE, PASTE_FILE, Watcher
     from tests.webfixtures import (CHROMIUM, TINY_MODEL, Library, build_library,
                                    headless_chromium, running_app)
 except ImportError:  # tests/ is not a package: pytest put the folder itself on sys.path
-    from test_browser import Watcher  # type: ignore
+    from test_browser import DROP_FILE, PASTE_FILE, Watcher  # type: ignore
     from webfixtures import (CHROMIUM, TINY_MODEL, Library, build_library,  # type: ignore
                              headless_chromium, running_app)
 
@@ -68,6 +68,19 @@ def test_denoise_and_compress_an_upload(page, server, library, tmp_path):
     assert page.get_attribute("#code-download", "href").startswith("blob:")
     page.screenshot(path=str(tmp_path / "denoise.png"), full_page=True)
     assert (tmp_path / "denoise.png").stat().st_size > 0
+    assert page.watcher.problems == []
+
+
+def test_denoise_takes_dropped_and_pasted_images(page, server):
+    """The drop and paste wiring is the search page's (common.js); here it feeds the tools."""
+    page.goto(server + "/denoise")
+    page.evaluate(DROP_FILE, [server + "/images/1/original", "dropped.png"])
+    page.wait_for_function(RENDERED, arg="#denoised-image")
+    first = page.get_attribute("#denoised-image", "src")
+    page.evaluate(PASTE_FILE, [server + "/images/2/original", "pasted.png"])
+    page.wait_for_function("src => { const i = document.getElementById('denoised-image'); "
+                           "return i.src !== src && i.complete && i.naturalWidth > 0; }", arg=first)
+    page.wait_for_function(RENDERED, arg="#decoded-image")  # the compress section ran too
     assert page.watcher.problems == []
 
 

@@ -13,22 +13,8 @@
   const template = $("outlier-template");
 
   function card(item) {
-    const node = template.content.firstElementChild.cloneNode(true);
-    const name = String(item.name);
-    const thumb = node.querySelector(".thumb");
-    thumb.src = L.safeUrl(item.thumbnail_url);
-    thumb.alt = name;
-    const recon = node.querySelector(".recon");
-    recon.src = L.safeUrl(item.reconstruction_url);
-    recon.alt = `Reconstruction of ${name}`;
-    const score = node.querySelector(".score");
-    score.textContent = `error ${L.formatNumber(item.reconstruction_error, 5)}`;
-    score.classList.toggle("flagged", item.anomalous === true);
-    node.querySelector(".name").textContent = name;
-    const link = node.querySelector(".card-button");
-    link.href = `./?similar=${encodeURIComponent(item.id)}`;
-    link.title = `${item.path}\nClick to search by this image`;
-    node.dataset.id = String(item.id);
+    const node = L.linkCard(template, item, `error ${L.formatNumber(item.reconstruction_error, 5)}`);
+    node.querySelector(".score").classList.toggle("flagged", item.anomalous === true);
     return node;
   }
 

@@ -1,16 +1,14 @@
-// Lookalike search page. Plain JS, no build step, nothing from the network.
-// Every piece of data from the server is written with textContent or as a
-// property (src, href, title), never parsed as HTML.
+// Lookalike search page. Helpers (and the rules they keep) in common.js.
 "use strict";
 
 (() => {
-  const $ = (id) => document.getElementById(id);
+  const L = window.Lookalike;
+  const { $, safeUrl, showMessage, callApi, formatNumber } = L;
   const form = $("search-form");
   const fileInput = $("file-input");
   const kInput = $("k-input");
   const dropZone = $("drop-zone");
   const button = $("search-button");
-  const message = $("message");
   const querySection = $("query");
   const queryImage = $("query-image");
   const queryName = $("query-name");
@@ -29,15 +27,6 @@
   let objectUrl = null;    // preview of the uploaded file, revoked when replaced
   let sequence = 0;        // only the newest request may draw
 
-  // URLs come from our own API; accept same-origin paths only, whatever happens.
-  const safeUrl = (url) =>
-    typeof url === "string" && url.startsWith("/") && !url.startsWith("//") ? url : "";
-
-  function showMessage(text) {
-    message.textContent = text;
-    message.hidden = !text;
-  }
-
   function setBusy(busy) {
     document.body.classList.toggle("busy", busy);
     results.setAttribute("aria-busy", busy ? "true" : "false");
@@ -51,25 +40,6 @@
       return null;
     }
     return k;
-  }
-
-  async function callApi(url, options) {
-    const response = await fetch(url, options);
-    let body = null;
-    try {
-      body = await response.json();
-    } catch (_) {
-      body = null;
-    }
-    if (!response.ok) {
-      const detail = body && body.error ? body.error.message : response.statusText;
-      throw new Error(`${detail} (HTTP ${response.status})`);
-    }
-    return body;
-  }
-
-  function formatNumber(value, digits) {
-    return typeof value === "number" && Number.isFinite(value) ? value.toFixed(digits) : "–";
   }
 
   function showQuery(src, name, reconSrc, query) {
@@ -97,22 +67,11 @@
   }
 
   function card(hit) {
-    const node = template.content.firstElementChild.cloneNode(true);
-    const thumb = node.querySelector(".thumb");
-    const recon = node.querySelector(".recon");
-    const name = String(hit.name);
-    thumb.src = safeUrl(hit.thumbnail_url);
-    thumb.alt = name;
-    recon.src = safeUrl(hit.reconstruction_url);
-    recon.alt = `Reconstruction of ${name}`;
-    node.querySelector(".score").textContent = formatNumber(hit.similarity, 3);
-    node.querySelector(".name").textContent = name;
+    const node = L.card(template, hit, formatNumber(hit.similarity, 3));
     const open = node.querySelector(".card-button");
-    open.title = `${hit.path}\nClick to search by this image`;
     open.dataset.id = String(hit.id);
     open.addEventListener("click", () => navigateToImage(hit.id));
     node.querySelector(".original").href = safeUrl(hit.original_url);
-    node.dataset.id = String(hit.id);
     return node;
   }
 
@@ -195,52 +154,9 @@
     }
   }
 
-  function firstImage(files) {
-    for (const file of files || []) {
-      if (file && file.type.startsWith("image/")) return file;
-    }
-    return files && files.length ? files[0] : null;
-  }
-
   // -- inputs: file chooser, drag and drop, paste, the form -----------------------------
 
-  fileInput.addEventListener("change", () => {
-    const file = firstImage(fileInput.files);
-    if (file) searchFile(file);
-  });
-
-  document.addEventListener("dragover", (event) => {
-    event.preventDefault();
-    dropZone.classList.add("dragging");
-  });
-  document.addEventListener("dragleave", (event) => {
-    if (event.target === document.documentElement || event.target === dropZone) {
-      dropZone.classList.remove("dragging");
-    }
-  });
-  document.addEventListener("drop", (event) => {
-    event.preventDefault(); // never let the browser navigate to the dropped file
-    dropZone.classList.remove("dragging");
-    const file = firstImage(event.dataTransfer && event.dataTransfer.files);
-    if (file) searchFile(file);
-    else showMessage("Drop an image file.");
-  });
-
-  document.addEventListener("paste", (event) => {
-    const items = event.clipboardData ? Array.from(event.clipboardData.items) : [];
-    const item = items.find((i) => i.kind === "file" && i.type.startsWith("image/"));
-    if (!item) return; // ordinary text paste, e.g. into the k field
-    event.preventDefault();
-    const file = item.getAsFile();
-    if (file) searchFile(file);
-  });
-
-  dropZone.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" || event.key === " ") {
-      event.preventDefault();
-      fileInput.click();
-    }
-  });
+  L.acceptImages(dropZone, fileInput, searchFile);
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();

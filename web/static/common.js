@@ -1,6 +1,6 @@
-// Helpers shared by the tool pages (denoise, anomalies, explore). Same rules as
-// app.js: plain JS, nothing from the network, and every piece of server data is
-// written with textContent or as a property (src, href), never parsed as HTML.
+// Helpers shared by every page (search, denoise, anomalies, explore). Plain JS, no
+// build step, nothing from the network, and every piece of server data is written
+// with textContent or as a property (src, href, title), never parsed as HTML.
 "use strict";
 
 window.Lookalike = (() => {
@@ -90,8 +90,80 @@ window.Lookalike = (() => {
     }
   }
 
+  // The first image among *files*, else the first file (the server then says what is wrong).
+  function firstImage(files) {
+    for (const file of files || []) {
+      if (file && file.type.startsWith("image/")) return file;
+    }
+    return files && files.length ? files[0] : null;
+  }
+
+  // Every way to give a page an image: its file chooser, a drop anywhere on the page, a
+  // paste, or Enter/Space on the drop zone. Each hands the file to *onFile*.
+  function acceptImages(dropZone, fileInput, onFile) {
+    fileInput.addEventListener("change", () => {
+      const file = firstImage(fileInput.files);
+      if (file) onFile(file);
+    });
+    document.addEventListener("dragover", (event) => {
+      event.preventDefault();
+      dropZone.classList.add("dragging");
+    });
+    document.addEventListener("dragleave", (event) => {
+      if (event.target === document.documentElement || event.target === dropZone) {
+        dropZone.classList.remove("dragging");
+      }
+    });
+    document.addEventListener("drop", (event) => {
+      event.preventDefault(); // never let the browser navigate to the dropped file
+      dropZone.classList.remove("dragging");
+      const file = firstImage(event.dataTransfer && event.dataTransfer.files);
+      if (file) onFile(file);
+      else showMessage("Drop an image file.");
+    });
+    document.addEventListener("paste", (event) => {
+      const items = event.clipboardData ? Array.from(event.clipboardData.items) : [];
+      const item = items.find((i) => i.kind === "file" && i.type.startsWith("image/"));
+      if (!item) return; // an ordinary text paste, e.g. into a number field
+      event.preventDefault();
+      const file = item.getAsFile();
+      if (file) onFile(file);
+    });
+    dropZone.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        fileInput.click();
+      }
+    });
+  }
+
+  // A result card cloned from *template* (.thumb, .recon, .score, .name, .card-button) and
+  // filled in for one catalog image; the caller makes .card-button follow it.
+  function card(template, item, scoreText) {
+    const node = template.content.firstElementChild.cloneNode(true);
+    const name = String(item.name);
+    const thumb = node.querySelector(".thumb");
+    thumb.src = safeUrl(item.thumbnail_url);
+    thumb.alt = name;
+    const recon = node.querySelector(".recon");
+    recon.src = safeUrl(item.reconstruction_url);
+    recon.alt = `Reconstruction of ${name}`;
+    node.querySelector(".score").textContent = scoreText;
+    node.querySelector(".name").textContent = name;
+    node.querySelector(".card-button").title = `${item.path}\nClick to search by this image`;
+    node.dataset.id = String(item.id);
+    return node;
+  }
+
+  // A card whose .card-button is a link to the search page's results for that image.
+  function linkCard(template, item, scoreText) {
+    const node = card(template, item, scoreText);
+    node.querySelector(".card-button").href = `./?similar=${encodeURIComponent(item.id)}`;
+    return node;
+  }
+
   return Object.freeze({
     $, safeUrl, safeDataUrl, showMessage, callApi, formatNumber, formatBytes, image, figure,
-    intValue, busy,
+    intValue, busy, firstImage, acceptImages, card, linkCard,
   });
 })();

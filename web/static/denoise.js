@@ -121,16 +121,9 @@
     compress();
   }
 
-  function firstImage(files) {
-    for (const f of files || []) {
-      if (f && f.type.startsWith("image/")) return f;
-    }
-    return files && files.length ? files[0] : null;
-  }
-
   // -- inputs --------------------------------------------------------------------------------
 
-  fileInput.addEventListener("change", () => useFile(firstImage(fileInput.files)));
+  L.acceptImages(dropZone, fileInput, useFile);
   noiseInput.addEventListener("input", () => {
     noiseValue.textContent = Number(noiseInput.value).toFixed(2);
   });
@@ -140,36 +133,6 @@
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     denoise();
-  });
-
-  document.addEventListener("dragover", (event) => {
-    event.preventDefault();
-    dropZone.classList.add("dragging");
-  });
-  document.addEventListener("dragleave", (event) => {
-    if (event.target === document.documentElement || event.target === dropZone) {
-      dropZone.classList.remove("dragging");
-    }
-  });
-  document.addEventListener("drop", (event) => {
-    event.preventDefault();
-    dropZone.classList.remove("dragging");
-    const dropped = firstImage(event.dataTransfer && event.dataTransfer.files);
-    if (dropped) useFile(dropped);
-    else L.showMessage("Drop an image file.");
-  });
-  document.addEventListener("paste", (event) => {
-    const items = event.clipboardData ? Array.from(event.clipboardData.items) : [];
-    const item = items.find((i) => i.kind === "file" && i.type.startsWith("image/"));
-    if (!item) return;
-    event.preventDefault();
-    useFile(item.getAsFile());
-  });
-  dropZone.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" || event.key === " ") {
-      event.preventDefault();
-      fileInput.click();
-    }
   });
 
   codeInput.addEventListener("change", async () => {

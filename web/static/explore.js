@@ -67,23 +67,7 @@
   const arithmeticButton = $("arithmetic-button");
   const hitTemplate = $("hit-template");
 
-  function card(hit) {
-    const node = hitTemplate.content.firstElementChild.cloneNode(true);
-    const name = String(hit.name);
-    const thumb = node.querySelector(".thumb");
-    thumb.src = L.safeUrl(hit.thumbnail_url);
-    thumb.alt = name;
-    const recon = node.querySelector(".recon");
-    recon.src = L.safeUrl(hit.reconstruction_url);
-    recon.alt = `Reconstruction of ${name}`;
-    node.querySelector(".score").textContent = L.formatNumber(hit.similarity, 3);
-    node.querySelector(".name").textContent = name;
-    const link = node.querySelector(".card-button");
-    link.href = `./?similar=${encodeURIComponent(hit.id)}`;
-    link.title = `${hit.path}\nClick to search by this image`;
-    node.dataset.id = String(hit.id);
-    return node;
-  }
+  const card = (hit) => L.linkCard(hitTemplate, hit, L.formatNumber(hit.similarity, 3));
 
   $("arithmetic-form").addEventListener("submit", (event) => {
     event.preventDefault();
