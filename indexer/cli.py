@@ -198,16 +198,16 @@ def load_encoder(obj: Context, model: Path | None, device: str = "auto") -> Torc
               help="Images encoded per step.")
 @click.option("--workers", type=click.IntRange(0), default=None,
               help="Decoding processes (default: one per core).")
-@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf"]), default="auto",
-              show_default=True,
-              help="auto: exact (flat) below 200k images, IVF above; or force one.")
+@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf"]), default=None,
+              help="auto: exact (flat) below 200k images, IVF above; or force one. Remembered "
+                   "by the data dir until changed (default: its choice so far, at first auto).")
 @click.option("--save-every", type=click.FloatRange(0), default=60, show_default=True,
               help="Seconds between index saves during a run, so searches see progress.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_model_options
 @pass_ctx
 def index(obj: Context, folder: Path, model: Path | None, reencode: bool, encode_batch: int,
-          workers: int | None, index_type: str, save_every: float, as_json: bool,
+          workers: int | None, index_type: str | None, save_every: float, as_json: bool,
           **kw) -> None:
     """Index (or re-index, incrementally) the images under FOLDER.
 

@@ -166,19 +166,24 @@ def index_folder(
     progress: bool = True,
     reencode: bool = False,
     save_every: float | None = 60.0,
-    index_type: str = "auto",
+    index_type: str | None = None,
 ) -> IndexSummary:
     """Bring the catalog and the vector index in line with *folder*.
 
     Every *save_every* seconds (None: never) the index is also saved
     mid-run, so searches see a long run's progress and a killed run does
-    not leave the saved index far behind the catalog.
+    not leave the saved index far behind the catalog. *index_type* (auto,
+    flat, ivf) becomes the data dir's choice; None keeps the one it has.
     """
     started = time.time()
     root = Path(folder).resolve()
     summary = IndexSummary()
+    if index_type is not None:
+        choose_index_type(0, index_type)  # refuse an unknown type before any work
     with store.sessions() as session, session.begin():
         model_id = register_model(session, encoder).id
+        if index_type is not None:
+            store.set_index_type(session, index_type)
     with store.sessions() as session:
         work = plan(session, root, model_id, reencode, progress)
     summary.unchanged, summary.failures = work.unchanged, list(work.failures)
@@ -208,7 +213,7 @@ def index_folder(
             store.publish_index(index)
             last_save = time.monotonic()
     bar.close()
-    wanted = choose_index_type(index.ntotal, index_type)
+    wanted = choose_index_type(index.ntotal, store.index_type())
     if wanted != index.index_type:  # crossed the size limit, or asked for: rebuild from the catalog
         index = store.rebuild_index(encoder.dim, model_id, index_type=wanted)
     store.publish_index(index)

@@ -31,5 +31,6 @@ def collect_stats(store: Store) -> dict:
         "encoded_with_model": encoded,
         "latent_dim": model.latent_dim if model else None,
         **index_info,
+        "index_choice": store.index_type(),  # auto, flat or ivf, as `index --index-type` set it
         "generation": store.generation(),
     }

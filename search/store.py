@@ -31,6 +31,8 @@ INDEX_FILE = "index.faiss"
 # Meta keys: the catalog's change counter, and its value when the index was last saved.
 CATALOG_VERSION = "catalog_version"
 INDEX_VERSION = "index_version"
+# The index type asked for with `lookalike index --index-type` (auto, flat, ivf).
+INDEX_TYPE = "index_type"
 
 
 class NotFound(LookupError):
@@ -170,12 +172,25 @@ class Store:
         with self.sessions() as s:
             return set(s.scalars(query))
 
+    def index_type(self) -> str:
+        """The index type this data dir was asked for: ``auto`` until someone chose.
+
+        Kept in the catalog so that every later rebuild (a plain re-index,
+        a crash recovery, ``check --repair``) honours it.
+        """
+        return self.get_meta(INDEX_TYPE, "auto") or "auto"
+
+    def set_index_type(self, session: Session, index_type: str) -> None:
+        self.set_meta(session, INDEX_TYPE, index_type)
+
     def rebuild_index(self, dim: int, model_id: int, metric: str = "cosine",
-                      index_type: str = "auto") -> VectorIndex:
+                      index_type: str | None = None) -> VectorIndex:
         """A fresh index from the raw codes the catalog keeps for *model_id*.
 
-        ``auto`` picks exact or IVF by the number of codes (``choose_index_type``).
+        *index_type* defaults to the data dir's (:meth:`index_type`); ``auto``
+        picks exact or IVF by the number of codes (``choose_index_type``).
         """
+        index_type = index_type or self.index_type()
         with self.sessions() as s:
             rows = s.execute(select(ImageRecord.id, ImageRecord.code)
                              .where(ImageRecord.model_id == model_id)).all()

@@ -182,12 +182,20 @@ def test_ivf_index_keeps_working_through_incremental_changes(runner, data_dir, c
     assert hits["results"][0]["path"] == str(query.resolve())
     for f in sorted(collection.rglob("*.png"))[:4]:
         f.unlink()
-    run(runner, data_dir, "index", str(collection), "--workers", "0", "--index-type", "ivf")
+    run(runner, data_dir, "index", str(collection), "--workers", "0")  # the choice is kept
     catalog, index_ids = state(data_dir)
     assert len(catalog) == 56 and set(catalog) == index_ids
+    info = json.loads(run(runner, data_dir, "stats", "--json").stdout)
+    assert info["index_type"].startswith("IndexIVFFlat") and info["index_choice"] == "ivf"
+    # A repair rebuilds the index the data dir asked for, not the size's default.
+    (data_dir / "index.faiss").unlink()
+    assert run(runner, data_dir, "check", "--repair").exit_code == 0
+    assert json.loads(run(runner, data_dir, "stats", "--json").stdout)["index_type"].startswith(
+        "IndexIVFFlat")
     # Back on auto, a collection this small returns to the exact index.
-    run(runner, data_dir, "index", str(collection), "--workers", "0")
-    assert json.loads(run(runner, data_dir, "stats", "--json").stdout)["index_type"] == "IndexFlatIP"
+    run(runner, data_dir, "index", str(collection), "--workers", "0", "--index-type", "auto")
+    info = json.loads(run(runner, data_dir, "stats", "--json").stdout)
+    assert info["index_type"] == "IndexFlatIP" and info["index_choice"] == "auto"
 
 
 def test_index_type_is_chosen_by_size():

@@ -155,6 +155,7 @@ SCHEMAS: dict[str, Any] = {
             "latent_dim": {"type": ["integer", "null"]},
             "index_type": {"type": ["string", "null"]},
             "index_vectors": {"type": "integer"},
+            "index_choice": {"enum": ["auto", "flat", "ivf"]},
             "metric": {"type": ["string", "null"]},
             "generation": {"type": "integer"},
             "ready": {"type": "boolean"},
