@@ -152,6 +152,7 @@ SCHEMAS: dict[str, Any] = {
             "images": {"type": "integer"},
             "model": {"type": ["string", "null"]},
             "model_kind": {"type": ["string", "null"]},
+            "encoded_with_model": {"type": "integer"},
             "latent_dim": {"type": ["integer", "null"]},
             "index_type": {"type": ["string", "null"]},
             "index_vectors": {"type": "integer"},
