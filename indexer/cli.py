@@ -230,9 +230,11 @@ def index(obj: Context, folder: Path, model: Path | None, reencode: bool, encode
         click.echo(json.dumps(summary.as_dict(), indent=2))
         return
     _report_failures(obj, summary.failures)
+    excluded = f"excluded {summary.excluded}, " if summary.excluded else ""
     click.echo(
         f"added {summary.added}, updated {summary.updated}, moved {summary.moved}, "
-        f"removed {summary.removed}, unchanged {summary.unchanged}, failed {summary.failed}; "
+        f"removed {summary.removed}, unchanged {summary.unchanged}, {excluded}"
+        f"failed {summary.failed}; "
         f"encoded {summary.encoded} images in {summary.seconds:.1f} s "
         f"({summary.images_per_second:.1f} images/s)")
 

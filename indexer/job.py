@@ -23,7 +23,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from search.catalog import ImageRecord, ModelRecord, utcnow
+from search.catalog import ExcludedRecord, ImageRecord, ModelRecord, utcnow
 from search.store import Store
 from search.vector_index import choose_index_type
 
@@ -38,6 +38,7 @@ class IndexSummary:
     moved: int = 0
     removed: int = 0
     unchanged: int = 0
+    excluded: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -56,7 +57,8 @@ class IndexSummary:
     def as_dict(self) -> dict:
         return {
             "added": self.added, "updated": self.updated, "moved": self.moved,
-            "removed": self.removed, "unchanged": self.unchanged, "failed": self.failed,
+            "removed": self.removed, "unchanged": self.unchanged, "excluded": self.excluded,
+            "failed": self.failed,
             "encoded": self.encoded, "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 1),
             "failures": [{"path": p, "reason": r} for p, r in self.failures],
@@ -79,6 +81,7 @@ class Plan:
     touch: list[tuple[int, int, float]] = field(default_factory=list)  # id, size, mtime
     remove: list[int] = field(default_factory=list)
     unchanged: int = 0
+    excluded: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -109,12 +112,19 @@ def plan(session: Session, root: Path, model_id: int, reencode: bool = False,
 
     A file is unchanged when path, size and mtime match; when only the
     metadata moved, the sha256 decides. A new path whose sha256 belongs to
-    a row whose file vanished is a move: it keeps its code and id.
+    a row whose file vanished is a move: it keeps its code and id. Any
+    other new file with an excluded path or content (an admin deleted that
+    image) is skipped.
     """
     prefix = str(root) + os.sep
     rows = {r.path: r for r in session.execute(
         select(ImageRecord.id, ImageRecord.path, ImageRecord.size, ImageRecord.mtime,
                ImageRecord.sha256, ImageRecord.model_id)) if r.path.startswith(prefix)}
+    excluded_paths: set[str] = set()
+    excluded_hashes: set[str] = set()
+    for path, digest in session.execute(select(ExcludedRecord.path, ExcludedRecord.sha256)):
+        excluded_paths.add(path)
+        excluded_hashes.add(digest)
     result = Plan()
     new: list[_Planned] = []
     seen: set[str] = set()
@@ -127,6 +137,9 @@ def plan(session: Session, root: Path, model_id: int, reencode: bool = False,
             continue
         seen.add(path)
         row = rows.get(path)
+        if row is None and path in excluded_paths:
+            result.excluded += 1
+            continue
         current = row is not None and row.model_id == model_id and not reencode
         if current and row.size == st.st_size and row.mtime == st.st_mtime:
             result.unchanged += 1
@@ -151,6 +164,8 @@ def plan(session: Session, root: Path, model_id: int, reencode: bool = False,
         if candidates and candidates[0].model_id == model_id and not reencode:
             row = candidates.pop(0)
             result.moves.append((row.id, item.path, item.size, item.mtime))
+        elif item.sha256 in excluded_hashes:  # a copy or rename of a deleted image
+            result.excluded += 1
         else:
             result.encode.append(item)
     result.remove = [r.id for rs in vanished.values() for r in rs]
@@ -187,6 +202,7 @@ def index_folder(
     with store.sessions() as session:
         work = plan(session, root, model_id, reencode, progress)
     summary.unchanged, summary.failures = work.unchanged, list(work.failures)
+    summary.excluded = work.excluded
     summary.moved, summary.removed = len(work.moves), len(work.remove)
 
     index = store.open_or_rebuild_index(encoder.dim, model_id)

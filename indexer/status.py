@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from indexer.model import file_sha256
-from search.catalog import ImageRecord, ModelRecord
+from search.catalog import ExcludedRecord, ImageRecord, ModelRecord
 from search.store import Store
 from search.vector_index import VectorIndexError
 
@@ -13,6 +13,7 @@ def collect_stats(store: Store) -> dict:
     sha = file_sha256(store.model_path) if store.model_path.exists() else None
     with store.sessions() as s:
         images = s.scalar(select(func.count(ImageRecord.id))) or 0
+        excluded = s.scalar(select(func.count(ExcludedRecord.id))) or 0
         # The model file in use, not merely the newest one the catalog has seen.
         model = s.scalar(select(ModelRecord).where(ModelRecord.checkpoint_sha256 == sha))
         encoded = s.scalar(select(func.count(ImageRecord.id))
@@ -26,6 +27,7 @@ def collect_stats(store: Store) -> dict:
     return {
         "data_dir": str(store.data_dir),
         "images": images,
+        "excluded": excluded,  # deleted through the admin API; re-indexing skips them
         "model": str(store.model_path) if store.model_path.exists() else None,
         "model_kind": model.kind if model else None,
         "encoded_with_model": encoded,

@@ -70,6 +70,17 @@ class ImageRecord(Base):
     model: Mapped[ModelRecord] = relationship(back_populates="images")
 
 
+class ExcludedRecord(Base):
+    """An image an admin deleted: re-indexing skips its path and its content (sha256)."""
+
+    __tablename__ = "excluded"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    excluded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class MetaRecord(Base):
     """Small key/value facts about the data dir (e.g. the index generation)."""
 

@@ -114,7 +114,8 @@ def search_ids(client, data: bytes, k: int = 100) -> list[int]:
 # -- off by default, then token-guarded ----------------------------------------------------------
 
 ADMIN_CALLS = [("post", "/api/admin/reindex"), ("get", "/api/admin/jobs/0123456789abcdef"),
-               ("delete", "/api/admin/images/1")]
+               ("delete", "/api/admin/images/1"), ("get", "/api/admin/exclusions"),
+               ("delete", "/api/admin/exclusions/1")]
 
 
 @pytest.mark.parametrize("method,url", ADMIN_CALLS)
@@ -196,8 +197,11 @@ def test_delete_removes_row_and_vector_but_not_the_file(apps, own):
 
     response = client.delete(f"/api/admin/images/{doomed}", headers=AUTH)
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.get_json() == {"id": doomed, "path": str(path.resolve()), "deleted": True,
-                                   "file_deleted": False}
+    body = response.get_json()
+    assert body == {"id": doomed, "path": str(path.resolve()), "deleted": True,
+                    "file_deleted": False, "excluded": True,
+                    "exclusion_id": body["exclusion_id"]}
+    assert isinstance(body["exclusion_id"], int)
 
     assert path.is_file()  # the file on disk is left alone
     assert assert_consistent(own.data_dir) == before - {doomed}
@@ -237,6 +241,62 @@ def test_delete_with_a_stale_index_leaves_the_rebuild_to_the_next_indexer(apps, 
     path.unlink()  # else the next run would add it back
     index_more(own.data_dir, own.collection)
     assert doomed not in assert_consistent(own.data_dir)
+
+
+def test_a_deleted_image_stays_out_of_reindexing_until_its_exclusion_is_lifted(apps, own):
+    client = apps(own.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN)
+    path = own.files["circle"][1]
+    doomed = image_id(own.data_dir, path)
+    deleted = client.delete(f"/api/admin/images/{doomed}", headers=AUTH).get_json()
+    assert deleted["excluded"] is True
+    # A plain re-index skips it, and a renamed copy of it too; nothing else changes.
+    shutil.copy(path, own.collection / "renamed-copy.png")
+    summary = index_more(own.data_dir, own.collection)
+    assert summary["excluded"] == 2 and summary["added"] == 0 and summary["removed"] == 0
+    assert doomed not in assert_consistent(own.data_dir)
+    listed = client.get("/api/admin/exclusions", headers=AUTH).get_json()["exclusions"]
+    assert [(e["id"], e["path"]) for e in listed] == [(deleted["exclusion_id"],
+                                                       str(path.resolve()))]
+    stats = client.get("/api/stats").get_json()
+    assert stats["excluded"] == 1
+    # Lifted: the next run adds the file and its copy back, under new ids.
+    lifted = client.delete(f"/api/admin/exclusions/{deleted['exclusion_id']}", headers=AUTH)
+    assert lifted.status_code == 200 and lifted.get_json()["lifted"] is True
+    assert client.get("/api/admin/exclusions", headers=AUTH).get_json() == {"exclusions": []}
+    assert index_more(own.data_dir, own.collection)["added"] == 2
+    back = image_id(own.data_dir, path)
+    assert back != doomed and back in assert_consistent(own.data_dir)
+    assert_error(client.delete(f"/api/admin/exclusions/{deleted['exclusion_id']}",
+                               headers=AUTH), 404, "not_found")
+
+
+def test_delete_without_exclusion_lets_reindexing_add_the_file_back(apps, own):
+    client = apps(own.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN)
+    path = own.files["square"][1]
+    doomed = image_id(own.data_dir, path)
+    assert_error(client.delete(f"/api/admin/images/{doomed}?exclude=maybe", headers=AUTH),
+                 400, "bad_parameter")
+    assert doomed in assert_consistent(own.data_dir)  # the bad request changed nothing
+    body = client.delete(f"/api/admin/images/{doomed}?exclude=false", headers=AUTH).get_json()
+    assert body["excluded"] is False and body["exclusion_id"] is None
+    assert index_more(own.data_dir, own.collection)["added"] == 1
+    assert image_id(own.data_dir, path) in assert_consistent(own.data_dir)
+
+
+def test_moving_an_indexed_copy_of_an_excluded_image_keeps_it(apps, own):
+    """Exclusion by content stops new copies, not ones already indexed that are moved."""
+    copy = own.collection / "copy.png"
+    shutil.copy(own.files["stripes"][0], copy)
+    index_more(own.data_dir, own.collection)
+    client = apps(own.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN)
+    kept = image_id(own.data_dir, copy)
+    original = image_id(own.data_dir, own.files["stripes"][0])
+    assert client.delete(f"/api/admin/images/{original}", headers=AUTH).status_code == 200
+    moved = own.collection / "moved-copy.png"
+    copy.rename(moved)
+    summary = index_more(own.data_dir, own.collection)
+    assert summary["moved"] == 1 and summary["excluded"] == 1  # the deleted original's path
+    assert image_id(own.data_dir, moved) == kept
 
 
 @pytest.mark.parametrize("raw", ["999999", "-1", "0x1", "1.0", "..%2f..%2fetc%2fpasswd",

@@ -115,11 +115,13 @@ def build_library(root: Path, per_class: int = 20, extra: dict[str, str] | None 
     return Library(root / "data", collection, files)
 
 
-def index_more(data_dir: Path, folder: Path) -> None:
-    """Index *folder* into an existing data dir with its current model (as `lookalike index`)."""
+def index_more(data_dir: Path, folder: Path) -> dict:
+    """Index *folder* into an existing data dir with its current model (as `lookalike index`);
+    the run's summary."""
     store = Store.open(data_dir)
     encoder = TorchEncoder.from_path(store.model_path, "cpu")
-    index_folder(store, folder, encoder, batch_size=64, workers=0, progress=False)
+    return index_folder(store, folder, encoder, batch_size=64, workers=0,
+                        progress=False).as_dict()
 
 
 def private_copy(library: "Library", root: Path) -> "Library":

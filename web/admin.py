@@ -1,4 +1,4 @@
-"""Data-changing endpoints for the operator: re-index, delete an image. Off by default.
+"""Data-changing endpoints for the operator: re-index, delete an image, exclusions. Off by default.
 
 Everything else the app serves only reads. These write, so they answer
 403 until the operator sets ``LOOKALIKE_ADMIN_TOKEN``, and then only to
@@ -8,7 +8,8 @@ never add on their own, so no cross-site form can use them).
 No part of a request names a file or folder: a re-index covers the
 folders the operator configured (``LOOKALIKE_INDEX_FOLDERS``) or, when
 none are, the folders the catalog's files are in; a delete names a
-catalog id, drops its row and vector, and leaves the file on disk alone.
+catalog id, drops its row and vector, and leaves the file on disk alone,
+but records an exclusion so that re-indexing does not bring it back.
 Both take the data dir's writer lock (``indexer.lock``), the same one
 ``lookalike index`` takes, so they never interleave with another writer:
 a busy data dir is a 409.
@@ -23,19 +24,22 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from sqlalchemy import delete, exists, select
+from sqlalchemy.orm import Session
 
 from indexer.lock import DataDirBusy, WriterLock
-from search.catalog import ImageRecord
+from search.catalog import ExcludedRecord, ImageRecord, utcnow
 from search.vector_index import VectorIndex, VectorIndexError
 
 from .api import ID
 from .backend import Backend, ConfiguredStore, current_backend
 from .errors import ApiError, NotReady, error_response
+from .uploads import parse_flag
 from .thumbnails import cached_thumbnail
 
 if TYPE_CHECKING:  # torch is imported only when a model is loaded
@@ -100,18 +104,24 @@ def _writer_lock(backend: Backend, doing: str) -> WriterLock:
 
 @bp.delete(f"/images/{ID}")
 def delete_image(image_id: int):
-    """Forget one image: its catalog row, its vector, its cached thumbnail; not its file."""
+    """Forget one image: its catalog row, its vector, its cached thumbnail; not its file.
+
+    Unless ``exclude=false``, later re-indexing skips the file, and new files
+    with the same content, until the exclusion is lifted.
+    """
+    exclude = parse_flag(request.args.get("exclude"), "exclude", True)
     backend = current_backend()
     lock = _writer_lock(backend, "deleting an image from")
     try:
         row = backend.record(image_id)
-        remove_image(backend.store, row)
+        exclusion = remove_image(backend.store, row, exclude)
     finally:
         lock.release()
-    return jsonify(id=row.id, path=row.path, deleted=True, file_deleted=False)
+    return jsonify(id=row.id, path=row.path, deleted=True, file_deleted=False,
+                   excluded=exclusion is not None, exclusion_id=exclusion)
 
 
-def remove_image(store: ConfiguredStore, row: ImageRecord) -> None:
+def remove_image(store: ConfiguredStore, row: ImageRecord, exclude: bool = True) -> int | None:
     """Delete *row* from the catalog, then from the saved index; caller holds the writer lock.
 
     The catalog commit comes first and bumps the catalog version, as the
@@ -119,15 +129,60 @@ def remove_image(store: ConfiguredStore, row: ImageRecord) -> None:
     writer sees the versions apart and rebuilds the index from the catalog.
     The running engines are not touched (they may be searching their index
     right now): saving bumps the generation, and each reloads on its next query.
+    With *exclude*, the same commit records the exclusion; its id is returned.
     """
     index = _current_index(store)
+    exclusion = None
     with store.sessions() as session, session.begin():
         session.execute(delete(ImageRecord).where(ImageRecord.id == row.id))
         store.mark_catalog_changed(session)
+        if exclude:
+            exclusion = _exclude(session, row)
     if index is not None:
         index.remove([row.id])
         store.publish_index(index)
     _drop_thumbnail(store, row.sha256)
+    return exclusion
+
+
+def _exclude(session: Session, row: ImageRecord) -> int:
+    """Record (or refresh) the exclusion of *row*'s path and content; its id."""
+    record = session.scalar(select(ExcludedRecord).where(ExcludedRecord.path == row.path))
+    if record is None:
+        record = ExcludedRecord(path=row.path, sha256=row.sha256)
+        session.add(record)
+    else:
+        record.sha256, record.excluded_at = row.sha256, utcnow()
+    session.flush()
+    return record.id
+
+
+# -- GET /api/admin/exclusions and DELETE /api/admin/exclusions/<id> ---------------------------
+
+@bp.get("/exclusions")
+def exclusions():
+    """The images re-indexing skips, newest first."""
+    with current_backend().store.sessions() as session:
+        rows = session.scalars(select(ExcludedRecord).order_by(ExcludedRecord.id.desc()))
+        return jsonify(exclusions=[exclusion_json(r) for r in rows])
+
+
+@bp.delete("/exclusions/<int(max=9223372036854775807):exclusion_id>")
+def lift_exclusion(exclusion_id: int):
+    """Let re-indexing add the file (and its content) again; the next run picks it up."""
+    store = current_backend().store
+    with store.sessions() as session, session.begin():
+        record = session.get(ExcludedRecord, exclusion_id)
+        if record is None:
+            raise ApiError(404, "not_found", f"no exclusion with id {exclusion_id}")
+        answer = {**exclusion_json(record), "lifted": True}
+        session.delete(record)
+    return jsonify(answer)
+
+
+def exclusion_json(record: ExcludedRecord) -> dict[str, Any]:
+    at = record.excluded_at.replace(tzinfo=timezone.utc).isoformat() if record.excluded_at else None
+    return {"id": record.id, "path": record.path, "sha256": record.sha256, "excluded_at": at}
 
 
 def _current_index(store: ConfiguredStore) -> VectorIndex | None:

@@ -150,6 +150,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "data_dir": {"type": "string"},
             "images": {"type": "integer"},
+            "excluded": {"type": "integer"},
             "model": {"type": ["string", "null"]},
             "model_kind": {"type": ["string", "null"]},
             "encoded_with_model": {"type": "integer"},

@@ -33,6 +33,8 @@ ADMIN_SCHEMAS: dict[str, Any] = {
             "added": {"type": "integer"}, "updated": {"type": "integer"},
             "moved": {"type": "integer"}, "removed": {"type": "integer"},
             "unchanged": {"type": "integer"}, "failed": {"type": "integer"},
+            "excluded": {"type": "integer", "description": "New files skipped: deleted by an "
+                                                          "admin (path or content)."},
             "encoded": {"type": "integer"}, "seconds": {"type": "number"},
             "images_per_second": {"type": "number"},
             "failures": {"type": "array", "description": "The first 100 unreadable files.",
@@ -61,9 +63,31 @@ ADMIN_SCHEMAS: dict[str, Any] = {
             "path": {"type": "string", "description": "The file, which is left on disk."},
             "deleted": {"const": True},
             "file_deleted": {"const": False},
+            "excluded": {"type": "boolean"},
+            "exclusion_id": {"type": ["integer", "null"],
+                             "description": "Lift it with DELETE /api/admin/exclusions/{id}."},
         },
     },
+    "Exclusion": {
+        "type": "object", "required": ["id", "path", "sha256"],
+        "properties": {
+            "id": {"type": "integer"},
+            "path": {"type": "string"},
+            "sha256": {"type": "string", "description": "New files with this content are "
+                                                        "skipped too."},
+            "excluded_at": {"type": ["string", "null"], "format": "date-time"},
+            "lifted": {"const": True},
+        },
+    },
+    "Exclusions": {
+        "type": "object", "required": ["exclusions"],
+        "properties": {"exclusions": {"type": "array",
+                                      "items": {"$ref": "#/components/schemas/Exclusion"}}},
+    },
 }
+
+EXCLUSION_ID_PARAM = {"name": "exclusion_id", "in": "path", "required": True,
+                      "schema": {"type": "integer", "minimum": 0}}
 
 ADMIN_PATHS: dict[str, Any] = {
     "/api/admin/reindex": {"post": {
@@ -91,9 +115,26 @@ ADMIN_PATHS: dict[str, Any] = {
     "/api/admin/images/{image_id}": {"delete": {
         "tags": [ADMIN_TAG], "security": SECURITY,
         "summary": "Remove an image from the catalog and the index (its file stays on disk)",
-        "description": "A later re-index of its folder adds the file back if it is still there.",
-        "parameters": [ID_PARAM],
+        "description": "Also records an exclusion, so that re-indexing skips the file and new "
+                       "files with the same content, until it is lifted. With exclude=false "
+                       "a later re-index of its folder adds the file back.",
+        "parameters": [ID_PARAM, {"name": "exclude", "in": "query", "required": False,
+                                  "schema": {"type": "boolean", "default": True}}],
         "responses": {"200": _json("Removed.", "Deleted"), "401": UNAUTHORIZED,
-                      "403": DISABLED, "404": NOT_FOUND, "409": BUSY},
+                      "403": DISABLED, "404": NOT_FOUND, "409": BUSY,
+                      "400": _error("exclude is not true or false.")},
+    }},
+    "/api/admin/exclusions": {"get": {
+        "tags": [ADMIN_TAG], "security": SECURITY,
+        "summary": "The images re-indexing skips (deleted through this API), newest first",
+        "responses": {"200": _json("The exclusions.", "Exclusions"), "401": UNAUTHORIZED,
+                      "403": DISABLED},
+    }},
+    "/api/admin/exclusions/{exclusion_id}": {"delete": {
+        "tags": [ADMIN_TAG], "security": SECURITY,
+        "summary": "Lift an exclusion: the next re-index adds the file again",
+        "parameters": [EXCLUSION_ID_PARAM],
+        "responses": {"200": _json("Lifted.", "Exclusion"), "401": UNAUTHORIZED,
+                      "403": DISABLED, "404": _error("No exclusion with that id.")},
     }},
 }
