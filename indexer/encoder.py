@@ -17,7 +17,7 @@ class TorchEncoder:
         self.checkpoint = checkpoint
         self.device = torch.device(device)
         # NHWC: oneDNN's convolutions run batches ~15-20% faster that way on CPU
-        # (bench/indexing.py); a single image costs the same either way.
+        # (bench/memory_format.py); a single image costs the same either way.
         self.model = checkpoint.model.to(self.device, memory_format=torch.channels_last).eval()
         self.image_size = checkpoint.model.config.image_size
         self.dim = checkpoint.model.config.latent_dim

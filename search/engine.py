@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
 from .catalog import ImageRecord
 from .store import Store
 from .vector_index import VectorIndex
@@ -29,7 +30,7 @@ class Encoder(Protocol):
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result: what a result list shows. ``record`` has the rest."""
+    """One search result: what a result list shows; :meth:`SearchEngine.record` has the rest."""
 
     id: int
     score: float

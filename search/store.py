@@ -47,7 +47,12 @@ def default_data_dir() -> Path:
 class Store:
     data_dir: Path
     sessions: sessionmaker[Session]
-    _reader: CatalogReader | None = field(default=None, init=False, repr=False, compare=False)
+    reader: CatalogReader = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The per-query reads (generation, hit rows) on their own connections, opened
+        # per thread on first use; made here, not lazily, so threads share one.
+        self.reader = CatalogReader(self.db)
 
     @classmethod
     def open(cls, data_dir: str | Path, database: str | None = None) -> "Store":
@@ -61,17 +66,9 @@ class Store:
         """The SQLAlchemy engine behind ``sessions``."""
         return self.sessions.kw["bind"]
 
-    @property
-    def reader(self) -> CatalogReader:
-        """The per-query reads' own connections (made on first use)."""
-        if self._reader is None:
-            self._reader = CatalogReader(self.db)
-        return self._reader
-
     def close(self) -> None:
         """Release every database connection this store opened."""
-        if self._reader is not None:
-            self._reader.close()
+        self.reader.close()
         self.db.dispose()
 
     @property
