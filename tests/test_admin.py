@@ -23,22 +23,16 @@ from web.admin import app_jobs, outermost, token_matches
 from web.config import from_environment
 
 try:
+    from tests.webfixtures import clean_environment  # noqa: F401 (fixtures)
     from tests.webfixtures import (HOSTILE_NAME, Library, build_library, draw, image_id,
                                    index_more, private_copy)
 except ImportError:  # tests/ is not a package: pytest put the folder itself on sys.path
+    from webfixtures import clean_environment  # type: ignore  # noqa: F401
     from webfixtures import (HOSTILE_NAME, Library, build_library, draw,  # type: ignore
                              image_id, index_more, private_copy)
 
 TOKEN = "correct-horse-battery-staple-Ω"  # non-ASCII on purpose: compared as bytes
 AUTH = {"Authorization": f"Bearer {TOKEN}".encode().decode("latin-1")}
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("LOOKALIKE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("LOOKALIKE_INFERENCE_THREADS", "0")
 
 
 @pytest.fixture(scope="module")

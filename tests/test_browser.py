@@ -12,11 +12,12 @@ import re
 import pytest
 
 try:
-    from tests.webfixtures import (CHROMIUM, HOSTILE_NAME, Library, build_library,
-                                   headless_chromium, image_id, running_app)
+    from tests.webfixtures import browser, server  # noqa: F401 (fixtures)
+    from tests.webfixtures import (CHROMIUM, HOSTILE_NAME, Library, build_library, image_id)
 except ImportError:  # tests/ is not a package: pytest put the folder itself on sys.path
+    from webfixtures import browser, server  # type: ignore  # noqa: F401
     from webfixtures import (CHROMIUM, HOSTILE_NAME, Library, build_library,  # type: ignore
-                             headless_chromium, image_id, running_app)
+                             image_id)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
@@ -52,18 +53,6 @@ PASTE_FILE = """async ([url, name]) => {
 def library(tmp_path_factory) -> Library:
     return build_library(tmp_path_factory.mktemp("browser"), per_class=12,
                          extra={HOSTILE_NAME: "circle", "<b>bold & 'quoted'.png": "square"})
-
-
-@pytest.fixture(scope="module")
-def server(library):
-    with running_app(library.data_dir) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with headless_chromium() as chromium:
-        yield chromium
 
 
 class Watcher:

@@ -11,13 +11,13 @@ from dataclasses import replace
 import pytest
 
 try:
+    from tests.webfixtures import browser, server  # noqa: F401 (fixtures)
     from tests.test_browser import DROP_FILE, PASTE_FILE, Watcher
-    from tests.webfixtures import (CHROMIUM, TINY_MODEL, Library, build_library,
-                                   headless_chromium, running_app)
+    from tests.webfixtures import (CHROMIUM, TINY_MODEL, Library, build_library)
 except ImportError:  # tests/ is not a package: pytest put the folder itself on sys.path
+    from webfixtures import browser, server  # type: ignore  # noqa: F401
     from test_browser import DROP_FILE, PASTE_FILE, Watcher  # type: ignore
-    from webfixtures import (CHROMIUM, TINY_MODEL, Library, build_library,  # type: ignore
-                             headless_chromium, running_app)
+    from webfixtures import (CHROMIUM, TINY_MODEL, Library, build_library)  # type: ignore
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
@@ -32,18 +32,6 @@ ALL_RENDERED = "sel => { const imgs = [...document.querySelectorAll(sel)]; " \
 def library(tmp_path_factory) -> Library:
     return build_library(tmp_path_factory.mktemp("browser-apps"), per_class=12,
                          config=replace(TINY_MODEL, kind="dae"))
-
-
-@pytest.fixture(scope="module")
-def server(library):
-    with running_app(library.data_dir) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with headless_chromium() as chromium:
-        yield chromium
 
 
 @pytest.fixture

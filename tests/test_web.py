@@ -34,26 +34,18 @@ from web import create_app
 from web.config import MB, configure
 
 try:
+    from tests.webfixtures import clean_environment  # noqa: F401 (fixtures)
     from tests.webfixtures import (HOSTILE_NAME, TINY_MODEL, Library, build_library, draw,
                                    index_more, png_bytes, png_claiming_pixels, private_copy,
                                    write_collection)
 except ImportError:  # tests/ is not a package: pytest put the folder itself on sys.path
+    from webfixtures import clean_environment  # type: ignore  # noqa: F401
     from webfixtures import (HOSTILE_NAME, TINY_MODEL, Library, build_library,  # type: ignore
                              draw, index_more, png_bytes, png_claiming_pixels,
                              private_copy, write_collection)
 
 
 # -- fixtures (flaskr style: library → app → client) ------------------------------------------
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    """Settings from the developer's shell must not leak into tests, and the apps here
-    must not change torch's process-wide thread count under the other test modules."""
-    for name in list(os.environ):
-        if name.startswith("LOOKALIKE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("LOOKALIKE_INFERENCE_THREADS", "0")
-
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory) -> Library:

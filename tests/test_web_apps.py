@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import re
 import shutil
 import struct
@@ -35,8 +34,10 @@ from search.store import Store
 from web import create_app
 
 try:
+    from tests.webfixtures import clean_environment  # noqa: F401 (fixtures)
     from tests.webfixtures import TINY_MODEL, Library, build_library, image_id, index_more
 except ImportError:  # tests/ is not a package: pytest put the folder itself on sys.path
+    from webfixtures import clean_environment  # type: ignore  # noqa: F401
     from webfixtures import (TINY_MODEL, Library, build_library, image_id,  # type: ignore
                              index_more)
 
@@ -44,15 +45,6 @@ PER_CLASS = 12  # 36 images: enough for a PQ codebook (32), small enough to trai
 
 
 # -- fixtures ------------------------------------------------------------------------------------
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    """No settings from the developer's shell; leave torch's thread count to the other modules."""
-    for name in list(os.environ):
-        if name.startswith("LOOKALIKE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("LOOKALIKE_INFERENCE_THREADS", "0")
-
 
 def _library(root: Path, kind: str) -> Library:
     library = build_library(root, per_class=PER_CLASS, config=replace(TINY_MODEL, kind=kind))

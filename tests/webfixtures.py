@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw
 
 from indexer.encoder import TorchEncoder
@@ -199,3 +200,28 @@ def headless_chromium():
             yield browser
         finally:
             browser.close()
+
+
+# -- fixtures shared by the web test modules (each imports the ones it uses) --------------------
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """Settings from the developer's shell must not leak into tests, and the apps here
+    must not change torch's process-wide thread count under the other test modules."""
+    for name in list(os.environ):
+        if name.startswith("LOOKALIKE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("LOOKALIKE_INFERENCE_THREADS", "0")
+
+
+@pytest.fixture(scope="module")
+def server(library):
+    """The app on the module's ``library``, served on 127.0.0.1 in a thread; its URL."""
+    with running_app(library.data_dir) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with headless_chromium() as chromium:
+        yield chromium
