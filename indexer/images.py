@@ -9,17 +9,31 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from search.regular_files import NotRegularFile, kind_of, open_regular
+
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif",
+     ".avif"}
 )
+# The Pillow formats Lookalike opens, everywhere (indexing, thumbnails, originals,
+# uploads). Pillow would otherwise try every plugin it has: EPS hands the file to
+# Ghostscript, an external program, and TGA or ICO files named .png would be indexed
+# but refused elsewhere. MPO, the multi-picture JPEG phones write, opens as JPEG.
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
+SUPPORTED_MEDIA = "JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF"
+pillow_heif.register_heif_opener()  # HEIC/HEIF: phone photos
 # Pillow's own guard raises DecompressionBombError at twice this many pixels;
 # we refuse at the limit itself so a bomb is a clean, counted skip.
 MAX_IMAGE_PIXELS = 64_000_000
@@ -33,24 +47,92 @@ class ImageDecodeError(ValueError):
     """An input that cannot be turned into a model input; the message says why."""
 
 
-def walk_images(folder: str | os.PathLike) -> list[Path]:
-    """All files under *folder* with an image extension, sorted for reproducible runs.
+CANNOT_READ = "cannot read"
 
-    Hidden files and folders are skipped: they are usually thumbnails or
-    editor droppings, not part of the collection.
+
+@dataclass
+class Scan:
+    """What a folder holds: image files to index, and the ones skipped, with why.
+
+    Paths are plain strings: a ``Path`` costs several times the memory, and
+    a large collection is hundreds of thousands of them.
+    """
+
+    files: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    # Files and folders that are there but could not be read now: not known to be gone.
+    unreadable: list[str] = field(default_factory=list)
+
+
+def walk_images(folder: str | os.PathLike, follow_symlinks: bool = False) -> list[Path]:
+    """The indexable image files under *folder* (see :func:`scan_folder`)."""
+    return [Path(p) for p in scan_folder(folder, follow_symlinks).files]
+
+
+def scan_folder(folder: str | os.PathLike, follow_symlinks: bool = False) -> Scan:
+    """All regular files under *folder* with an image extension, sorted; the rest listed.
+
+    Hidden files and folders are skipped silently: they are usually
+    thumbnails or editor droppings, not part of the collection. FIFOs,
+    sockets and devices are listed, never opened. A symlink is followed
+    only where it stays inside *folder*, unless *follow_symlinks*: a link
+    to ``~/.ssh`` or ``/dev/zero`` is not the collection either. Symlinked
+    folders are entered only with *follow_symlinks*, once each, so loops
+    end.
     """
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"not a folder: {root}")
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    real_root = os.path.realpath(root)
+    scan, seen_dirs = Scan(), set()
+
+    def unreadable(exc: OSError) -> None:  # its files are not known to be gone: listed
+        scan.skipped.append((exc.filename, f"cannot read folder: {exc.strerror or exc}"))
+        scan.unreadable.append(exc.filename.rstrip(os.sep) + os.sep)
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable,
+                                                followlinks=follow_symlinks):
+        try:
+            st = os.stat(dirpath)
+        except OSError as exc:  # removed while we walk
+            unreadable(exc)
+            continue
+        if (st.st_dev, st.st_ino) in seen_dirs:  # a loop, or a folder linked twice
+            dirnames[:] = []
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
-            if name.startswith("."):
-                continue
-            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                found.append(Path(dirpath) / name)
-    return sorted(found)
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                path = os.path.join(dirpath, name)
+                reason = _unindexable(path, real_root, follow_symlinks)
+                if reason is None:
+                    scan.files.append(path)
+                else:
+                    scan.skipped.append((path, reason))
+                    if reason.startswith(CANNOT_READ):
+                        scan.unreadable.append(path)
+    scan.files.sort()
+    scan.skipped.sort()
+    return scan
+
+
+def _unindexable(path: str, real_root: str, follow_symlinks: bool) -> str | None:
+    """Why *path* is not indexed, or None. Only stats: nothing here opens the file."""
+    try:
+        if os.path.islink(path) and not follow_symlinks:
+            target = os.path.realpath(path)
+            if os.path.commonpath([real_root, target]) != real_root:
+                return (f"symlink to {target}, outside the indexed folder (--follow-symlinks "
+                        "indexes it)")
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return f"{CANNOT_READ} file: {exc.strerror or exc}"
+    except ValueError:  # commonpath on mixed drives (Windows)
+        return "symlink to another drive"
+    if not stat.S_ISREG(mode):
+        return f"{kind_of(mode)}, not a regular file"
+    return None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -92,33 +174,43 @@ def open_image(
     from the header) and may raise to stop there; its exceptions pass
     through unchanged.
     """
-    if isinstance(source, (bytes, bytearray)):
-        if not source:
-            raise ImageDecodeError("empty file (0 bytes)")
-        fp: io.BytesIO | str = io.BytesIO(source)
-    else:
-        path = Path(source)
-        try:
-            if path.stat().st_size == 0:
-                raise ImageDecodeError("empty file (0 bytes)")
-        except OSError as exc:
-            raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}") from exc
-        fp = str(path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        img = _guarded(Image.open, fp)
-        try:
-            original = img.size
-            _guarded(_first_frame, img, draft_size)
-            if inspect is not None:
-                inspect(img)
-            _guarded(img.load)
-        except BaseException:
-            img.close()
-            raise
+    fp = _source_file(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = _guarded(Image.open, fp, "r", SUPPORTED_FORMATS)
+            try:
+                original = img.size
+                _guarded(_first_frame, img, draft_size)
+                if inspect is not None:
+                    inspect(img)
+                _guarded(img.load)
+            except BaseException:
+                img.close()
+                raise
+    finally:
+        fp.close()  # the pixels are loaded; Pillow does not close a file it was handed
     if _exif_rotates(img):
         original = (original[1], original[0])
     return img, original
+
+
+def _source_file(source: str | os.PathLike | bytes) -> BinaryIO:
+    """The bytes, or the file opened as a regular file only (a FIFO must not hang us)."""
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise ImageDecodeError("empty file (0 bytes)")
+        return io.BytesIO(source)
+    try:
+        f = open_regular(source)
+    except NotRegularFile as exc:
+        raise ImageDecodeError(str(exc)) from exc
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}") from exc
+    if os.fstat(f.fileno()).st_size == 0:
+        f.close()
+        raise ImageDecodeError("empty file (0 bytes)")
+    return f
 
 
 def _first_frame(img: Image.Image, draft_size: int | None) -> None:
@@ -177,7 +269,7 @@ def _exif_rotates(img: Image.Image) -> bool:
 class Decoded:
     """One decoding result: an array, or the reason there is none."""
 
-    path: Path
+    path: str | Path
     pixels: np.ndarray | None
     error: str | None = None
     width: int = 0
@@ -196,17 +288,21 @@ def decode_file(path: Path, size: int) -> Decoded:
         return Decoded(path, None, f"{type(exc).__name__}: {exc}")
 
 
-def _decode_star(args: tuple[Path, int]) -> Decoded:
-    return decode_file(*args)
+def _decode_chunk(paths: list[Path], size: int) -> list[Decoded]:
+    return [decode_file(p, size) for p in paths]
 
 
 def decode_many(
-    paths: Sequence[Path], size: int, workers: int | None = None, chunksize: int = 16
+    paths: Sequence[str | Path], size: int, workers: int | None = None, chunksize: int = 16
 ) -> Iterator[Decoded]:
     """Decode *paths* in order, in parallel processes so every core works.
 
     Results come back in input order, so callers can zip them with their
     own work list. ``workers=0`` decodes in this process (tests, tiny jobs).
+    Only two chunks per worker are submitted ahead of the caller (a window,
+    not ``Executor.map``, which submits all at once): when the model is
+    slower than decoding, the decoders wait instead of piling decoded
+    images up in memory, so a run's memory does not grow with the folder.
     """
     if workers is None:
         workers = os.cpu_count() or 1
@@ -214,8 +310,25 @@ def decode_many(
         for p in paths:
             yield decode_file(p, size)
         return
+    yield from _decode_in_window(batched(paths, chunksize), size, workers, 2 * workers)
+
+
+def _decode_in_window(chunks: Iterator[list[Path]], size: int, workers: int,
+                      depth: int) -> Iterator[Decoded]:
+    """Keep *depth* chunks submitted: the caller's pace, not the decoders', sets how many
+    decoded images exist at once."""
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(_decode_star, ((p, size) for p in paths), chunksize=chunksize)
+        window = deque(pool.submit(_decode_chunk, c, size) for c in islice(chunks, depth))
+        try:
+            while window:
+                done = window.popleft().result()
+                chunk = next(chunks, None)
+                if chunk is not None:
+                    window.append(pool.submit(_decode_chunk, chunk, size))
+                yield from done
+        finally:  # a caller that stops early should not wait for chunks it will never read
+            for future in window:
+                future.cancel()
 
 
 def batched(items: Iterable, n: int) -> Iterator[list]:

@@ -6,6 +6,7 @@ The schema changes only through the Alembic migrations in ``migrations/``;
 """
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from typing import Optional
 
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    TypeDecorator,
     event,
 )
 from sqlalchemy.engine import Engine
@@ -25,6 +27,38 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class FilePath(TypeDecorator):
+    """A file path exactly as the OS gave it, even when the name is not valid UTF-8.
+
+    Python hands such names over with the undecodable bytes as lone
+    surrogates (PEP 383), which SQLite's UTF-8 text cannot store. Those
+    paths are stored as their raw bytes (a BLOB in the same column; SQLite
+    compares and indexes it like any value) and turned back into the same
+    ``str`` on the way out, so ``open`` finds the file again. Every other
+    path stays plain text.
+    """
+
+    impl = String(4096)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect) -> str | bytes | None:
+        if value is None:
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return os.fsencode(value)
+        return value
+
+    def process_result_value(self, value: str | bytes | None, dialect) -> str | None:
+        return decode_path(value)
+
+
+def decode_path(value: str | bytes | None) -> str | None:
+    """A path column's value as the OS's ``str`` (for raw SQL reads of ``FilePath``)."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 class Base(DeclarativeBase):
@@ -39,7 +73,7 @@ class ModelRecord(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     config: Mapped[dict] = mapped_column(JSON)
-    checkpoint_path: Mapped[str] = mapped_column(String(4096))
+    checkpoint_path: Mapped[str] = mapped_column(FilePath)
     checkpoint_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     latent_dim: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -55,7 +89,7 @@ class ImageRecord(Base):
     __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    path: Mapped[str] = mapped_column(FilePath, unique=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(Integer)
     mtime: Mapped[float] = mapped_column(Float)
@@ -76,9 +110,24 @@ class ExcludedRecord(Base):
     __tablename__ = "excluded"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    path: Mapped[str] = mapped_column(FilePath, unique=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     excluded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RetiredRecord(Base):
+    """The id an image had before ``index --prune`` removed it: its content gets it back.
+
+    Links people saved (``/images/<id>``) keep working when a pruned file
+    reappears, since ids are never reused for other content.
+    """
+
+    __tablename__ = "retired"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    path: Mapped[str] = mapped_column(FilePath)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    retired_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class MetaRecord(Base):

@@ -26,7 +26,8 @@ from sqlalchemy import select, text
 
 from indexer.check import check_data_dir
 from indexer.encoder import TorchEncoder
-from indexer.job import index_folder, sha256_file
+from indexer.job import index_folder
+from search.regular_files import sha256_file
 from indexer.model import AEConfig, build_model, save_checkpoint
 from search.catalog import ImageRecord
 from search.store import Store

@@ -8,12 +8,14 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path, PurePath
+from urllib.parse import quote
 
 import numpy as np
 from flask import Blueprint, Response, request, send_file
 from PIL import Image
 
 from search.engine import code_of
+from search.regular_files import open_regular
 
 from .api import ID
 from .backend import current_backend
@@ -73,8 +75,8 @@ def original(image_id: int):
     """
     row = current_backend().record(image_id)
     try:
-        f = open(row.path, "rb")
-    except OSError as exc:
+        f = open_regular(row.path)
+    except OSError as exc:  # gone, unreadable, or now a FIFO / device / folder
         raise ApiError(404, "not_found", f"the file of image {image_id} is gone") from exc
     try:
         _fmt, supported = sniff_format(f.read(16))
@@ -84,10 +86,27 @@ def original(image_id: int):
         f.seek(0)
         st = os.fstat(f.fileno())
         Image.init()  # registers every plugin's MIME type
-        mimetype = Image.MIME.get((row.format or "").upper(), "application/octet-stream")
-        return send_file(f, mimetype=mimetype, download_name=PurePath(row.path).name,
-                         etag=f"{st.st_mtime_ns:x}-{st.st_size:x}", last_modified=st.st_mtime,
-                         conditional=True)
+        fmt = (row.format or "").upper()
+        # A phone's multi-picture JPEG is a JPEG to every browser; image/mpo gets downloaded.
+        mimetype = "image/jpeg" if fmt == "MPO" else Image.MIME.get(fmt, "application/octet-stream")
+        response = send_file(f, mimetype=mimetype, etag=f"{st.st_mtime_ns:x}-{st.st_size:x}",
+                             last_modified=st.st_mtime, conditional=True)
     except BaseException:
         f.close()
         raise
+    response.headers["Content-Disposition"] = content_disposition(PurePath(row.path).name)
+    return response
+
+
+def content_disposition(name: str) -> str:
+    """``inline`` with the file's name, safe for any name the OS allows (RFC 6266, 5987).
+
+    The quoted ``filename`` is an ASCII stand-in (control characters,
+    quotes and backslashes replaced) for old clients; ``filename*`` carries
+    the real name percent-encoded as UTF-8. A name that is not UTF-8 on
+    disk shows its undecodable bytes as U+FFFD there. CR or LF could
+    otherwise end the header early (Werkzeug refuses such a value: a 500).
+    """
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\%' else "_" for c in text)
+    return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(text, safe='')}"

@@ -13,8 +13,8 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from indexer.images import ImageDecodeError, _to_rgb, open_image
-from indexer.job import sha256_file
 from search.files import replace_atomically
+from search.regular_files import sha256_file
 
 THUMBNAIL_SIZE = 256
 JPEG_QUALITY = 85
