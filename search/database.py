@@ -9,6 +9,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -16,6 +17,23 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 class SchemaError(RuntimeError):
     """The database's schema cannot be used by this version of the code."""
+
+
+SQLITE_FULL = 13
+
+
+def describe_database_error(exc: OperationalError, database: str | Path | None = None) -> str:
+    """A sentence for a person: a full disk is theirs to fix, and it lost nothing committed.
+
+    SQLite rolls the failed transaction back, so the catalog still holds
+    every batch committed before it and the next run carries on from there.
+    """
+    orig = getattr(exc, "orig", None)
+    where = f"the catalog {database}" if database else "the catalog"
+    if getattr(orig, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(orig):
+        return (f"disk full while writing {where} (everything committed before is kept); "
+                "free some space and run the command again")
+    return f"cannot write {where}: {orig if orig is not None else exc}"
 
 
 def alembic_config(url: str) -> Config:

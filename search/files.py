@@ -6,10 +6,18 @@ the rename is atomic), then ``os.replace``. ``mkstemp`` makes its files
 0600, which would hide a model or an index written by ``lookalike index``
 from a web server running as another user; the file gets the permissions
 any new file of this process gets (0666 less the umask) before the rename.
+
+A full disk (or quota) is the one write failure a user fixes without a
+bug report, so it becomes :class:`DiskFullError`, which says so and says
+the previous file is untouched. faiss reports it as a RuntimeError whose
+text holds ``strerror(ENOSPC)``, and ``torch.save`` to a path as a
+RuntimeError that does not mention it at all, hence the free-space check.
 """
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -18,6 +26,22 @@ from typing import Callable
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
+_NO_ROOM = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded"}
+# A writer stopped by ENOSPC leaves less than one write buffer free; 1 MiB is far above any.
+LOW_SPACE_BYTES = 1 << 20
+
+
+class DiskFullError(OSError):
+    """No room for the new version of a file; the old one is intact, so freeing space is the fix."""
+
+    def __init__(self, path: str | Path, code: int = errno.ENOSPC, existed: bool = True):
+        kept = "the previous file is kept" if existed else "nothing was written"
+        super().__init__(code, f"{_NO_ROOM.get(code, 'disk full')} while writing {path} ({kept}); "
+                               "free some space and run the command again", str(path))
+
+    def __str__(self) -> str:
+        return self.strerror
+
 
 def replace_atomically(path: str | Path, write: Callable[[str], None], prefix: str,
                        durable: bool = True) -> None:
@@ -25,19 +49,70 @@ def replace_atomically(path: str | Path, write: Callable[[str], None], prefix: s
 
     The temp file is ``.{prefix}-*.tmp`` beside *path*; it is removed if
     anything fails. *durable* fsyncs it before the rename, so a crash
-    cannot leave a renamed but empty file (caches can skip that).
+    cannot leave a renamed but empty file, and the folder after it, so the
+    rename itself survives a power cut (caches can skip both).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{prefix}-", suffix=".tmp")
-    os.close(fd)
+    existed = path.exists()
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{prefix}-", suffix=".tmp")
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)
         if durable:
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
+            _fsync(tmp, os.O_RDWR)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        code = no_room_errno(exc, path.parent)  # before the unlink gives the space back
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if code is not None:
+            raise DiskFullError(path, code, existed) from exc
         raise
+    if durable:
+        fsync_directory(path.parent)
+
+
+def no_room_errno(exc: BaseException, folder: Path) -> int | None:
+    """ENOSPC or EDQUOT if *exc* came from a full disk or quota, else None."""
+    if not isinstance(exc, (OSError, RuntimeError)):
+        return None
+    seen: BaseException | None = exc
+    for _ in range(8):  # the cause chain; short, but guard against a cycle
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in _NO_ROOM:
+            return seen.errno
+        code = next((c for c in _NO_ROOM if os.strerror(c) in str(seen)), None)
+        if code is not None:
+            return code
+        seen = seen.__cause__ or seen.__context__
+    return errno.ENOSPC if _free_bytes(folder) < LOW_SPACE_BYTES else None
+
+
+def _free_bytes(folder: Path) -> float:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return float("inf")
+
+
+def fsync_directory(folder: str | Path) -> None:
+    """A rename is only on disk once its folder is; some filesystems cannot fsync a folder."""
+    if os.name != "posix":
+        return
+    try:
+        _fsync(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+
+
+def _fsync(path: str | Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
