@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import click
-from click.core import ParameterSource
+from waitress import create_server
 
 from indexer.cli import cli
+from indexer.settings import LOOPBACK_HOSTS
+
+from . import create_app
+from .security import trusted_hosts_for
 
 
 @cli.command()
@@ -21,19 +25,16 @@ def serve(ctx: click.Context, host: str, port: int, threads: int) -> None:
     Settings come from instance/config.py and LOOKALIKE_* environment
     variables; --data-dir, when given, overrides them.
     """
-    from waitress import create_server
-
-    from web import create_app
-
-    overrides = {}
-    root = ctx.find_root()
-    if root.get_parameter_source("data_dir") not in (None, ParameterSource.DEFAULT):
-        overrides["LOOKALIKE_DATA_DIR"] = str(ctx.obj.data_dir)
-    app = create_app(overrides)
+    settings = ctx.obj.settings
+    hosts = trusted_hosts_for(host, settings.get("LOOKALIKE_TRUSTED_HOSTS"))
+    app = create_app(settings=settings)
+    app.config["LOOKALIKE_TRUSTED_HOSTS"] = hosts if hosts is not None else ["*"]
+    _warn_about_exposure(host, hosts, settings)
     backend = app.extensions["lookalike"]
     message = backend.readiness()  # loads the model now, not on the first request
     server = create_server(app, host=host, port=port, threads=threads,
-                           **server_limits(app.config.get("MAX_CONTENT_LENGTH")))
+                           **server_limits(app.config.get("MAX_CONTENT_LENGTH"),
+                                           app.config.get("LOOKALIKE_UPLOAD_MEMORY"), threads))
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Lookalike serving {backend.data_dir} at http://{shown}:{server.effective_port}/")
     if message:
@@ -47,8 +48,20 @@ def serve(ctx: click.Context, host: str, port: int, threads: int) -> None:
         backend.close()
 
 
-def server_limits(max_content_length: int | None) -> dict[str, int]:
-    """waitress's cap on a request body, and how much of one it keeps in memory.
+def _warn_about_exposure(host: str, hosts: list[str] | None, settings) -> None:
+    """Say so when the library is open to the network without a read token or host list."""
+    loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
+    if not loopback and not settings.get("LOOKALIKE_READ_TOKEN"):
+        click.echo(f"warning: serving {host} without LOOKALIKE_READ_TOKEN: anyone who can "
+                   "reach this port can browse and download the whole library", err=True)
+    if hosts is None:
+        click.echo("warning: bound to every address with no LOOKALIKE_TRUSTED_HOSTS: any Host "
+                   "header is answered (set it to the names clients use)", err=True)
+
+
+def server_limits(max_content_length: int | None, upload_memory: int | None = None,
+                  threads: int = 4) -> dict[str, int]:
+    """waitress's cap on a request body, how much of one it keeps in memory, and connections.
 
     waitress reads a whole body before the app runs, by default up to
     1 GiB, so without a cap near the app's limit any client could make it
@@ -58,11 +71,18 @@ def server_limits(max_content_length: int | None) -> dict[str, int]:
     long. Bodies under the cap stay in memory (waitress would spool those
     over 512 KB to a temp file), because uploads must never touch the disk;
     the price is up to twice the limit in RAM per connection uploading.
+    So the connections waitress accepts at once are capped too: all of
+    them uploading at the cap stay within *upload_memory*
+    (``LOOKALIKE_UPLOAD_MEMORY``), but never fewer than the threads plus a
+    browser's six parallel connections.
     """
     if not max_content_length:
         return {}
     cap = 2 * max_content_length
-    return {"max_request_body_size": cap, "inbuf_overflow": cap}
+    limits = {"max_request_body_size": cap, "inbuf_overflow": cap}
+    if upload_memory:
+        limits["connection_limit"] = max(threads + 6, upload_memory // cap)
+    return limits
 
 
 def main() -> None:
