@@ -10,13 +10,14 @@ from search.engine import code_of
 
 from .backend import current_backend
 from .openapi import openapi_document
+from .params import ID_MAX
 from .serialize import hit_json, image_json, png_data_url
 from .uploads import decode_query, parse_k, read_search_request
 
 bp = Blueprint("api", __name__)
 
 # Ids are SQLite integers; a larger number in a URL is simply not found.
-ID = "<int(max=9223372036854775807):image_id>"
+ID = f"<int(max={ID_MAX}):image_id>"
 
 
 @bp.post("/api/search")

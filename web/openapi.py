@@ -7,7 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .uploads import K_DEFAULT, K_MAX, SUPPORTED_MEDIA
+from PIL import Image
+
+from indexer.images import SUPPORTED_FORMATS, SUPPORTED_MEDIA
+
+from .params import ID_MAX
+from .uploads import K_DEFAULT, K_MAX
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -28,21 +33,66 @@ def _binary(description: str, media: str) -> dict[str, Any]:
             "content": {media: {"schema": {"type": "string", "contentMediaType": media}}}}
 
 
+def _image_media_types() -> list[str]:
+    """The MIME types of the image types uploads may have (``SUPPORTED_FORMATS``)."""
+    Image.init()
+    return [Image.MIME[fmt] for fmt in SUPPORTED_FORMATS]
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON field that may also be null, which means absent, as an empty form field does."""
+    if "enum" in schema:
+        return {**schema, "enum": [*schema["enum"], None]}
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def _blank(schema: dict[str, Any]) -> dict[str, Any]:
+    """A form field that may also be empty, which means absent (a blank input in a form)."""
+    return {"anyOf": [schema, {"const": ""}]}
+
+
+def upload_body(**fields: dict[str, Any]) -> dict[str, Any]:
+    """The two forms every image endpoint takes, with the fields beside the image.
+
+    The image must be one of the supported types: anything else is a 415, an empty
+    one or one that does not decode a 400 (the part's declared type is not read).
+    """
+    return {"required": True, "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object", "required": ["image"],
+                "properties": {"image": {"type": "string", "minLength": 1,
+                                         "contentMediaType": "application/octet-stream"},
+                               **{name: _blank(field) for name, field in fields.items()}}},
+            "encoding": {"image": {"contentType": ", ".join(_image_media_types())}}},
+        "application/json": {"schema": {
+            "type": "object", "required": ["image_base64"],
+            "properties": {"image_base64": {"type": "string", "format": "byte", "minLength": 1,
+                                            "description": "The image in base64 (standard "
+                                                           "or URL-safe), or a data: URL."},
+                           **{name: _nullable(field) for name, field in fields.items()}}}},
+    }}
+
+
+# Every optional query parameter: an empty value (``?k=``, a blank form field) means absent.
+OPTIONAL = {"required": False, "allowEmptyValue": True}
+K = {"type": "integer", "minimum": 1, "maximum": K_MAX}
 K_PARAM = {
-    "name": "k", "in": "query", "required": False,
+    "name": "k", "in": "query", **OPTIONAL,
     "description": f"How many results, 1 to {K_MAX}.",
-    "schema": {"type": "integer", "minimum": 1, "maximum": K_MAX, "default": K_DEFAULT},
+    "schema": {**K, "default": K_DEFAULT},
 }
+# Larger numbers are not ids: a 404 (in a path) or a 400 (in a query), never looked up.
+IMAGE_ID = {"type": "integer", "minimum": 0, "maximum": ID_MAX}
 ID_PARAM = {"name": "image_id", "in": "path", "required": True,
-            "description": "Catalog id of an indexed image.",
-            "schema": {"type": "integer", "minimum": 0}}
+            "description": "Catalog id of an indexed image.", "schema": IMAGE_ID}
 RECON_PARAM = {
-    "name": "reconstruction", "in": "query", "required": False,
+    "name": "reconstruction", "in": "query", **OPTIONAL,
     "description": "Include the query's reconstruction and its error (one extra decoder pass).",
     "schema": {"type": "boolean", "default": True},
 }
 DENOISE_PARAM = {
-    "name": "denoise", "in": "query", "required": False,
+    "name": "denoise", "in": "query", **OPTIONAL,
     "description": "Search with the model's reconstruction of the query (its denoised "
                    "version, for a --kind dae model); the reconstruction shown is that image.",
     "schema": {"type": "boolean", "default": False},
@@ -191,23 +241,8 @@ def openapi_document() -> dict[str, Any]:
                 "description": f"Send {SUPPORTED_MEDIA}. The type is sniffed from the bytes; "
                                "the upload is processed in memory and never stored.",
                 "parameters": [K_PARAM, RECON_PARAM, DENOISE_PARAM],
-                "requestBody": {"required": True, "content": {
-                    "multipart/form-data": {"schema": {
-                        "type": "object", "required": ["image"],
-                        "properties": {"image": {"type": "string",
-                                                 "contentMediaType": "application/octet-stream"},
-                                       "k": {"type": "integer"},
-                                       "reconstruction": {"type": "boolean"},
-                                       "denoise": {"type": "boolean"}}}},
-                    "application/json": {"schema": {
-                        "type": "object", "required": ["image_base64"],
-                        "properties": {"image_base64": {
-                                           "type": "string",
-                                           "description": "Base64, or a data: URL."},
-                                       "k": {"type": "integer"},
-                                       "reconstruction": {"type": "boolean"},
-                                       "denoise": {"type": "boolean"}}}},
-                }},
+                "requestBody": upload_body(k=K, reconstruction={"type": "boolean"},
+                                           denoise={"type": "boolean"}),
                 "responses": {
                     "200": _json("Results, best first.", "SearchResponse"),
                     "400": _error("Bad parameter, empty or corrupt image, malformed body."),

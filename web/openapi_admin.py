@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .openapi import ID_PARAM, NOT_FOUND, NOT_READY, _error, _json
+from .openapi import ID_PARAM, NOT_FOUND, NOT_READY, OPTIONAL, _error, _json
 
 ADMIN_TAG = "admin"
 SECURITY = [{"adminToken": []}]
@@ -118,7 +118,7 @@ ADMIN_PATHS: dict[str, Any] = {
         "description": "Also records an exclusion, so that re-indexing skips the file and new "
                        "files with the same content, until it is lifted. With exclude=false "
                        "a later re-index of its folder adds the file back.",
-        "parameters": [ID_PARAM, {"name": "exclude", "in": "query", "required": False,
+        "parameters": [ID_PARAM, {"name": "exclude", "in": "query", **OPTIONAL,
                                   "schema": {"type": "boolean", "default": True}}],
         "responses": {"200": _json("Removed.", "Deleted"), "401": UNAUTHORIZED,
                       "403": DISABLED, "404": NOT_FOUND, "409": BUSY,

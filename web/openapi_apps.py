@@ -10,10 +10,13 @@ from typing import Any
 
 from .anomalies import TOP_MAX
 from .explore import ARITHMETIC_K, SAMPLES_MAX, STEPS_MAX, STEPS_MIN
-from .openapi import NOT_FOUND, NOT_READY, _binary, _error, _json, _ref
+from .openapi import (IMAGE_ID, NOT_FOUND, NOT_READY, OPTIONAL, _binary, _error, _json, _ref,
+                      upload_body)
 from .params import SEED_MAX
 from .tools import MAX_NOISE
-from .uploads import K_MAX, SUPPORTED_MEDIA
+from indexer.images import SUPPORTED_MEDIA
+
+from .uploads import K_MAX
 
 # indexer.compression.DTYPES (a test checks), without importing FAISS to describe it
 DTYPES = ["float32", "float16", "uint8", "pq"]
@@ -21,24 +24,9 @@ DTYPES = ["float32", "float16", "uint8", "pq"]
 
 def _query(name: str, description: str, schema: dict[str, Any],
            required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "description": description,
+    presence = {"required": True} if required else OPTIONAL
+    return {"name": name, "in": "query", **presence, "description": description,
             "schema": schema}
-
-
-def _upload_body(**fields: dict[str, Any]) -> dict[str, Any]:
-    """The two upload forms /api/search takes, with extra fields beside the image."""
-    return {"required": True, "content": {
-        "multipart/form-data": {"schema": {
-            "type": "object", "required": ["image"],
-            "properties": {"image": {"type": "string",
-                                     "contentMediaType": "application/octet-stream"},
-                           **fields}}},
-        "application/json": {"schema": {
-            "type": "object", "required": ["image_base64"],
-            "properties": {"image_base64": {"type": "string",
-                                            "description": "Base64, or a data: URL."},
-                           **fields}}},
-    }}
 
 
 UPLOAD_ERRORS = {
@@ -52,9 +40,9 @@ NOTE = {"type": ["string", "null"],
 DATA_URL = {"type": "string", "description": "data:image/png;base64,... URL."}
 SEED = {"type": "integer", "minimum": 0, "maximum": SEED_MAX}
 NOISE = {"type": "number", "minimum": 0, "maximum": MAX_NOISE, "default": 0}
-A_PARAM = _query("a", "Catalog id of an indexed image.", {"type": "integer", "minimum": 0}, True)
-B_PARAM = _query("b", "Catalog id of an indexed image.", {"type": "integer", "minimum": 0}, True)
-C_PARAM = _query("c", "Catalog id of an indexed image.", {"type": "integer", "minimum": 0}, True)
+A_PARAM = _query("a", "Catalog id of an indexed image.", IMAGE_ID, True)
+B_PARAM = _query("b", "Catalog id of an indexed image.", IMAGE_ID, True)
+C_PARAM = _query("c", "Catalog id of an indexed image.", IMAGE_ID, True)
 
 APP_SCHEMAS: dict[str, Any] = {
     "ImageRef": {
@@ -164,8 +152,8 @@ APP_PATHS: dict[str, Any] = {
             _query("format", "png: the image; json: data URLs and PSNR.",
                    {"enum": ["png", "json"], "default": "png"}),
         ],
-        "requestBody": _upload_body(add_noise=NOISE, seed=SEED,
-                                    format={"enum": ["png", "json"]}),
+        "requestBody": upload_body(add_noise=NOISE, seed=SEED,
+                                   format={"enum": ["png", "json"]}),
         "responses": {
             "200": {"description": "The denoised image at the model's input size.",
                     "headers": PNG_HEADERS,
@@ -180,19 +168,20 @@ APP_PATHS: dict[str, Any] = {
         "parameters": [_query("dtype", "How the code is stored; pq needs at least 32 indexed "
                               "images for its codebook.",
                               {"enum": DTYPES, "default": "float16"})],
-        "requestBody": _upload_body(dtype={"enum": DTYPES}),
+        "requestBody": upload_body(dtype={"enum": DTYPES}),
         "responses": {"200": _json("The code and what it costs.", "CompressResponse"),
                       **UPLOAD_ERRORS},
     }},
     "/api/decompress": {"post": {
         "summary": "A code file back to a PNG",
         "requestBody": {"required": True, "content": {
-            "application/octet-stream": {"schema": {"type": "string",
+            "application/octet-stream": {"schema": {"type": "string", "minLength": 1,
                                                     "contentMediaType":
                                                         "application/octet-stream"}},
             "application/json": {"schema": {
                 "type": "object", "required": ["code_base64"],
-                "properties": {"code_base64": {"type": "string"}}}},
+                "properties": {"code_base64": {"type": "string", "minLength": 1,
+                                               "description": "The code file, base64."}}}},
         }},
         "responses": {
             "200": _binary("The decoded image at the model's input size.", "image/png"),

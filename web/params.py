@@ -13,8 +13,10 @@ from typing import Any, Sequence
 from .errors import ApiError
 
 SEED_MAX = 2**32 - 1  # random seeds: any 32-bit number
+ID_MAX = 2**63 - 1  # catalog ids are SQLite integers
 
-_INT = re.compile(r"[+]?[0-9]{1,19}")
+# Digits; a trailing ".0" too, since JSON Schema counts 2.0 as an integer.
+_INT = re.compile(r"[+]?([0-9]{1,19})(\.0*)?")
 _FLOAT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
@@ -28,8 +30,10 @@ def parse_int(raw: Any, name: str, low: int, high: int, default: int | None = No
         return default
     if isinstance(raw, int) and not isinstance(raw, bool):
         value = raw
-    elif isinstance(raw, str) and _INT.fullmatch(raw.strip()):
-        value = int(raw.strip())
+    elif isinstance(raw, float) and raw.is_integer():  # JSON Schema's integer: 5.0 is one
+        value = int(raw)
+    elif isinstance(raw, str) and (digits := _INT.fullmatch(raw.strip())):
+        value = int(digits.group(1))
     else:
         raise _bad(f"{name} must be a whole number from {low} to {high}, not {str(raw)[:20]!r}")
     if not low <= value <= high:
@@ -68,6 +72,6 @@ def parse_id(raw: Any, name: str) -> int:
     """A required catalog id (a SQLite integer)."""
     if raw is None or raw == "":
         raise _bad(f"{name} is required: the id of an indexed image")
-    value = parse_int(raw, name, 0, 2**63 - 1)
+    value = parse_int(raw, name, 0, ID_MAX)
     assert value is not None
     return value

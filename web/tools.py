@@ -65,9 +65,11 @@ def denoise():
     as data URLs, with their PSNR against the clean upload when noise was added.
     """
     data, options = read_upload()
-    sigma = parse_float(option(options, "add_noise"), "add_noise", 0.0, MAX_NOISE, 0.0)
-    seed = parse_int(option(options, "seed"), "seed", 0, SEED_MAX)
-    fmt = parse_choice(option(options, "format"), "format", ("png", "json"), "png")
+    sigma = option(options, "add_noise",
+                   lambda raw: parse_float(raw, "add_noise", 0.0, MAX_NOISE, 0.0))
+    seed = option(options, "seed", lambda raw: parse_int(raw, "seed", 0, SEED_MAX))
+    fmt = option(options, "format",
+                 lambda raw: parse_choice(raw, "format", ("png", "json"), "png"), text=True)
     encoder = current_backend().engine().encoder
     query = decode_query(data, encoder.image_size)
     clean = query.pixels
@@ -113,7 +115,8 @@ def compress():
     from indexer.compression import DTYPES, compress_code, decompress_code, psnr
 
     data, options = read_upload()
-    dtype = parse_choice(option(options, "dtype"), "dtype", DTYPES, "float16")
+    dtype = option(options, "dtype",
+                   lambda raw: parse_choice(raw, "dtype", DTYPES, "float16"), text=True)
     backend = current_backend()
     engine = backend.engine()
     encoder = engine.encoder

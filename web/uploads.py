@@ -14,27 +14,26 @@ import io
 import re
 from dataclasses import dataclass
 from functools import partial
-from typing import IO, Any
+from typing import IO, Any, Callable, TypeVar
 
 import numpy as np
 from flask import Request, current_app, has_app_context, request
 from PIL import Image
 from werkzeug.exceptions import BadRequest
 
-from indexer.images import MAX_IMAGE_PIXELS, ImageDecodeError, open_image, prepare
+from indexer.images import (MAX_IMAGE_PIXELS, SUPPORTED_FORMATS, SUPPORTED_MEDIA,
+                            ImageDecodeError, open_image, prepare)
+from indexer.settings import DEFAULTS
 
 from . import multipart
-from .config import DEFAULTS
 from .errors import ApiError
+from .params import parse_int
 
-# Pillow format ids of the types the indexer reads (indexer.images.IMAGE_EXTENSIONS).
-# MPO, the multi-picture JPEG variant, is opened by the JPEG plugin.
-SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
-SUPPORTED_MEDIA = "JPEG, PNG, WebP, GIF, BMP or TIFF"
 
 K_DEFAULT = 10
 K_MAX = 100
-_K_PATTERN = re.compile(r"[0-9]{1,6}")
+
+T = TypeVar("T")
 
 
 class InMemoryRequest(Request):
@@ -68,29 +67,18 @@ class InMemoryRequest(Request):
 
 def parse_k(raw: Any, default: int = K_DEFAULT) -> int:
     """k from a query string, form field or JSON value: a whole number 1..100."""
-    if raw is None or raw == "":
-        return default
-    if isinstance(raw, bool):
-        raise ApiError(400, "bad_parameter", f"k must be a whole number from 1 to {K_MAX}")
-    if isinstance(raw, int):
-        value = raw
-    elif isinstance(raw, str) and _K_PATTERN.fullmatch(raw.strip()):
-        value = int(raw.strip())
-    else:
-        raise ApiError(400, "bad_parameter", f"k must be a whole number from 1 to {K_MAX}, "
-                       f"not {str(raw)[:20]!r}")
-    if not 1 <= value <= K_MAX:
-        raise ApiError(400, "bad_parameter", f"k must be from 1 to {K_MAX}, not {value}")
+    value = parse_int(raw, "k", 1, K_MAX, default)
+    assert value is not None
     return value
 
 
 def parse_flag(raw: Any, name: str, default: bool) -> bool:
-    """A yes/no parameter: true/false, 1/0, yes/no (or a JSON boolean)."""
+    """A yes/no parameter: true/false, 1/0, yes/no (or a JSON boolean, not a JSON number)."""
     if raw is None or raw == "":
         return default
     if isinstance(raw, bool):
         return raw
-    text = str(raw).strip().lower()
+    text = raw.strip().lower() if isinstance(raw, str) else None
     if text in ("1", "true", "yes", "on"):
         return True
     if text in ("0", "false", "no", "off"):
@@ -111,16 +99,32 @@ class SearchRequest:
 def read_search_request() -> SearchRequest:
     """Image bytes and options from multipart (``image``) or JSON (``image_base64``)."""
     data, options = read_upload()
-    k = parse_k(option(options, "k"))
-    recon = parse_flag(option(options, "reconstruction"), "reconstruction", True)
+    k = option(options, "k", parse_k)
+    recon = option(options, "reconstruction", lambda raw: parse_flag(raw, "reconstruction", True))
     # Run the query through the model once first: for a denoising model that cleans it.
-    denoise = parse_flag(option(options, "denoise"), "denoise", False)
+    denoise = option(options, "denoise", lambda raw: parse_flag(raw, "denoise", False))
     return SearchRequest(data, k, recon, denoise)
 
 
-def option(options: Any, name: str) -> Any:
-    """A parameter from the body's fields, else from the query string (the body wins)."""
-    return options.get(name, request.args.get(name))
+class JsonFields(dict):
+    """A JSON body's fields. Their values have JSON types, where a form's are all text."""
+
+
+def option(options: Any, name: str, parse: Callable[[Any], T], text: bool = False) -> T:
+    """A parameter from the body's fields, else from the query string (the body wins).
+
+    Both are parsed: a bad value is a 400 wherever it was sent, even where the other wins.
+    In a JSON body a number or flag must be a JSON number or boolean, and only a *text*
+    parameter is a (non-empty) string; null means absent there, as an empty field does.
+    """
+    from_query = parse(request.args.get(name))
+    if name not in options:
+        return from_query
+    raw = options[name]
+    if isinstance(options, JsonFields) and isinstance(raw, str) and not (text and raw):
+        kind = "a non-empty string" if text else "a JSON number or boolean, not a string"
+        raise ApiError(400, "bad_parameter", f"{name} in a JSON body must be {kind}")
+    return parse(raw)
 
 
 def read_upload() -> tuple[bytes, Any]:
@@ -146,7 +150,7 @@ def read_upload() -> tuple[bytes, Any]:
             raise ApiError(400, "bad_request", "the body must be a JSON object with "
                            "'image_base64'")
         data = _base64_image(body.get("image_base64"))
-        options = body
+        options = JsonFields(body)
     else:
         raise ApiError(415, "unsupported_media_type",
                        "send multipart/form-data with an 'image' file, or application/json "
