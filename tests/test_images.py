@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -156,3 +158,33 @@ def test_inspect_sees_the_header_before_decoding_and_may_stop_it():
     assert seen == [((300, 200), "RGB", True)]
     img, size = open_image(out.getvalue(), inspect=seen.append)
     assert size == (300, 200) and img.getpixel((0, 0)) == (255, 0, 0)
+
+
+class _CountedPaths(Sequence):
+    """A work list that counts the paths decode_many has taken from it so far."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths, self.taken = paths, 0
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        got = self.paths[i]
+        self.taken += len(got) if isinstance(i, slice) else 1
+        return got
+
+
+def test_decode_many_takes_only_a_bounded_window_ahead_of_a_slow_consumer(tmp_path):
+    """Executor.map would take (and decode) the whole list before the first result."""
+    paths = [_save(Image.new("RGB", (8, 8), (i % 256, 0, 0)), tmp_path / f"{i:03d}.png")
+             for i in range(400)]
+    work = _CountedPaths(paths)
+    ahead = []
+    for i, d in enumerate(decode_many(work, 8, workers=2, chunksize=4)):
+        assert d.path == paths[i] and d.pixels is not None
+        ahead.append(work.taken - (i + 1))
+        if i % 50 == 0:
+            time.sleep(0.05)  # the model is slower than the decoders
+    assert work.taken == len(paths)
+    assert max(ahead) <= (2 * 2 + 1) * 4  # two chunks per worker, plus the one handed over
