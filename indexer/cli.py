@@ -14,24 +14,29 @@ import sys
 from pathlib import Path
 
 import click
+from sqlalchemy.exc import OperationalError
 
-from search.database import CATALOG_FILE, SchemaError
-from search.engine import SearchEngine
-from search.store import MODEL_FILE, Store, default_data_dir
+from search.database import CATALOG_FILE, SchemaError, describe_database_error
+from search.engine import ModelMismatch, SearchEngine
+from search.store import Store
 from search.vector_index import VectorIndexError
 
 from .encoder import TorchEncoder
 from .images import ImageDecodeError, load_image
 from .lock import DataDirBusy, WriterLock
 from .model import KINDS, AEConfig, CheckpointError, ModelConfigError
+from .settings import Settings
 from .train import NOISES, TrainConfig, TrainingError, train_folder
 
 SAMPLE_COLLECTION = Path(__file__).resolve().parent / "sample"
 
 
 class Context:
-    def __init__(self, data_dir: Path, quiet: bool):
-        self.data_dir = data_dir
+    """What every command shares: the settings (paths already absolute) and the store."""
+
+    def __init__(self, settings: Settings, quiet: bool):
+        self.settings = settings
+        self.data_dir = settings.data_dir
         self.quiet = quiet
         self._store: Store | None = None
 
@@ -40,7 +45,7 @@ class Context:
         """The data dir's store, made (folder, catalog) if it is not there yet: for writers."""
         if self._store is None:
             try:
-                self._store = Store.open(self.data_dir)
+                self._store = self.settings.open_store()
             except SchemaError as exc:
                 raise click.ClickException(str(exc)) from exc
         return self._store
@@ -59,12 +64,12 @@ class Context:
 
     @property
     def has_catalog(self) -> bool:
-        return (self.data_dir / CATALOG_FILE).is_file()
+        return self.settings.has_catalog
 
     @property
     def model_path(self) -> Path:
-        """The data dir's checkpoint path; looking it up creates nothing."""
-        return self.data_dir / MODEL_FILE
+        """The checkpoint the settings name (DATA_DIR/model.pt by default); creates nothing."""
+        return self.settings.model_path
 
     def echo(self, message: str = "", err: bool = False) -> None:
         if not self.quiet:
@@ -87,15 +92,20 @@ def _lock_data_dir(obj: Context, doing: str) -> WriterLock:
 
 
 @click.group()
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=default_data_dir, show_default="lookalike-data or $LOOKALIKE_DATA_DIR",
-              help="Where the catalog, index and model live.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the catalog, index and model live [default: $LOOKALIKE_DATA_DIR, "
+                   "instance/config.py's, or lookalike-data].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or chatter; results only.")
 @click.version_option(package_name="lookalike")
 @click.pass_context
 def cli(ctx: click.Context, data_dir: Path, quiet: bool) -> None:
     """Lookalike: find images that look like this one, with a model trained on your collection."""
-    ctx.obj = Context(data_dir, quiet)
+    overrides = {"LOOKALIKE_DATA_DIR": str(data_dir)} if data_dir is not None else {}
+    try:
+        settings = Settings.load(overrides)
+    except (ValueError, OSError, SyntaxError) as exc:
+        raise click.ClickException(f"bad settings: {exc}") from exc
+    ctx.obj = Context(settings, quiet)
 
 
 def _model_options(f):
@@ -147,7 +157,7 @@ def _run_training(obj: Context, folder: Path, output: Path, kw: dict) -> None:
     model_config, train_config = _configs(kw)
     try:
         result = train_folder(folder, output, model_config, train_config, progress=not obj.quiet)
-    except (TrainingError, ModelConfigError, RuntimeError) as exc:
+    except (TrainingError, ModelConfigError, RuntimeError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     facts = result["facts"]
     _report_failures(obj, [(str(d.path), d.error) for d in result["failures"]])
@@ -162,7 +172,7 @@ def _run_training(obj: Context, folder: Path, output: Path, kw: dict) -> None:
 def _report_failures(obj: Context, failures: list[tuple[str, str]]) -> None:
     if not failures:
         return
-    click.echo(f"skipped {len(failures)} unreadable file(s):", err=True)
+    click.echo(f"skipped {len(failures)} file(s):", err=True)
     for path, reason in failures:
         click.echo(f"  {path}: {reason}", err=True)
 
@@ -203,12 +213,18 @@ def load_encoder(obj: Context, model: Path | None, device: str = "auto") -> Torc
                    "by the data dir until changed (default: its choice so far, at first auto).")
 @click.option("--save-every", type=click.FloatRange(0), default=60, show_default=True,
               help="Seconds between index saves during a run, so searches see progress.")
+@click.option("--prune", is_flag=True,
+              help="Remove the rows of missing files even when more than half of the folder's "
+                   "images are missing (otherwise kept: the disk may only be unmounted).")
+@click.option("--follow-symlinks/--no-follow-symlinks", default=None,
+              help="Index symlinks that lead outside FOLDER, and enter symlinked folders. "
+                   "Remembered by the data dir (default: its choice so far, at first no).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_model_options
 @pass_ctx
 def index(obj: Context, folder: Path, model: Path | None, reencode: bool, encode_batch: int,
-          workers: int | None, index_type: str | None, save_every: float, as_json: bool,
-          **kw) -> None:
+          workers: int | None, index_type: str | None, save_every: float, prune: bool,
+          follow_symlinks: bool | None, as_json: bool, **kw) -> None:
     """Index (or re-index, incrementally) the images under FOLDER.
 
     With no model yet, one is trained on FOLDER first with the training options given.
@@ -223,14 +239,21 @@ def index(obj: Context, folder: Path, model: Path | None, reencode: bool, encode
     try:
         summary = index_folder(obj.store, folder, encoder, batch_size=encode_batch,
                                workers=workers, progress=not obj.quiet, reencode=reencode,
-                               save_every=save_every, index_type=index_type)
+                               save_every=save_every, index_type=index_type,
+                               follow_symlinks=follow_symlinks, prune=prune)
     except (VectorIndexError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except OperationalError as exc:
+        raise click.ClickException(
+            describe_database_error(exc, obj.settings.database_url)) from exc
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
         return
     _report_failures(obj, summary.failures)
+    for warning in summary.warnings:
+        click.echo(f"warning: {warning}", err=True)
     excluded = f"excluded {summary.excluded}, " if summary.excluded else ""
+    excluded += f"kept {summary.kept} missing, " if summary.kept else ""
     click.echo(
         f"added {summary.added}, updated {summary.updated}, moved {summary.moved}, "
         f"removed {summary.removed}, unchanged {summary.unchanged}, {excluded}"
@@ -256,14 +279,13 @@ def search(obj: Context, image: Path, k: int, model: Path | None, as_json: bool,
     # idle ones' spinning turned a 0.1 ms FAISS search into ~25 ms (measured).
     faiss.omp_set_num_threads(1)
     encoder = load_encoder(obj, model)
-    engine = SearchEngine(obj.existing_store(), encoder)
+    engine = checked_engine(obj, encoder)
     try:
-        pixels = load_image(image, encoder.image_size)
+        # Read whole: the query is named by the user, so a FIFO (/dev/stdin) is fine here.
+        pixels = load_image(image.read_bytes(), encoder.image_size)
         code, hits = engine.search_pixels(pixels, k)
     except ImageDecodeError as exc:
         raise click.ClickException(f"{image}: {exc}") from exc
-    except VectorIndexError as exc:
-        raise click.ClickException(f"{exc}. Index a folder first: lookalike index FOLDER") from exc
     if as_json:
         click.echo(json.dumps({"query": str(image), "results": [
             {"id": h.id, "path": h.path, "similarity": round(h.score, 6)} for h in hits]}, indent=2))
@@ -273,6 +295,22 @@ def search(obj: Context, image: Path, k: int, model: Path | None, as_json: bool,
     if sheet:
         write_sheet(engine, pixels, code, hits, sheet)
         obj.echo(f"sheet: {sheet}", err=as_json)
+
+
+def checked_engine(obj: Context, encoder: TorchEncoder) -> SearchEngine:
+    """A search engine over the data dir's index, refused when another model built it."""
+    engine = SearchEngine(obj.existing_store(), encoder)
+    try:
+        engine.check_index(engine.index())
+    except VectorIndexError as exc:
+        raise click.ClickException(
+            f"{exc}. Index a folder first: lookalike --data-dir {obj.data_dir} index FOLDER"
+        ) from exc
+    except ModelMismatch as exc:
+        raise click.ClickException(
+            f"{exc}. Re-encode with: lookalike --data-dir {obj.data_dir} index --reencode "
+            "FOLDER (or pass --model with the checkpoint that built it)") from exc
+    return engine
 
 
 def write_sheet(engine: SearchEngine, pixels, code, hits, path: Path) -> None:

@@ -13,10 +13,8 @@ from PIL import Image
 from sqlalchemy import select
 
 from search.catalog import ImageRecord, ModelRecord
-from search.engine import SearchEngine
-from search.vector_index import VectorIndexError
 
-from .cli import Context, cli, load_encoder, pass_ctx
+from .cli import Context, checked_engine, cli, load_encoder, pass_ctx
 from .compression import (
     DTYPES,
     CompressionError,
@@ -229,9 +227,6 @@ def arithmetic_cmd(obj: Context, image_a: Path, image_b: Path, image_c: Path, k:
     obj.echo(f"a, b, c, a − b + c: {output}")
     if not obj.has_catalog:
         return  # nothing indexed: the decoded picture is the whole answer
-    try:
-        hits = SearchEngine(obj.store, encoder).search_code(result, k)
-    except VectorIndexError:
-        return
+    hits = checked_engine(obj, encoder).search_code(result, k)
     for rank, h in enumerate(hits, 1):
         click.echo(f"{rank:3d}  {h.score:7.4f}  {h.path}")

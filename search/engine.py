@@ -28,6 +28,10 @@ class Encoder(Protocol):
     def decode(self, codes: np.ndarray) -> np.ndarray: ...
 
 
+class ModelMismatch(RuntimeError):
+    """The index holds codes another model made: they compare with the query's as noise."""
+
+
 @dataclass(frozen=True)
 class Hit:
     """One search result: what a result list shows; :meth:`SearchEngine.record` has the rest."""
@@ -57,6 +61,22 @@ class SearchEngine:
                 self._index = self.store.load_index(self.mmap)
                 self._generation = generation
             return self._index
+
+    def check_index(self, index: VectorIndex) -> None:
+        """Refuse an index this engine's encoder did not build (ModelMismatch says how).
+
+        Another latent size fails loudly in FAISS, but the same size from a
+        retrained model searches "fine" and returns nonsense, so the
+        checkpoint that encoded a few of the index's rows is compared too.
+        """
+        if index.dim != self.encoder.dim:
+            raise ModelMismatch(f"the index holds {index.dim}-dimensional codes but the model "
+                                f"makes {self.encoder.dim}: it was built with another model")
+        mine = getattr(self.encoder, "sha256", None)
+        built_by = self.store.checkpoints_of([int(i) for i in index.ids()[:8]])
+        if mine is not None and built_by and built_by != {mine}:
+            raise ModelMismatch("the index was encoded with a different model than the one "
+                                "in use, so their codes cannot be compared")
 
     def search_code(self, code: np.ndarray, k: int, exclude: int | None = None,
                     index: VectorIndex | None = None) -> list[Hit]:

@@ -10,7 +10,6 @@ Layout::
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from .catalog import ImageRecord, MetaRecord
+from .catalog import ImageRecord, MetaRecord, ModelRecord, decode_path
 from .database import database_url, open_database
 from .reader import CatalogReader
 from .vector_index import VectorIndex, VectorIndexError, build_index, load_index
@@ -39,14 +38,13 @@ class NotFound(LookupError):
     """No catalog image with that id."""
 
 
-def default_data_dir() -> Path:
-    return Path(os.environ.get("LOOKALIKE_DATA_DIR", DEFAULT_DATA_DIR))
-
-
 @dataclass
 class Store:
     data_dir: Path
     sessions: sessionmaker[Session]
+    # Settings may put the index and the model outside the data dir.
+    index_file: Path | None = None
+    model_file: Path | None = None
     reader: CatalogReader = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -55,11 +53,14 @@ class Store:
         self.reader = CatalogReader(self.db)
 
     @classmethod
-    def open(cls, data_dir: str | Path, database: str | None = None) -> "Store":
+    def open(cls, data_dir: str | Path, database: str | None = None,
+             index_file: str | Path | None = None, model_file: str | Path | None = None,
+             ) -> "Store":
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         _engine, sessions = open_database(database or database_url(data_dir))
-        return cls(data_dir, sessions)
+        return cls(data_dir, sessions, Path(index_file) if index_file else None,
+                   Path(model_file) if model_file else None)
 
     @property
     def db(self) -> Engine:
@@ -73,11 +74,11 @@ class Store:
 
     @property
     def index_path(self) -> Path:
-        return self.data_dir / INDEX_FILE
+        return self.index_file or self.data_dir / INDEX_FILE
 
     @property
     def model_path(self) -> Path:
-        return self.data_dir / MODEL_FILE
+        return self.model_file or self.data_dir / MODEL_FILE
 
     @property
     def thumbs_dir(self) -> Path:
@@ -121,7 +122,13 @@ class Store:
         marks = ", ".join(["{}"] * len(ids))
         rows = self.reader.fetch(f"SELECT id, path, recon_error FROM images WHERE id IN ({marks})",
                                  [int(i) for i in ids])
-        return {int(i): (path, err) for i, path, err in rows}
+        return {int(i): (decode_path(path), err) for i, path, err in rows}
+
+    def checkpoints_of(self, ids: Sequence[int]) -> set[str]:
+        """The sha256 of the checkpoints that encoded these catalog rows."""
+        with self.sessions() as s:
+            return set(s.scalars(select(ModelRecord.checkpoint_sha256).join(ImageRecord)
+                                 .where(ImageRecord.id.in_(list(ids)))))
 
     def catalog_version(self) -> int:
         return int(self.get_meta(CATALOG_VERSION, "0") or 0)

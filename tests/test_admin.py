@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from indexer.lock import DataDirBusy, WriterLock
 from search.store import Store
 from web import create_app
-from web.admin import app_jobs, outermost, token_matches
-from web.config import from_environment
+from web.admin import app_jobs, outermost
+from web.security import token_matches
+from indexer.settings import from_environment
 
 try:
     from tests.webfixtures import clean_environment  # noqa: F401 (fixtures)

@@ -25,13 +25,14 @@ from PIL import Image, features
 from sqlalchemy import select
 from werkzeug.http import parse_options_header
 
+import web
 from indexer.encoder import TorchEncoder
 from indexer.model import AEConfig, build_model, load_checkpoint, save_checkpoint
 from search.catalog import ImageRecord
 from search.engine import code_of
 from search.store import Store
 from web import create_app
-from web.config import MB, configure
+from indexer.settings import MB, Settings
 
 try:
     from tests.webfixtures import clean_environment  # noqa: F401 (fixtures)
@@ -104,10 +105,13 @@ def assert_error(response, status: int, code: str) -> str:
 
 # -- settings ----------------------------------------------------------------------------------
 
-def test_defaults():
+def test_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     app = create_app()
     assert app.config["MAX_CONTENT_LENGTH"] == 20 * MB
-    assert app.config["LOOKALIKE_DATA_DIR"] == "lookalike-data"
+    # relative defaults are anchored to the working directory once, at start-up
+    assert app.config["LOOKALIKE_DATA_DIR"] == str(tmp_path / "lookalike-data")
+    assert app.instance_path == str(Path(web.__file__).resolve().parent.parent / "instance")
     assert app.config["LOOKALIKE_MODEL"] is None
 
 
@@ -116,18 +120,29 @@ def test_settings_precedence_defaults_instance_environment_overrides(tmp_path):
         "LOOKALIKE_DATA_DIR = '/from-instance'\n"
         "LOOKALIKE_MODEL = '/instance/model.pt'\n"
         "MAX_CONTENT_LENGTH = 123\n")
-    environ = {"LOOKALIKE_DATA_DIR": "/from-env", "LOOKALIKE_MAX_CONTENT_LENGTH": "456"}
+    environ = {"LOOKALIKE_DATA_DIR": "/from-env", "LOOKALIKE_MAX_CONTENT_LENGTH": "456",
+               "LOOKALIKE_INSTANCE_PATH": str(tmp_path)}
 
-    app = Flask("t", instance_path=str(tmp_path))
-    configure(app, None, environ)
-    assert app.config["LOOKALIKE_DATA_DIR"] == "/from-env"
-    assert app.config["LOOKALIKE_MODEL"] == "/instance/model.pt"
-    assert app.config["MAX_CONTENT_LENGTH"] == 456
-    assert app.config["LOOKALIKE_DEVICE"] == "auto"  # default survives
+    settings = Settings.load(None, environ)
+    assert settings["LOOKALIKE_DATA_DIR"] == "/from-env"
+    assert settings.model_path == Path("/instance/model.pt")
+    assert settings["MAX_CONTENT_LENGTH"] == 456
+    assert settings["LOOKALIKE_DEVICE"] == "auto"  # default survives
 
-    app = Flask("t", instance_path=str(tmp_path))
-    configure(app, {"LOOKALIKE_DATA_DIR": "/from-test"}, environ)
-    assert app.config["LOOKALIKE_DATA_DIR"] == "/from-test"
+    settings = Settings.load({"LOOKALIKE_DATA_DIR": "/from-test"}, environ)
+    assert settings.data_dir == Path("/from-test")
+    assert settings.index_path == Path("/from-test/index.faiss")
+
+
+def test_relative_paths_are_anchored_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.load({"LOOKALIKE_DATA_DIR": "d", "LOOKALIKE_MODEL": "m/model.pt",
+                              "LOOKALIKE_DATABASE_URL": "sqlite:///db/c.sqlite"}, {})
+    monkeypatch.chdir("/")
+    assert settings.data_dir == tmp_path / "d"
+    assert settings.model_path == tmp_path / "m" / "model.pt"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'db' / 'c.sqlite'}"
+    assert settings.thumbs_dir == tmp_path / "d" / "thumbs"
 
 
 def test_environment_reaches_the_app(monkeypatch, library):
@@ -771,8 +786,7 @@ def test_static_assets_load_nothing_from_the_network(client, name, mimetype):
 def test_serve_runs_waitress(monkeypatch, library):
     from click.testing import CliRunner
 
-    import waitress
-
+    from web import cli as web_cli
     from web.cli import cli
 
     seen = {}
@@ -790,13 +804,14 @@ def test_serve_runs_waitress(monkeypatch, library):
         seen["app"], seen["kwargs"] = app, kwargs
         return FakeServer()
 
-    monkeypatch.setattr(waitress, "create_server", create_server)
+    monkeypatch.setattr(web_cli, "create_server", create_server)
     result = CliRunner().invoke(cli, ["--data-dir", str(library.data_dir), "serve"])
     assert result.exit_code == 0, result.output
     assert "http://127.0.0.1:5123/" in result.output
     assert seen["kwargs"] == {"host": "127.0.0.1", "port": 5000, "threads": 4,
                               "max_request_body_size": 40 * MB,  # twice MAX_CONTENT_LENGTH
-                              "inbuf_overflow": 40 * MB}  # bodies stay in memory
+                              "inbuf_overflow": 40 * MB,  # bodies stay in memory
+                              "connection_limit": 25}  # 25 × 40 MB within the 1 GiB budget
     assert seen["app"].config["LOOKALIKE_DATA_DIR"] == str(library.data_dir)
     assert seen["ran"] and seen["closed"]
 
@@ -804,8 +819,7 @@ def test_serve_runs_waitress(monkeypatch, library):
 def test_serve_reports_what_is_missing(monkeypatch, tmp_path):
     from click.testing import CliRunner
 
-    import waitress
-
+    from web import cli as web_cli
     from web.cli import cli
 
     class FakeServer:
@@ -817,7 +831,7 @@ def test_serve_reports_what_is_missing(monkeypatch, tmp_path):
         def close(self):
             pass
 
-    monkeypatch.setattr(waitress, "create_server", lambda app, **kw: FakeServer())
+    monkeypatch.setattr(web_cli, "create_server", lambda app, **kw: FakeServer())
     result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "d"), "serve", "--host",
                                       "0.0.0.0", "--port", "8080"])
     assert result.exit_code == 0

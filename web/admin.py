@@ -16,7 +16,6 @@ a busy data dir is a 409.
 """
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import secrets
@@ -34,11 +33,13 @@ from sqlalchemy.orm import Session
 
 from indexer.lock import DataDirBusy, WriterLock
 from search.catalog import ExcludedRecord, ImageRecord, utcnow
+from search.store import Store
 from search.vector_index import VectorIndex, VectorIndexError
 
 from .api import ID
-from .backend import Backend, ConfiguredStore, current_backend
+from .backend import Backend, current_backend
 from .errors import ApiError, NotReady, error_response
+from .security import token_matches
 from .uploads import parse_flag
 from .thumbnails import cached_thumbnail
 
@@ -63,30 +64,12 @@ def _authorize():
     if not token:
         return error_response(403, "admin_disabled", "the admin endpoints are disabled; the "
                               "operator enables them by setting LOOKALIKE_ADMIN_TOKEN")
-    if not token_matches(request.headers.get("Authorization", ""), str(token)):
+    if not token_matches(request.headers.get("Authorization", ""), str(token), basic=False):
         response, status = error_response(401, "unauthorized", "send the admin token as "
                                           "'Authorization: Bearer <token>'")
         response.headers["WWW-Authenticate"] = 'Bearer realm="lookalike admin"'
         return response, status
     return None
-
-
-def token_matches(header: str, token: str) -> bool:
-    """Whether *header* is ``Bearer <token>``, compared in constant time.
-
-    As bytes: ``hmac.compare_digest`` raises TypeError for non-ASCII str,
-    and a header is whatever a client sends. WSGI hands header values over
-    decoded as latin-1, so encoding them back gives the bytes sent; the
-    token is sent as UTF-8 (or as the raw bytes the environment held).
-    """
-    scheme, _, given = header.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    try:
-        sent = given.strip().encode("latin-1")
-    except UnicodeEncodeError:  # not from a WSGI server: cannot be what was sent
-        return False
-    return hmac.compare_digest(sent, token.encode("utf-8", "surrogateescape"))
 
 
 def _writer_lock(backend: Backend, doing: str) -> WriterLock:
@@ -121,7 +104,7 @@ def delete_image(image_id: int):
                    excluded=exclusion is not None, exclusion_id=exclusion)
 
 
-def remove_image(store: ConfiguredStore, row: ImageRecord, exclude: bool = True) -> int | None:
+def remove_image(store: Store, row: ImageRecord, exclude: bool = True) -> int | None:
     """Delete *row* from the catalog, then from the saved index; caller holds the writer lock.
 
     The catalog commit comes first and bumps the catalog version, as the
@@ -185,7 +168,7 @@ def exclusion_json(record: ExcludedRecord) -> dict[str, Any]:
     return {"id": record.id, "path": record.path, "sha256": record.sha256, "excluded_at": at}
 
 
-def _current_index(store: ConfiguredStore) -> VectorIndex | None:
+def _current_index(store: Store) -> VectorIndex | None:
     """A private copy of the saved index when it reflects the catalog, else None.
 
     A stale or missing index is left for the next ``lookalike index`` to
@@ -199,7 +182,7 @@ def _current_index(store: ConfiguredStore) -> VectorIndex | None:
         return None
 
 
-def _drop_thumbnail(store: ConfiguredStore, sha256: str) -> None:
+def _drop_thumbnail(store: Store, sha256: str) -> None:
     """Remove the cached thumbnail unless another catalog file has the same bytes."""
     with store.sessions() as session:
         shared = session.scalar(select(exists().where(ImageRecord.sha256 == sha256)))
@@ -302,7 +285,7 @@ def job_status(job_id: str):
     return jsonify(job.as_dict())
 
 
-def reindex_folders(configured: str | Iterable[str] | None, store: ConfiguredStore) -> list[str]:
+def reindex_folders(configured: str | Iterable[str] | None, store: Store) -> list[str]:
     """The operator's folders when configured, else the smallest set of folders holding
     every catalog file (re-indexing one is what ``lookalike index`` on it would do)."""
     if isinstance(configured, str):
@@ -328,7 +311,7 @@ def outermost(folders: Iterable[str]) -> list[str]:
     return sorted(roots)
 
 
-def run_job(job: Job, store: ConfiguredStore, encoder: TorchEncoder, lock: WriterLock) -> None:
+def run_job(job: Job, store: Store, encoder: TorchEncoder, lock: WriterLock) -> None:
     """The job thread: index each folder in turn, then release the writer lock."""
     status, error = "failed", "interrupted"
     try:
@@ -348,7 +331,7 @@ def run_job(job: Job, store: ConfiguredStore, encoder: TorchEncoder, lock: Write
         job.done.set()
 
 
-def index_one(store: ConfiguredStore, folder: str, encoder: TorchEncoder) -> dict[str, Any]:
+def index_one(store: Store, folder: str, encoder: TorchEncoder) -> dict[str, Any]:
     """``lookalike index FOLDER`` for one folder; a missing folder is skipped, not emptied.
 
     A folder that is not there (an unmounted disk, say) keeps its catalog

@@ -12,35 +12,18 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
 
 from sqlalchemy import select
 
+from indexer.settings import Settings
 from search.catalog import ImageRecord, ModelRecord
 from search.database import SchemaError
-from search.engine import SearchEngine
+from search.engine import ModelMismatch, SearchEngine
 from search.store import DEFAULT_DATA_DIR, Store
 from search.vector_index import VectorIndex, VectorIndexError
 
 from .errors import NotReady
-
-
-@dataclass
-class ConfiguredStore(Store):
-    """A store whose index and model may live outside the data dir (settings say where)."""
-
-    index_file: Path | None = None
-    model_file: Path | None = None
-
-    @property
-    def index_path(self) -> Path:
-        return self.index_file or Store.index_path.fget(self)
-
-    @property
-    def model_path(self) -> Path:
-        return self.model_file or Store.model_path.fget(self)
 
 
 def _file_key(path: Path) -> tuple[int, int, int] | None:
@@ -55,16 +38,12 @@ def _file_key(path: Path) -> tuple[int, int, int] | None:
 class Backend:
     """Lazily opened store + model + engine for one app, safe to share between threads."""
 
-    def __init__(self, config: Mapping[str, Any]):
-        self.data_dir = Path(config["LOOKALIKE_DATA_DIR"])
-        self.database_url: str | None = config.get("LOOKALIKE_DATABASE_URL")
-        index = config.get("LOOKALIKE_INDEX_PATH")
-        model = config.get("LOOKALIKE_MODEL")
-        self.index_file = Path(index) if index else None
-        self.model_file = Path(model) if model else None
-        self.device: str = config.get("LOOKALIKE_DEVICE", "auto")
-        self.threads = int(config.get("LOOKALIKE_INFERENCE_THREADS", 1))
-        self._store: ConfiguredStore | None = None
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.data_dir = settings.data_dir
+        self.device: str = settings.get("LOOKALIKE_DEVICE", "auto")
+        self.threads = int(settings.get("LOOKALIKE_INFERENCE_THREADS", 1))
+        self._store: Store | None = None
         self._engine: SearchEngine | None = None
         self._model_key: tuple[int, int, int] | None = None
         self._model_id: tuple[SearchEngine, int] | None = None
@@ -77,23 +56,22 @@ class Backend:
 
     def command(self, action: str = "index") -> str:
         """A ``lookalike`` command line for this data dir, e.g. ``lookalike index FOLDER``."""
-        data_dir = "" if str(self.data_dir) == DEFAULT_DATA_DIR else f" --data-dir {self.data_dir}"
+        default = Path(os.path.abspath(DEFAULT_DATA_DIR))
+        data_dir = "" if self.data_dir == default else f" --data-dir {self.data_dir}"
         return f"lookalike{data_dir} {action} FOLDER"
 
     # -- resources ------------------------------------------------------------------------
 
     @property
-    def store(self) -> ConfiguredStore:
+    def store(self) -> Store:
         """The data dir's store, opened (and its catalog migrated) on first use."""
         if self._store is None:
             with self._lock:
                 if self._store is None:
                     try:
-                        store = ConfiguredStore.open(self.data_dir, self.database_url)
+                        self._store = self.settings.open_store()
                     except SchemaError as exc:
                         raise NotReady(str(exc)) from exc
-                    store.index_file, store.model_file = self.index_file, self.model_file
-                    self._store = store
         return self._store
 
     def engine(self) -> SearchEngine:
@@ -101,7 +79,7 @@ class Backend:
         store = self.store
         key = _file_key(store.model_path)
         if key is None:
-            if self.model_file is not None:  # LOOKALIKE_MODEL names a file that is not there
+            if self.settings.model_is_explicit:  # LOOKALIKE_MODEL names a file that is not there
                 raise NotReady(f"No model at {store.model_path} (LOOKALIKE_MODEL). Train one "
                                f"with `{self.command(f'train -o {store.model_path}')}`.")
             raise NotReady(f"No model yet at {store.model_path}. Run `{self.command()}` to "
@@ -166,14 +144,13 @@ class Backend:
         if index.ntotal == 0:
             raise NotReady(f"The collection is empty. Run `{self.command()}` on a folder "
                            "of images.")
-        if index.dim != engine.encoder.dim:
-            raise NotReady(f"The index holds {index.dim}-dimensional codes but the model makes "
-                           f"{engine.encoder.dim}: it was built with another model. Re-encode "
-                           f"with `{self.command('index --reencode')}`.")
         if self._verified is not index:  # once per loaded index: is it this model's?
-            built_by = self._index_model_id(index)
-            if built_by is not None and built_by != self.model_id(engine):
-                raise NotReady(self.other_model_message())
+            try:
+                engine.check_index(index)
+            except ModelMismatch as exc:
+                raise NotReady(f"{str(exc)[0].upper()}{str(exc)[1:]}. Re-encode with "
+                               f"`{self.command('index --reencode')}`, or set LOOKALIKE_MODEL "
+                               "to the model that built the index.") from exc
             self._verified = index
         return engine, index
 
@@ -200,13 +177,6 @@ class Backend:
                 f"{self.store.model_path}, so their codes cannot be compared. Re-encode with "
                 f"`{self.command('index --reencode')}`, or set LOOKALIKE_MODEL to the model "
                 "that built the index.")
-
-    def _index_model_id(self, index: VectorIndex) -> int | None:
-        """The model that encoded the index's vectors, read from a few of its catalog rows."""
-        ids = [int(i) for i in index.ids()[:8]]
-        with self.store.sessions() as s:
-            found = s.scalars(select(ImageRecord.model_id).where(ImageRecord.id.in_(ids))).first()
-        return found
 
     def record(self, image_id: int) -> ImageRecord:
         """One catalog row by id; needs no model, so metadata and files work without one."""

@@ -1,0 +1,223 @@
+"""Settings shared by the command line and the web app, resolved once at start-up.
+
+Sources, later ones winning: defaults → ``INSTANCE/config.py`` →
+``LOOKALIKE_*`` environment variables → explicit overrides (a test's
+config, ``--data-dir``). Each key has the same name in the instance file
+and in the environment, so an operator never translates between the two.
+The upload limit is Flask's own ``MAX_CONTENT_LENGTH``; its environment
+name carries the ``LOOKALIKE_`` prefix so that a generic variable in
+someone's shell cannot change it by accident.
+
+Every path is made absolute here, against the working directory at
+start-up, and nowhere else: a relative data dir handed on as it is gets
+resolved later against whatever folder the consumer thinks of (Flask's
+``send_file`` uses the package folder), which once broke every thumbnail.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from search.database import CATALOG_FILE
+from search.store import DEFAULT_DATA_DIR, INDEX_FILE, MODEL_FILE, Store
+
+MB = 1024 * 1024
+INSTANCE_FILE = "config.py"
+
+DEFAULTS: dict[str, Any] = {
+    # Where catalog.sqlite, index.faiss, model.pt and thumbs/ live.
+    "LOOKALIKE_DATA_DIR": DEFAULT_DATA_DIR,
+    # Optional overrides of the files inside the data dir.
+    "LOOKALIKE_DATABASE_URL": None,
+    "LOOKALIKE_INDEX_PATH": None,
+    "LOOKALIKE_MODEL": None,
+    # "auto" uses CUDA when present.
+    "LOOKALIKE_DEVICE": "auto",
+    # Intra-op threads for torch and FAISS per request; 0 leaves the libraries'
+    # defaults. Two OpenMP runtimes (torch's and FAISS's) spinning on the same
+    # cores made single queries 10-100x slower on a 2-core box.
+    "LOOKALIKE_INFERENCE_THREADS": 1,
+    # Largest request body; bigger uploads get 413 before they are read.
+    "MAX_CONTENT_LENGTH": 20 * MB,
+    # Memory one upload may take to decode; bigger images get 413 before decoding.
+    "LOOKALIKE_MAX_DECODE_BYTES": 256 * MB,
+    # Memory all request bodies together may hold in `lookalike serve`; it sets
+    # how many connections waitress accepts at once (see web.cli.server_limits).
+    "LOOKALIKE_UPLOAD_MEMORY": 1024 * MB,
+    # The data-changing /api/admin endpoints answer 403 until this is set.
+    "LOOKALIKE_ADMIN_TOKEN": None,
+    # When set, every request needs it (Bearer, or HTTP Basic with it as password).
+    "LOOKALIKE_READ_TOKEN": None,
+    # Host header values answered; None: the loopback names, plus what serve binds.
+    "LOOKALIKE_TRUSTED_HOSTS": None,
+    # Folders POST /api/admin/reindex indexes; unset: the folders of the catalog's files.
+    "LOOKALIKE_INDEX_FOLDERS": None,
+}
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _optional_str(value: str) -> str | None:
+    return value or None
+
+
+def _path_list(value: str) -> list[str] | None:
+    return [p for p in value.split(os.pathsep) if p] or None
+
+
+def _host_list(value: str) -> list[str] | None:
+    return [h.strip() for h in value.split(",") if h.strip()] or None
+
+
+def _int(name: str) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(
+                f"environment variable {name} must be an integer, not {value!r}") from None
+    return parse
+
+
+# environment variable -> (settings key, parser)
+ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "LOOKALIKE_DATA_DIR": ("LOOKALIKE_DATA_DIR", str),
+    "LOOKALIKE_DATABASE_URL": ("LOOKALIKE_DATABASE_URL", _optional_str),
+    "LOOKALIKE_INDEX_PATH": ("LOOKALIKE_INDEX_PATH", _optional_str),
+    "LOOKALIKE_MODEL": ("LOOKALIKE_MODEL", _optional_str),
+    "LOOKALIKE_DEVICE": ("LOOKALIKE_DEVICE", str),
+    "LOOKALIKE_INFERENCE_THREADS": ("LOOKALIKE_INFERENCE_THREADS",
+                                    _int("LOOKALIKE_INFERENCE_THREADS")),
+    "LOOKALIKE_MAX_CONTENT_LENGTH": ("MAX_CONTENT_LENGTH", _int("LOOKALIKE_MAX_CONTENT_LENGTH")),
+    "LOOKALIKE_MAX_DECODE_BYTES": ("LOOKALIKE_MAX_DECODE_BYTES",
+                                   _int("LOOKALIKE_MAX_DECODE_BYTES")),
+    "LOOKALIKE_UPLOAD_MEMORY": ("LOOKALIKE_UPLOAD_MEMORY", _int("LOOKALIKE_UPLOAD_MEMORY")),
+    "LOOKALIKE_ADMIN_TOKEN": ("LOOKALIKE_ADMIN_TOKEN", _optional_str),
+    "LOOKALIKE_READ_TOKEN": ("LOOKALIKE_READ_TOKEN", _optional_str),
+    "LOOKALIKE_TRUSTED_HOSTS": ("LOOKALIKE_TRUSTED_HOSTS", _host_list),
+    "LOOKALIKE_INDEX_FOLDERS": ("LOOKALIKE_INDEX_FOLDERS", _path_list),
+}
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The settings the environment sets; unset and empty-for-required variables are skipped."""
+    environ = os.environ if environ is None else environ
+    found: dict[str, Any] = {}
+    for name, (key, parse) in ENVIRONMENT.items():
+        if name in environ:
+            value = environ[name]
+            if value == "" and parse is str:
+                continue
+            found[key] = parse(value)
+    return found
+
+
+def from_instance_file(path: Path) -> dict[str, Any]:
+    """The upper-case names a Python instance file assigns (as Flask's ``from_pyfile``)."""
+    if not path.is_file():
+        return {}
+    namespace: dict[str, Any] = {"__file__": str(path)}
+    exec(compile(path.read_bytes(), str(path), "exec"), namespace)
+    return {k: v for k, v in namespace.items() if k.isupper()}
+
+
+def default_instance_path() -> Path:
+    """The folder holding config.py, as Flask places it; LOOKALIKE_INSTANCE_PATH moves it.
+
+    Beside the code in a checkout (``instance/`` at the top of the repo,
+    git-ignored), ``PREFIX/var/lookalike-instance`` for an installed
+    package. Never the working directory: the instance file is Python that
+    every command runs, and ``lookalike index .`` inside a downloaded
+    folder must not run code that folder brings.
+    """
+    top = Path(__file__).resolve().parent.parent
+    if top.name in ("site-packages", "dist-packages"):
+        return Path(sys.prefix) / "var" / "lookalike-instance"
+    return top / "instance"
+
+
+def _absolute(path: str | os.PathLike) -> Path:
+    """Absolute without resolving symlinks: a linked data dir keeps the name its user gave."""
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+
+
+def _anchored_url(url: str | None, data_dir: Path) -> str:
+    """The catalog URL with a relative SQLite file made absolute; default: DATA_DIR/catalog."""
+    if not url:
+        return f"sqlite:///{data_dir / CATALOG_FILE}"
+    prefix = "sqlite:///"
+    rest = url[len(prefix):]
+    if url.startswith(prefix) and rest and not rest.startswith("/") and rest != ":memory:":
+        return prefix + str(_absolute(rest))
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where everything lives, as absolute paths, plus every other setting by its key."""
+
+    data_dir: Path
+    database_url: str
+    index_path: Path
+    model_path: Path
+    instance_path: Path
+    values: Mapping[str, Any]
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None,
+             environ: Mapping[str, str] | None = None,
+             instance_path: str | os.PathLike | None = None) -> "Settings":
+        """Defaults → instance file → environment → *overrides*, then every path anchored."""
+        environ = os.environ if environ is None else environ
+        instance = _absolute(instance_path or environ.get("LOOKALIKE_INSTANCE_PATH")
+                             or default_instance_path())
+        values = dict(DEFAULTS)
+        values.update(from_instance_file(instance / INSTANCE_FILE))
+        values.update(from_environment(environ))
+        values.update(overrides or {})
+        data_dir = _absolute(values["LOOKALIKE_DATA_DIR"])
+        index = values.get("LOOKALIKE_INDEX_PATH")
+        model = values.get("LOOKALIKE_MODEL")
+        folders = values.get("LOOKALIKE_INDEX_FOLDERS")
+        if isinstance(folders, str):
+            folders = _path_list(folders)
+        if isinstance(values.get("LOOKALIKE_TRUSTED_HOSTS"), str):
+            values["LOOKALIKE_TRUSTED_HOSTS"] = _host_list(values["LOOKALIKE_TRUSTED_HOSTS"])
+        values.update(
+            LOOKALIKE_DATA_DIR=str(data_dir),
+            LOOKALIKE_DATABASE_URL=_anchored_url(values.get("LOOKALIKE_DATABASE_URL"), data_dir),
+            LOOKALIKE_INDEX_PATH=str(_absolute(index)) if index else None,
+            LOOKALIKE_MODEL=str(_absolute(model)) if model else None,
+            LOOKALIKE_INDEX_FOLDERS=[str(_absolute(f)) for f in folders] if folders else None)
+        return cls(data_dir=data_dir, database_url=values["LOOKALIKE_DATABASE_URL"],
+                   index_path=_absolute(index) if index else data_dir / INDEX_FILE,
+                   model_path=_absolute(model) if model else data_dir / MODEL_FILE,
+                   instance_path=instance, values=values)
+
+    @property
+    def model_is_explicit(self) -> bool:
+        """Whether LOOKALIKE_MODEL names the model (rather than the data dir's default)."""
+        return bool(self.values.get("LOOKALIKE_MODEL"))
+
+    @property
+    def thumbs_dir(self) -> Path:
+        return self.data_dir / "thumbs"
+
+    @property
+    def has_catalog(self) -> bool:
+        """Whether a catalog exists already (always true for a server database)."""
+        if not self.database_url.startswith("sqlite:///"):
+            return True
+        return Path(self.database_url[len("sqlite:///"):]).is_file()
+
+    def open_store(self) -> Store:
+        """The data dir's store (catalog migrated to head), with these settings' file paths."""
+        return Store.open(self.data_dir, self.database_url, self.index_path, self.model_path)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
