@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 import schemathesis
+import torch
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -103,6 +104,13 @@ SCHEMAS = {  # (not an [[operations]] config entry: with one, include() stops na
     ("POST", "/api/decompress"): load_schema({**AUTH, "checks": {"positive_data_acceptance": {
         "expected-statuses": ["200", "400", "401", "403", "404", "409", "429", "5xx"]}}}),
 }
+
+
+@pytest.fixture(autouse=True)
+def subnormal_floats():
+    """Hypothesis draws floats on this thread; an earlier test in the suite that trained or
+    searched here left torch's flush-to-zero on (a per-thread flag), so turn it off."""
+    torch.set_flush_denormal(False)
 
 
 @pytest.fixture(scope="module")
