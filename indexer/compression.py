@@ -15,6 +15,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from search.files import replace_atomically
+
 MAGIC = b"LKC1"
 DTYPES = ("float32", "float16", "uint8", "pq")
 _HEADER = struct.Struct("<4sB8sH")  # magic, dtype index, checkpoint sha prefix, dim
@@ -45,7 +47,8 @@ class ProductQuantizer:
         return cls(faiss.read_ProductQuantizer(str(path)))
 
     def save(self, path: Path) -> None:
-        faiss.write_ProductQuantizer(self.pq, str(path))
+        """Atomically: a full disk or a crash leaves the previous codebook, never half of one."""
+        replace_atomically(path, lambda tmp: faiss.write_ProductQuantizer(self.pq, tmp), "pq")
 
     def encode(self, code: np.ndarray) -> bytes:
         return self.pq.compute_codes(code.reshape(1, -1).astype(np.float32)).tobytes()

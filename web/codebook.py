@@ -17,7 +17,6 @@ import numpy as np
 from sqlalchemy import select
 
 from search.catalog import ImageRecord
-from search.files import replace_atomically
 
 from .backend import Backend, _file_key
 from .errors import NotReady
@@ -91,7 +90,7 @@ def _stored_codes(backend: Backend, model_id: int | None) -> list[np.ndarray]:
 def _save(pq, path: Path) -> tuple[int, int, int] | None:
     """Write atomically; on a read-only data dir keep the codebook in memory only."""
     try:
-        replace_atomically(path, lambda tmp: pq.save(Path(tmp)), "pq", durable=False)
+        pq.save(path)
     except (OSError, RuntimeError) as exc:
         log.warning("cannot save the PQ codebook to %s (%s); keeping it in memory", path, exc)
         return None
