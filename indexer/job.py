@@ -85,16 +85,21 @@ class _Planned:
 
 @dataclass
 class Plan:
+    """What a run will do; rows it removes are retired, so their ids can come back."""
+
     encode: list[_Planned] = field(default_factory=list)
     moves: list[tuple[int, str, int, float]] = field(default_factory=list)  # id, path, size, mtime
     touch: list[tuple[int, int, float]] = field(default_factory=list)  # id, size, mtime
-    remove: list[int] = field(default_factory=list)
     retire: list[tuple[int, str, str]] = field(default_factory=list)  # id, path, sha256
     unchanged: int = 0
     excluded: int = 0
     kept: int = 0  # rows of missing files kept by the removal guard
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def remove(self) -> list[int]:
+        return [row_id for row_id, _, _ in self.retire]
 
 
 def register_model(session: Session, encoder: TorchEncoder) -> ModelRecord:
@@ -204,7 +209,6 @@ def _plan_removals(result: Plan, gone: list, indexed: int, root: Path, prune: bo
             "their rows in case the disk or folder is only unavailable (unmounted, "
             "unplugged, syncing). If the files are really gone, run again with --prune.")
         return
-    result.remove = [r.id for r in gone]
     result.retire = [(r.id, r.path, r.sha256) for r in gone]
 
 
@@ -306,8 +310,9 @@ def _apply_plan(store: Store, work: Plan) -> None:
         for row_id, size, mtime in work.touch:
             row = session.get(ImageRecord, row_id)
             row.size, row.mtime = size, mtime
-        if work.remove:
-            session.execute(delete(ImageRecord).where(ImageRecord.id.in_(work.remove)))
+        removed = work.remove
+        if removed:
+            session.execute(delete(ImageRecord).where(ImageRecord.id.in_(removed)))
             for row_id, path, digest in work.retire:
                 session.merge(RetiredRecord(id=row_id, path=path, sha256=digest))
             store.mark_catalog_changed(session)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from search.database import CATALOG_FILE
+from search.database import database_url, sqlite_file
 from search.store import DEFAULT_DATA_DIR, INDEX_FILE, MODEL_FILE, Store
 
 MB = 1024 * 1024
@@ -146,12 +146,9 @@ def _absolute(path: str | os.PathLike) -> Path:
 def _anchored_url(url: str | None, data_dir: Path) -> str:
     """The catalog URL with a relative SQLite file made absolute; default: DATA_DIR/catalog."""
     if not url:
-        return f"sqlite:///{data_dir / CATALOG_FILE}"
-    prefix = "sqlite:///"
-    rest = url[len(prefix):]
-    if url.startswith(prefix) and rest and not rest.startswith("/") and rest != ":memory:":
-        return prefix + str(_absolute(rest))
-    return url
+        return database_url(data_dir)
+    path = sqlite_file(url)
+    return f"sqlite:///{_absolute(path)}" if path is not None else url
 
 
 @dataclass(frozen=True)
@@ -208,9 +205,8 @@ class Settings:
     @property
     def has_catalog(self) -> bool:
         """Whether a catalog exists already (always true for a server database)."""
-        if not self.database_url.startswith("sqlite:///"):
-            return True
-        return Path(self.database_url[len("sqlite:///"):]).is_file()
+        path = sqlite_file(self.database_url)
+        return path is None or path.is_file()
 
     def open_store(self) -> Store:
         """The data dir's store (catalog migrated to head), with these settings' file paths."""

@@ -83,10 +83,17 @@ def database_url(data_dir: str | Path) -> str:
     return f"sqlite:///{Path(data_dir).resolve() / CATALOG_FILE}"
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names (maybe relative); None for other databases and :memory:."""
+    prefix = "sqlite:///"
+    rest = url[len(prefix):] if url.startswith(prefix) else ""
+    return Path(rest) if rest and not rest.startswith(":memory:") else None
+
+
 def open_database(url: str, migrate: bool = True) -> tuple[Engine, sessionmaker[Session]]:
     """Engine + session factory for *url*, migrated to head unless told not to."""
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    if (path := sqlite_file(url)) is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url)
     if migrate:
         upgrade_to_head(engine)
