@@ -8,13 +8,16 @@ STAMP  := $(VENV)/.installed
 
 venv: $(STAMP)
 
-# torch: take the CPU build when this machine keeps one on disk (~0.7 GB
-# instead of the ~5 GB CUDA build); otherwise whatever pip resolves for
-# the range in pyproject.toml.
+# torch and torchvision: the pair this project is tested with, first, so the
+# range in pyproject.toml cannot pull another. On machines without a CPU
+# build at hand this is the CUDA build (~5 GB); README says how to get the
+# CPU-only one instead.
+TORCH := torch==2.14.1 torchvision==0.29.1
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q 'torch==2.13.0+cpu' 2>/dev/null || $(BIN)/pip install -q 'torch>=2.4,<3'
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev]' $(TORCH)
 	touch $(STAMP)
 
 demo: $(STAMP)

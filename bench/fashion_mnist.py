@@ -4,7 +4,7 @@ Protocol: train on the 60k training images, index them, query with the
 10k test images; relevant = same class. The same run scores raw pixels and
 PCA at the latent's dimension (see ``lookalike eval``).
 
-    python -m bench.fashion_mnist [--epochs 15] [--latent-dim 64] [--device cpu]
+    python -m bench.fashion_mnist [--budget 600] [--invariance 1] [--latent-dim 64]
 
 Needs ``apt-get install -y dataset-fashion-mnist``. Work files go to
 bench/out/ (ignored by git); a finished model is reused unless --retrain.
@@ -33,7 +33,11 @@ def lookalike(data_dir: Path, *args: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, help="at most this many passes (default: the budget)")
+    ap.add_argument("--budget", type=int, default=600, help="optimizer steps (lookalike's default)")
+    ap.add_argument("--invariance", type=float, default=None,
+                    help="λ (default: lookalike train's default)")
+    ap.add_argument("--edits", default=None, help="training edits (default: lookalike's)")
     ap.add_argument("--latent-dim", type=int, default=64)
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--widths", default="32,64,128,256")
@@ -49,14 +53,21 @@ def main() -> None:
         n = export_folder(data / split, split)
         print(f"{split}: {n} images under {data / split}")
     print(f"export: {time.time() - t0:.0f} s")
-    data_dir = OUT / f"fmnist-data-{args.image_size}-{args.latent_dim}-{args.widths.replace(',', '_')}"
+    recipe = []
+    for flag, value in (("--epochs", args.epochs), ("--invariance", args.invariance),
+                        ("--edits", args.edits)):
+        if value is not None:
+            recipe += [flag, str(value)]
+    tag = "_".join(recipe).replace("--", "").replace(",", "+") or "default"
+    data_dir = OUT / (f"fmnist-data-{args.image_size}-{args.latent_dim}-"
+                      f"{args.widths.replace(',', '_')}-{args.budget}-{tag}")
     timings = {}
     if args.retrain or not (data_dir / "model.pt").exists():
         t = time.time()
         lookalike(data_dir, "train", str(data / "train"), "--image-size", str(args.image_size),
                   "--latent-dim", str(args.latent_dim), "--widths", args.widths,
-                  "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-                  "--lr", str(args.lr), "--patience", "4", "--device", args.device)
+                  "--budget", str(args.budget), "--batch-size", str(args.batch_size),
+                  "--lr", str(args.lr), "--patience", "4", "--device", args.device, *recipe)
         timings["train_s"] = time.time() - t
     t = time.time()
     lookalike(data_dir, "-q", "index", str(data / "train"), "--device", args.device)
@@ -75,7 +86,13 @@ def main() -> None:
     ae = results["autoencoder (cosine)"]
     pca = max((m for k, m in results.items() if k.startswith("PCA")), key=lambda m: m["mAP"])
     gain = ae["mAP"] / pca["mAP"] - 1
-    print("\ntimings: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+    import torch
+
+    facts = torch.load(data_dir / "model.pt", weights_only=True)["facts"]
+    print(f"\nrecipe: λ = {facts['recipe']['invariance']:g}, edits {facts['recipe']['edits']}, "
+          f"{facts['steps_run']} steps ({facts['epochs_run']:g} epochs); held-out PSNR "
+          f"{facts['val_psnr_db']:.2f} dB")
+    print("timings: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     print(f"target mAP >= {TARGET_MAP}: {'met' if ae['mAP'] >= TARGET_MAP else 'NOT met'} ({ae['mAP']:.4f})")
     print(f"target P@10 >= {TARGET_P10}: {'met' if ae['p_at_10'] >= TARGET_P10 else 'NOT met'} ({ae['p_at_10']:.4f})")
     print(f"target >= 10% mAP over best PCA: {'met' if gain >= TARGET_GAIN else 'NOT met'} ({gain:+.1%})")

@@ -62,7 +62,7 @@ def train_ab(threads: int, repeats: int) -> dict[str, float]:
         for name, model in models.items():
             started = time.perf_counter()
             optimizers[name].zero_grad()
-            loss, _ = model.loss(inputs[name], inputs[name], 1.0)
+            loss = model.loss(inputs[name], inputs[name], 1.0).total
             loss.backward()
             optimizers[name].step()
             if i >= 3:

@@ -26,7 +26,9 @@ from .images import ImageDecodeError, load_image
 from .lock import DataDirBusy, WriterLock
 from .model import KINDS, AEConfig, CheckpointError, ModelConfigError
 from .settings import Settings
-from .train import NOISES, TrainConfig, TrainingError, train_folder
+from .augment import DEFAULT_EDITS, EDITS, MIN_CROP
+from .train import (DEFAULT_BUDGET, DEFAULT_INVARIANCE, NOISES, VALIDATIONS, TrainConfig,
+                    TrainingError, train_folder)
 
 SAMPLE_COLLECTION = Path(__file__).resolve().parent / "sample"
 
@@ -110,7 +112,23 @@ def cli(ctx: click.Context, data_dir: Path, quiet: bool) -> None:
 
 def _model_options(f):
     options = [
-        click.option("--epochs", type=click.IntRange(1), default=30, show_default=True),
+        click.option("--budget", type=click.IntRange(1), default=DEFAULT_BUDGET, show_default=True,
+                     help="Optimizer steps; larger collections are sampled, so any trains in "
+                          "bounded time."),
+        click.option("--epochs", type=click.IntRange(1),
+                     help="At most this many passes over the images (default: the budget decides)."),
+        click.option("--invariance", type=click.FloatRange(0), default=DEFAULT_INVARIANCE,
+                     show_default=True,
+                     help="λ: weight of the term that gives edited copies of an image one code "
+                          "(0: plain autoencoder, reconstruction only)."),
+        click.option("--edits", default=",".join(DEFAULT_EDITS), show_default=True,
+                     help=f"Edits the training views get when λ > 0: any of {', '.join(EDITS)}."),
+        click.option("--head/--no-head", default=False, show_default=True,
+                     help="--head: the invariance term acts through a small projection head, as "
+                          "in SimCLR, instead of on the search code itself (worse for search: "
+                          "BENCHMARKS.md)."),
+        click.option("--min-crop", type=click.FloatRange(0, 1, min_open=True), default=MIN_CROP,
+                     show_default=True, help="Smallest random crop, as a fraction of the area."),
         click.option("--latent-dim", type=click.IntRange(1), default=64, show_default=True),
         click.option("--image-size", type=click.IntRange(4), default=64, show_default=True,
                      help="Images are resized to this square; must divide by 2^layers."),
@@ -120,7 +138,8 @@ def _model_options(f):
         click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True),
         click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True),
         click.option("--patience", type=click.IntRange(1), default=5, show_default=True,
-                     help="Stop after this many epochs without a better validation loss."),
+                     help="Stop after this many validations without a better loss "
+                          f"(one every pass or every 1/{VALIDATIONS} of the budget)."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                      show_default=True),
@@ -146,9 +165,19 @@ def _configs(kw: dict) -> tuple[AEConfig, TrainConfig]:
         raise click.BadParameter("--widths must be comma-separated integers, e.g. 32,64,128") from exc
     model = AEConfig(image_size=kw["image_size"], latent_dim=kw["latent_dim"], widths=widths,
                      kind=kw.get("kind", "ae"), tied=kw.get("tied", False))
-    train = TrainConfig(epochs=kw["epochs"], batch_size=kw["batch_size"], lr=kw["lr"],
+    edits = tuple(e.strip() for e in str(kw.get("edits", ",".join(DEFAULT_EDITS))).split(",")
+                  if e.strip())
+    unknown = sorted(set(edits) - set(EDITS))
+    if unknown:
+        raise click.BadParameter(f"unknown edit(s) {', '.join(unknown)}; choose from "
+                                 f"{', '.join(EDITS)}", param_hint="--edits")
+    train = TrainConfig(epochs=kw.get("epochs"), budget=kw.get("budget", DEFAULT_BUDGET),
+                        batch_size=kw["batch_size"], lr=kw["lr"],
                         weight_decay=kw["weight_decay"], patience=kw["patience"],
-                        seed=kw["seed"], device=kw["device"], beta=kw.get("beta", 1.0),
+                        seed=kw["seed"], device=kw["device"],
+                        invariance=kw.get("invariance", DEFAULT_INVARIANCE), edits=edits,
+                        min_crop=kw.get("min_crop", MIN_CROP), head=kw.get("head", False),
+                        beta=kw.get("beta", 1.0),
                         noise=kw.get("noise", "gaussian"), noise_level=kw.get("noise_level", 0.3))
     return model, train
 
@@ -161,9 +190,14 @@ def _run_training(obj: Context, folder: Path, output: Path, kw: dict) -> None:
         raise click.ClickException(str(exc)) from exc
     facts = result["facts"]
     _report_failures(obj, [(str(d.path), d.error) for d in result["failures"]])
-    obj.echo(f"trained on {facts['n_train']} images ({facts['n_val']} held out) for "
-             f"{facts['epochs_run']} epochs in {facts['seconds']:.0f} s; best validation loss "
-             f"{facts['best_val_loss']:.5f} at epoch {facts['best_epoch']}")
+    sampled = (f" (a sample of the {facts['n_found']} found)"
+               if facts["n_found"] > facts["n_images"] else "")
+    recipe = facts["recipe"]
+    obj.echo(f"trained on {facts['n_train']} images{sampled} ({facts['n_val']} held out), "
+             f"λ = {recipe['invariance']:g}, for {facts['steps_run']} of {facts['steps_planned']} "
+             f"steps ({facts['epochs_run']:g} epochs) in {facts['seconds']:.0f} s; best "
+             f"validation loss {facts['best_val_loss']:.5f} at check {facts['best_round']} "
+             f"of {facts['rounds_run']}")
     obj.echo(f"checkpoint:      {result['checkpoint']}")
     obj.echo(f"loss curve:      {result['loss_curve']}")
     obj.echo(f"reconstructions: {result['reconstructions']}")
@@ -340,20 +374,25 @@ def write_sheet(engine: SearchEngine, pixels, code, hits, path: Path) -> None:
 @click.option("--query-fraction", type=float, default=0.1, show_default=True,
               help="Without --queries: this seeded share of FOLDER queries the rest.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--mode", type=click.Choice(["classes", "copies"]), default="classes",
+              show_default=True,
+              help="classes: relevant = same class sub-folder, baselines pixels and PCA. "
+                   "copies: relevant = same source photo (its sub-folder, or the stem of a "
+                   "file right in FOLDER), baselines colour histogram and perceptual hashes.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
-              help="Also score raw pixels and PCA on the same split.")
+              help="Also score the mode's baselines on the same split.")
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def evaluate(obj: Context, folder: Path, queries: Path | None, query_fraction: float, seed: int,
-             baselines: bool, model: Path | None, as_json: bool) -> None:
+             mode: str, baselines: bool, model: Path | None, as_json: bool) -> None:
     """Retrieval quality on a labelled FOLDER (label = sub-folder): mAP, P@1, P@10, kNN-10."""
     from .evaluate import EvaluationError, evaluate_collection
 
     encoder = load_encoder(obj, model)
     try:
         report = evaluate_collection(obj.store, encoder, folder, queries, query_fraction, seed,
-                                     baselines, progress=not obj.quiet)
+                                     baselines, progress=not obj.quiet, mode=mode)
     except EvaluationError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.table())

@@ -26,6 +26,7 @@ from .compression import (
 from .encoder import TorchEncoder
 from .images import ImageDecodeError, load_image
 from .latent import arithmetic, interpolate, sample_prior
+from .plots import save_grid
 
 _model_option = click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
                              help="Checkpoint (default: DATA_DIR/model.pt).")
@@ -36,13 +37,6 @@ def _load(path: Path, size: int) -> np.ndarray:
         return load_image(path, size)
     except ImageDecodeError as exc:
         raise click.ClickException(f"{path}: {exc}") from exc
-
-
-def _save_strip(images: np.ndarray, path: Path, cell: int = 96) -> None:
-    strip = Image.new("RGB", (cell * len(images), cell), "white")
-    for i, img in enumerate(images):
-        strip.paste(Image.fromarray(img).resize((cell, cell), Image.Resampling.NEAREST), (i * cell, 0))
-    strip.save(path)
 
 
 @cli.command()
@@ -103,7 +97,7 @@ def anomalies(obj: Context, top: int | None, threshold: float | None, sheet: Pat
                 thumbs.append(load_image(r.path, 96))
             except ImageDecodeError:
                 thumbs.append(np.full((96, 96, 3), 255, np.uint8))
-        _save_strip(np.stack(thumbs), sheet)
+        save_grid(np.stack(thumbs), sheet)
         obj.echo(f"sheet: {sheet}", err=as_json)
 
 
@@ -187,7 +181,7 @@ def decompress(obj: Context, code: Path, output: Path, model: Path | None) -> No
 def sample(obj: Context, n: int, seed: int | None, output: Path, model: Path | None) -> None:
     """Decode N codes drawn from the prior N(0, I) (meaningful for --kind vae)."""
     encoder = load_encoder(obj, model)
-    _save_strip(encoder.decode(sample_prior(encoder.dim, n, seed)), output)
+    save_grid(encoder.decode(sample_prior(encoder.dim, n, seed)), output)
     obj.echo(f"samples: {output}")
 
 
@@ -204,7 +198,7 @@ def interpolate_cmd(obj: Context, image_a: Path, image_b: Path, steps: int, outp
     encoder = load_encoder(obj, model)
     codes = encoder.encode(np.stack([_load(image_a, encoder.image_size),
                                      _load(image_b, encoder.image_size)]))
-    _save_strip(encoder.decode(interpolate(codes[0], codes[1], steps)), output)
+    save_grid(encoder.decode(interpolate(codes[0], codes[1], steps)), output)
     obj.echo(f"interpolation: {output}")
 
 
@@ -223,7 +217,7 @@ def arithmetic_cmd(obj: Context, image_a: Path, image_b: Path, image_c: Path, k:
     codes = encoder.encode(np.stack([_load(p, encoder.image_size)
                                      for p in (image_a, image_b, image_c)]))
     result = arithmetic(*codes)
-    _save_strip(encoder.decode(np.concatenate([codes, result[None]])), output)
+    save_grid(encoder.decode(np.concatenate([codes, result[None]])), output)
     obj.echo(f"a, b, c, a − b + c: {output}")
     if not obj.has_catalog:
         return  # nothing indexed: the decoded picture is the whole answer

@@ -49,11 +49,30 @@ def average_precision(ranked_relevance: np.ndarray) -> float:
     return float(precision_at_hit.mean())
 
 
+MODES = ("classes", "copies")
+METRICS = ("cosine", "l2", "chi2")
+
+
 def _scores(q: torch.Tensor, db: torch.Tensor, metric: str) -> torch.Tensor:
     if metric == "cosine":
         return q @ db.T
-    # −‖q − d‖² up to a per-query constant, which does not change the ranking.
+    if metric == "chi2":
+        return -chi2_distances(q, db)
+    # −‖q − d‖² up to a per-query constant, which does not change the ranking;
+    # on 0/1 bit vectors that is the Hamming distance.
     return 2 * q @ db.T - (db * db).sum(1)[None, :]
+
+
+def chi2_distances(q, db, block: int = 1 << 24) -> torch.Tensor:
+    """χ² distance Σ (q − d)² / (q + d) between histograms, in blocks that fit in memory."""
+    q, db = torch.as_tensor(q), torch.as_tensor(db)
+    step = max(1, block // max(1, q.shape[0] * q.shape[1]))
+    out = []
+    for i in range(0, len(db), step):
+        d = db[i:i + step][None]
+        num = (q[:, None] - d).pow(2)
+        out.append((num / (q[:, None] + d).clamp(min=1e-12)).sum(2))
+    return torch.cat(out, 1)
 
 
 def retrieval_metrics(queries: np.ndarray, query_labels: Sequence, database: np.ndarray,
@@ -73,7 +92,7 @@ def retrieval_metrics(queries: np.ndarray, query_labels: Sequence, database: np.
     k = min(10, len(db))
     for start in tqdm(range(0, len(q), chunk), desc=desc, unit="chunk", disable=not progress):
         s = _scores(q[start:start + chunk], db, metric)
-        order = torch.argsort(s, dim=1, descending=True)
+        order = torch.argsort(s, dim=1, descending=True, stable=True)  # ties: database order
         labels = ql[start:start + chunk]
         rel = (dl[order] == labels[:, None]).float()
         hits = rel.cumsum(1)
@@ -88,11 +107,41 @@ def retrieval_metrics(queries: np.ndarray, query_labels: Sequence, database: np.
     return Metrics(ap_sum / n, p1 / n, p10 / n, knn / n, n, len(db))
 
 
-def label_of(path: str, root: Path) -> str:
+def label_of(path: str, root: Path, mode: str = "classes") -> str:
+    """The class (``classes``) or source photo (``copies``) an image belongs to.
+
+    Both read the first sub-folder. In ``copies`` mode an image right in
+    *root* is a source of its own, named by its file stem, so originals may
+    lie flat beside folders of their copies (``cat.jpg``, ``cat/crop.jpg``).
+    """
     rel = Path(path).relative_to(root)
-    if len(rel.parts) < 2:
-        raise EvaluationError(f"{path} is not inside a class sub-folder of {root}")
-    return rel.parts[0]
+    if len(rel.parts) >= 2:
+        return rel.parts[0]
+    if mode == "copies":
+        return rel.stem
+    raise EvaluationError(f"{path} is not inside a class sub-folder of {root}")
+
+
+def colour_histograms(pixels: np.ndarray, bins: int = 8) -> np.ndarray:
+    """(N, S·S·3) uint8 → (N, bins³) joint RGB histograms that sum to 1: the χ² baseline."""
+    q = pixels.reshape(len(pixels), -1, 3).astype(np.int64) * bins // 256
+    flat = (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
+    hist = np.stack([np.bincount(row, minlength=bins ** 3) for row in flat]).astype(np.float32)
+    return hist / hist.sum(1, keepdims=True)
+
+
+def perceptual_hashes(pixels: np.ndarray, size: int, kind: str) -> np.ndarray:
+    """64-bit pHash or dHash (the ``imagehash`` library) of each image, as 0/1 floats."""
+    try:
+        import imagehash
+    except ImportError as exc:
+        raise EvaluationError("the copies baselines need imagehash: pip install imagehash "
+                              "(or pass --no-baselines)") from exc
+    from PIL import Image
+
+    fn = {"phash": imagehash.phash, "dhash": imagehash.dhash}[kind]
+    return np.stack([fn(Image.fromarray(p.reshape(size, size, 3))).hash.reshape(-1)
+                     for p in pixels]).astype(np.float32)
 
 
 def pca_projection(train: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -156,22 +205,26 @@ def _pixels(paths: Sequence[str], size: int, progress: bool, workers: int | None
 def evaluate_collection(store: Store, encoder: TorchEncoder, folder: str | Path,
                         queries_folder: str | Path | None = None, query_fraction: float = 0.1,
                         seed: int = 0, baselines: bool = True, progress: bool = True,
-                        workers: int | None = None) -> EvalReport:
+                        workers: int | None = None, mode: str = "classes") -> EvalReport:
     """Score the indexed codes of *folder*; queries are a seeded split or a second folder.
 
     Codes of a ``queries_folder`` are computed here, not indexed, so an
-    evaluation never adds images to the collection.
+    evaluation never adds images to the collection. ``mode`` ``classes``:
+    relevant = same class, baselines pixels and PCA; ``copies``: relevant =
+    same source photo, baselines colour histograms and perceptual hashes.
     """
+    if mode not in MODES:
+        raise EvaluationError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     root = Path(folder).resolve()
     db_paths, db_codes = _indexed(store, root, encoder)
-    db_labels = [label_of(p, root) for p in db_paths]
+    db_labels = [label_of(p, root, mode) for p in db_paths]
     size = encoder.image_size
     if queries_folder is not None:
         qroot = Path(queries_folder).resolve()
         q_paths = [str(p) for p in walk_images(qroot)]
         if not q_paths:
             raise EvaluationError(f"no images under {qroot}")
-        q_labels = [label_of(p, qroot) for p in q_paths]
+        q_labels = [label_of(p, qroot, mode) for p in q_paths]
         q_pix = _pixels(q_paths, size, progress, workers)
         q_codes = np.concatenate([encoder.encode(b.reshape(-1, size, size, 3))
                                   for b in np.array_split(q_pix, max(1, len(q_pix) // 512))])
@@ -188,18 +241,35 @@ def evaluate_collection(store: Store, encoder: TorchEncoder, folder: str | Path,
         db_pix = all_pix[di] if baselines else None
         db_codes, db_labels = db_codes[di], [db_labels[i] for i in di]
     if len(set(db_labels)) < 2:
-        raise EvaluationError("need at least two class sub-folders to evaluate")
+        raise EvaluationError(f"need at least two {'sources' if mode == 'copies' else 'class sub-folders'}"
+                              " to evaluate")
     model = retrieval_metrics(q_codes, q_labels, db_codes, db_labels, "cosine",
                               progress=progress, desc="autoencoder")
     extra: dict[str, Metrics] = {}
     if baselines:
-        q_f, db_f = q_pix.astype(np.float32) / 255, db_pix.astype(np.float32) / 255
-        extra["raw pixels (L2)"] = retrieval_metrics(q_f, q_labels, db_f, db_labels, "l2",
-                                                     progress=progress, desc="pixels")
-        mean, axes = pca_projection(db_f, encoder.dim)
-        q_p, db_p = (q_f - mean) @ axes, (db_f - mean) @ axes
-        extra[f"PCA-{encoder.dim} (L2)"] = retrieval_metrics(q_p, q_labels, db_p, db_labels, "l2",
-                                                             progress=progress, desc="pca-l2")
-        extra[f"PCA-{encoder.dim} (cosine)"] = retrieval_metrics(
-            q_p, q_labels, db_p, db_labels, "cosine", progress=progress, desc="pca-cos")
+        features = copy_features if mode == "copies" else class_features
+        for name, (q_f, db_f, metric) in features(q_pix, db_pix, size, encoder.dim).items():
+            extra[name] = retrieval_metrics(q_f, q_labels, db_f, db_labels, metric,
+                                            progress=progress, desc=name)
     return EvalReport(model, extra, encoder.dim, size)
+
+
+Baselines = dict[str, tuple[np.ndarray, np.ndarray, str]]
+
+
+def class_features(q_pix: np.ndarray, db_pix: np.ndarray, size: int, dim: int) -> Baselines:
+    """Raw pixels and PCA at the code's dimension: what a learned code must beat on classes."""
+    q_f, db_f = q_pix.astype(np.float32) / 255, db_pix.astype(np.float32) / 255
+    mean, axes = pca_projection(db_f, dim)
+    q_p, db_p = (q_f - mean) @ axes, (db_f - mean) @ axes
+    return {"raw pixels (L2)": (q_f, db_f, "l2"), f"PCA-{dim} (L2)": (q_p, db_p, "l2"),
+            f"PCA-{dim} (cosine)": (q_p, db_p, "cosine")}
+
+
+def copy_features(q_pix: np.ndarray, db_pix: np.ndarray, size: int, dim: int) -> Baselines:
+    """Colour histograms (χ²) and perceptual hashes (Hamming): the classic copy detectors."""
+    out = {"colour histogram (χ²)": (colour_histograms(q_pix), colour_histograms(db_pix), "chi2")}
+    for kind in ("phash", "dhash"):
+        out[f"{kind} (Hamming)"] = (perceptual_hashes(q_pix, size, kind),
+                                    perceptual_hashes(db_pix, size, kind), "l2")
+    return out

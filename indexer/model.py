@@ -10,7 +10,7 @@ import hashlib
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -117,6 +117,12 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
 
 
+class Loss(NamedTuple):
+    total: torch.Tensor  # what to minimise
+    mse: torch.Tensor  # per-pixel reconstruction MSE, detached
+    code: torch.Tensor  # the search codes of the inputs (μ for a VAE), for the invariance term
+
+
 class Autoencoder(nn.Module, abc.ABC):
     """The interface every kind shares: encode, decode, forward and the training loss."""
 
@@ -133,15 +139,14 @@ class Autoencoder(nn.Module, abc.ABC):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
-    def loss(self, x: torch.Tensor, target: torch.Tensor, beta: float = 1.0
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss to minimise, per-pixel MSE of the reconstruction) for inputs *x*.
+    def loss(self, x: torch.Tensor, target: torch.Tensor, beta: float = 1.0) -> Loss:
+        """The reconstruction loss for inputs *x*, with the codes it went through.
 
         *target* differs from *x* for a denoising autoencoder (clean vs corrupted).
         """
-        recon = self(x)
-        mse = F.mse_loss(recon, target)
-        return mse, mse.detach()
+        code = self.encode(x)
+        mse = F.mse_loss(self.decode(code), target)
+        return Loss(mse, mse.detach(), code)
 
 
 class ConvAutoencoder(Autoencoder):
@@ -217,7 +222,7 @@ class ConvAutoencoder(Autoencoder):
         sse = (recon - target).pow(2).flatten(1).sum(1)
         # Negative ELBO with a Gaussian likelihood, per pixel so it reads like the MSE.
         loss = (sse + beta * kl_divergence(mu, logvar)).mean() / recon[0].numel()
-        return loss, F.mse_loss(recon, target).detach()
+        return Loss(loss, F.mse_loss(recon, target).detach(), mu)
 
 
 class LinearAutoencoder(Autoencoder):

@@ -5,7 +5,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image, ImageDraw
+from torchvision.utils import make_grid, save_image
 
 
 def save_loss_curve(train: Sequence[float], val: Sequence[float], path: str | Path) -> None:
@@ -28,29 +31,36 @@ def save_loss_curve(train: Sequence[float], val: Sequence[float], path: str | Pa
     plt.close(fig)
 
 
+def _tiles(images: np.ndarray, cell: int) -> torch.Tensor:
+    """uint8 (N, S, S, 3) → float (N, 3, cell, cell), enlarged without smoothing."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+    return F.interpolate(x, size=(cell, cell), mode="nearest")
+
+
+def save_grid(images: np.ndarray, path: str | Path, nrow: int | None = None,
+              cell: int = 96) -> None:
+    """Images in rows of *nrow* (default: one row), each enlarged to a *cell*-pixel square."""
+    save_image(make_grid(_tiles(images, cell), nrow=nrow or len(images), padding=0), path)
+
+
 def save_reconstruction_grid(originals: np.ndarray, recons: np.ndarray, path: str | Path,
                              cell: int = 96) -> None:
     """Originals in the top row, their reconstructions below."""
-    n = len(originals)
-    sheet = Image.new("RGB", (n * cell, 2 * cell), "white")
-    for i, (o, r) in enumerate(zip(originals, recons)):
-        sheet.paste(Image.fromarray(o).resize((cell, cell), Image.Resampling.NEAREST), (i * cell, 0))
-        sheet.paste(Image.fromarray(r).resize((cell, cell), Image.Resampling.NEAREST), (i * cell, cell))
-    sheet.save(path)
+    save_grid(np.concatenate([originals, recons]), path, nrow=len(originals), cell=cell)
 
 
 def save_result_sheet(query: np.ndarray, query_recon: np.ndarray,
                       hits: Sequence[tuple[np.ndarray, np.ndarray, str]],
                       path: str | Path, cell: int = 96) -> None:
     """Query and its reconstruction, then each hit above its reconstruction, with a caption."""
-    cols = 1 + len(hits)
-    label_h = 14
-    sheet = Image.new("RGB", (cols * (cell + 4), 2 * cell + label_h), "white")
-    draw = ImageDraw.Draw(sheet)
     items = [(query, query_recon, "query")] + list(hits)
-    for i, (img, recon, caption) in enumerate(items):
-        x = i * (cell + 4)
-        sheet.paste(Image.fromarray(img).resize((cell, cell)), (x, 0))
-        sheet.paste(Image.fromarray(recon).resize((cell, cell)), (x, cell))
-        draw.text((x + 2, 2 * cell + 1), caption[:16], fill="black")
+    images = np.stack([i[0] for i in items] + [i[1] for i in items])
+    grid = make_grid(_tiles(images, cell), nrow=len(items), padding=4, pad_value=1.0)
+    pixels = grid.mul(255).round().byte().permute(1, 2, 0).numpy()
+    label_h = 14
+    sheet = Image.new("RGB", (pixels.shape[1], pixels.shape[0] + label_h), "white")
+    sheet.paste(Image.fromarray(pixels), (0, 0))
+    draw = ImageDraw.Draw(sheet)
+    for i, (_, _, caption) in enumerate(items):
+        draw.text((4 + i * (cell + 4), pixels.shape[0]), caption[:16], fill="black")
     sheet.save(path)

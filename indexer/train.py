@@ -7,16 +7,20 @@ how the weights came to be.
 from __future__ import annotations
 
 import hashlib
+import random
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from .augment import DEFAULT_EDITS, MIN_CROP, Views
 from .images import Decoded, decode_many, walk_images
+from .invariance import ProjectionHead, nt_xent
 from .model import AEConfig, Autoencoder, build_model, resolve_device, save_checkpoint
 from .plots import save_loss_curve, save_reconstruction_grid
 
@@ -29,20 +33,48 @@ NOISES = ("gaussian", "salt-and-pepper", "masking")
 ANOMALY_PERCENTILE = 99.0
 
 
+DEFAULT_BUDGET = 600  # optimizer steps: ≤ 10 minutes on 2 CPU cores at 64 px (BENCHMARKS.md)
+DEFAULT_INVARIANCE = 1.0  # λ; 0 is the seed's plain autoencoder
+MAX_IMAGES = 20_000  # a larger collection is sampled: the budget could not show it more
+VALIDATIONS = 20  # held-out checks in a run, at most one per pass over the data
+
+
 @dataclass
 class TrainConfig:
-    epochs: int = 30
+    """How a model is trained; stored in its checkpoint with the facts of the run.
+
+    ``invariance`` (λ) > 0: every step sees two edited views of each image
+    (``edits``, see ``indexer.augment``) and adds λ · NT-Xent between their
+    codes to the reconstruction of each view. λ = 0: the plain recipe, one
+    view with random flips and reconstruction only.
+    """
+
+    epochs: int | None = None  # at most this many passes over the data; None: the budget decides
+    budget: int = DEFAULT_BUDGET  # optimizer steps
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
     val_fraction: float = 0.1
-    patience: int = 5
+    patience: int = 5  # validations without a better loss before stopping
     seed: int = 0
     device: str = "auto"
-    augment: bool = True
+    augment: bool = True  # plain recipe: random horizontal flips
+    invariance: float = DEFAULT_INVARIANCE
+    edits: tuple[str, ...] = DEFAULT_EDITS
+    min_crop: float = MIN_CROP
+    temperature: float = 0.2  # τ of NT-Xent
+    head: bool = False  # True: the term acts through a projection head (SimCLR); False: on the code
+    max_images: int = MAX_IMAGES
     beta: float = 1.0  # VAE: weight of the KL term
     noise: str = "gaussian"  # DAE: input corruption
     noise_level: float = 0.3  # σ for gaussian, pixel fraction for the others
+
+    def __post_init__(self) -> None:
+        self.edits = tuple(self.edits)
+        if self.invariance < 0:
+            raise TrainingError("the invariance weight λ must be ≥ 0")
+        if self.budget < 1:
+            raise TrainingError("the step budget must be at least 1")
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
@@ -76,35 +108,88 @@ def _as_float(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def train_one_epoch(
-    model: Autoencoder,
-    batches: Sequence[torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-    device: torch.device,
-    config: TrainConfig | None = None,
-    generator: torch.Generator | None = None,
-    on_batch: Callable[[float], None] | None = None,
-) -> float:
-    """One pass over *batches* (uint8 NHWC tensors); returns the mean training loss.
+@dataclass
+class Recipe:
+    """What one step computes: the config, and for λ > 0 the views and the projection head."""
+
+    config: TrainConfig
+    views: Views | None = None
+    head: torch.nn.Module | None = None
+
+    @classmethod
+    def build(cls, config: TrainConfig, model_config: AEConfig) -> "Recipe":
+        if config.invariance == 0:
+            return cls(config)
+        head = ProjectionHead(model_config.latent_dim) if config.head else torch.nn.Identity()
+        return cls(config, Views(model_config.image_size, config.edits, config.min_crop), head)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.head.parameters()) if self.head is not None else []
+
+    def describe(self) -> dict[str, Any]:
+        if self.views is None:
+            return {"invariance": 0.0, "edits": ["flip"] if self.config.augment else [],
+                    "loss": "reconstruction"}
+        return {"invariance": self.config.invariance, "edits": list(self.views.edits),
+                "augmentations": self.views.describe(), "temperature": self.config.temperature,
+                "acts_on": "projection head" if self.config.head else "code",
+                "loss": "reconstruction of two views + λ · NT-Xent (Chen et al. 2020)"}
+
+
+def plain_inputs(batch: torch.Tensor, config: TrainConfig, device: torch.device,
+                 generator: torch.Generator | None) -> torch.Tensor:
+    x = _as_float(batch, device)
+    if config.augment:
+        flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(device)
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+def view_pair(batch: torch.Tensor, views: Views, device: torch.device) -> torch.Tensor:
+    """Two edited views of each image, stacked: rows i and N + i show the same image."""
+    pair = torch.cat([views(batch), views(batch)])
+    return pair.to(device).contiguous(memory_format=torch.channels_last)
+
+
+def step_loss(model: Autoencoder, recipe: Recipe, x: torch.Tensor,
+              generator: torch.Generator | None) -> torch.Tensor:
+    """The training objective on prepared inputs *x* (a view pair when λ > 0).
 
     A denoising model sees corrupted inputs and is scored against the clean ones.
     """
-    config = config or TrainConfig(augment=False)
+    c = recipe.config
+    inputs = corrupt(x, c.noise, c.noise_level, generator) if model.config.kind == "dae" else x
+    out = model.loss(inputs, x, c.beta)
+    if recipe.head is None:
+        return out.total
+    a, b = recipe.head(out.code).chunk(2)
+    return out.total + c.invariance * nt_xent(a, b, c.temperature)
+
+
+def train_one_epoch(
+    model: Autoencoder,
+    batches: Iterable[torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    recipe: Recipe | None = None,
+    generator: torch.Generator | None = None,
+    on_batch: Callable[[float], None] | None = None,
+) -> float:
+    """One round over *batches* (uint8 NHWC tensors); returns the mean training loss."""
+    recipe = recipe or Recipe(TrainConfig(augment=False, invariance=0))
     model.train()
+    if recipe.head is not None:
+        recipe.head.train()
     total, count = 0.0, 0
     for batch in batches:
-        x = _as_float(batch, device)
-        if config.augment:
-            flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(device)
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        inputs = (corrupt(x, config.noise, config.noise_level, generator)
-                  if model.config.kind == "dae" else x)
+        x = (plain_inputs(batch, recipe.config, device, generator) if recipe.views is None
+             else view_pair(batch, recipe.views, device))
         optimizer.zero_grad(set_to_none=True)
-        loss, _ = model.loss(inputs, x, config.beta)
+        loss = step_loss(model, recipe, x, generator)
         loss.backward()
         optimizer.step()
-        total += loss.item() * x.shape[0]
-        count += x.shape[0]
+        total += loss.item() * len(batch)
+        count += len(batch)
         if on_batch:
             on_batch(loss.item())
     return total / max(count, 1)
@@ -112,20 +197,41 @@ def train_one_epoch(
 
 @torch.no_grad()
 def evaluate(model: Autoencoder, batches: Sequence[torch.Tensor], device: torch.device,
-             config: TrainConfig | None = None) -> float:
-    """Mean held-out loss in eval mode; a DAE is scored on a fixed corruption."""
-    config = config or TrainConfig()
+             recipe: Recipe | None = None) -> float:
+    """Mean held-out loss in eval mode; every random draw is fixed, so rounds compare.
+
+    Batches are uint8 images, or for λ > 0 view pairs made once (``fixed_view_pairs``).
+    """
+    recipe = recipe or Recipe(TrainConfig(invariance=0))
     model.eval()
+    if recipe.head is not None:
+        recipe.head.eval()
     gen = torch.Generator().manual_seed(1234)
     total, count = 0.0, 0
     for batch in batches:
-        x = _as_float(batch, device)
-        inputs = (corrupt(x, config.noise, config.noise_level, gen)
-                  if model.config.kind == "dae" else x)
-        loss, _ = model.loss(inputs, x, config.beta)
-        total += loss.item() * x.shape[0]
-        count += x.shape[0]
+        x = _as_float(batch, device) if recipe.views is None else batch.to(device)
+        loss = step_loss(model, recipe, x, gen)
+        total += loss.item() * len(x)
+        count += len(x)
     return total / max(count, 1)
+
+
+def fixed_view_pairs(batches: Sequence[torch.Tensor], views: Views, device: torch.device,
+                     seed: int) -> list[torch.Tensor]:
+    """The validation views, drawn once with their own seed so training's draws are untouched."""
+    with torch.random.fork_rng(), _python_random(seed):
+        torch.manual_seed(seed)
+        return [view_pair(b, views, device) for b in batches]
+
+
+@contextmanager
+def _python_random(seed: int):
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 @torch.no_grad()
@@ -154,10 +260,66 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     return order[n_val:], order[:n_val]
 
 
-def _batches(data: torch.Tensor, idx: np.ndarray, size: int, gen: torch.Generator | None):
+def _batches(data: torch.Tensor, idx: np.ndarray, size: int, gen: torch.Generator | None,
+             whole: bool = False) -> list[torch.Tensor]:
+    """Batches of *idx* (shuffled with *gen*); *whole*: drop a short last one when others exist."""
     if gen is not None:
         idx = idx[torch.randperm(len(idx), generator=gen).numpy()]
-    return [data[torch.from_numpy(idx[i : i + size])] for i in range(0, len(idx), size)]
+    end = len(idx) - len(idx) % size if whole and len(idx) >= size else len(idx)
+    return [data[torch.from_numpy(idx[i : i + size])] for i in range(0, end, size)]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How many optimizer steps a run takes, and how often it checks the held-out loss."""
+
+    steps: int
+    per_round: int  # steps between validations
+
+    @classmethod
+    def plan(cls, n_train: int, config: TrainConfig) -> "Schedule":
+        per_epoch = (-(-n_train // config.batch_size) if config.invariance == 0
+                     else max(1, n_train // config.batch_size))
+        steps = config.budget if config.epochs is None else min(config.budget,
+                                                                 config.epochs * per_epoch)
+        return cls(steps, min(steps, max(per_epoch, -(-steps // VALIDATIONS))))
+
+    @property
+    def rounds(self) -> int:
+        return -(-self.steps // self.per_round)
+
+
+def _rounds(data: torch.Tensor, idx: np.ndarray, batch_size: int, schedule: Schedule,
+            gen: torch.Generator, whole: bool) -> Iterator[list[torch.Tensor]]:
+    """Shuffled passes over *idx*, as many as the budget asks, cut into validation rounds.
+
+    *whole*: every batch full, since a contrastive term needs the other images as negatives.
+    """
+    pending: list[torch.Tensor] = []
+    left = schedule.steps
+    while left:
+        for batch in _batches(data, idx, batch_size, gen, whole)[:left]:
+            pending.append(batch)
+            left -= 1
+            if len(pending) == schedule.per_round or not left:
+                yield pending
+                pending = []
+
+
+class _Best:
+    """The weights of the best validation round so far, and when to give up."""
+
+    def __init__(self, patience: int):
+        self.patience, self.loss, self.round, self.stale, self.state = patience, float("inf"), 0, 0, None
+
+    def offer(self, round_: int, loss: float, model: torch.nn.Module) -> bool:
+        """Keep the weights if *loss* is the best yet; False once patience is spent."""
+        if loss < self.loss - 1e-6:
+            self.loss, self.round, self.stale = loss, round_, 0
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.stale += 1
+        return self.stale < self.patience
 
 
 def fit(
@@ -165,11 +327,11 @@ def fit(
     model_config: AEConfig,
     train_config: TrainConfig,
     progress: bool = True,
-    on_epoch: Callable[[int, float, float], None] | None = None,
+    on_round: Callable[[int, float, float], None] | None = None,
 ) -> tuple[Autoencoder, dict[str, Any]]:
-    """Train a fresh model on *pixels* (N, S, S, 3 uint8) with early stopping.
+    """Train a fresh model on *pixels* (N, S, S, 3 uint8) within the step budget.
 
-    Returns the model holding the weights of its best validation epoch and
+    Returns the model holding the weights of its best validation round and
     the facts that go into the checkpoint. Same seed and same pixels give
     the same weights on CPU.
     """
@@ -177,52 +339,53 @@ def fit(
     # ~100× slower on x86 CPUs; flushing them to zero changes no result that matters.
     torch.set_flush_denormal(True)
     torch.manual_seed(train_config.seed)
+    random.seed(train_config.seed)  # the edits' own draws (indexer.augment)
     device = resolve_device(train_config.device)
     # Channels-last (NHWC) weights and batches: oneDNN's CPU convolutions train
     # ~12% faster that way, and encode batches ~20% faster (indexer.encoder).
     model = build_model(model_config).to(device, memory_format=torch.channels_last)
+    recipe = Recipe.build(train_config, model_config)
+    if recipe.head is not None:
+        recipe.head.to(device)
     train_idx, val_idx = split_indices(len(pixels), train_config.val_fraction, train_config.seed)
     data = torch.from_numpy(np.require(pixels, requirements=["C", "W"]))
     gen = torch.Generator().manual_seed(train_config.seed)
     val_batches = _batches(data, val_idx, train_config.batch_size, None)
+    val_inputs = (val_batches if recipe.views is None
+                  else fixed_view_pairs(val_batches, recipe.views, device, train_config.seed + 1))
     # AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019) as the regulariser.
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(train_config.epochs, 1))
+    optimizer = torch.optim.AdamW([*model.parameters(), *recipe.parameters()],
+                                  lr=train_config.lr, weight_decay=train_config.weight_decay)
+    schedule = Schedule.plan(len(train_idx), train_config)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=schedule.steps)
     train_losses: list[float] = []
     val_losses: list[float] = []
-    best_state, best_val, best_epoch, stale = None, float("inf"), 0, 0
+    best = _Best(train_config.patience)
     started = time.time()
-    per_epoch = -(-len(train_idx) // train_config.batch_size)
-    bar = tqdm(total=train_config.epochs * per_epoch, desc="training", unit="batch",
-               disable=not progress)
-    for epoch in range(1, train_config.epochs + 1):
-        batches = _batches(data, train_idx, train_config.batch_size, gen)
+    bar = tqdm(total=schedule.steps, desc="training", unit="step", disable=not progress)
 
-        def tick(loss: float, epoch=epoch) -> None:
-            bar.update(1)
-            bar.set_postfix(epoch=f"{epoch}/{train_config.epochs}", loss=f"{loss:.4f}")
+    steps_run = 0
 
-        train_loss = train_one_epoch(model, batches, optimizer, device, train_config, gen, tick)
-        val_loss = evaluate(model, val_batches, device, train_config)
+    def tick(loss: float) -> None:
+        nonlocal steps_run
+        steps_run += 1
         scheduler.step()
-        train_losses.append(train_loss)
-        val_losses.append(val_loss)
-        bar.set_postfix(epoch=f"{epoch}/{train_config.epochs}", loss=f"{train_loss:.4f}",
-                        val=f"{val_loss:.4f}")
-        if on_epoch:
-            on_epoch(epoch, train_loss, val_loss)
-        if val_loss < best_val - 1e-6:
-            best_val, best_epoch, stale = val_loss, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= train_config.patience:
-                break
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    rounds = _rounds(data, train_idx, train_config.batch_size, schedule, gen,
+                     whole=recipe.head is not None)
+    for round_, batches in enumerate(rounds, start=1):
+        train_losses.append(train_one_epoch(model, batches, optimizer, device, recipe, gen, tick))
+        val_losses.append(evaluate(model, val_inputs, device, recipe))
+        bar.set_postfix(loss=f"{train_losses[-1]:.4f}", val=f"{val_losses[-1]:.4f}")
+        if on_round:
+            on_round(round_, train_losses[-1], val_losses[-1])
+        if not best.offer(round_, val_losses[-1], model):
+            break
     bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if best.state is not None:
+        model.load_state_dict(best.state)
     model.eval()
     errors = per_image_errors(model, val_batches, device)
     facts = {
@@ -230,15 +393,21 @@ def fit(
         "anomaly_threshold": float(np.percentile(errors, ANOMALY_PERCENTILE)),
         "anomaly_percentile": ANOMALY_PERCENTILE,
         "val_error_percentiles": {str(q): float(np.percentile(errors, q)) for q in (50, 90, 95, 99)},
-        "epochs_run": len(train_losses),
-        "best_epoch": best_epoch,
+        # Reconstruction quality of the clean held-out images, whatever the objective was.
+        "val_psnr_db": float(10 * np.log10(1 / max(float(errors.mean()), 1e-12))),
+        "steps_run": steps_run,
+        "steps_planned": schedule.steps,
+        "epochs_run": round(steps_run * train_config.batch_size / len(train_idx), 2),
+        "rounds_run": len(train_losses),
+        "best_round": best.round,
         "train_losses": train_losses,
         "val_losses": val_losses,
-        "best_val_loss": best_val,
+        "best_val_loss": best.loss,
         "n_train": int(len(train_idx)),
         "n_val": int(len(val_idx)),
         "data_fingerprint": data_fingerprint(pixels),
         "train_config": asdict(train_config),
+        "recipe": recipe.describe(),
         "device": str(device),
         "seconds": round(time.time() - started, 2),
         "torch": str(torch.__version__),
@@ -254,12 +423,19 @@ class LoadedFolder:
 
 
 def load_folder(
-    folder: str | Path, size: int, workers: int | None = None, progress: bool = True
+    folder: str | Path, size: int, workers: int | None = None, progress: bool = True,
+    max_images: int | None = None, seed: int = 0,
 ) -> LoadedFolder:
-    """Decode every image under *folder*; bad files are collected, not raised."""
+    """Decode the images under *folder*, a seeded sample of *max_images* when there are more.
+
+    Bad files are collected, not raised.
+    """
     paths = walk_images(folder)
     if not paths:
         raise TrainingError(f"no images found under {folder}")
+    if max_images is not None and len(paths) > max_images:
+        keep = np.sort(np.random.default_rng(seed).choice(len(paths), max_images, replace=False))
+        paths = [paths[i] for i in keep]
     arrays, good, failures = [], [], []
     for d in tqdm(decode_many(paths, size, workers), total=len(paths), desc="decoding",
                   unit="img", disable=not progress):
@@ -286,10 +462,13 @@ def train_folder(
     Returns a summary dict (paths, losses, skipped files) for the caller to report.
     """
     model_config.feature_sizes()  # fail before decoding thousands of files
-    loaded = load_folder(folder, model_config.image_size, workers, progress)
+    found = len(walk_images(folder))
+    loaded = load_folder(folder, model_config.image_size, workers, progress,
+                         train_config.max_images, train_config.seed)
     model, facts = fit(loaded.pixels, model_config, train_config, progress)
     facts["source_folder"] = str(Path(folder).resolve())
     facts["n_images"] = len(loaded.paths)
+    facts["n_found"] = found
     checkpoint_path = Path(checkpoint_path)
     sha = save_checkpoint(checkpoint_path, model, facts)
     stem = checkpoint_path.with_suffix("")

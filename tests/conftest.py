@@ -12,7 +12,10 @@ from indexer.train import TrainConfig
 from .synthetic import make_collection
 
 TINY = AEConfig(image_size=32, widths=(16, 32, 64), latent_dim=16)
-TINY_TRAIN = TrainConfig(epochs=80, batch_size=16, lr=3e-3, patience=80, seed=0, device="cpu")
+# The plain recipe (λ = 0): these tests are about search, storage and the family, and a
+# plain tiny model trains in seconds; tests/test_invariance.py covers the default recipe.
+TINY_TRAIN = TrainConfig(epochs=80, batch_size=16, lr=3e-3, patience=80, seed=0, device="cpu",
+                         invariance=0)
 
 
 @pytest.fixture(scope="session")

@@ -73,3 +73,20 @@ def make_bad_files(folder: Path, good_jpeg: Path) -> dict[str, Path]:
     bad["text"].write_text("this is not a picture, just some notes\n")
     bad["empty"].write_bytes(b"")
     return bad
+
+
+def distinct_images(n: int, seed: int = 0, size: int = 32) -> np.ndarray:
+    """(n, size, size, 3) uint8: each image its own background and three random shapes."""
+    rng = np.random.default_rng(seed)
+    colour = lambda: tuple(int(v) for v in rng.integers(0, 256, 3))
+    out = []
+    for _ in range(n):
+        img = Image.new("RGB", (size, size), colour())
+        draw = ImageDraw.Draw(img)
+        for _ in range(3):
+            x, y = (int(v) for v in rng.integers(0, size - 8, 2))
+            w, h = (int(v) for v in rng.integers(6, size // 2, 2))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x, y, x + w, y + h],
+                                                                     fill=colour())
+        out.append(np.asarray(img))
+    return np.stack(out)

@@ -8,7 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from indexer.cli import cli
-from indexer.evaluate import average_precision, pca_projection, retrieval_metrics
+from indexer.evaluate import (EvaluationError, average_precision, chi2_distances,
+                              colour_histograms, label_of,
+                              pca_projection, retrieval_metrics)
 
 
 def test_average_precision_by_hand():
@@ -65,3 +67,51 @@ def test_eval_errors(data_dir, collection):
     runner = CliRunner()
     result = runner.invoke(cli, ["--data-dir", str(data_dir), "eval", str(collection)])
     assert result.exit_code == 1 and "lookalike index" in result.output
+
+
+def test_colour_histograms_and_chi2_by_hand():
+    red = np.zeros((1, 4 * 4 * 3), np.uint8).reshape(1, 4, 4, 3)
+    red[..., 0] = 255
+    half = red.copy()
+    half[:, :2] = 0  # half the pixels black
+    hist = colour_histograms(np.concatenate([red, half]).reshape(2, -1), bins=2)
+    # bins (r, g, b) → index r·4 + g·2 + b: red is bin 4, black bin 0.
+    assert hist[0].tolist() == [0, 0, 0, 0, 1, 0, 0, 0]
+    assert hist[1].tolist() == [0.5, 0, 0, 0, 0.5, 0, 0, 0]
+    # χ²(red, half) = (0 − .5)²/.5 + (1 − .5)²/1.5 = 0.5 + 1/6
+    m = retrieval_metrics(hist[:1], ["a"], hist, ["a", "b"], "chi2")
+    assert m.p_at_1 == 1.0
+    assert chi2_distances(hist[:1], hist)[0].tolist() == pytest.approx([0.0, 0.5 + 1 / 6])
+
+
+def test_copies_labels_flat_originals_and_folders(tmp_path):
+    assert label_of(str(tmp_path / "cat.jpg"), tmp_path, "copies") == "cat"
+    assert label_of(str(tmp_path / "cat" / "crop.jpg"), tmp_path, "copies") == "cat"
+    with pytest.raises(EvaluationError, match="class sub-folder"):
+        label_of(str(tmp_path / "cat.jpg"), tmp_path, "classes")
+
+
+def test_eval_copies_mode_finds_resaved_copies(data_dir, tmp_path):
+    """Originals flat, JPEG re-saves as queries in folders named after them."""
+    from PIL import Image
+
+    from .synthetic import distinct_images
+
+    db, queries = tmp_path / "db", tmp_path / "queries"
+    db.mkdir()
+    for i, img in enumerate(distinct_images(12, seed=3, size=48)):
+        Image.fromarray(img).save(db / f"photo{i}.png")
+        (queries / f"photo{i}").mkdir(parents=True)
+        Image.fromarray(img).save(queries / f"photo{i}" / "resaved.jpg", quality=60)
+    runner = CliRunner()
+    base = ["--data-dir", str(data_dir), "-q"]
+    assert runner.invoke(cli, base + ["index", str(db), "--workers", "0"]).exit_code == 0
+    result = runner.invoke(cli, base + ["eval", str(db), "--queries", str(queries),
+                                        "--mode", "copies", "--json"])
+    assert result.exit_code == 0, result.output
+    res = json.loads(result.stdout)["results"]
+    assert set(res) == {"autoencoder (cosine)", "colour histogram (χ²)", "phash (Hamming)",
+                        "dhash (Hamming)"}
+    assert res["autoencoder (cosine)"]["queries"] == 12 and res["autoencoder (cosine)"]["database"] == 12
+    assert res["phash (Hamming)"]["p_at_1"] == 1.0  # a re-save keeps its perceptual hash
+    assert res["autoencoder (cosine)"]["p_at_1"] > 0.5  # chance: 1/12

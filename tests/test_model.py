@@ -99,10 +99,10 @@ def test_training_learns_and_stops_early():
                                                 patience=15), progress=False)
     assert facts["val_losses"][-1] < facts["val_losses"][0]
     assert facts["n_train"] + facts["n_val"] == 48 and facts["n_val"] >= 1
-    # lr 0 never improves after the first epoch, so patience 2 stops at epoch 3.
+    # lr 0 never improves after the first check, so patience 2 stops at the third.
     _, facts = fit(pixels, cfg, TrainConfig(epochs=15, lr=1e-12, patience=2, device="cpu"),
                    progress=False)
-    assert facts["epochs_run"] == 3
+    assert facts["rounds_run"] == 3
 
 
 def test_too_few_images():
@@ -192,8 +192,8 @@ def test_linear_autoencoder_matches_pca():
 
     rng = np.random.default_rng(0)
     pixels = np.stack([np.asarray(make_image(CLASSES[i % 3], rng, 8)) for i in range(200)])
-    tc = TrainConfig(epochs=300, batch_size=16, lr=1e-2, weight_decay=0, patience=300,
-                     augment=False, val_fraction=0.25, device="cpu")
+    tc = TrainConfig(epochs=300, budget=3000, batch_size=16, lr=1e-2, weight_decay=0,
+                     patience=300, augment=False, invariance=0, val_fraction=0.25, device="cpu")
     model, _ = fit(pixels, AEConfig(image_size=8, latent_dim=4, kind="linear"), tc, progress=False)
     x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
     flat = x.reshape(len(x), -1).numpy()
