@@ -73,7 +73,8 @@ def config(args, kind: str) -> tuple[AEConfig, TrainConfig]:
     return (AEConfig(image_size=28, channels=1, widths=widths, latent_dim=args.latent_dim, kind=kind),
             TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                         patience=args.patience, device=args.device, seed=args.seed,
-                        noise="gaussian", noise_level=0.3))
+                        noise="gaussian", noise_level=0.3,
+                        budget=None, invariance=0))  # the plain recipe these figures were made with
 
 
 def bench_denoise(args) -> None:

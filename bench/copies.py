@@ -16,7 +16,7 @@ also scores a colour histogram (χ²), pHash and dHash in the same run.
     python -m bench.copies                   # default recipe vs λ = 0
     python -m bench.copies --variant "λ=0.1:--invariance 0.1" --skip-plain
 
-Needs ``pip install imagehash scikit-image scikit-learn``. Work files go
+Needs ``pip install -e '.[bench]'`` (scikit-image, scikit-learn). Work files go
 to bench/out/copies/.
 """
 from __future__ import annotations

@@ -67,7 +67,8 @@ def build_data_dir(data_dir: Path, n_images: int, image_size: int, latent_dim: i
     loaded = load_folder(SAMPLE, image_size, workers=0, progress=False)
     started = time.perf_counter()
     model, facts = fit(loaded.pixels, AEConfig(image_size=image_size, latent_dim=latent_dim),
-                       TrainConfig(epochs=epochs, patience=epochs, device="cpu", seed=seed),
+                       TrainConfig(epochs=epochs, patience=epochs, device="cpu", seed=seed,
+                                   budget=None, invariance=0),
                        progress=False)
     save_checkpoint(store.model_path, model, facts)
     log(f"trained on {len(loaded.pixels)} sample images, {epochs} epochs, "

@@ -42,7 +42,7 @@ def grid(rows: list[tuple[str, np.ndarray]], path: Path) -> None:
 
 def train(kind: str, pixels: np.ndarray, epochs: int = 60) -> TorchEncoder:
     cfg = AEConfig(image_size=32, widths=(32, 64, 128), latent_dim=32, kind=kind)
-    model, facts = fit(pixels, cfg, TrainConfig(epochs=epochs, patience=15, device="cpu",
+    model, facts = fit(pixels, cfg, TrainConfig(epochs=epochs, patience=15, device="cpu", budget=None,
                                                 beta=0.5), progress=True)
     return TorchEncoder(Checkpoint(model, facts), "cpu")
 

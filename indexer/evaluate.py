@@ -132,11 +132,7 @@ def colour_histograms(pixels: np.ndarray, bins: int = 8) -> np.ndarray:
 
 def perceptual_hashes(pixels: np.ndarray, size: int, kind: str) -> np.ndarray:
     """64-bit pHash or dHash (the ``imagehash`` library) of each image, as 0/1 floats."""
-    try:
-        import imagehash
-    except ImportError as exc:
-        raise EvaluationError("the copies baselines need imagehash: pip install imagehash "
-                              "(or pass --no-baselines)") from exc
+    import imagehash  # imported here: it brings scipy, which nothing else at start-up needs
     from PIL import Image
 
     fn = {"phash": imagehash.phash, "dhash": imagehash.dhash}[kind]

@@ -18,11 +18,11 @@ def save_loss_curve(train: Sequence[float], val: Sequence[float], path: str | Pa
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    epochs = range(1, len(train) + 1)
-    ax.plot(epochs, train, label="train")
-    ax.plot(epochs, val, label="validation")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("reconstruction loss (MSE)")
+    checks = range(1, len(train) + 1)
+    ax.plot(checks, train, label="train")
+    ax.plot(checks, val, label="validation")
+    ax.set_xlabel("validation check (one per pass or per 1/20 of the step budget)")
+    ax.set_ylabel("training objective")
     ax.set_yscale("log")
     ax.legend()
     ax.grid(alpha=0.3)

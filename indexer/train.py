@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .augment import DEFAULT_EDITS, MIN_CROP, Views
+from .augment import DEFAULT_EDITS, EDITS, MIN_CROP, Views
 from .images import Decoded, decode_many, walk_images
 from .invariance import ProjectionHead, nt_xent
 from .model import AEConfig, Autoencoder, build_model, resolve_device, save_checkpoint
@@ -50,7 +50,7 @@ class TrainConfig:
     """
 
     epochs: int | None = None  # at most this many passes over the data; None: the budget decides
-    budget: int = DEFAULT_BUDGET  # optimizer steps
+    budget: int | None = DEFAULT_BUDGET  # optimizer steps; None: the epochs decide
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -71,10 +71,25 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.edits = tuple(self.edits)
-        if self.invariance < 0:
-            raise TrainingError("the invariance weight λ must be ≥ 0")
-        if self.budget < 1:
-            raise TrainingError("the step budget must be at least 1")
+        problems = [
+            (self.invariance < 0, "the invariance weight λ must be ≥ 0"),
+            (self.budget is None and self.epochs is None, "give a step budget or a number of epochs"),
+            (self.budget is not None and self.budget < 1, "the step budget must be at least 1"),
+            (self.batch_size < 1, "the batch size must be at least 1"),
+            (sorted(set(self.edits) - set(EDITS)) != [],
+             f"unknown edit(s) {', '.join(sorted(set(self.edits) - set(EDITS)))}; "
+             f"choose from {', '.join(EDITS)}"),
+            (not 0 < self.min_crop <= 1, "the smallest crop must be a fraction of the area in (0, 1]"),
+            (self.temperature <= 0, "the NT-Xent temperature must be > 0"),
+        ]
+        if self.invariance > 0:
+            problems += [
+                (not self.edits, "the invariance term needs at least one edit (--edits)"),
+                (self.batch_size < 2, "the invariance term needs batches of at least 2 images"),
+            ]
+        for failed, message in problems:
+            if failed:
+                raise TrainingError(message)
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
@@ -117,11 +132,20 @@ class Recipe:
     head: torch.nn.Module | None = None
 
     @classmethod
+    def plain(cls) -> "Recipe":
+        """Reconstruction only, no flips: what the loop functions do when given no recipe."""
+        return cls(TrainConfig(augment=False, invariance=0))
+
+    @classmethod
     def build(cls, config: TrainConfig, model_config: AEConfig) -> "Recipe":
         if config.invariance == 0:
             return cls(config)
         head = ProjectionHead(model_config.latent_dim) if config.head else torch.nn.Identity()
         return cls(config, Views(model_config.image_size, config.edits, config.min_crop), head)
+
+    @property
+    def contrastive(self) -> bool:
+        return self.views is not None
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return list(self.head.parameters()) if self.head is not None else []
@@ -160,7 +184,7 @@ def step_loss(model: Autoencoder, recipe: Recipe, x: torch.Tensor,
     c = recipe.config
     inputs = corrupt(x, c.noise, c.noise_level, generator) if model.config.kind == "dae" else x
     out = model.loss(inputs, x, c.beta)
-    if recipe.head is None:
+    if not recipe.contrastive:
         return out.total
     a, b = recipe.head(out.code).chunk(2)
     return out.total + c.invariance * nt_xent(a, b, c.temperature)
@@ -176,7 +200,7 @@ def train_one_epoch(
     on_batch: Callable[[float], None] | None = None,
 ) -> float:
     """One round over *batches* (uint8 NHWC tensors); returns the mean training loss."""
-    recipe = recipe or Recipe(TrainConfig(augment=False, invariance=0))
+    recipe = recipe or Recipe.plain()
     model.train()
     if recipe.head is not None:
         recipe.head.train()
@@ -202,26 +226,32 @@ def evaluate(model: Autoencoder, batches: Sequence[torch.Tensor], device: torch.
 
     Batches are uint8 images, or for λ > 0 view pairs made once (``fixed_view_pairs``).
     """
-    recipe = recipe or Recipe(TrainConfig(invariance=0))
+    recipe = recipe or Recipe.plain()
     model.eval()
     if recipe.head is not None:
         recipe.head.eval()
     gen = torch.Generator().manual_seed(1234)
     total, count = 0.0, 0
-    for batch in batches:
-        x = _as_float(batch, device) if recipe.views is None else batch.to(device)
-        loss = step_loss(model, recipe, x, gen)
-        total += loss.item() * len(x)
-        count += len(x)
+    # A VAE samples its codes from the global generator: fixed here, and training's draws kept.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(1234)
+        for batch in batches:
+            x = _as_float(batch, device) if recipe.views is None else batch.to(device)
+            loss = step_loss(model, recipe, x, gen)
+            total += loss.item() * len(x)
+            count += len(x)
     return total / max(count, 1)
 
 
-def fixed_view_pairs(batches: Sequence[torch.Tensor], views: Views, device: torch.device,
+def fixed_view_pairs(batches: Sequence[torch.Tensor], views: Views,
                      seed: int) -> list[torch.Tensor]:
-    """The validation views, drawn once with their own seed so training's draws are untouched."""
+    """The validation views, drawn once with their own seed so training's draws are untouched.
+
+    Kept in host memory; ``evaluate`` moves one batch at a time to the device.
+    """
     with torch.random.fork_rng(), _python_random(seed):
         torch.manual_seed(seed)
-        return [view_pair(b, views, device) for b in batches]
+        return [view_pair(b, views, torch.device("cpu")) for b in batches]
 
 
 @contextmanager
@@ -280,13 +310,9 @@ class Schedule:
     def plan(cls, n_train: int, config: TrainConfig) -> "Schedule":
         per_epoch = (-(-n_train // config.batch_size) if config.invariance == 0
                      else max(1, n_train // config.batch_size))
-        steps = config.budget if config.epochs is None else min(config.budget,
-                                                                 config.epochs * per_epoch)
+        limits = [config.budget, None if config.epochs is None else config.epochs * per_epoch]
+        steps = min(n for n in limits if n is not None)
         return cls(steps, min(steps, max(per_epoch, -(-steps // VALIDATIONS))))
-
-    @property
-    def rounds(self) -> int:
-        return -(-self.steps // self.per_round)
 
 
 def _rounds(data: torch.Tensor, idx: np.ndarray, batch_size: int, schedule: Schedule,
@@ -352,7 +378,7 @@ def fit(
     gen = torch.Generator().manual_seed(train_config.seed)
     val_batches = _batches(data, val_idx, train_config.batch_size, None)
     val_inputs = (val_batches if recipe.views is None
-                  else fixed_view_pairs(val_batches, recipe.views, device, train_config.seed + 1))
+                  else fixed_view_pairs(val_batches, recipe.views, train_config.seed + 1))
     # AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019) as the regulariser.
     optimizer = torch.optim.AdamW([*model.parameters(), *recipe.parameters()],
                                   lr=train_config.lr, weight_decay=train_config.weight_decay)
@@ -374,8 +400,10 @@ def fit(
         bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
     rounds = _rounds(data, train_idx, train_config.batch_size, schedule, gen,
-                     whole=recipe.head is not None)
+                     whole=recipe.contrastive)
+    seen = 0
     for round_, batches in enumerate(rounds, start=1):
+        seen += sum(len(b) for b in batches)
         train_losses.append(train_one_epoch(model, batches, optimizer, device, recipe, gen, tick))
         val_losses.append(evaluate(model, val_inputs, device, recipe))
         bar.set_postfix(loss=f"{train_losses[-1]:.4f}", val=f"{val_losses[-1]:.4f}")
@@ -397,7 +425,7 @@ def fit(
         "val_psnr_db": float(10 * np.log10(1 / max(float(errors.mean()), 1e-12))),
         "steps_run": steps_run,
         "steps_planned": schedule.steps,
-        "epochs_run": round(steps_run * train_config.batch_size / len(train_idx), 2),
+        "epochs_run": round(seen / len(train_idx), 2),
         "rounds_run": len(train_losses),
         "best_round": best.round,
         "train_losses": train_losses,

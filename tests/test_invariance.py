@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from indexer.augment import EDITS, Views
+from indexer.augment import EDITS, JpegArtefacts, PasteText, Sepia, Views
 from indexer.invariance import nt_xent
 from indexer.model import AEConfig, load_checkpoint
 from indexer.train import Schedule, TrainConfig, TrainingError, fit
@@ -59,6 +59,19 @@ def test_every_edit_runs_on_its_own(edit):
     assert out.shape == (4, 3, 32, 32) and torch.isfinite(out).all()
 
 
+def test_our_own_edits():
+    grey = torch.full((3, 8, 8), 100, dtype=torch.uint8)
+    sepia = Sepia()(grey)
+    assert sepia[:, 0, 0].tolist() == [135, 120, 93]  # 100 · row sums of the sepia matrix
+    random.seed(0)
+    img = torch.from_numpy(_pixels(1)[0]).permute(2, 0, 1).contiguous()
+    texted = PasteText()(img)
+    assert texted.shape == img.shape and (texted != img).any()
+    saved = JpegArtefacts((30, 30))(img)
+    assert saved.shape == img.shape and (saved != img).any()
+    assert (saved.float() - img.float()).abs().mean() < 20  # artefacts, not a new image
+
+
 def test_unknown_edit_and_bad_crop_are_refused():
     with pytest.raises(ValueError, match="unknown edit.*sharpen"):
         Views(32, ("crop", "sharpen"))
@@ -88,7 +101,7 @@ def test_invariance_brings_two_views_of_one_image_together():
     assert gap > 1.3 * results[0.0][1]  # and clearly closer than without the term
 
 
-def test_step_budget_is_honoured_and_bounds_the_epochs():
+def test_step_budget_is_honoured_and_bounds_the_epochs(monkeypatch):
     counted = []
 
     class Counting(torch.optim.AdamW):
@@ -96,22 +109,22 @@ def test_step_budget_is_honoured_and_bounds_the_epochs():
             counted.append(1)
             return super().step(*a, **k)
 
-    pixels = _pixels(40)
-    original = torch.optim.AdamW
-    torch.optim.AdamW = Counting
-    try:
-        _, facts = fit(pixels, AEConfig(**SMALL), TrainConfig(budget=7, batch_size=8,
-                                                              device="cpu"), progress=False)
-    finally:
-        torch.optim.AdamW = original
+    monkeypatch.setattr(torch.optim, "AdamW", Counting)
+    _, facts = fit(_pixels(40), AEConfig(**SMALL), TrainConfig(budget=7, batch_size=8,
+                                                               device="cpu"), progress=False)
     assert len(counted) == 7 and facts["steps_run"] == facts["steps_planned"] == 7
     # --epochs caps a budget larger than the data needs: 36 images, batch 8 → 4 whole batches.
     assert Schedule.plan(36, TrainConfig(budget=1000, epochs=2, batch_size=8)).steps == 8
     assert Schedule.plan(36, TrainConfig(budget=5, epochs=2, batch_size=8)).steps == 5
-    with pytest.raises(TrainingError, match="budget"):
-        TrainConfig(budget=0)
-    with pytest.raises(TrainingError, match="λ"):
-        TrainConfig(invariance=-1)
+    assert Schedule.plan(36, TrainConfig(budget=None, epochs=3, batch_size=8)).steps == 12
+    for bad, message in [(dict(budget=0), "budget"), (dict(invariance=-1), "λ"),
+                         (dict(budget=None), "budget or a number of epochs"),
+                         (dict(edits=()), "at least one edit"), (dict(batch_size=1), "at least 2"),
+                         (dict(edits=("blur", "sharpen")), "unknown edit.*sharpen"),
+                         (dict(min_crop=1.5), "smallest crop"), (dict(temperature=0), "temperature")]:
+        with pytest.raises(TrainingError, match=message):
+            TrainConfig(**bad)
+    TrainConfig(edits=(), invariance=0, batch_size=1)  # the plain recipe needs neither
 
 
 def test_zero_invariance_is_the_plain_recipe():
@@ -124,7 +137,6 @@ def test_zero_invariance_is_the_plain_recipe():
     for (k, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
         assert torch.equal(a, b), k
     assert f1["recipe"] == {"invariance": 0.0, "edits": ["flip"], "loss": "reconstruction"}
-    assert max(f1["train_losses"]) < 1  # a pixel MSE, no contrastive term in it
     _, f3 = fit(pixels, AEConfig(**SMALL), TrainConfig(budget=6, batch_size=8, device="cpu"),
                 progress=False)
     assert min(f3["train_losses"]) > 1  # NT-Xent over 2·8 views starts near log 15
@@ -147,8 +159,9 @@ def test_checkpoint_records_the_recipe(collection_src, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--edits", "crop,sharpen"], "unknown edit(s) sharpen"),
-    (["--invariance", "-1"], "-1"),
-    (["--budget", "0"], "0"),
+    (["--edits", " , "], "needs at least one edit"),
+    (["--invariance", "-1"], "is not in the range x>=0"),
+    (["--budget", "0"], "0 is not in the range x>=1"),
 ])
 def test_bad_recipe_options_are_refused_before_anything_is_written(collection_src, tmp_path,
                                                                     args, message):
@@ -169,3 +182,13 @@ def test_large_collections_are_sampled(collection_src, tmp_path):
     facts = result["facts"]
     assert facts["n_found"] == 60 and facts["n_images"] == 25
     assert facts["n_train"] + facts["n_val"] == 25
+
+
+@pytest.mark.parametrize("kind, head", [("dae", False), ("vae", False), ("ae", True)])
+def test_the_recipe_trains_every_search_kind_and_the_projection_head(kind, head):
+    model, facts = fit(_pixels(24), AEConfig(**SMALL, kind=kind),
+                       TrainConfig(budget=4, batch_size=8, head=head, device="cpu"),
+                       progress=False)
+    assert np.isfinite(facts["val_losses"]).all() and facts["steps_run"] == 4
+    assert facts["recipe"]["acts_on"] == ("projection head" if head else "code")
+    assert not any(k.startswith("net.") for k in model.state_dict())  # the head is not stored

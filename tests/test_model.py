@@ -100,7 +100,8 @@ def test_training_learns_and_stops_early():
     assert facts["val_losses"][-1] < facts["val_losses"][0]
     assert facts["n_train"] + facts["n_val"] == 48 and facts["n_val"] >= 1
     # lr 0 never improves after the first check, so patience 2 stops at the third.
-    _, facts = fit(pixels, cfg, TrainConfig(epochs=15, lr=1e-12, patience=2, device="cpu"),
+    _, facts = fit(pixels, cfg, TrainConfig(epochs=15, lr=1e-12, patience=2, device="cpu",
+                                            invariance=0),
                    progress=False)
     assert facts["rounds_run"] == 3
 

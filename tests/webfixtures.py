@@ -30,7 +30,8 @@ from search.store import Store
 
 CLASSES = ("square", "circle", "stripes")
 TINY_MODEL = AEConfig(image_size=32, latent_dim=16, widths=(16, 32))
-TINY_TRAINING = TrainConfig(epochs=3, batch_size=16, patience=3, device="cpu", seed=0)
+TINY_TRAINING = TrainConfig(epochs=3, batch_size=16, patience=3, device="cpu", seed=0,
+                            invariance=0)  # plain and quick: these tests are about the web
 # A real file name that is also HTML: the page must show it as text.
 HOSTILE_NAME = "<img src=x onerror=alert(1)>.png"
 
