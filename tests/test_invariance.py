@@ -137,8 +137,8 @@ def test_zero_invariance_is_the_plain_recipe():
     for (k, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
         assert torch.equal(a, b), k
     assert f1["recipe"] == {"invariance": 0.0, "edits": ["flip"], "loss": "reconstruction"}
-    _, f3 = fit(pixels, AEConfig(**SMALL), TrainConfig(budget=6, batch_size=8, device="cpu"),
-                progress=False)
+    _, f3 = fit(pixels, AEConfig(**SMALL), TrainConfig(budget=6, batch_size=8, invariance=1,
+                                                       device="cpu"), progress=False)
     assert min(f3["train_losses"]) > 1  # NT-Xent over 2·8 views starts near log 15
 
 
