@@ -213,10 +213,11 @@ def train_one_epoch(
         loss = step_loss(model, recipe, x, generator)
         loss.backward()
         optimizer.step()
-        total += loss.item() * len(batch)
+        value = loss.item()  # one device sync per step
+        total += value * len(batch)
         count += len(batch)
         if on_batch:
-            on_batch(loss.item())
+            on_batch(value)
     return total / max(count, 1)
 
 
@@ -450,6 +451,7 @@ class LoadedFolder:
     pixels: np.ndarray
     paths: list[Path]
     failures: list[Decoded]
+    found: int = 0  # image files under the folder, before any sampling
 
 
 def load_folder(
@@ -461,6 +463,7 @@ def load_folder(
     Bad files are collected, not raised.
     """
     paths = walk_images(folder)
+    found = len(paths)
     if not paths:
         raise TrainingError(f"no images found under {folder}")
     if max_images is not None and len(paths) > max_images:
@@ -476,7 +479,7 @@ def load_folder(
             good.append(d.path)
     if len(arrays) < 2:
         raise TrainingError(f"need at least 2 readable images under {folder}, found {len(arrays)}")
-    return LoadedFolder(np.stack(arrays), good, failures)
+    return LoadedFolder(np.stack(arrays), good, failures, found)
 
 
 def train_folder(
@@ -492,13 +495,12 @@ def train_folder(
     Returns a summary dict (paths, losses, skipped files) for the caller to report.
     """
     model_config.feature_sizes()  # fail before decoding thousands of files
-    found = len(walk_images(folder))
     loaded = load_folder(folder, model_config.image_size, workers, progress,
                          train_config.max_images, train_config.seed)
     model, facts = fit(loaded.pixels, model_config, train_config, progress)
     facts["source_folder"] = str(Path(folder).resolve())
     facts["n_images"] = len(loaded.paths)
-    facts["n_found"] = found
+    facts["n_found"] = loaded.found
     checkpoint_path = Path(checkpoint_path)
     sha = save_checkpoint(checkpoint_path, model, facts)
     stem = checkpoint_path.with_suffix("")
