@@ -5,25 +5,43 @@ A ``.lkc`` file is a small header plus one code: float32, float16, uint8
 2011, with a codebook trained on the collection's codes and kept in the
 data dir). Decompressing needs the same checkpoint: the header holds the
 first bytes of its sha256 and a mismatch is refused.
+
+:class:`Codebooks` owns the PQ codebook files (``Store.codebook_path``) for
+both ``lookalike compress`` and ``/api/compress``: a code compressed by one
+decompresses in the other.
 """
 from __future__ import annotations
 
+import io
+import logging
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
+from PIL import Image
+from sqlalchemy import select
 
-from search.files import replace_atomically
+from search.catalog import ImageRecord, ModelRecord
+from search.files import file_key, replace_atomically
+from search.store import Store
+
+log = logging.getLogger(__name__)
 
 MAGIC = b"LKC1"
 DTYPES = ("float32", "float16", "uint8", "pq")
 _HEADER = struct.Struct("<4sB8sH")  # magic, dtype index, checkpoint sha prefix, dim
+MIN_CODES = 32  # fewer indexed codes than this cannot fill a useful PQ codebook
 
 
 class CompressionError(ValueError):
     """A code file that is not ours, is damaged, or belongs to another model."""
+
+
+class TooFewCodes(CompressionError):
+    """PQ needs a codebook, learnt from at least MIN_CODES codes this model indexed."""
 
 
 @dataclass
@@ -55,6 +73,11 @@ class ProductQuantizer:
 
     def decode(self, data: bytes) -> np.ndarray:
         return self.pq.decode(np.frombuffer(data, np.uint8).reshape(1, -1))[0]
+
+
+def code_dtype(blob: bytes) -> str | None:
+    """The dtype a code file's header names, or None when it names none."""
+    return DTYPES[blob[4]] if len(blob) > 4 and blob[4] < len(DTYPES) else None
 
 
 def compress_code(code: np.ndarray, dtype: str, checkpoint_sha256: str,
@@ -100,7 +123,9 @@ def decompress_code(blob: bytes, checkpoint_sha256: str,
         lo, scale = struct.unpack_from("<ff", payload)
         return np.frombuffer(payload[8:], np.uint8).astype(np.float32) * scale + lo
     if pq is None:
-        raise CompressionError("PQ code needs the collection's product quantiser (DATA_DIR/pq-*.faiss)")
+        raise CompressionError("this PQ code needs the collection's product quantiser "
+                               "(DATA_DIR/pq-*.faiss), and there is none for this model: "
+                               "compress with dtype pq first")
     if len(payload) != pq.pq.code_size:
         raise CompressionError("code file is truncated or damaged")
     return pq.decode(payload)
@@ -110,3 +135,74 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB of two uint8 images."""
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
+
+
+def smallest_png(pixels: np.ndarray) -> bytes:
+    """PNG at full compression: the fairest lossless size a code is compared with."""
+    out = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
+class Codebooks:
+    """The PQ codebooks of one data dir, one per checkpoint, cached in memory until
+    their file changes; safe to share between threads.
+
+    A codebook is trained once, on first use, from the codes that checkpoint
+    stored in the catalog, under a lock (two first requests train once), and
+    written atomically; on a read-only data dir it is kept in memory only.
+    """
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._lock = threading.Lock()
+        # path -> (file key when loaded, or None when it could not be saved; quantiser)
+        self._loaded: dict[Path, tuple[tuple[int, int, int] | None, ProductQuantizer]] = {}
+
+    def find(self, checkpoint_sha256: str) -> ProductQuantizer | None:
+        """The checkpoint's codebook if one exists (on disk or only in memory), else None."""
+        path = self.store.codebook_path(checkpoint_sha256)
+        key = file_key(path)
+        cached = self._loaded.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if key is None:
+            return None
+        with self._lock:
+            pq = ProductQuantizer.load(path)
+            self._loaded[path] = (key, pq)
+        return pq
+
+    def get_or_train(self, checkpoint_sha256: str) -> ProductQuantizer:
+        """The checkpoint's codebook, trained from the catalog's codes when there is none."""
+        found = self.find(checkpoint_sha256)
+        if found is not None:
+            return found
+        path = self.store.codebook_path(checkpoint_sha256)
+        with self._lock:
+            cached = self._loaded.get(path)
+            if cached is not None and cached[0] == file_key(path):
+                return cached[1]
+            codes = self._stored_codes(checkpoint_sha256)
+            if len(codes) < MIN_CODES:
+                raise TooFewCodes(f"PQ compression needs a codebook learnt from at least "
+                                  f"{MIN_CODES} images indexed with this model, and there are "
+                                  f"{len(codes)}")
+            pq = ProductQuantizer.train(np.stack(codes))
+            self._loaded[path] = (self._save(pq, path), pq)
+        return pq
+
+    def _stored_codes(self, checkpoint_sha256: str) -> list[np.ndarray]:
+        with self.store.sessions() as s:
+            blobs = s.scalars(select(ImageRecord.code).join(ModelRecord)
+                              .where(ModelRecord.checkpoint_sha256 == checkpoint_sha256))
+            return [np.frombuffer(b, np.float32) for b in blobs]
+
+    @staticmethod
+    def _save(pq: ProductQuantizer, path: Path) -> tuple[int, int, int] | None:
+        try:
+            pq.save(path)
+        except (OSError, RuntimeError) as exc:
+            log.warning("cannot save the PQ codebook to %s (%s); keeping it in memory", path, exc)
+            return None
+        return file_key(path)

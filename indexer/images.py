@@ -135,7 +135,7 @@ def _unindexable(path: str, real_root: str, follow_symlinks: bool) -> str | None
     return None
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
     """Flatten any Pillow mode to RGB; transparent parts become white, as a viewer shows them."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # Scale deep pixels to 8 bits in their own width (float32 for "F"):
@@ -244,7 +244,7 @@ def prepare(img: Image.Image, size: int) -> np.ndarray:
         img = ImageOps.exif_transpose(img) or img
         if img.mode == "L":  # one band resized, then copied to three: same pixels, less work
             img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        img = _to_rgb(img)
+        img = to_rgb(img)
         if img.size != (size, size):
             img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     except Exception as exc:

@@ -43,6 +43,18 @@ class DiskFullError(OSError):
         return self.strerror
 
 
+def file_key(path: str | Path) -> tuple[int, int, int] | None:
+    """What changes when a file is replaced or rewritten (inode, size, mtime); None when absent.
+
+    How the web app notices a new checkpoint or codebook without reading it.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def replace_atomically(path: str | Path, write: Callable[[str], None], prefix: str,
                        durable: bool = True) -> None:
     """Call *write* with a temp file's path, then rename that file over *path*.

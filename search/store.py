@@ -5,11 +5,13 @@ Layout::
     DATA_DIR/catalog.sqlite   metadata + raw codes (SQLite, WAL)
     DATA_DIR/index.faiss      FAISS index, ids = catalog primary keys
     DATA_DIR/model.pt         the current checkpoint (written by `lookalike train`)
-    DATA_DIR/thumbs/          thumbnail cache, by sha256
+    DATA_DIR/thumbs/          thumbnail cache, by sha256 (``thumbnail_path``)
+    DATA_DIR/pq-<sha>.faiss   PQ codebook of one checkpoint (``codebook_path``; indexer.compression)
     DATA_DIR/.lock            the writer lock (indexer.lock): one indexer at a time
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ INDEX_FILE = "index.faiss"
 # Meta keys: the catalog's change counter, and its value when the index was last saved.
 CATALOG_VERSION = "catalog_version"
 INDEX_VERSION = "index_version"
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # The index type asked for with `lookalike index --index-type` (auto, flat, ivf).
 INDEX_TYPE = "index_type"
 
@@ -83,6 +86,18 @@ class Store:
     @property
     def thumbs_dir(self) -> Path:
         return self.data_dir / "thumbs"
+
+    def thumbnail_path(self, sha256: str | None) -> Path | None:
+        """Where the thumbnail of content *sha256* is cached; None unless a bare hex digest,
+        so a catalog value can never name another file."""
+        if not SHA256_HEX.fullmatch(sha256 or ""):
+            return None
+        return self.thumbs_dir / f"{sha256}.jpg"
+
+    def codebook_path(self, checkpoint_sha256: str) -> Path:
+        """The PQ codebook file of one checkpoint: CLI and web share it, so a code
+        compressed by one decompresses in the other."""
+        return self.data_dir / f"pq-{checkpoint_sha256[:16]}.faiss"
 
     def load_index(self, mmap: bool = False) -> VectorIndex:
         return load_index(self.index_path, mmap)

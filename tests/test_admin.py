@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from indexer.lock import DataDirBusy, WriterLock
 from search.store import Store
 from web import create_app
-from web.admin import app_jobs, outermost
+from indexer.maintenance import outermost
+from web.admin import app_jobs
 from web.security import token_matches
 from indexer.settings import from_environment
 
@@ -444,12 +445,12 @@ def test_a_running_job_holds_the_lock(apps, own, monkeypatch):
 
 
 def test_a_failed_job_says_why_and_releases_the_lock(apps, own, monkeypatch):
-    import indexer.job
+    import indexer.maintenance
 
     def broken(*args, **kwargs):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(indexer.job, "index_folder", broken)
+    monkeypatch.setattr(indexer.maintenance, "index_folder", broken)
     client = apps(own.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN,
                   LOOKALIKE_INDEX_FOLDERS=[str(own.collection)])
     done = wait_until_done(start_reindex(client)["id"], client)

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from indexer.cli import cli
+from web.cli import cli
 from indexer.compression import CompressionError, compress_code, decompress_code, psnr
 from indexer.images import load_image
 from indexer.latent import arithmetic, interpolate, sample_prior

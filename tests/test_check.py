@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from indexer.cli import cli
+from web.cli import cli
 from indexer.model import AEConfig, build_model, save_checkpoint
 from search.catalog import ImageRecord
 from search.store import Store

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from indexer.cli import cli
+from web.cli import cli
 from search.catalog import ImageRecord
 from search.store import Store
 from sqlalchemy import select

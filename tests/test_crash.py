@@ -40,7 +40,7 @@ N_IMAGES = 300
 
 def _lookalike(args: list[str]) -> None:
     """The console entry point, in a forked process."""
-    from indexer.cli import cli
+    from web.cli import cli
 
     cli.main(args, prog_name="lookalike")
 
@@ -48,7 +48,7 @@ def _lookalike(args: list[str]) -> None:
 @pytest.fixture(scope="module")
 def forkserver():
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["indexer.cli"])
+    ctx.set_forkserver_preload(["web.cli"])
     return ctx
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from indexer.cli import cli
+from web.cli import cli
 from indexer.evaluate import (EvaluationError, average_precision, chi2_distances,
                               colour_histograms, label_of,
                               pca_projection, retrieval_metrics)

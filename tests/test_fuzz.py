@@ -590,7 +590,7 @@ def served(library):
     """The app under waitress with ``lookalike serve``'s body cap, on 127.0.0.1, in a thread."""
     from waitress import create_server
 
-    from web.cli import server_limits
+    from web.cli.serving import server_limits
 
     app, _ = make_client(library, MAX_CONTENT_LENGTH=256 * 1024)
     server = create_server(app, host="127.0.0.1", port=0, threads=2,
@@ -698,7 +698,7 @@ def test_big_upload_stays_in_memory_under_lookalike_serve_limits(library, monkey
     import waitress.buffers
     from waitress import create_server
 
-    from web.cli import server_limits
+    from web.cli.serving import server_limits
 
     spooled = []
     real_newfile = waitress.buffers.TempfileBasedBuffer.newfile

@@ -12,7 +12,7 @@ from indexer.augment import EDITS, JpegArtefacts, PasteText, Sepia, Views
 from indexer.invariance import nt_xent
 from indexer.model import AEConfig, load_checkpoint
 from indexer.train import Schedule, TrainConfig, TrainingError, fit
-from indexer.cli import cli
+from web.cli import cli
 
 from .synthetic import CLASSES, distinct_images, make_image
 

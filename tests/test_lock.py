@@ -13,7 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from indexer.cli import cli
+from web.cli import cli
 from indexer.lock import DataDirBusy, WriterLock
 from indexer.model import AEConfig, build_model, save_checkpoint
 
@@ -96,7 +96,7 @@ def test_killed_indexer_frees_the_lock_even_if_its_decode_workers_linger(model_d
     folder = tmp_path / "many"
     make_collection(folder, per_class=40, size=40)
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from indexer.cli import cli; cli()", "--data-dir", str(model_dir),
+        [sys.executable, "-c", "from web.cli import cli; cli()", "--data-dir", str(model_dir),
          "-q", "index", str(folder), "--workers", "2", "--encode-batch", "8"],
         cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from web import create_app
-from web.cli import server_limits
+from web.cli.serving import server_limits
 from web.security import host_name, trusted_hosts_for
 
 try:

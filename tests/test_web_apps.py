@@ -415,7 +415,7 @@ def test_pq_codebook_is_made_once_and_shared_with_the_cli(apps, own_dae, dae, tm
     assert response.status_code == 200
     assert response.headers["X-Lookalike-Code-Dtype"] == "pq"
     assert np.array_equal(pixels_of(response.data), data_url_pixels(body["decoded"]))
-    from indexer.cli import cli
+    from web.cli import cli
 
     (tmp_path / "web.lkc").write_bytes(blob)
     result = CliRunner().invoke(cli, ["--data-dir", str(own_dae), "decompress",

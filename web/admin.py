@@ -17,34 +17,27 @@ a busy data dir is a 409.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import timezone
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any
 
+import torch
 from flask import Blueprint, Flask, current_app, jsonify, request
-from sqlalchemy import delete, exists, select
-from sqlalchemy.orm import Session
 
+from indexer.encoder import TorchEncoder
 from indexer.lock import DataDirBusy, WriterLock
-from search.catalog import ExcludedRecord, ImageRecord, utcnow
+from indexer.maintenance import (lift_exclusion, list_exclusions, reindex_folder,
+                                 reindex_folders, remove_image)
 from search.store import Store
-from search.vector_index import VectorIndex, VectorIndexError
 
 from .api import ID
 from .backend import Backend, current_backend
 from .errors import ApiError, NotReady, error_response
 from .security import token_matches
 from .uploads import parse_flag
-from .thumbnails import cached_thumbnail
-
-if TYPE_CHECKING:  # torch is imported only when a model is loaded
-    from indexer.encoder import TorchEncoder
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +45,6 @@ bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 
 EXTENSION = "lookalike_admin_jobs"
 KEEP_JOBS = 50  # finished jobs remembered for GET /api/admin/jobs/<id>
-KEEP_FAILURES = 100  # unreadable files listed per folder in a job's status
 
 
 # -- who may call them -------------------------------------------------------------------------
@@ -96,48 +88,11 @@ def delete_image(image_id: int):
     backend = current_backend()
     lock = _writer_lock(backend, "deleting an image from")
     try:
-        row = backend.record(image_id)
-        exclusion = remove_image(backend.store, row, exclude)
+        removal = remove_image(backend.store, image_id, exclude)
     finally:
         lock.release()
-    return jsonify(id=row.id, path=row.path, deleted=True, file_deleted=False,
-                   excluded=exclusion is not None, exclusion_id=exclusion)
-
-
-def remove_image(store: Store, row: ImageRecord, exclude: bool = True) -> int | None:
-    """Delete *row* from the catalog, then from the saved index; caller holds the writer lock.
-
-    The catalog commit comes first and bumps the catalog version, as the
-    indexer's do: if the process dies before the index is saved, the next
-    writer sees the versions apart and rebuilds the index from the catalog.
-    The running engines are not touched (they may be searching their index
-    right now): saving bumps the generation, and each reloads on its next query.
-    With *exclude*, the same commit records the exclusion; its id is returned.
-    """
-    index = _current_index(store)
-    exclusion = None
-    with store.sessions() as session, session.begin():
-        session.execute(delete(ImageRecord).where(ImageRecord.id == row.id))
-        store.mark_catalog_changed(session)
-        if exclude:
-            exclusion = _exclude(session, row)
-    if index is not None:
-        index.remove([row.id])
-        store.publish_index(index)
-    _drop_thumbnail(store, row.sha256)
-    return exclusion
-
-
-def _exclude(session: Session, row: ImageRecord) -> int:
-    """Record (or refresh) the exclusion of *row*'s path and content; its id."""
-    record = session.scalar(select(ExcludedRecord).where(ExcludedRecord.path == row.path))
-    if record is None:
-        record = ExcludedRecord(path=row.path, sha256=row.sha256)
-        session.add(record)
-    else:
-        record.sha256, record.excluded_at = row.sha256, utcnow()
-    session.flush()
-    return record.id
+    return jsonify(id=removal.id, path=removal.path, deleted=True, file_deleted=False,
+                   excluded=removal.exclusion_id is not None, exclusion_id=removal.exclusion_id)
 
 
 # -- GET /api/admin/exclusions and DELETE /api/admin/exclusions/<id> ---------------------------
@@ -145,53 +100,14 @@ def _exclude(session: Session, row: ImageRecord) -> int:
 @bp.get("/exclusions")
 def exclusions():
     """The images re-indexing skips, newest first."""
-    with current_backend().store.sessions() as session:
-        rows = session.scalars(select(ExcludedRecord).order_by(ExcludedRecord.id.desc()))
-        return jsonify(exclusions=[exclusion_json(r) for r in rows])
+    return jsonify(exclusions=[e.as_dict() for e in list_exclusions(current_backend().store)])
 
 
 @bp.delete("/exclusions/<int(max=9223372036854775807):exclusion_id>")
-def lift_exclusion(exclusion_id: int):
+def lift(exclusion_id: int):
     """Let re-indexing add the file (and its content) again; the next run picks it up."""
-    store = current_backend().store
-    with store.sessions() as session, session.begin():
-        record = session.get(ExcludedRecord, exclusion_id)
-        if record is None:
-            raise ApiError(404, "not_found", f"no exclusion with id {exclusion_id}")
-        answer = {**exclusion_json(record), "lifted": True}
-        session.delete(record)
-    return jsonify(answer)
-
-
-def exclusion_json(record: ExcludedRecord) -> dict[str, Any]:
-    at = record.excluded_at.replace(tzinfo=timezone.utc).isoformat() if record.excluded_at else None
-    return {"id": record.id, "path": record.path, "sha256": record.sha256, "excluded_at": at}
-
-
-def _current_index(store: Store) -> VectorIndex | None:
-    """A private copy of the saved index when it reflects the catalog, else None.
-
-    A stale or missing index is left for the next ``lookalike index`` to
-    rebuild; meanwhile searches skip ids the catalog no longer has.
-    """
-    if not store.index_is_current():
-        return None
-    try:
-        return store.load_index()
-    except VectorIndexError:
-        return None
-
-
-def _drop_thumbnail(store: Store, sha256: str) -> None:
-    """Remove the cached thumbnail unless another catalog file has the same bytes."""
-    with store.sessions() as session:
-        shared = session.scalar(select(exists().where(ImageRecord.sha256 == sha256)))
-    path = None if shared else cached_thumbnail(store.thumbs_dir, sha256)
-    if path is not None:
-        try:
-            path.unlink(missing_ok=True)
-        except OSError:  # a cache file: unreachable without its catalog row anyway
-            log.warning("could not remove the cached thumbnail %s", path)
+    return jsonify({**lift_exclusion(current_backend().store, exclusion_id).as_dict(),
+                    "lifted": True})
 
 
 # -- POST /api/admin/reindex and GET /api/admin/jobs/<id> --------------------------------------
@@ -285,41 +201,13 @@ def job_status(job_id: str):
     return jsonify(job.as_dict())
 
 
-def reindex_folders(configured: str | Iterable[str] | None, store: Store) -> list[str]:
-    """The operator's folders when configured, else the smallest set of folders holding
-    every catalog file (re-indexing one is what ``lookalike index`` on it would do)."""
-    if isinstance(configured, str):
-        configured = configured.split(os.pathsep)
-    if configured:
-        return [str(Path(p)) for p in configured if str(p)]
-    with store.sessions() as session:
-        folders = {os.path.dirname(p) for p in session.scalars(select(ImageRecord.path))}
-    return outermost(folders)
-
-
-def outermost(folders: Iterable[str]) -> list[str]:
-    """*folders* without those inside another one of them, sorted.
-
-    A folder sorts before everything inside it, so checking each one's
-    ancestors against the roots kept so far is enough.
-    """
-    roots: set[str] = set()
-    for folder in sorted(set(folders)):
-        path = Path(folder)
-        if not any(str(parent) in roots for parent in (path, *path.parents)):
-            roots.add(str(path))
-    return sorted(roots)
-
-
 def run_job(job: Job, store: Store, encoder: TorchEncoder, lock: WriterLock) -> None:
     """The job thread: index each folder in turn, then release the writer lock."""
     status, error = "failed", "interrupted"
     try:
-        import torch
-
         torch.set_flush_denormal(True)  # a per-thread CPU flag; see Backend._prepare_thread
         for folder in job.folders:
-            job.results.append(index_one(store, folder, encoder))
+            job.results.append(reindex_folder(store, folder, encoder))
         status, error = "done", None
     except Exception as exc:  # a job must report, not vanish with its thread
         log.exception("re-index job %s failed", job.id)
@@ -329,21 +217,3 @@ def run_job(job: Job, store: Store, encoder: TorchEncoder, lock: WriterLock) -> 
         job.error, job.finished_at = error, time.time()
         job.status = status
         job.done.set()
-
-
-def index_one(store: Store, folder: str, encoder: TorchEncoder) -> dict[str, Any]:
-    """``lookalike index FOLDER`` for one folder; a missing folder is skipped, not emptied.
-
-    A folder that is not there (an unmounted disk, say) keeps its catalog
-    rows: ``index_folder`` would otherwise drop every one of them. Decoding
-    stays in this thread (``workers=0``): forking decode processes out of a
-    threaded server risks copying locks held by other threads.
-    """
-    from indexer.job import index_folder
-
-    if not Path(folder).is_dir():
-        return {"folder": folder, "status": "skipped",
-                "reason": "not a folder (removed or unmounted?); its images were kept"}
-    summary = index_folder(store, folder, encoder, workers=0, progress=False).as_dict()
-    summary["failures"] = summary["failures"][:KEEP_FAILURES]
-    return {"folder": folder, "status": "done", **summary}

@@ -1,20 +1,13 @@
-"""The collection's outliers: the indexed images the model reconstructs worst.
-
-The indexer stores every image's reconstruction error, so this is one
-sorted catalog read, no model pass. Only images encoded by the loaded
-model are listed; errors of another model are on another scale.
-"""
+"""``/api/anomalies``: the collection's outliers, worst reconstructed first (``indexer.anomalies``)."""
 from __future__ import annotations
 
 from pathlib import PurePath
 from typing import Any
 
 from flask import Blueprint, jsonify, request
-from sqlalchemy import func, select
 
-from search.catalog import ImageRecord
+from indexer.anomalies import NoThreshold, Outlier, find_outliers, is_anomalous
 
-from .api import anomaly
 from .backend import current_backend
 from .errors import ApiError
 from .params import parse_float, parse_int
@@ -35,34 +28,25 @@ def anomalies():
     """
     top = parse_int(request.args.get("top"), "top", 1, TOP_MAX)
     threshold = parse_float(request.args.get("threshold"), "threshold", 0.0)
-    backend = current_backend()
-    engine, _index = backend.ready_engine()
+    engine, _index = current_backend().ready_engine()
     encoder = engine.encoder
     model_threshold = getattr(encoder, "anomaly_threshold", None)
-    if top is None and threshold is None:
-        if model_threshold is None:
-            raise ApiError(400, "bad_parameter", "this model records no anomaly threshold; "
-                           "pass top=N or threshold=T")
-        threshold = model_threshold
-    where = [ImageRecord.model_id == backend.model_id(engine)]
-    if threshold is not None:
-        where.append(ImageRecord.recon_error > threshold)
-    rows_query = (select(ImageRecord.id, ImageRecord.path, ImageRecord.recon_error)
-                  .where(*where).order_by(ImageRecord.recon_error.desc(), ImageRecord.id)
-                  .limit(top or TOP_MAX))
-    with backend.store.db.connect() as conn:
-        total = conn.execute(select(func.count(ImageRecord.id)).where(*where)).scalar() or 0
-        rows = conn.execute(rows_query).all()
-    return jsonify(threshold=threshold, model_threshold=model_threshold, top=top, total=total,
-                   anomalies=[_outlier(encoder, r) for r in rows])
+    try:
+        found = find_outliers(engine.store, encoder.sha256, top, threshold, model_threshold,
+                              limit=TOP_MAX)
+    except NoThreshold as exc:
+        raise ApiError(400, "bad_parameter", str(exc)) from exc
+    return jsonify(threshold=found.threshold, model_threshold=model_threshold, top=top,
+                   total=found.total,
+                   anomalies=[_outlier(row, model_threshold) for row in found.rows])
 
 
-def _outlier(encoder: Any, row: Any) -> dict[str, Any]:
+def _outlier(row: Outlier, model_threshold: float | None) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": PurePath(row.path).name,
         "path": row.path,
         "reconstruction_error": row.recon_error,
-        "anomalous": anomaly(encoder, row.recon_error)["anomalous"],
+        "anomalous": is_anomalous(row.recon_error, model_threshold),
         **image_urls(row.id),
     }

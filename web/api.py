@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from flask import Blueprint, jsonify, request
 
+from indexer.anomalies import is_anomalous, reconstruction_error
+from indexer.status import collect_stats
 from search.engine import code_of
 
 from .backend import current_backend
@@ -45,18 +46,9 @@ def search():
 
 
 def anomaly(encoder: Any, error: float) -> dict[str, Any]:
-    """The checkpoint's verdict on a reconstruction error: above its held-out percentile
-    threshold, the image is unlike the collection the model was trained on. Null when the
-    checkpoint records no threshold."""
+    """The checkpoint's verdict on a reconstruction error; null without a threshold."""
     threshold = getattr(encoder, "anomaly_threshold", None)
-    flagged = None if threshold is None else bool(error > threshold)
-    return {"anomalous": flagged, "anomaly_threshold": threshold}
-
-
-def reconstruction_error(recon: np.ndarray, pixels: np.ndarray) -> float:
-    """Mean squared error with pixels in [0, 1], the unit of the catalog's ``recon_error``."""
-    diff = (recon.astype(np.float32) - pixels.astype(np.float32)) / 255.0
-    return round(float(np.mean(diff * diff)), 8)
+    return {"anomalous": is_anomalous(error, threshold), "anomaly_threshold": threshold}
 
 
 @bp.get(f"/api/images/{ID}/similar")
@@ -81,8 +73,6 @@ def image(image_id: int):
 @bp.get("/api/stats")
 def stats():
     """Counts, model and index facts, and whether searches can run yet."""
-    from indexer.status import collect_stats
-
     backend = current_backend()
     info = collect_stats(backend.store)
     message = backend.readiness()

@@ -14,25 +14,23 @@ import os
 import threading
 from pathlib import Path
 
+import faiss
+import torch
+from flask import current_app
 from sqlalchemy import select
 
+from indexer.compression import Codebooks, ProductQuantizer, TooFewCodes
+from indexer.encoder import TorchEncoder
+from indexer.model import CheckpointError
 from indexer.settings import Settings
 from search.catalog import ImageRecord, ModelRecord
 from search.database import SchemaError
 from search.engine import ModelMismatch, SearchEngine
+from search.files import file_key
 from search.store import DEFAULT_DATA_DIR, Store
 from search.vector_index import VectorIndex, VectorIndexError
 
 from .errors import NotReady
-
-
-def _file_key(path: Path) -> tuple[int, int, int] | None:
-    """What changes when a file is replaced or rewritten; None when it is absent."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class Backend:
@@ -44,6 +42,7 @@ class Backend:
         self.device: str = settings.get("LOOKALIKE_DEVICE", "auto")
         self.threads = int(settings.get("LOOKALIKE_INFERENCE_THREADS", 1))
         self._store: Store | None = None
+        self._codebooks: Codebooks | None = None
         self._engine: SearchEngine | None = None
         self._model_key: tuple[int, int, int] | None = None
         self._model_id: tuple[SearchEngine, int] | None = None
@@ -77,7 +76,7 @@ class Backend:
     def engine(self) -> SearchEngine:
         """The engine with the current model, reloading the model if its file changed."""
         store = self.store
-        key = _file_key(store.model_path)
+        key = file_key(store.model_path)
         if key is None:
             if self.settings.model_is_explicit:  # LOOKALIKE_MODEL names a file that is not there
                 raise NotReady(f"No model at {store.model_path} (LOOKALIKE_MODEL). Train one "
@@ -101,12 +100,7 @@ class Backend:
         self._prepare_thread()
         return self._engine
 
-    def _load_encoder(self, path: Path):
-        # Imported here so that the app (and `flask routes`, `lookalike --help`)
-        # starts without importing torch.
-        from indexer.encoder import TorchEncoder
-        from indexer.model import CheckpointError
-
+    def _load_encoder(self, path: Path) -> TorchEncoder:
         try:
             return TorchEncoder.from_path(path, self.device)
         except (CheckpointError, RuntimeError) as exc:
@@ -124,9 +118,6 @@ class Backend:
         """
         if getattr(self._local, "prepared", False):
             return
-        import faiss
-        import torch
-
         torch.set_flush_denormal(True)
         if self.threads > 0:
             torch.set_num_threads(self.threads)
@@ -153,6 +144,22 @@ class Backend:
                                "to the model that built the index.") from exc
             self._verified = index
         return engine, index
+
+    @property
+    def codebooks(self) -> Codebooks:
+        """The data dir's PQ codebooks, the ones ``lookalike compress`` uses too."""
+        if self._codebooks is None:
+            with self._lock:
+                if self._codebooks is None:
+                    self._codebooks = Codebooks(self.store)
+        return self._codebooks
+
+    def codebook(self, checkpoint_sha256: str) -> ProductQuantizer:
+        """The loaded model's codebook, trained on first use; NotReady with too few codes."""
+        try:
+            return self.codebooks.get_or_train(checkpoint_sha256)
+        except TooFewCodes as exc:
+            raise NotReady(f"{exc}. Run `{self.command()}` first, or use another dtype.") from exc
 
     def model_id(self, engine: SearchEngine) -> int | None:
         """The catalog's id for the loaded checkpoint; None until an indexer has used it."""
@@ -203,6 +210,4 @@ class Backend:
 
 def current_backend() -> Backend:
     """The backend of the app handling this request."""
-    from flask import current_app
-
     return current_app.extensions["lookalike"]

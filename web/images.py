@@ -32,11 +32,10 @@ def thumbnail(image_id: int):
     """A JPEG at most 256 px on a side, cached under DATA_DIR/thumbs by sha256."""
     backend = current_backend()
     row = backend.record(image_id)
-    thumbs = backend.store.thumbs_dir
-    result: Path | bytes | None = cached_thumbnail(thumbs, row.sha256)
+    result: Path | bytes | None = cached_thumbnail(backend.store, row.sha256)
     if result is None:
         try:
-            result = make_thumbnail(Path(row.path), row.sha256, thumbs)
+            result = make_thumbnail(Path(row.path), row.sha256, backend.store)
         except OriginalUnavailable as exc:
             raise ApiError(404, "not_found", f"image {image_id} has no readable file any "
                            f"more ({exc})") from exc

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import math
 import re
 import secrets
 
 import numpy as np
+import torch
 from flask import Blueprint, Response, jsonify, request
-from PIL import Image
+
+from indexer.compression import (DTYPES, CompressionError, code_dtype, compress_code,
+                                 decompress_code, psnr, smallest_png)
+from indexer.train import corrupt
 
 from .backend import current_backend
-from .codebook import codebook, load_codebook
 from .errors import ApiError
 from .params import SEED_MAX, parse_choice, parse_float, parse_int
 from .serialize import png_bytes, png_data_url
@@ -41,10 +43,6 @@ def kind_note(kind: str, wanted: str, what: str) -> str | None:
 
 def add_gaussian_noise(pixels: np.ndarray, sigma: float, seed: int) -> np.ndarray:
     """*pixels* (S, S, 3 uint8) plus N(0, σ²) noise on the [0, 1] scale, as training does."""
-    import torch
-
-    from indexer.train import corrupt
-
     x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float() / 255.0
     noisy = corrupt(x, "gaussian", sigma, torch.Generator().manual_seed(seed))
     return noisy[0].mul(255).round().byte().permute(1, 2, 0).numpy()
@@ -89,8 +87,6 @@ def denoise():
             response.headers["X-Lookalike-Noise-Seed"] = str(seed)
         response.headers["Cache-Control"] = "no-store"
         return response
-    from indexer.compression import psnr
-
     return jsonify(
         model_kind=encoder.kind, note=note, image_size=encoder.image_size,
         width=query.width, height=query.height, format=query.format,
@@ -112,8 +108,6 @@ def compress():
     the model's input size, the fairest lossless comparison; the PSNR is of
     that resized image against the decoded code.
     """
-    from indexer.compression import DTYPES, compress_code, decompress_code, psnr
-
     data, options = read_upload()
     dtype = option(options, "dtype",
                    lambda raw: parse_choice(raw, "dtype", DTYPES, "float16"), text=True)
@@ -122,10 +116,10 @@ def compress():
     encoder = engine.encoder
     query = decode_query(data, encoder.image_size)
     code = encoder.encode(query.pixels[None])[0]
-    pq = codebook(backend, engine, backend.model_id(engine)) if dtype == "pq" else None
+    pq = backend.codebook(encoder.sha256) if dtype == "pq" else None
     blob = compress_code(code, dtype, encoder.sha256, pq)
     decoded = encoder.decode(decompress_code(blob, encoder.sha256, pq)[None])[0]
-    png_size = len(_smallest_png(query.pixels))
+    png_size = len(smallest_png(query.pixels))
     return jsonify(
         dtype=dtype, model_kind=encoder.kind, latent_dim=encoder.dim,
         image_size=encoder.image_size,
@@ -138,13 +132,6 @@ def compress():
     )
 
 
-def _smallest_png(pixels: np.ndarray) -> bytes:
-    """PNG at full compression, as ``lookalike compress`` measures it."""
-    out = io.BytesIO()
-    Image.fromarray(pixels, "RGB").save(out, "PNG", optimize=True)
-    return out.getvalue()
-
-
 @bp.post("/api/decompress")
 def decompress():
     """A code file back to pixels: PNG at the model's input size.
@@ -152,13 +139,10 @@ def decompress():
     The code must come from the loaded checkpoint (its header says which);
     a foreign, truncated or otherwise damaged code is a 400, never a 500.
     """
-    from indexer.compression import DTYPES, CompressionError, decompress_code
-
     blob = _read_code()
     backend = current_backend()
     encoder = backend.engine().encoder
-    is_pq = blob[4:5] == bytes([DTYPES.index("pq")])
-    pq = load_codebook(backend, encoder.sha256) if is_pq else None
+    pq = backend.codebooks.find(encoder.sha256) if code_dtype(blob) == "pq" else None
     try:
         z = decompress_code(blob, encoder.sha256, pq)
     except CompressionError as exc:
@@ -168,7 +152,7 @@ def decompress():
                        "for this model; it is damaged")
     response = Response(png_bytes(encoder.decode(z[None])[0]), mimetype="image/png")
     response.headers[KIND_HEADER] = encoder.kind
-    response.headers["X-Lookalike-Code-Dtype"] = DTYPES[blob[4]]
+    response.headers["X-Lookalike-Code-Dtype"] = code_dtype(blob)
     response.headers["Cache-Control"] = "no-store"
     return response
 

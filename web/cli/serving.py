@@ -1,17 +1,16 @@
-"""Console entry point: the indexer's commands plus ``serve``."""
+"""``lookalike serve``: the web app under waitress, with limits that fit its upload rules."""
 from __future__ import annotations
 
 import click
 from waitress import create_server
 
-from indexer.cli import cli
 from indexer.settings import LOOPBACK_HOSTS
 
-from . import create_app
-from .security import trusted_hosts_for
+from .. import create_app
+from ..security import trusted_hosts_for
 
 
-@cli.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 serves the whole network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=5000, show_default=True,
@@ -83,11 +82,3 @@ def server_limits(max_content_length: int | None, upload_memory: int | None = No
     if upload_memory:
         limits["connection_limit"] = max(threads + 6, upload_memory // cap)
     return limits
-
-
-def main() -> None:
-    cli()
-
-
-if __name__ == "__main__":
-    main()

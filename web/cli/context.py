@@ -1,0 +1,115 @@
+"""What every command shares: settings, the store, the writer lock, the model, errors.
+
+Domain errors become ``click.ClickException`` in the commands and the
+helpers here, at the edge, and nowhere else.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from indexer.encoder import TorchEncoder
+from indexer.images import ImageDecodeError, load_image
+from indexer.lock import DataDirBusy, WriterLock
+from indexer.model import CheckpointError
+from indexer.settings import Settings
+from search.database import CATALOG_FILE, SchemaError
+from search.engine import ModelMismatch, SearchEngine
+from search.store import Store
+from search.vector_index import VectorIndexError
+
+
+class Context:
+    """The settings (paths already absolute) and, once a command asks, the store."""
+
+    def __init__(self, settings: Settings, quiet: bool):
+        self.settings = settings
+        self.data_dir = settings.data_dir
+        self.quiet = quiet
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        """The data dir's store, made (folder, catalog) if it is not there yet: for writers."""
+        if self._store is None:
+            try:
+                self._store = self.settings.open_store()
+            except SchemaError as exc:
+                raise click.ClickException(str(exc)) from exc
+        return self._store
+
+    def existing_store(self) -> Store:
+        """The store for commands that only read it.
+
+        A mistyped --data-dir must get an error, not a new empty data dir
+        that then answers "0 images".
+        """
+        if self._store is None and not self.settings.has_catalog:
+            raise click.ClickException(
+                f"nothing indexed in {self.data_dir} yet (no {CATALOG_FILE} there). Index a "
+                f"folder first: lookalike --data-dir {self.data_dir} index FOLDER")
+        return self.store
+
+    def echo(self, message: str = "", err: bool = False) -> None:
+        if not self.quiet:
+            click.echo(message, err=err)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+model_option = click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
+                            help="Checkpoint (default: DATA_DIR/model.pt).")
+
+
+def lock_data_dir(obj: Context, doing: str) -> WriterLock:
+    """Hold the data dir's writer lock until the command ends, or refuse at once.
+
+    Two writers would each keep an index in memory that misses the
+    other's commits; see indexer.lock.
+    """
+    try:
+        return click.get_current_context().with_resource(WriterLock(obj.data_dir, doing))
+    except DataDirBusy as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def load_encoder(obj: Context, model: Path | None, device: str = "auto") -> TorchEncoder:
+    path = model or obj.settings.model_path
+    try:
+        return TorchEncoder.from_path(path, device)
+    except CheckpointError as exc:
+        raise click.ClickException(
+            f"{exc}. Train one first: lookalike --data-dir {obj.data_dir} train FOLDER") from exc
+
+
+def checked_engine(obj: Context, encoder: TorchEncoder) -> SearchEngine:
+    """A search engine over the data dir's index, refused when another model built it."""
+    engine = SearchEngine(obj.existing_store(), encoder)
+    try:
+        engine.check_index(engine.index())
+    except VectorIndexError as exc:
+        raise click.ClickException(
+            f"{exc}. Index a folder first: lookalike --data-dir {obj.data_dir} index FOLDER"
+        ) from exc
+    except ModelMismatch as exc:
+        raise click.ClickException(
+            f"{exc}. Re-encode with: lookalike --data-dir {obj.data_dir} index --reencode "
+            "FOLDER (or pass --model with the checkpoint that built it)") from exc
+    return engine
+
+
+def read_image(path: Path, size: int) -> np.ndarray:
+    """An image the user named, as the model's input, or a ClickException saying why not."""
+    try:
+        return load_image(path, size)
+    except ImageDecodeError as exc:
+        raise click.ClickException(f"{path}: {exc}") from exc
+
+
+def report_failures(failures: list[tuple[str, str]]) -> None:
+    if not failures:
+        return
+    click.echo(f"skipped {len(failures)} file(s):", err=True)
+    for path, reason in failures:
+        click.echo(f"  {path}: {reason}", err=True)
