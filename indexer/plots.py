@@ -7,17 +7,15 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid, save_image
 
 
 def save_loss_curve(train: Sequence[float], val: Sequence[float], path: str | Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    # matplotlib's object API: no pyplot, so no global backend and no figure to close.
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.subplots()
     checks = range(1, len(train) + 1)
     ax.plot(checks, train, label="train")
     ax.plot(checks, val, label="validation")
@@ -28,7 +26,6 @@ def save_loss_curve(train: Sequence[float], val: Sequence[float], path: str | Pa
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _tiles(images: np.ndarray, cell: int) -> torch.Tensor:

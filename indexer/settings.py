@@ -45,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
     # Memory one upload may take to decode; bigger images get 413 before decoding.
     "LOOKALIKE_MAX_DECODE_BYTES": 256 * MB,
     # Memory all request bodies together may hold in `lookalike serve`; it sets
-    # how many connections waitress accepts at once (see web.cli.server_limits).
+    # how many connections waitress accepts at once (see web.cli.serving.server_limits).
     "LOOKALIKE_UPLOAD_MEMORY": 1024 * MB,
     # The data-changing /api/admin endpoints answer 403 until this is set.
     "LOOKALIKE_ADMIN_TOKEN": None,
@@ -197,10 +197,6 @@ class Settings:
     def model_is_explicit(self) -> bool:
         """Whether LOOKALIKE_MODEL names the model (rather than the data dir's default)."""
         return bool(self.values.get("LOOKALIKE_MODEL"))
-
-    @property
-    def thumbs_dir(self) -> Path:
-        return self.data_dir / "thumbs"
 
     @property
     def has_catalog(self) -> bool:

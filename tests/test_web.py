@@ -142,7 +142,10 @@ def test_relative_paths_are_anchored_once(tmp_path, monkeypatch):
     assert settings.data_dir == tmp_path / "d"
     assert settings.model_path == tmp_path / "m" / "model.pt"
     assert settings.database_url == f"sqlite:///{tmp_path / 'db' / 'c.sqlite'}"
-    assert settings.thumbs_dir == tmp_path / "d" / "thumbs"
+    store = settings.open_store()  # the layout inside the data dir is the store's
+    assert store.thumbnail_path("0" * 64) == tmp_path / "d" / "thumbs" / f"{'0' * 64}.jpg"
+    assert store.model_path == settings.model_path
+    store.close()
 
 
 def test_environment_reaches_the_app(monkeypatch, library):
