@@ -17,7 +17,8 @@ from PIL import Image, ImageDraw
 from indexer.encoder import TorchEncoder
 from indexer.latent import interpolate, sample_prior
 from indexer.model import AEConfig, Checkpoint
-from indexer.train import TrainConfig, corrupt, fit, load_folder, to_tensor, to_uint8
+from indexer.train import TrainConfig, corrupt, fit
+from indexer.training_data import load_folder, to_tensor, to_uint8
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "indexer" / "sample" / "fashion-mnist"

@@ -13,7 +13,7 @@ class TorchEncoder:
     """Wraps a checkpoint for inference; satisfies ``search.engine.Encoder``."""
 
     def __init__(self, checkpoint: Checkpoint, device: torch.device | str = "cpu"):
-        torch.set_flush_denormal(True)  # see indexer.train.fit: denormals are ~100× slower
+        torch.set_flush_denormal(True)  # see indexer.train: denormals are ~100× slower
         self.checkpoint = checkpoint
         self.device = torch.device(device)
         # NHWC: oneDNN's convolutions run batches ~15-20% faster that way on CPU
@@ -23,7 +23,7 @@ class TorchEncoder:
         self.dim = checkpoint.model.config.latent_dim
         self.sha256 = checkpoint.sha256
         self.kind = checkpoint.model.config.kind
-        # Reconstruction MSE above this (a held-out percentile, see indexer.train)
+        # Reconstruction MSE above this (a held-out percentile, see indexer.validation)
         # marks an image as unlike the training collection.
         self.anomaly_threshold: float | None = checkpoint.facts.get("anomaly_threshold")
 
@@ -64,6 +64,3 @@ class TorchEncoder:
     def reconstruct(self, pixels: np.ndarray) -> np.ndarray:
         """Round trip through the bottleneck; for a denoising model, the denoised image."""
         return self.decode(self.encode(pixels))
-
-    def is_anomalous(self, error: float) -> bool | None:
-        return None if self.anomaly_threshold is None else bool(error > self.anomaly_threshold)

@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
+import imagehash
 import numpy as np
 import torch
+from PIL import Image
 from sqlalchemy import select
 from tqdm import tqdm
 
@@ -37,16 +39,6 @@ class Metrics:
     knn10_accuracy: float
     queries: int
     database: int
-
-
-def average_precision(ranked_relevance: np.ndarray) -> float:
-    """AP of one full ranking given as 0/1 relevance, best first (hand-checkable)."""
-    rel = np.asarray(ranked_relevance, dtype=np.float64)
-    if rel.sum() == 0:
-        return 0.0
-    hits = np.cumsum(rel)
-    precision_at_hit = hits[rel > 0] / (np.flatnonzero(rel) + 1)
-    return float(precision_at_hit.mean())
 
 
 MODES = ("classes", "copies")
@@ -132,9 +124,6 @@ def colour_histograms(pixels: np.ndarray, bins: int = 8) -> np.ndarray:
 
 def perceptual_hashes(pixels: np.ndarray, size: int, kind: str) -> np.ndarray:
     """64-bit pHash or dHash (the ``imagehash`` library) of each image, as 0/1 floats."""
-    import imagehash  # imported here: it brings scipy, which nothing else at start-up needs
-    from PIL import Image
-
     fn = {"phash": imagehash.phash, "dhash": imagehash.dhash}[kind]
     return np.stack([fn(Image.fromarray(p.reshape(size, size, 3))).hash.reshape(-1)
                      for p in pixels]).astype(np.float32)

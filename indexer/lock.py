@@ -60,10 +60,6 @@ class WriterLock:
         self._fd: int | None = None
         self.swept: list[Path] = []  # debris deleted on acquiring
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def acquire(self) -> "WriterLock":
         """Take the lock or raise :class:`DataDirBusy` at once; never waits."""
         if self._fd is not None:

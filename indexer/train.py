@@ -2,14 +2,15 @@
 
 The loop follows pytorch/examples: explicit ``train_one_epoch`` and
 ``evaluate`` functions, a config dataclass, and a checkpoint that records
-how the weights came to be.
+how the weights came to be. How the pixels get from the folder into
+batches is ``indexer.training_data``; what the held-out images decide
+(the best round, when to stop, the anomaly threshold) is ``indexer.validation``.
 """
 from __future__ import annotations
 
-import hashlib
+import itertools
 import random
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -19,10 +20,12 @@ import torch
 from tqdm import tqdm
 
 from .augment import DEFAULT_EDITS, EDITS, MIN_CROP, Views
-from .images import Decoded, decode_many, walk_images
 from .invariance import ProjectionHead, nt_xent
 from .model import AEConfig, Autoencoder, build_model, resolve_device, save_checkpoint
 from .plots import save_loss_curve, save_reconstruction_grid
+from .training_data import (NotEnoughImages, as_float, batches_of, data_fingerprint, load_folder,
+                            passes, split_indices, to_tensor, to_uint8, view_pair)
+from .validation import History, error_facts, per_image_errors, validation_inputs
 
 
 class TrainingError(RuntimeError):
@@ -30,14 +33,10 @@ class TrainingError(RuntimeError):
 
 
 NOISES = ("gaussian", "salt-and-pepper", "masking")
-ANOMALY_PERCENTILE = 99.0
-
-
 DEFAULT_BUDGET = 600  # optimizer steps: ≤ 10 minutes on 2 CPU cores at 64 px (BENCHMARKS.md)
 DEFAULT_INVARIANCE = 0.1  # λ; 0 is the seed's plain autoencoder (BENCHMARKS.md: λ = 0.1 vs 1)
 MAX_IMAGES = 20_000  # a larger collection is sampled: the budget could not show it more
 VALIDATIONS = 20  # held-out checks in a run, at most one per pass over the data
-VALIDATION_PAIRS = 512  # held-out images whose view pairs each check scores (they cost 2 passes)
 
 
 @dataclass
@@ -93,11 +92,6 @@ class TrainConfig:
                 raise TrainingError(message)
 
 
-def to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """(N, S, S, 3) uint8 → (N, 3, S, S) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float().div_(255.0)
-
-
 def corrupt(x: torch.Tensor, noise: str, level: float,
             generator: torch.Generator | None = None) -> torch.Tensor:
     """Corrupted copy of *x* (pixels in [0, 1]) for denoising training and benchmarks.
@@ -118,12 +112,6 @@ def corrupt(x: torch.Tensor, noise: str, level: float,
     return torch.where(pick, salt.float().expand_as(x), x)
 
 
-def _as_float(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 NHWC → float NCHW in [0, 1], kept channels-last in memory (see ``fit``)."""
-    x = batch.to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    return x.contiguous(memory_format=torch.channels_last)
-
-
 @dataclass
 class Recipe:
     """What one step computes: the config, and for λ > 0 the views and the projection head."""
@@ -131,11 +119,6 @@ class Recipe:
     config: TrainConfig
     views: Views | None = None
     head: torch.nn.Module | None = None
-
-    @classmethod
-    def plain(cls) -> "Recipe":
-        """Reconstruction only, no flips: what the loop functions do when given no recipe."""
-        return cls(TrainConfig(augment=False, invariance=0))
 
     @classmethod
     def build(cls, config: TrainConfig, model_config: AEConfig) -> "Recipe":
@@ -151,6 +134,17 @@ class Recipe:
     def parameters(self) -> list[torch.nn.Parameter]:
         return list(self.head.parameters()) if self.head is not None else []
 
+    def inputs(self, batch: torch.Tensor, device: torch.device,
+               generator: torch.Generator | None) -> torch.Tensor:
+        """What a step trains on: two edited views (λ > 0), or the image, flipped half the time."""
+        if self.views is not None:
+            return view_pair(batch, self.views, device)
+        x = as_float(batch, device)
+        if self.config.augment:
+            flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(device)
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        return x
+
     def describe(self) -> dict[str, Any]:
         if self.views is None:
             return {"invariance": 0.0, "edits": ["flip"] if self.config.augment else [],
@@ -159,21 +153,6 @@ class Recipe:
                 "augmentations": self.views.describe(), "temperature": self.config.temperature,
                 "acts_on": "projection head" if self.config.head else "code",
                 "loss": "reconstruction of two views + λ · NT-Xent (Chen et al. 2020)"}
-
-
-def plain_inputs(batch: torch.Tensor, config: TrainConfig, device: torch.device,
-                 generator: torch.Generator | None) -> torch.Tensor:
-    x = _as_float(batch, device)
-    if config.augment:
-        flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(device)
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    return x
-
-
-def view_pair(batch: torch.Tensor, views: Views, device: torch.device) -> torch.Tensor:
-    """Two edited views of each image, stacked: rows i and N + i show the same image."""
-    pair = torch.cat([views(batch), views(batch)])
-    return pair.to(device).contiguous(memory_format=torch.channels_last)
 
 
 def step_loss(model: Autoencoder, recipe: Recipe, x: torch.Tensor,
@@ -196,19 +175,17 @@ def train_one_epoch(
     batches: Iterable[torch.Tensor],
     optimizer: torch.optim.Optimizer,
     device: torch.device,
-    recipe: Recipe | None = None,
+    recipe: Recipe,
     generator: torch.Generator | None = None,
     on_batch: Callable[[float], None] | None = None,
 ) -> float:
     """One round over *batches* (uint8 NHWC tensors); returns the mean training loss."""
-    recipe = recipe or Recipe.plain()
     model.train()
     if recipe.head is not None:
         recipe.head.train()
     total, count = 0.0, 0
     for batch in batches:
-        x = (plain_inputs(batch, recipe.config, device, generator) if recipe.views is None
-             else view_pair(batch, recipe.views, device))
+        x = recipe.inputs(batch, device, generator)
         optimizer.zero_grad(set_to_none=True)
         loss = step_loss(model, recipe, x, generator)
         loss.backward()
@@ -223,12 +200,11 @@ def train_one_epoch(
 
 @torch.no_grad()
 def evaluate(model: Autoencoder, batches: Sequence[torch.Tensor], device: torch.device,
-             recipe: Recipe | None = None) -> float:
+             recipe: Recipe) -> float:
     """Mean held-out loss in eval mode; every random draw is fixed, so rounds compare.
 
-    Batches are uint8 images, or for λ > 0 view pairs made once (``fixed_view_pairs``).
+    Batches are uint8 images, or for λ > 0 view pairs made once (``validation_inputs``).
     """
-    recipe = recipe or Recipe.plain()
     model.eval()
     if recipe.head is not None:
         recipe.head.eval()
@@ -238,67 +214,11 @@ def evaluate(model: Autoencoder, batches: Sequence[torch.Tensor], device: torch.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(1234)
         for batch in batches:
-            x = _as_float(batch, device) if recipe.views is None else batch.to(device)
+            x = as_float(batch, device) if recipe.views is None else batch.to(device)
             loss = step_loss(model, recipe, x, gen)
             total += loss.item() * len(x)
             count += len(x)
     return total / max(count, 1)
-
-
-def fixed_view_pairs(batches: Sequence[torch.Tensor], views: Views,
-                     seed: int) -> list[torch.Tensor]:
-    """The validation views, drawn once with their own seed so training's draws are untouched.
-
-    Kept in host memory; ``evaluate`` moves one batch at a time to the device.
-    """
-    with torch.random.fork_rng(), _python_random(seed):
-        torch.manual_seed(seed)
-        return [view_pair(b, views, torch.device("cpu")) for b in batches]
-
-
-@contextmanager
-def _python_random(seed: int):
-    state = random.getstate()
-    random.seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(state)
-
-
-@torch.no_grad()
-def per_image_errors(model: Autoencoder, batches: Sequence[torch.Tensor],
-                     device: torch.device) -> np.ndarray:
-    """Reconstruction MSE of each clean image: the anomaly score."""
-    model.eval()
-    out = []
-    for batch in batches:
-        x = _as_float(batch, device)
-        out.append((model(x) - x).pow(2).flatten(1).mean(1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros(0)
-
-
-def data_fingerprint(pixels: np.ndarray) -> str:
-    """A hash of the exact training pixels, so a checkpoint says what it saw."""
-    return hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
-
-
-def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded train/validation split; at least one image on each side when n ≥ 2."""
-    if n < 2:
-        raise TrainingError(f"need at least 2 images to train, found {n}")
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = min(max(1, int(round(n * val_fraction))), n - 1)
-    return order[n_val:], order[:n_val]
-
-
-def _batches(data: torch.Tensor, idx: np.ndarray, size: int, gen: torch.Generator | None,
-             whole: bool = False) -> list[torch.Tensor]:
-    """Batches of *idx* (shuffled with *gen*); *whole*: drop a short last one when others exist."""
-    if gen is not None:
-        idx = idx[torch.randperm(len(idx), generator=gen).numpy()]
-    end = len(idx) - len(idx) % size if whole and len(idx) >= size else len(idx)
-    return [data[torch.from_numpy(idx[i : i + size])] for i in range(0, end, size)]
 
 
 @dataclass(frozen=True)
@@ -316,38 +236,17 @@ class Schedule:
         steps = min(n for n in limits if n is not None)
         return cls(steps, min(steps, max(per_epoch, -(-steps // VALIDATIONS))))
 
+    def rounds(self, stream: Iterator[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
+        """The first ``steps`` batches of *stream*, cut into validation rounds.
 
-def _rounds(data: torch.Tensor, idx: np.ndarray, batch_size: int, schedule: Schedule,
-            gen: torch.Generator, whole: bool) -> Iterator[list[torch.Tensor]]:
-    """Shuffled passes over *idx*, as many as the budget asks, cut into validation rounds.
-
-    *whole*: every batch full, since a contrastive term needs the other images as negatives.
-    """
-    pending: list[torch.Tensor] = []
-    left = schedule.steps
-    while left:
-        for batch in _batches(data, idx, batch_size, gen, whole)[:left]:
-            pending.append(batch)
-            left -= 1
-            if len(pending) == schedule.per_round or not left:
-                yield pending
-                pending = []
-
-
-class _Best:
-    """The weights of the best validation round so far, and when to give up."""
-
-    def __init__(self, patience: int):
-        self.patience, self.loss, self.round, self.stale, self.state = patience, float("inf"), 0, 0, None
-
-    def offer(self, round_: int, loss: float, model: torch.nn.Module) -> bool:
-        """Keep the weights if *loss* is the best yet; False once patience is spent."""
-        if loss < self.loss - 1e-6:
-            self.loss, self.round, self.stale = loss, round_, 0
-            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            self.stale += 1
-        return self.stale < self.patience
+        A round is taken whole before it is trained on: a pass that starts
+        inside it is shuffled before the round's steps draw their flips and
+        noise from the same generator, and a seed repeats a run only if that
+        order stays.
+        """
+        budget = itertools.islice(stream, self.steps)
+        while round_ := list(itertools.islice(budget, self.per_round)):
+            yield round_
 
 
 def fit(
@@ -363,123 +262,84 @@ def fit(
     the facts that go into the checkpoint. Same seed and same pixels give
     the same weights on CPU.
     """
-    # Weight decay drives many weights towards denormal floats, which are
-    # ~100× slower on x86 CPUs; flushing them to zero changes no result that matters.
-    torch.set_flush_denormal(True)
-    torch.manual_seed(train_config.seed)
-    random.seed(train_config.seed)  # the edits' own draws (indexer.augment)
-    device = resolve_device(train_config.device)
-    # Channels-last (NHWC) weights and batches: oneDNN's CPU convolutions train
-    # ~12% faster that way, and encode batches ~20% faster (indexer.encoder).
-    model = build_model(model_config).to(device, memory_format=torch.channels_last)
-    recipe = Recipe.build(train_config, model_config)
-    if recipe.head is not None:
-        recipe.head.to(device)
-    train_idx, val_idx = split_indices(len(pixels), train_config.val_fraction, train_config.seed)
+    if len(pixels) < 2:
+        raise TrainingError(f"need at least 2 images to train, found {len(pixels)}")
+    c = train_config
+    model, recipe, device = _start(model_config, c)
+    train_idx, val_idx = split_indices(len(pixels), c.val_fraction, c.seed)
     data = torch.from_numpy(np.require(pixels, requirements=["C", "W"]))
-    gen = torch.Generator().manual_seed(train_config.seed)
-    val_batches = _batches(data, val_idx, train_config.batch_size, None)
-    val_inputs = (val_batches if recipe.views is None
-                  else fixed_view_pairs(val_batches[:max(1, VALIDATION_PAIRS // train_config.batch_size)],
-                                        recipe.views, train_config.seed + 1))
-    # AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019) as the regulariser.
-    optimizer = torch.optim.AdamW([*model.parameters(), *recipe.parameters()],
-                                  lr=train_config.lr, weight_decay=train_config.weight_decay)
-    schedule = Schedule.plan(len(train_idx), train_config)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=schedule.steps)
-    train_losses: list[float] = []
-    val_losses: list[float] = []
-    best = _Best(train_config.patience)
+    gen = torch.Generator().manual_seed(c.seed)  # the run's shuffles, flips and noise
+    val_batches = batches_of(data, val_idx, c.batch_size, None)
+    val_inputs = validation_inputs(val_batches, recipe.views, c.batch_size, c.seed + 1)
+    schedule = Schedule.plan(len(train_idx), c)
+    rounds = schedule.rounds(passes(data, train_idx, c.batch_size, gen, whole=recipe.contrastive))
     started = time.time()
-    bar = tqdm(total=schedule.steps, desc="training", unit="step", disable=not progress)
-
-    steps_run = 0
-
-    def tick(loss: float) -> None:
-        nonlocal steps_run
-        steps_run += 1
-        scheduler.step()
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-
-    rounds = _rounds(data, train_idx, train_config.batch_size, schedule, gen,
-                     whole=recipe.contrastive)
-    seen = 0
-    for round_, batches in enumerate(rounds, start=1):
-        seen += sum(len(b) for b in batches)
-        train_losses.append(train_one_epoch(model, batches, optimizer, device, recipe, gen, tick))
-        val_losses.append(evaluate(model, val_inputs, device, recipe))
-        bar.set_postfix(loss=f"{train_losses[-1]:.4f}", val=f"{val_losses[-1]:.4f}")
-        if on_round:
-            on_round(round_, train_losses[-1], val_losses[-1])
-        if not best.offer(round_, val_losses[-1], model):
-            break
-    bar.close()
-    if best.state is not None:
-        model.load_state_dict(best.state)
+    history = _train(model, recipe, rounds, val_inputs, schedule.steps, device, gen,
+                     progress, on_round)
+    if history.best_state is not None:
+        model.load_state_dict(history.best_state)
     model.eval()
-    errors = per_image_errors(model, val_batches, device)
-    facts = {
-        # Queries above this held-out percentile are flagged "unlike this collection".
-        "anomaly_threshold": float(np.percentile(errors, ANOMALY_PERCENTILE)),
-        "anomaly_percentile": ANOMALY_PERCENTILE,
-        "val_error_percentiles": {str(q): float(np.percentile(errors, q)) for q in (50, 90, 95, 99)},
-        # Reconstruction quality of the clean held-out images, whatever the objective was.
-        "val_psnr_db": float(10 * np.log10(1 / max(float(errors.mean()), 1e-12))),
-        "steps_run": steps_run,
-        "steps_planned": schedule.steps,
-        "epochs_run": round(seen / len(train_idx), 2),
-        "rounds_run": len(train_losses),
-        "best_round": best.round,
-        "train_losses": train_losses,
-        "val_losses": val_losses,
-        "best_val_loss": best.loss,
+    return model, {
+        **error_facts(per_image_errors(model, val_batches, device)),
+        **history.facts(schedule.steps, len(train_idx)),
         "n_train": int(len(train_idx)),
         "n_val": int(len(val_idx)),
         "data_fingerprint": data_fingerprint(pixels),
-        "train_config": asdict(train_config),
+        "train_config": asdict(c),
         "recipe": recipe.describe(),
         "device": str(device),
         "seconds": round(time.time() - started, 2),
         "torch": str(torch.__version__),
     }
-    return model, facts
 
 
-@dataclass
-class LoadedFolder:
-    pixels: np.ndarray
-    paths: list[Path]
-    failures: list[Decoded]
-    found: int = 0  # image files under the folder, before any sampling
+def _start(model_config: AEConfig, config: TrainConfig) -> tuple[Autoencoder, Recipe, torch.device]:
+    """A fresh model and recipe on the device, every random source seeded before they draw."""
+    # Weight decay drives many weights towards denormal floats, which are
+    # ~100× slower on x86 CPUs; flushing them to zero changes no result that matters.
+    torch.set_flush_denormal(True)
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)  # the edits' own draws (indexer.augment)
+    device = resolve_device(config.device)
+    # Channels-last (NHWC) weights and batches: oneDNN's CPU convolutions train
+    # ~12% faster that way, and encode batches ~20% faster (indexer.encoder).
+    model = build_model(model_config).to(device, memory_format=torch.channels_last)
+    recipe = Recipe.build(config, model_config)
+    if recipe.head is not None:
+        recipe.head.to(device)
+    return model, recipe, device
 
 
-def load_folder(
-    folder: str | Path, size: int, workers: int | None = None, progress: bool = True,
-    max_images: int | None = None, seed: int = 0,
-) -> LoadedFolder:
-    """Decode the images under *folder*, a seeded sample of *max_images* when there are more.
+def _train(model: Autoencoder, recipe: Recipe, rounds: Iterable[list[torch.Tensor]],
+           val_inputs: Sequence[torch.Tensor], steps: int, device: torch.device,
+           gen: torch.Generator, progress: bool,
+           on_round: Callable[[int, float, float], None] | None) -> History:
+    """Train and validate round after round, until the rounds or the patience run out."""
+    c = recipe.config
+    # AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019) as the regulariser.
+    optimizer = torch.optim.AdamW([*model.parameters(), *recipe.parameters()],
+                                  lr=c.lr, weight_decay=c.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    history = History(c.patience)
+    bar = tqdm(total=steps, desc="training", unit="step", disable=not progress)
 
-    Bad files are collected, not raised.
-    """
-    paths = walk_images(folder)
-    found = len(paths)
-    if not paths:
-        raise TrainingError(f"no images found under {folder}")
-    if max_images is not None and len(paths) > max_images:
-        keep = np.sort(np.random.default_rng(seed).choice(len(paths), max_images, replace=False))
-        paths = [paths[i] for i in keep]
-    arrays, good, failures = [], [], []
-    for d in tqdm(decode_many(paths, size, workers), total=len(paths), desc="decoding",
-                  unit="img", disable=not progress):
-        if d.pixels is None:
-            failures.append(d)
-        else:
-            arrays.append(d.pixels)
-            good.append(d.path)
-    if len(arrays) < 2:
-        raise TrainingError(f"need at least 2 readable images under {folder}, found {len(arrays)}")
-    return LoadedFolder(np.stack(arrays), good, failures, found)
+    def tick(loss: float) -> None:
+        history.steps += 1
+        scheduler.step()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    for round_, round_batches in enumerate(rounds, start=1):
+        history.seen += sum(len(b) for b in round_batches)
+        train_loss = train_one_epoch(model, round_batches, optimizer, device, recipe, gen, tick)
+        val_loss = evaluate(model, val_inputs, device, recipe)
+        bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
+        if on_round:
+            on_round(round_, train_loss, val_loss)
+        if not history.record(train_loss, val_loss, model):
+            break
+    bar.close()
+    return history
 
 
 def train_folder(
@@ -495,8 +355,11 @@ def train_folder(
     Returns a summary dict (paths, losses, skipped files) for the caller to report.
     """
     model_config.feature_sizes()  # fail before decoding thousands of files
-    loaded = load_folder(folder, model_config.image_size, workers, progress,
-                         train_config.max_images, train_config.seed)
+    try:
+        loaded = load_folder(folder, model_config.image_size, workers, progress,
+                             train_config.max_images, train_config.seed)
+    except NotEnoughImages as exc:
+        raise TrainingError(str(exc)) from exc
     model, facts = fit(loaded.pixels, model_config, train_config, progress)
     facts["source_folder"] = str(Path(folder).resolve())
     facts["n_images"] = len(loaded.paths)
@@ -504,14 +367,7 @@ def train_folder(
     checkpoint_path = Path(checkpoint_path)
     sha = save_checkpoint(checkpoint_path, model, facts)
     stem = checkpoint_path.with_suffix("")
-    loss_png = stem.parent / f"{stem.name}-loss.png"
-    grid_png = stem.parent / f"{stem.name}-reconstructions.png"
-    save_loss_curve(facts["train_losses"], facts["val_losses"], loss_png)
-    sample = loaded.pixels[:: max(1, len(loaded.pixels) // 8)][:8]
-    with torch.no_grad():
-        device = next(model.parameters()).device
-        recon = model(to_tensor(sample).to(device)).cpu()
-    save_reconstruction_grid(sample, to_uint8(recon), grid_png)
+    loss_png, grid_png = _save_pictures(model, loaded.pixels, facts, stem)
     return {
         "checkpoint": checkpoint_path,
         "sha256": sha,
@@ -522,6 +378,15 @@ def train_folder(
     }
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(N, 3, S, S) float in [0, 1] → (N, S, S, 3) uint8."""
-    return (images.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
+def _save_pictures(model: Autoencoder, pixels: np.ndarray, facts: dict[str, Any],
+                   stem: Path) -> tuple[Path, Path]:
+    """The loss curve, and 8 images over their reconstructions: a run seen at a glance."""
+    loss_png = stem.parent / f"{stem.name}-loss.png"
+    grid_png = stem.parent / f"{stem.name}-reconstructions.png"
+    save_loss_curve(facts["train_losses"], facts["val_losses"], loss_png)
+    sample = pixels[:: max(1, len(pixels) // 8)][:8]
+    with torch.no_grad():
+        device = next(model.parameters()).device
+        recon = model(to_tensor(sample).to(device)).cpu()
+    save_reconstruction_grid(sample, to_uint8(recon), grid_png)
+    return loss_png, grid_png

@@ -45,10 +45,9 @@ class Hit:
 class SearchEngine:
     """Owns a loaded index and reloads it when an indexer bumps the generation."""
 
-    def __init__(self, store: Store, encoder: Encoder, mmap: bool = False):
+    def __init__(self, store: Store, encoder: Encoder):
         self.store = store
         self.encoder = encoder
-        self.mmap = mmap
         self._index: VectorIndex | None = None
         self._generation = -1
         self._lock = threading.Lock()
@@ -58,7 +57,7 @@ class SearchEngine:
         generation = self.store.generation()
         with self._lock:
             if self._index is None or generation != self._generation:
-                self._index = self.store.load_index(self.mmap)
+                self._index = self.store.load_index()
                 self._generation = generation
             return self._index
 

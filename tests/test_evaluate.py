@@ -6,17 +6,13 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from web.cli import cli
-from indexer.evaluate import (EvaluationError, average_precision, chi2_distances,
-                              colour_histograms, label_of,
+from indexer.evaluate import (EvaluationError, chi2_distances, colour_histograms, label_of,
                               pca_projection, retrieval_metrics)
 
-
-def test_average_precision_by_hand():
-    # relevant at ranks 1, 3, 6: AP = (1/1 + 2/3 + 3/6) / 3
-    assert average_precision([1, 0, 1, 0, 0, 1]) == pytest.approx((1 + 2 / 3 + 0.5) / 3)
-    assert average_precision([0, 0, 0]) == 0.0
+from .synthetic import distinct_images
 
 
 def test_retrieval_metrics_by_hand():
@@ -93,10 +89,6 @@ def test_copies_labels_flat_originals_and_folders(tmp_path):
 
 def test_eval_copies_mode_finds_resaved_copies(data_dir, tmp_path):
     """Originals flat, JPEG re-saves as queries in folders named after them."""
-    from PIL import Image
-
-    from .synthetic import distinct_images
-
     db, queries = tmp_path / "db", tmp_path / "queries"
     db.mkdir()
     for i, img in enumerate(distinct_images(12, seed=3, size=48)):
