@@ -18,7 +18,8 @@ from indexer.encoder import TorchEncoder
 from indexer.latent import interpolate, sample_prior
 from indexer.model import AEConfig, Checkpoint
 from indexer.train import TrainConfig, corrupt, fit
-from indexer.training_data import load_folder, to_tensor, to_uint8
+from indexer.pixels import to_pixels, to_tensor
+from indexer.training_data import load_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "indexer" / "sample" / "fashion-mnist"
@@ -58,7 +59,7 @@ def main() -> None:
     grid([("original", picks), ("reconstruction", ae.reconstruct(picks))], DOCS / "reconstructions.png")
 
     dae = train("dae", pixels)
-    noisy = to_uint8(corrupt(to_tensor(picks), "gaussian", 0.3, torch.Generator().manual_seed(0)))
+    noisy = to_pixels(corrupt(to_tensor(picks), "gaussian", 0.3, torch.Generator().manual_seed(0)))
     grid([("original", picks), ("noisy, sigma 0.3", noisy), ("denoised", dae.reconstruct(noisy))],
          DOCS / "denoising.png")
 

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from .model import Checkpoint, load_checkpoint, resolve_device
+from .pixels import to_pixels, to_tensor
 
 
 class TorchEncoder:
@@ -32,31 +33,21 @@ class TorchEncoder:
         dev = resolve_device(device)
         return cls(load_checkpoint(path, dev), dev)
 
-    def _tensor(self, pixels: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.uint8))
-        # (N, H, W, C) bytes permuted to (N, C, H, W) are already channels-last in memory.
-        x = x.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        return x.contiguous(memory_format=torch.channels_last)
-
-    @staticmethod
-    def _pixels(x: torch.Tensor) -> np.ndarray:
-        return x.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-
     @torch.inference_mode()
     def encode(self, pixels: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 → (N, D) float32 codes."""
-        return self.model.encode(self._tensor(pixels)).float().cpu().numpy()
+        return self.model.encode(to_tensor(pixels, self.device)).float().cpu().numpy()
 
     @torch.inference_mode()
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """(N, D) codes → (N, S, S, 3) uint8 reconstructions."""
         z = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.float32)).to(self.device)
-        return self._pixels(self.model.decode(z))
+        return to_pixels(self.model.decode(z))
 
     @torch.inference_mode()
     def encode_with_error(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Codes and per-image reconstruction MSE (pixels in [0, 1]) in one pass."""
-        x = self._tensor(pixels)
+        x = to_tensor(pixels, self.device)
         z = self.model.encode(x)
         err = (self.model.decode(z) - x).pow(2).flatten(1).mean(1)
         return z.float().cpu().numpy(), err.float().cpu().numpy()

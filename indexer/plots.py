@@ -11,6 +11,8 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid, save_image
 
+from .pixels import to_pixels, to_tensor
+
 
 def save_loss_curve(train: Sequence[float], val: Sequence[float], path: str | Path) -> None:
     # matplotlib's object API: no pyplot, so no global backend and no figure to close.
@@ -30,8 +32,7 @@ def save_loss_curve(train: Sequence[float], val: Sequence[float], path: str | Pa
 
 def _tiles(images: np.ndarray, cell: int) -> torch.Tensor:
     """uint8 (N, S, S, 3) → float (N, 3, cell, cell), enlarged without smoothing."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
-    return F.interpolate(x, size=(cell, cell), mode="nearest")
+    return F.interpolate(to_tensor(images), size=(cell, cell), mode="nearest")
 
 
 def save_grid(images: np.ndarray, path: str | Path, nrow: int | None = None,
@@ -53,7 +54,7 @@ def save_result_sheet(query: np.ndarray, query_recon: np.ndarray,
     items = [(query, query_recon, "query")] + list(hits)
     images = np.stack([i[0] for i in items] + [i[1] for i in items])
     grid = make_grid(_tiles(images, cell), nrow=len(items), padding=4, pad_value=1.0)
-    pixels = grid.mul(255).round().byte().permute(1, 2, 0).numpy()
+    pixels = to_pixels(grid[None])[0]
     label_h = 14
     sheet = Image.new("RGB", (pixels.shape[1], pixels.shape[0] + label_h), "white")
     sheet.paste(Image.fromarray(pixels), (0, 0))

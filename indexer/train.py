@@ -23,8 +23,9 @@ from .augment import DEFAULT_EDITS, EDITS, MIN_CROP, Views
 from .invariance import ProjectionHead, nt_xent
 from .model import AEConfig, Autoencoder, build_model, resolve_device, save_checkpoint
 from .plots import save_loss_curve, save_reconstruction_grid
-from .training_data import (NotEnoughImages, as_float, batches_of, data_fingerprint, load_folder,
-                            passes, split_indices, to_tensor, to_uint8, view_pair)
+from .pixels import to_pixels, to_tensor
+from .training_data import (NotEnoughImages, batches_of, data_fingerprint, load_folder, passes,
+                            split_indices, view_pair)
 from .validation import History, error_facts, per_image_errors, validation_inputs
 
 
@@ -139,7 +140,7 @@ class Recipe:
         """What a step trains on: two edited views (λ > 0), or the image, flipped half the time."""
         if self.views is not None:
             return view_pair(batch, self.views, device)
-        x = as_float(batch, device)
+        x = to_tensor(batch, device)
         if self.config.augment:
             flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(device)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
@@ -214,7 +215,7 @@ def evaluate(model: Autoencoder, batches: Sequence[torch.Tensor], device: torch.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(1234)
         for batch in batches:
-            x = as_float(batch, device) if recipe.views is None else batch.to(device)
+            x = to_tensor(batch, device) if recipe.views is None else batch.to(device)
             loss = step_loss(model, recipe, x, gen)
             total += loss.item() * len(x)
             count += len(x)
@@ -387,6 +388,6 @@ def _save_pictures(model: Autoencoder, pixels: np.ndarray, facts: dict[str, Any]
     sample = pixels[:: max(1, len(pixels) // 8)][:8]
     with torch.no_grad():
         device = next(model.parameters()).device
-        recon = model(to_tensor(sample).to(device)).cpu()
-    save_reconstruction_grid(sample, to_uint8(recon), grid_png)
+        recon = model(to_tensor(sample, device)).cpu()
+    save_reconstruction_grid(sample, to_pixels(recon), grid_png)
     return loss_png, grid_png

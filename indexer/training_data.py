@@ -96,23 +96,7 @@ def passes(data: torch.Tensor, idx: np.ndarray, size: int, gen: torch.Generator,
         yield from batches_of(data, idx, size, gen, whole)
 
 
-def as_float(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 NHWC → float NCHW in [0, 1], channels-last in memory like the model's weights."""
-    x = batch.to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    return x.contiguous(memory_format=torch.channels_last)
-
-
 def view_pair(batch: torch.Tensor, views: Views, device: torch.device) -> torch.Tensor:
     """Two edited views of each image, stacked: rows i and N + i show the same image."""
     pair = torch.cat([views(batch), views(batch)])
     return pair.to(device).contiguous(memory_format=torch.channels_last)
-
-
-def to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """(N, S, S, 3) uint8 → (N, 3, S, S) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(N, 3, S, S) float in [0, 1] → (N, S, S, 3) uint8."""
-    return (images.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy())

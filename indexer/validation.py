@@ -16,7 +16,8 @@ import torch
 
 from .augment import Views
 from .model import Autoencoder
-from .training_data import as_float, view_pair
+from .pixels import to_tensor
+from .training_data import view_pair
 
 ANOMALY_PERCENTILE = 99.0
 VALIDATION_PAIRS = 512  # held-out images whose view pairs each check scores (they cost 2 passes)
@@ -104,7 +105,7 @@ def per_image_errors(model: Autoencoder, batches: Sequence[torch.Tensor],
     model.eval()
     out = []
     for batch in batches:
-        x = as_float(batch, device)
+        x = to_tensor(batch, device)
         out.append((model(x) - x).pow(2).flatten(1).mean(1).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0)
 

@@ -18,6 +18,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from indexer.compression import (DTYPES, CompressionError, code_dtype, compress_code,
                                  decompress_code, psnr, smallest_png)
+from indexer.pixels import to_pixels, to_tensor
 from indexer.train import corrupt
 
 from .backend import current_backend
@@ -43,9 +44,8 @@ def kind_note(kind: str, wanted: str, what: str) -> str | None:
 
 def add_gaussian_noise(pixels: np.ndarray, sigma: float, seed: int) -> np.ndarray:
     """*pixels* (S, S, 3 uint8) plus N(0, σ²) noise on the [0, 1] scale, as training does."""
-    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float() / 255.0
-    noisy = corrupt(x, "gaussian", sigma, torch.Generator().manual_seed(seed))
-    return noisy[0].mul(255).round().byte().permute(1, 2, 0).numpy()
+    noisy = corrupt(to_tensor(pixels[None]), "gaussian", sigma, torch.Generator().manual_seed(seed))
+    return to_pixels(noisy)[0]
 
 
 def decibels(value: float) -> float | None:
