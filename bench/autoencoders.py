@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from bench.fmnist import CLASSES, load
-from indexer.evaluate import pca_projection
+from indexer.retrieval import pca_projection
 from indexer.model import AEConfig
 from indexer.train import TrainConfig, corrupt, fit
 

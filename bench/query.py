@@ -102,7 +102,7 @@ def build_data_dir(data_dir: Path, n_images: int, image_size: int, latent_dim: i
     store.publish_index(index)  # save atomically, bump the generation readers watch
     log(f"catalog + index of {index.ntotal} synthetic images, "
         f"{time.perf_counter() - started:.1f} s")
-    return {"images": index.ntotal, "index_type": index.kind, "image_size": image_size,
+    return {"images": index.ntotal, "index_type": index.faiss_class, "image_size": image_size,
             "latent_dim": latent_dim, "widths": list(encoder.checkpoint.model.config.widths)}
 
 
@@ -115,7 +115,7 @@ def describe(data_dir: Path) -> dict:
     encoder = TorchEncoder.from_path(store.model_path, "cpu")
     index = store.load_index()
     config = encoder.checkpoint.model.config
-    return {"images": index.ntotal, "index_type": index.kind, "image_size": config.image_size,
+    return {"images": index.ntotal, "index_type": index.faiss_class, "image_size": config.image_size,
             "latent_dim": config.latent_dim, "widths": list(config.widths)}
 
 

@@ -61,13 +61,13 @@ def main() -> None:
         queries, _ = mixture(args.queries, args.dim, 2000, rng, centers)
         ids = np.arange(n, dtype=np.int64)
         t = time.time()
-        exact = build_index(ids, codes, args.dim, index_type="flat")
+        exact = build_index(ids, codes, args.dim, choice="flat")
         exact_build = time.time() - t
         exact_ms, truth = latencies(exact, queries)
         rows = [("exact", exact, exact_ms, 1.0, exact_build)]
         if choose_index_type(n) != "flat":
             t = time.time()
-            auto = build_index(ids, codes, args.dim, index_type="auto")
+            auto = build_index(ids, codes, args.dim, choice="auto")
             build = time.time() - t
             auto_ms, found = latencies(auto, queries)
             recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)])
@@ -76,7 +76,7 @@ def main() -> None:
             rows.append(("auto (= exact below the limit)", exact, exact_ms, 1.0, exact_build))
         for name, index, ms, recall, build in rows:
             speed = np.median(exact_ms) / np.median(ms)
-            print(f"{n:>9} {name + ': ' + index.kind:<34}{np.median(ms):8.3f}"
+            print(f"{n:>9} {name + ': ' + index.faiss_class:<34}{np.median(ms):8.3f}"
                   f"{np.percentile(ms, 99):8.3f}{recall:10.3f}{index_bytes(index) / n:7.0f}"
                   f"{build:8.1f}{speed:8.1f}x", flush=True)
 

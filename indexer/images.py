@@ -21,7 +21,7 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from search.regular_files import NotRegularFile, kind_of, open_regular
+from search.regular_files import NotRegularFile, file_type_name, open_regular
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif",
@@ -131,7 +131,7 @@ def _unindexable(path: str, real_root: str, follow_symlinks: bool) -> str | None
     except ValueError:  # commonpath on mixed drives (Windows)
         return "symlink to another drive"
     if not stat.S_ISREG(mode):
-        return f"{kind_of(mode)}, not a regular file"
+        return f"{file_type_name(mode)}, not a regular file"
     return None
 
 

@@ -100,7 +100,7 @@ def index_folder(
     progress: bool = True,
     reencode: bool = False,
     save_every: float | None = 60.0,
-    index_type: str | None = None,
+    index_choice: str | None = None,
     follow_symlinks: bool | None = None,
     prune: bool = False,
 ) -> IndexSummary:
@@ -108,15 +108,15 @@ def index_folder(
 
     Every *save_every* seconds (None: never) the index is also saved
     mid-run, so searches see a long run's progress and a killed run does
-    not leave the saved index far behind the catalog. *index_type* (auto,
+    not leave the saved index far behind the catalog. *index_choice* (auto,
     flat, ivf) becomes the data dir's choice; None keeps the one it has.
     *prune* lets a run remove more than half of the folder's rows.
-    *follow_symlinks* is remembered by the data dir like *index_type*, so a
+    *follow_symlinks* is remembered by the data dir like *index_choice*, so a
     later run that does not say (an admin re-index) does not drop what
     the links led to.
     """
     started = time.time()
-    model_id, follow_symlinks = _remember_choices(store, encoder, index_type, follow_symlinks)
+    model_id, follow_symlinks = _remember_choices(store, encoder, index_choice, follow_symlinks)
     with store.sessions() as session:
         work = plan(session, Path(folder).resolve(), model_id, reencode, progress,
                     follow_symlinks, prune)
@@ -137,27 +137,27 @@ def index_folder(
             store.publish_index(index)
             last_save = time.monotonic()
     bar.close()
-    wanted = choose_index_type(index.ntotal, store.index_type())
+    wanted = choose_index_type(index.ntotal, store.index_choice())
     if wanted != index.index_type:  # crossed the size limit, or asked for: rebuild from the catalog
-        index = store.rebuild_index(encoder.dim, model_id, index_type=wanted)
+        index = store.rebuild_index(encoder.dim, model_id, choice=wanted)
     store.publish_index(index)
     summary.seconds = time.time() - started
     return summary
 
 
-def _remember_choices(store: Store, encoder: TorchEncoder, index_type: str | None,
+def _remember_choices(store: Store, encoder: TorchEncoder, index_choice: str | None,
                       follow_symlinks: bool | None) -> tuple[int, bool]:
     """The model's id, and whether to follow symlinks, after saving what this run chose.
 
     The data dir keeps a choice until a run says otherwise, so a run that
     does not say (an admin re-index) indexes what the last one did.
     """
-    if index_type is not None:
-        choose_index_type(0, index_type)  # refuse an unknown type before any work
+    if index_choice is not None:
+        choose_index_type(0, index_choice)  # refuse an unknown type before any work
     with store.sessions() as session, session.begin():
         model_id = register_model(session, encoder).id
-        if index_type is not None:
-            store.set_index_type(session, index_type)
+        if index_choice is not None:
+            store.set_index_choice(session, index_choice)
         if follow_symlinks is not None:
             store.set_meta(session, FOLLOW_SYMLINKS, "1" if follow_symlinks else "0")
     return model_id, store.get_meta(FOLLOW_SYMLINKS, "0") == "1"

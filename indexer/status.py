@@ -20,7 +20,7 @@ def collect_stats(store: Store) -> dict:
                            .where(ImageRecord.model_id == (model.id if model else -1))) or 0
     try:
         index = store.load_index(mmap=True)
-        index_info = {"index_type": index.kind, "index_vectors": index.ntotal,
+        index_info = {"index_type": index.faiss_class, "index_vectors": index.ntotal,
                       "metric": index.metric}
     except VectorIndexError:
         index_info = {"index_type": None, "index_vectors": 0, "metric": None}
@@ -33,6 +33,6 @@ def collect_stats(store: Store) -> dict:
         "encoded_with_model": encoded,
         "latent_dim": model.latent_dim if model else None,
         **index_info,
-        "index_choice": store.index_type(),  # auto, flat or ivf, as `index --index-type` set it
-        "generation": store.generation(),
+        "index_choice": store.index_choice(),  # auto, flat or ivf, as `index --index-type` set it
+        "generation": store.index_generation(),
     }

@@ -1,7 +1,7 @@
 """Training the autoencoder on a folder of images.
 
 The loop follows pytorch/examples: explicit ``train_one_epoch`` and
-``evaluate`` functions, a config dataclass, and a checkpoint that records
+``validation_loss`` functions, a config dataclass, and a checkpoint that records
 how the weights came to be. How the pixels get from the folder into
 batches is ``indexer.training_data``; what the held-out images decide
 (the best round, when to stop, the anomaly threshold) is ``indexer.validation``.
@@ -200,7 +200,7 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def evaluate(model: Autoencoder, batches: Sequence[torch.Tensor], device: torch.device,
+def validation_loss(model: Autoencoder, batches: Sequence[torch.Tensor], device: torch.device,
              recipe: Recipe) -> float:
     """Mean held-out loss in eval mode; every random draw is fixed, so rounds compare.
 
@@ -333,7 +333,7 @@ def _train(model: Autoencoder, recipe: Recipe, rounds: Iterable[list[torch.Tenso
     for round_, round_batches in enumerate(rounds, start=1):
         history.seen += sum(len(b) for b in round_batches)
         train_loss = train_one_epoch(model, round_batches, optimizer, device, recipe, gen, tick)
-        val_loss = evaluate(model, val_inputs, device, recipe)
+        val_loss = validation_loss(model, val_inputs, device, recipe)
         bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
         if on_round:
             on_round(round_, train_loss, val_loss)

@@ -81,7 +81,7 @@ def fixed_view_pairs(batches: Sequence[torch.Tensor], views: Views,
                      seed: int) -> list[torch.Tensor]:
     """The validation views, drawn with their own seed so training's draws are untouched.
 
-    Kept in host memory; ``indexer.train.evaluate`` moves one batch at a time to the device.
+    Kept in host memory; ``indexer.train.validation_loss`` moves one batch at a time to the device.
     """
     with torch.random.fork_rng(), _python_random(seed):
         torch.manual_seed(seed)

@@ -49,16 +49,16 @@ class SearchEngine:
         self.store = store
         self.encoder = encoder
         self._index: VectorIndex | None = None
-        self._generation = -1
+        self._index_generation = -1
         self._lock = threading.Lock()
 
     def index(self) -> VectorIndex:
         """The current index, reloaded if the catalog says a newer one was saved."""
-        generation = self.store.generation()
+        generation = self.store.index_generation()
         with self._lock:
-            if self._index is None or generation != self._generation:
+            if self._index is None or generation != self._index_generation:
                 self._index = self.store.load_index()
-                self._generation = generation
+                self._index_generation = generation
             return self._index
 
     def check_index(self, index: VectorIndex) -> None:

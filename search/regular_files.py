@@ -24,7 +24,7 @@ class NotRegularFile(OSError):
     """The path names a FIFO, socket, device or folder, not a file."""
 
 
-def kind_of(mode: int) -> str:
+def file_type_name(mode: int) -> str:
     """A person's word for what a non-regular file is."""
     for test, word in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -40,7 +40,7 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise NotRegularFile(f"{kind_of(mode)}, not a regular file")
+            raise NotRegularFile(f"{file_type_name(mode)}, not a regular file")
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)

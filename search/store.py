@@ -34,7 +34,7 @@ CATALOG_VERSION = "catalog_version"
 INDEX_VERSION = "index_version"
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # The index type asked for with `lookalike index --index-type` (auto, flat, ivf).
-INDEX_TYPE = "index_type"
+INDEX_CHOICE = "index_type"
 
 
 class NotFound(LookupError):
@@ -53,7 +53,7 @@ class Store:
     def __post_init__(self) -> None:
         # The per-query reads (generation, hit rows) on their own connections, opened
         # per thread on first use; made here, not lazily, so threads share one.
-        self.reader = CatalogReader(self.db)
+        self.reader = CatalogReader(self.sql_engine)
 
     @classmethod
     def open(cls, data_dir: str | Path, database: str | None = None,
@@ -66,14 +66,14 @@ class Store:
                    Path(model_file) if model_file else None)
 
     @property
-    def db(self) -> Engine:
+    def sql_engine(self) -> Engine:
         """The SQLAlchemy engine behind ``sessions``."""
         return self.sessions.kw["bind"]
 
     def close(self) -> None:
         """Release every database connection this store opened."""
         self.reader.close()
-        self.db.dispose()
+        self.sql_engine.dispose()
 
     @property
     def index_path(self) -> Path:
@@ -118,8 +118,8 @@ class Store:
     def set_meta(self, session: Session, key: str, value: str) -> None:
         session.merge(MetaRecord(key=key, value=value))
 
-    def generation(self) -> int:
-        """Bumped on every committed index write; readers reload when it moves.
+    def index_generation(self) -> int:
+        """Bumped on every index save; a search engine reloads its index when it moves.
 
         Read on every query, so through the fast reader (``search.reader``).
         """
@@ -146,9 +146,11 @@ class Store:
                                  .where(ImageRecord.id.in_(list(ids)))))
 
     def catalog_version(self) -> int:
+        """Bumped with every catalog write that changes codes or ids."""
         return int(self.get_meta(CATALOG_VERSION, "0") or 0)
 
-    def index_version(self) -> int:
+    def indexed_version(self) -> int:
+        """The catalog version the saved index reflects."""
         return int(self.get_meta(INDEX_VERSION, "0") or 0)
 
     def mark_catalog_changed(self, session: Session) -> None:
@@ -168,7 +170,7 @@ class Store:
 
     def index_is_current(self) -> bool:
         """Whether the saved index was written after the catalog's last change."""
-        return self.index_version() == self.catalog_version()
+        return self.indexed_version() == self.catalog_version()
 
     def publish_index(self, index: VectorIndex) -> None:
         """Save *index* atomically, then record the catalog version it reflects.
@@ -191,32 +193,33 @@ class Store:
         with self.sessions() as s:
             return set(s.scalars(query))
 
-    def index_type(self) -> str:
-        """The index type this data dir was asked for: ``auto`` until someone chose.
+    def index_choice(self) -> str:
+        """The index type this data dir was asked for (auto, flat, ivf): ``auto`` until
+        someone chose; ``choose_index_type`` turns it into flat or ivf.
 
         Kept in the catalog so that every later rebuild (a plain re-index,
         a crash recovery, ``check --repair``) honours it.
         """
-        return self.get_meta(INDEX_TYPE, "auto") or "auto"
+        return self.get_meta(INDEX_CHOICE, "auto") or "auto"
 
-    def set_index_type(self, session: Session, index_type: str) -> None:
-        self.set_meta(session, INDEX_TYPE, index_type)
+    def set_index_choice(self, session: Session, choice: str) -> None:
+        self.set_meta(session, INDEX_CHOICE, choice)
 
     def rebuild_index(self, dim: int, model_id: int, metric: str = "cosine",
-                      index_type: str | None = None) -> VectorIndex:
+                      choice: str | None = None) -> VectorIndex:
         """A fresh index from the raw codes the catalog keeps for *model_id*.
 
-        *index_type* defaults to the data dir's (:meth:`index_type`); ``auto``
+        *choice* defaults to the data dir's (:meth:`index_choice`); ``auto``
         picks exact or IVF by the number of codes (``choose_index_type``).
         """
-        index_type = index_type or self.index_type()
+        choice = choice or self.index_choice()
         with self.sessions() as s:
             rows = s.execute(select(ImageRecord.id, ImageRecord.code)
                              .where(ImageRecord.model_id == model_id)).all()
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         codes = (np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]) if rows
                  else np.zeros((0, dim), np.float32))
-        return build_index(ids, codes, dim, metric, index_type)
+        return build_index(ids, codes, dim, metric, choice)
 
     def open_or_rebuild_index(self, dim: int, model_id: int, metric: str = "cosine") -> VectorIndex:
         """The saved index if it holds exactly the model's catalog ids, else a rebuild.

@@ -86,7 +86,7 @@ class VectorIndex:
         return "ivf" if self.is_ivf else "flat"
 
     @property
-    def kind(self) -> str:
+    def faiss_class(self) -> str:
         """FAISS class of the searching index, e.g. ``IndexFlatIP`` or ``IndexIVFFlat``."""
         if self.is_ivf:
             return f"{type(self.index).__name__}(nlist={self.index.nlist}, nprobe={self.index.nprobe})"
@@ -151,10 +151,9 @@ def choose_index_type(n: int, requested: str = "auto") -> str:
 
 
 def build_index(ids: np.ndarray, codes: np.ndarray, dim: int, metric: str = "cosine",
-                index_type: str = "auto") -> VectorIndex:
-    """A new index of the right type for ``len(ids)`` vectors, holding them all."""
-    kind = choose_index_type(len(ids), index_type)
-    if kind == "ivf" and len(ids) >= 16:
+                choice: str = "auto") -> VectorIndex:
+    """A new index of the type *choice* asks for (auto: by ``len(ids)``), holding them all."""
+    if choose_index_type(len(ids), choice) == "ivf" and len(ids) >= 16:
         index = VectorIndex.create_ivf(codes, metric)
     else:
         index = VectorIndex.create(dim, metric)

@@ -187,7 +187,7 @@ def test_corruptions():
 
 def test_linear_autoencoder_matches_pca():
     """A linear AE spans the top principal subspace (Baldi & Hornik 1989): same error as PCA."""
-    from indexer.evaluate import pca_projection
+    from indexer.retrieval import pca_projection
 
     from .synthetic import CLASSES, make_image
 

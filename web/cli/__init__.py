@@ -35,7 +35,7 @@ def cli(ctx: click.Context, data_dir: Path, quiet: bool) -> None:
 
 
 COMMANDS = (
-    training.train, collection.index, collection.search, training.evaluate, collection.stats,
+    training.train, collection.index, collection.search, training.eval_command, collection.stats,
     collection.check, collection.demo, collection.remove, collection.exclusions,
     collection.reindex, tools.denoise, tools.anomalies, tools.compress, tools.decompress,
     tools.sample, tools.interpolate_cmd, tools.arithmetic_cmd, serving.serve,

@@ -69,7 +69,7 @@ def index(obj: Context, folder: Path, model: Path | None, reencode: bool, encode
     try:
         summary = index_folder(obj.store, folder, encoder, batch_size=encode_batch,
                                workers=workers, progress=not obj.quiet, reencode=reencode,
-                               save_every=save_every, index_type=index_type,
+                               save_every=save_every, index_choice=index_type,
                                follow_symlinks=follow_symlinks, prune=prune)
     except (VectorIndexError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from indexer.augment import DEFAULT_EDITS, EDITS, MIN_CROP
-from indexer.evaluate import EvaluationError, evaluate_collection
+from indexer.retrieval import EvaluationError, evaluate_collection
 from indexer.model import KINDS, AEConfig, ModelConfigError
 from indexer.train import (DEFAULT_BUDGET, DEFAULT_INVARIANCE, NOISES, VALIDATIONS, TrainConfig,
                            TrainingError, train_folder)
@@ -137,7 +137,7 @@ def train(obj: Context, folder: Path, output: Path | None, **kw) -> None:
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def evaluate(obj: Context, folder: Path, queries: Path | None, query_fraction: float, seed: int,
+def eval_command(obj: Context, folder: Path, queries: Path | None, query_fraction: float, seed: int,
              mode: str, baselines: bool, model: Path | None, as_json: bool) -> None:
     """Retrieval quality on a labelled FOLDER (label = sub-folder): mAP, P@1, P@10, kNN-10."""
     encoder = load_encoder(obj, model)

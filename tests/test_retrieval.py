@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from web.cli import cli
-from indexer.evaluate import (EvaluationError, chi2_distances, colour_histograms, label_of,
+from indexer.retrieval import (EvaluationError, chi2_distances, colour_histograms, label_of,
                               pca_projection, retrieval_metrics)
 
 from .synthetic import distinct_images
