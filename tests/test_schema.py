@@ -27,9 +27,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from indexer.images import SUPPORTED_FORMATS
-from web import create_app
+from web import create_app, openapi_document
 from web.admin import app_jobs
-from web.openapi import openapi_document
 
 try:
     from tests.webfixtures import CLASSES, build_library, draw, png_bytes

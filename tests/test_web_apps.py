@@ -669,7 +669,8 @@ def test_openapi_describes_the_tools(client):
         assert path in doc["paths"], path
     dtype = doc["paths"]["/api/compress"]["post"]["parameters"][0]["schema"]["enum"]
     assert dtype == list(DTYPES)
-    assert "bad_code" in doc["components"]["schemas"]["Error"]["properties"]["error"][
-        "properties"]["code"]["enum"]
+    schemas = doc["components"]["schemas"]
+    detail = schemas["Error"]["properties"]["error"]["$ref"].rsplit("/", 1)[-1]
+    assert "bad_code" in schemas[detail]["properties"]["code"]["enum"]
     search_params = [p["name"] for p in doc["paths"]["/api/search"]["post"]["parameters"]]
     assert "denoise" in search_params

@@ -11,7 +11,7 @@ from flask import Flask
 
 from indexer.settings import Settings
 
-from . import admin, anomalies, api, explore, images, pages, security, tools
+from . import admin, anomalies, api, apispec, explore, images, pages, security, tools
 from .backend import Backend
 from .errors import register_error_handlers
 from .uploads import InMemoryRequest
@@ -33,6 +33,17 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     app.extensions["lookalike"] = Backend(settings)
     register_error_handlers(app)
     security.install(app)
-    for module in (pages, api, images, admin, tools, anomalies, explore):
+    for module in BLUEPRINTS:
         app.register_blueprint(module.bp)  # admin: 403 until LOOKALIKE_ADMIN_TOKEN is set
     return app
+
+
+BLUEPRINTS = (pages, api, images, admin, tools, anomalies, explore)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document the app serves at ``/api/openapi.json``, without a data dir."""
+    app = Flask(__name__)
+    for module in BLUEPRINTS:
+        app.register_blueprint(module.bp)
+    return apispec.openapi_document(app)

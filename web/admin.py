@@ -22,7 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from flask import Blueprint, Flask, current_app, jsonify, request
@@ -33,11 +33,14 @@ from indexer.maintenance import (lift_exclusion, list_exclusions, reindex_folder
                                  reindex_folders, remove_image)
 from search.store import Store
 
+from .answers import Deleted, Exclusion, Exclusions, Job as JobAnswer
 from .api import ID
+from .apispec import ADMIN_SECURITY, request_params, spec
 from .backend import Backend, current_backend
 from .errors import ApiError, NotReady, error_response
+from .schemas import (ADMIN_ERRORS, BUSY, NOT_FOUND, NOT_READY, PATH_ID, DeleteImageQueryString,
+                      answers)
 from .security import token_matches
-from .uploads import parse_flag
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,12 @@ bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 
 EXTENSION = "lookalike_admin_jobs"
 KEEP_JOBS = 50  # finished jobs remembered for GET /api/admin/jobs/<id>
+ADMIN_TAG = "admin"
+
+
+def admin_operation(**declared: Any) -> Callable:
+    """``spec.validate`` for an admin view: tagged, and documented as needing the token."""
+    return spec.validate(tags=[ADMIN_TAG], security=ADMIN_SECURITY, **declared)
 
 
 # -- who may call them -------------------------------------------------------------------------
@@ -78,13 +87,16 @@ def _writer_lock(backend: Backend, doing: str) -> WriterLock:
 # -- DELETE /api/admin/images/<id> ---------------------------------------------------------------
 
 @bp.delete(f"/images/{ID}")
+@admin_operation(query=DeleteImageQueryString, path_parameter_descriptions=PATH_ID, resp=answers({
+    200: (Deleted, "Removed."), 400: "exclude is not true or false.", **ADMIN_ERRORS,
+    404: NOT_FOUND, 409: BUSY}))
 def delete_image(image_id: int):
     """Forget one image: its catalog row, its vector, its cached thumbnail; not its file.
 
     Unless ``exclude=false``, later re-indexing skips the file, and new files
     with the same content, until the exclusion is lifted.
     """
-    exclude = parse_flag(request.args.get("exclude"), "exclude", True)
+    exclude = request_params().exclude
     backend = current_backend()
     lock = _writer_lock(backend, "deleting an image from")
     try:
@@ -98,12 +110,16 @@ def delete_image(image_id: int):
 # -- GET /api/admin/exclusions and DELETE /api/admin/exclusions/<id> ---------------------------
 
 @bp.get("/exclusions")
+@admin_operation(resp=answers({
+    200: (Exclusions, "The exclusions."), **ADMIN_ERRORS}))
 def exclusions():
     """The images re-indexing skips, newest first."""
     return jsonify(exclusions=[e.as_dict() for e in list_exclusions(current_backend().store)])
 
 
 @bp.delete("/exclusions/<int(max=9223372036854775807):exclusion_id>")
+@admin_operation(resp=answers({
+    200: (Exclusion, "Lifted."), **ADMIN_ERRORS, 404: "No exclusion with that id."}))
 def lift(exclusion_id: int):
     """Let re-indexing add the file (and its content) again; the next run picks it up."""
     return jsonify({**lift_exclusion(current_backend().store, exclusion_id).as_dict(),
@@ -166,6 +182,10 @@ def app_jobs(app: Flask | None = None) -> Jobs:
 
 
 @bp.post("/reindex")
+@admin_operation(resp=answers({
+    202: (JobAnswer, "Started; poll status_url (also the Location header)."), **ADMIN_ERRORS,
+    409: "busy: another writer holds the data dir's lock; nothing_to_index: no folders are "
+         "configured and the catalog is empty.", 503: NOT_READY}))
 def reindex():
     """Start re-indexing the configured (or the catalog's) folders; 202 with the job.
 
@@ -192,6 +212,9 @@ def reindex():
 
 
 @bp.get("/jobs/<job_id>")
+@admin_operation(resp=answers({
+    200: (JobAnswer, "The job so far."), **ADMIN_ERRORS,
+    404: "No such job (kept in memory only)."}))
 def job_status(job_id: str):
     """What a re-index job did so far: per folder, the indexer's summary."""
     job = app_jobs().get(job_id)

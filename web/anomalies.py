@@ -4,21 +4,24 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 
 from indexer.anomalies import NoThreshold, Outlier, find_outliers, is_anomalous
 
+from .answers import AnomaliesResponse
+from .apispec import request_params, spec
 from .backend import current_backend
 from .errors import ApiError
-from .params import parse_float, parse_int
+from .schemas import NOT_READY, TOP_MAX, AnomaliesQueryString, answers
 from .serialize import image_urls
 
 bp = Blueprint("anomalies", __name__)
 
-TOP_MAX = 1000  # also the most a threshold query lists; `total` says how many there are
-
 
 @bp.get("/api/anomalies")
+@spec.validate(query=AnomaliesQueryString, resp=answers({
+    200: (AnomaliesResponse, "Outliers."), 400: "Bad parameter, or no threshold to default to.",
+    503: NOT_READY}))
 def anomalies():
     """Outliers by reconstruction error, worst first.
 
@@ -26,8 +29,8 @@ def anomalies():
     together, the N worst above T; neither, those above the model's own
     threshold (its held-out 99th percentile).
     """
-    top = parse_int(request.args.get("top"), "top", 1, TOP_MAX)
-    threshold = parse_float(request.args.get("threshold"), "threshold", 0.0)
+    params = request_params()
+    top, threshold = params.top, params.threshold
     engine, _index = current_backend().ready_engine()
     encoder = engine.encoder
     model_threshold = getattr(encoder, "anomaly_threshold", None)

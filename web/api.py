@@ -3,17 +3,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify
 
 from indexer.anomalies import is_anomalous, reconstruction_error
 from indexer.status import collect_stats
 from search.engine import code_of
 
+from .answers import Health, Image, OpenApiDocument, SearchResponse, SimilarResponse, Stats
+from .apispec import openapi_document, request_params, spec
 from .backend import current_backend
-from .openapi import openapi_document
-from .params import ID_MAX
+from .fields import ID_MAX
+from .schemas import (NOT_FOUND, NOT_READY, PATH_ID, UPLOAD_ERRORS, SearchForm, SearchJson,
+                      SearchQueryString, SimilarQueryString, answers)
 from .serialize import hit_json, image_json, png_data_url
-from .uploads import decode_query, parse_k, read_search_request
+from .uploads import decode_query, read_search_request
 
 bp = Blueprint("api", __name__)
 
@@ -22,8 +25,15 @@ ID = f"<int(max={ID_MAX}):image_id>"
 
 
 @bp.post("/api/search")
+@spec.validate(query=SearchQueryString, form=SearchForm, json=SearchJson, resp=answers({
+    200: (SearchResponse, "Results, best first."), **UPLOAD_ERRORS}))
 def search():
-    """Search with an uploaded image (multipart ``image`` or JSON ``image_base64``)."""
+    """Find the indexed images most like an uploaded one.
+
+    Send the image as a multipart ``image`` file or as JSON ``image_base64``, in one of the
+    types the multipart encoding lists (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF).
+    The type is sniffed from the bytes; the upload is processed in memory and never stored.
+    """
     req = read_search_request()
     backend = current_backend()
     engine, index = backend.ready_engine()
@@ -52,9 +62,15 @@ def anomaly(encoder: Any, error: float) -> dict[str, Any]:
 
 
 @bp.get(f"/api/images/{ID}/similar")
+@spec.validate(query=SimilarQueryString, path_parameter_descriptions=PATH_ID, resp=answers({
+    200: (SimilarResponse, "Results, best first."), 400: "Bad k.", 404: NOT_FOUND,
+    503: NOT_READY}))
 def similar(image_id: int):
-    """Neighbours of an indexed image, from its stored code; the image itself is left out."""
-    k = parse_k(request.args.get("k"))
+    """Images most like an indexed image (itself excluded).
+
+    Neighbours from the image's stored code, nothing is re-encoded.
+    """
+    k = request_params().k
     backend = current_backend()
     engine, index = backend.ready_engine()
     row = backend.record(image_id)
@@ -65,14 +81,20 @@ def similar(image_id: int):
 
 
 @bp.get(f"/api/images/{ID}")
+@spec.validate(path_parameter_descriptions=PATH_ID, resp=answers({
+    200: (Image, "The catalog row."), 404: NOT_FOUND}))
 def image(image_id: int):
-    """What the catalog knows about one image."""
+    """Catalog metadata of one image."""
     return jsonify(image_json(current_backend().record(image_id)))
 
 
 @bp.get("/api/stats")
+@spec.validate(resp=answers({200: (Stats, "Facts about the data dir.")}))
 def stats():
-    """Counts, model and index facts, and whether searches can run yet."""
+    """Counts, model and index.
+
+    Also whether searches can run yet.
+    """
     backend = current_backend()
     info = collect_stats(backend.store)
     message = backend.readiness()
@@ -83,12 +105,18 @@ def stats():
 
 
 @bp.get("/healthz")
+@spec.validate(resp=answers({200: (Health, "Alive.")}))
 def healthz():
-    """Liveness: answers 200 whenever the process serves requests; says if searches can run."""
+    """Liveness; also says whether searches can run.
+
+    Answers 200 whenever the process serves requests.
+    """
     message = current_backend().readiness()
     return jsonify(status="ok", ready=message is None, message=message)
 
 
 @bp.get("/api/openapi.json")
+@spec.validate(resp=answers({200: (OpenApiDocument, "OpenAPI 3.1")}))
 def openapi():
-    return jsonify(openapi_document())
+    """This document."""
+    return jsonify(openapi_document(current_app))

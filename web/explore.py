@@ -12,22 +12,24 @@ from pathlib import PurePath
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 from sqlalchemy import func, select
 
+from indexer.latent import arithmetic as combine
+from indexer.latent import interpolate as line
+from indexer.latent import sample_prior
 from search.catalog import ImageRecord
 from search.engine import SearchEngine, code_of
 
+from .answers import ArithmeticResponse, InterpolateResponse, SampleResponse
+from .apispec import request_params, spec
 from .backend import Backend, current_backend
-from .params import SEED_MAX, parse_id, parse_int
+from .fields import SEED_MAX
+from .schemas import (NOT_FOUND, NOT_READY, ArithmeticQueryString, InterpolateQueryString,
+                      SampleQueryString, answers)
 from .serialize import hit_json, image_urls, png_data_url
-from .uploads import parse_k
 
 bp = Blueprint("explore", __name__)
-
-SAMPLES_MAX = 64
-STEPS_MIN, STEPS_MAX = 2, 32
-ARITHMETIC_K = 5
 
 
 def explore_note(kind: str) -> str | None:
@@ -51,12 +53,15 @@ def _stored(backend: Backend, engine: SearchEngine, image_id: int) -> tuple[dict
 
 
 @bp.get("/api/explore/sample")
+@spec.validate(query=SampleQueryString, resp=answers({
+    200: (SampleResponse, "Samples."), 400: "Bad parameter.", 503: NOT_READY}))
 def sample():
-    """*n* images decoded from codes drawn from the prior N(0, I); the seed is returned."""
-    from indexer.latent import sample_prior
+    """Images decoded from codes drawn from the prior N(0, I).
 
-    n = parse_int(request.args.get("n"), "n", 1, SAMPLES_MAX, 8)
-    seed = parse_int(request.args.get("seed"), "seed", 0, SEED_MAX)
+    *n* of them; the seed is returned, and the same seed gives the same images.
+    """
+    params = request_params()
+    n, seed = params.n, params.seed
     seed = secrets.randbelow(SEED_MAX + 1) if seed is None else seed
     encoder = current_backend().engine().encoder
     return jsonify(model_kind=encoder.kind, note=explore_note(encoder.kind), n=n, seed=seed,
@@ -64,13 +69,16 @@ def sample():
 
 
 @bp.get("/api/explore/interpolate")
+@spec.validate(query=InterpolateQueryString, resp=answers({
+    200: (InterpolateResponse, "The strip."), 400: "Bad or missing parameter.", 404: NOT_FOUND,
+    503: NOT_READY}))
 def interpolate():
-    """*steps* images along the straight line between two indexed images' codes, ends included."""
-    from indexer.latent import interpolate as line
+    """Images along the line between two indexed images' codes.
 
-    a = parse_id(request.args.get("a"), "a")
-    b = parse_id(request.args.get("b"), "b")
-    steps = parse_int(request.args.get("steps"), "steps", STEPS_MIN, STEPS_MAX, 8)
+    *steps* images on the straight line, both ends included.
+    """
+    params = request_params()
+    a, b, steps = params.a, params.b, params.steps
     backend = current_backend()
     engine = backend.engine()
     ref_a, code_a = _stored(backend, engine, a)
@@ -81,12 +89,14 @@ def interpolate():
 
 
 @bp.get("/api/explore/arithmetic")
+@spec.validate(query=ArithmeticQueryString, resp=answers({
+    200: (ArithmeticResponse, "The result and its neighbours."),
+    400: "Bad or missing parameter.", 404: NOT_FOUND, 503: NOT_READY}))
 def arithmetic():
-    """Decode a − b + c and find the indexed images nearest to it."""
-    from indexer.latent import arithmetic as combine
-
-    ids = [parse_id(request.args.get(name), name) for name in ("a", "b", "c")]
-    k = parse_k(request.args.get("k"), default=ARITHMETIC_K)
+    """a − b + c in latent space, decoded, and its nearest indexed images."""
+    params = request_params()
+    ids = [params.a, params.b, params.c]
+    k = params.k
     backend = current_backend()
     engine, index = backend.ready_engine()
     refs, codes = zip(*(_stored(backend, engine, i) for i in ids))

@@ -18,8 +18,10 @@ from search.engine import code_of
 from search.regular_files import open_regular
 
 from .api import ID
+from .apispec import spec
 from .backend import current_backend
 from .errors import ApiError
+from .schemas import NOT_FOUND, NOT_READY, PATH_ID, answers
 from .serialize import png_bytes
 from .thumbnails import OriginalUnavailable, cached_thumbnail, make_thumbnail
 from .uploads import sniff_format
@@ -28,8 +30,13 @@ bp = Blueprint("images", __name__)
 
 
 @bp.get(f"/images/{ID}/thumbnail")
+@spec.validate(path_parameter_descriptions=PATH_ID, resp=answers({
+    200: (None, "Thumbnail."), 404: NOT_FOUND}))
 def thumbnail(image_id: int):
-    """A JPEG at most 256 px on a side, cached under DATA_DIR/thumbs by sha256."""
+    """JPEG thumbnail, at most 256 px.
+
+    Cached under DATA_DIR/thumbs by the file's sha256.
+    """
     backend = current_backend()
     row = backend.record(image_id)
     result: Path | bytes | None = cached_thumbnail(backend.store, row.sha256)
@@ -45,8 +52,13 @@ def thumbnail(image_id: int):
 
 
 @bp.get(f"/images/{ID}/reconstruction")
+@spec.validate(path_parameter_descriptions=PATH_ID, resp=answers({
+    200: (None, "Reconstruction."), 404: NOT_FOUND, 503: NOT_READY}))
 def reconstruction(image_id: int):
-    """The model's decoding of the stored code, as PNG at the model's resolution."""
+    """The model's reconstruction from the stored code, PNG.
+
+    At the model's resolution.
+    """
     backend = current_backend()
     engine = backend.engine()
     row = backend.record(image_id)
@@ -65,8 +77,12 @@ def reconstruction(image_id: int):
 
 
 @bp.get(f"/images/{ID}/original")
+@spec.validate(path_parameter_descriptions=PATH_ID, resp=answers({
+    200: (None, "The file, with its own image type."), 404: NOT_FOUND}))
 def original(image_id: int):
-    """The indexed file itself, streamed; 404 once it is gone or no longer an image.
+    """The indexed file as it is on disk.
+
+    Streamed; 404 once it is gone or no longer an image.
 
     The path comes from the catalog, but the file behind it may have been
     replaced since it was indexed (by a symlink to something private, say),

@@ -13,7 +13,8 @@ from flask import Blueprint, abort, render_template, send_file
 
 from .backend import current_backend
 from .errors import NotReady
-from .uploads import K_DEFAULT, K_MAX
+from .explore import example_ids
+from .schemas import K_DEFAULT, K_MAX, MAX_NOISE, SAMPLES_MAX, STEPS_MAX, STEPS_MIN, TOP_MAX
 
 bp = Blueprint("pages", __name__)
 
@@ -48,8 +49,6 @@ def _model_kind() -> tuple[str | None, str | None]:
 @bp.get("/denoise")
 def denoise():
     """Denoise an upload (optionally noised first) and compress it to a latent code."""
-    from .tools import MAX_NOISE
-
     kind, message = _model_kind()
     return render_template("denoise.html", message=message, kind=kind, max_noise=MAX_NOISE)
 
@@ -57,8 +56,6 @@ def denoise():
 @bp.get("/anomalies")
 def anomalies():
     """The collection's outliers as a thumbnail grid."""
-    from .anomalies import TOP_MAX
-
     return render_template("anomalies.html", message=current_backend().readiness(),
                            top_max=TOP_MAX)
 
@@ -66,8 +63,6 @@ def anomalies():
 @bp.get("/explore")
 def explore():
     """Prior samples, interpolation and arithmetic, prefilled with ids from the collection."""
-    from .explore import SAMPLES_MAX, STEPS_MAX, STEPS_MIN, example_ids
-
     backend = current_backend()
     message = backend.readiness()
     kind, _ = _model_kind()

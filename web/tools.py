@@ -7,31 +7,30 @@ an index; PQ compression also needs indexed codes for its codebook.
 from __future__ import annotations
 
 import base64
-import binascii
 import math
-import re
 import secrets
 
 import numpy as np
 import torch
 from flask import Blueprint, Response, jsonify, request
 
-from indexer.compression import (DTYPES, CompressionError, code_dtype, compress_code,
+from indexer.compression import (CompressionError, code_dtype, compress_code,
                                  decompress_code, psnr, smallest_png)
 from indexer.pixels import to_pixels, to_tensor
 from indexer.train import corrupt
 
+from .answers import CompressResponse, DenoiseResponse
+from .apispec import spec
 from .backend import current_backend
 from .errors import ApiError
-from .params import SEED_MAX, parse_choice, parse_float, parse_int
+from .fields import SEED_MAX, CodeJson
+from .schemas import (KIND_HEADER, NOTE_HEADER, NOT_READY, UPLOAD_ERRORS, CompressForm,
+                      CompressJson, CompressQueryString, DenoiseForm, DenoiseJson,
+                      DenoiseQueryString, answers)
 from .serialize import png_bytes, png_data_url
-from .uploads import decode_query, option, read_upload
+from .uploads import decode_query, read_upload
 
 bp = Blueprint("tools", __name__)
-
-MAX_NOISE = 0.5
-KIND_HEADER = "X-Lookalike-Model-Kind"
-NOTE_HEADER = "X-Lookalike-Note"
 
 
 def kind_note(kind: str, wanted: str, what: str) -> str | None:
@@ -56,6 +55,9 @@ def decibels(value: float) -> float | None:
 # -- denoising ---------------------------------------------------------------------------------
 
 @bp.post("/api/denoise")
+@spec.validate(query=DenoiseQueryString, form=DenoiseForm, json=DenoiseJson, resp=answers({
+    200: (DenoiseResponse, "The denoised image at the model's input size (PNG; JSON with "
+                           "format=json)."), **UPLOAD_ERRORS}))
 def denoise():
     """The model's reconstruction of the upload, optionally after adding Gaussian noise.
 
@@ -63,11 +65,7 @@ def denoise():
     as data URLs, with their PSNR against the clean upload when noise was added.
     """
     data, options = read_upload()
-    sigma = option(options, "add_noise",
-                   lambda raw: parse_float(raw, "add_noise", 0.0, MAX_NOISE, 0.0))
-    seed = option(options, "seed", lambda raw: parse_int(raw, "seed", 0, SEED_MAX))
-    fmt = option(options, "format",
-                 lambda raw: parse_choice(raw, "format", ("png", "json"), "png"), text=True)
+    sigma, seed, fmt = options.add_noise, options.seed, options.format
     encoder = current_backend().engine().encoder
     query = decode_query(data, encoder.image_size)
     clean = query.pixels
@@ -101,6 +99,8 @@ def denoise():
 # -- compression -------------------------------------------------------------------------------
 
 @bp.post("/api/compress")
+@spec.validate(query=CompressQueryString, form=CompressForm, json=CompressJson, resp=answers({
+    200: (CompressResponse, "The code and what it costs."), **UPLOAD_ERRORS}))
 def compress():
     """The upload as a latent code file (the CLI's ``.lkc`` format), with what it costs.
 
@@ -109,8 +109,7 @@ def compress():
     that resized image against the decoded code.
     """
     data, options = read_upload()
-    dtype = option(options, "dtype",
-                   lambda raw: parse_choice(raw, "dtype", DTYPES, "float16"), text=True)
+    dtype = options.dtype
     backend = current_backend()
     engine = backend.engine()
     encoder = engine.encoder
@@ -133,6 +132,10 @@ def compress():
 
 
 @bp.post("/api/decompress")
+@spec.validate(json=CodeJson, resp=answers({
+    200: (None, "The decoded image at the model's input size."),
+    400: "Not a code file, damaged, or made by another model (bad_code).",
+    413: "Body over the upload limit.", 415: "Multipart is not accepted.", 503: NOT_READY}))
 def decompress():
     """A code file back to pixels: PNG at the model's input size.
 
@@ -158,22 +161,13 @@ def decompress():
 
 
 def _read_code() -> bytes:
-    """The code from JSON ``code_base64``, or the raw request body (any other type)."""
+    """The code from JSON ``code_base64`` (``web.fields.CodeJson``), or the raw request body
+    (any other type)."""
     if request.mimetype == "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "send the code as the raw request body "
                        "(application/octet-stream) or as JSON with 'code_base64'")
-    if request.is_json:
-        body = request.get_json(silent=True)
-        value = body.get("code_base64") if isinstance(body, dict) else None
-        if not isinstance(value, str):
-            raise ApiError(400, "bad_request", "the body must be a JSON object with "
-                           "'code_base64', a base64 string")
-        try:
-            blob = base64.b64decode(re.sub(r"\s+", "", value), validate=True)
-        except (binascii.Error, ValueError):
-            raise ApiError(400, "bad_request", "'code_base64' is not valid base64") from None
-    else:
-        blob = request.get_data(cache=False)
+    body = request.context.json
+    blob = body.code_base64 if body is not None else request.get_data(cache=False)
     if not blob:
         raise ApiError(400, "bad_code", "the code is empty (0 bytes)")
     return blob

@@ -8,13 +8,10 @@ that does not decode) and 413 (an image with too many pixels).
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import io
-import re
 from dataclasses import dataclass
 from functools import partial
-from typing import IO, Any, Callable, TypeVar
+from typing import IO, Any
 
 import numpy as np
 from flask import Request, current_app, has_app_context, request
@@ -25,15 +22,8 @@ from indexer.images import (MAX_IMAGE_PIXELS, SUPPORTED_FORMATS, SUPPORTED_MEDIA
                             ImageDecodeError, open_image, prepare)
 from indexer.settings import DEFAULTS
 
-from . import multipart
+from .apispec import request_params
 from .errors import ApiError
-from .params import parse_int
-
-
-K_DEFAULT = 10
-K_MAX = 100
-
-T = TypeVar("T")
 
 
 class InMemoryRequest(Request):
@@ -65,27 +55,6 @@ class InMemoryRequest(Request):
             raise BadRequest("the JSON body is nested too deeply") from None
 
 
-def parse_k(raw: Any, default: int = K_DEFAULT) -> int:
-    """k from a query string, form field or JSON value: a whole number 1..100."""
-    value = parse_int(raw, "k", 1, K_MAX, default)
-    assert value is not None
-    return value
-
-
-def parse_flag(raw: Any, name: str, default: bool) -> bool:
-    """A yes/no parameter: true/false, 1/0, yes/no (or a JSON boolean, not a JSON number)."""
-    if raw is None or raw == "":
-        return default
-    if isinstance(raw, bool):
-        return raw
-    text = raw.strip().lower() if isinstance(raw, str) else None
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ApiError(400, "bad_parameter", f"{name} must be true or false, not {str(raw)[:20]!r}")
-
-
 @dataclass
 class SearchRequest:
     """What a client asked for: the image bytes and the options beside them."""
@@ -97,83 +66,22 @@ class SearchRequest:
 
 
 def read_search_request() -> SearchRequest:
-    """Image bytes and options from multipart (``image``) or JSON (``image_base64``)."""
+    """Image bytes and options of a ``/api/search`` request (``web.schemas.SearchForm``...)."""
     data, options = read_upload()
-    k = option(options, "k", parse_k)
-    recon = option(options, "reconstruction", lambda raw: parse_flag(raw, "reconstruction", True))
-    # Run the query through the model once first: for a denoising model that cleans it.
-    denoise = option(options, "denoise", lambda raw: parse_flag(raw, "denoise", False))
-    return SearchRequest(data, k, recon, denoise)
-
-
-class JsonFields(dict):
-    """A JSON body's fields. Their values have JSON types, where a form's are all text."""
-
-
-def option(options: Any, name: str, parse: Callable[[Any], T], text: bool = False) -> T:
-    """A parameter from the body's fields, else from the query string (the body wins).
-
-    Both are parsed: a bad value is a 400 wherever it was sent, even where the other wins.
-    In a JSON body a number or flag must be a JSON number or boolean, and only a *text*
-    parameter is a (non-empty) string; null means absent there, as an empty field does.
-    """
-    from_query = parse(request.args.get(name))
-    if name not in options:
-        return from_query
-    raw = options[name]
-    if isinstance(options, JsonFields) and isinstance(raw, str) and not (text and raw):
-        kind = "a non-empty string" if text else "a JSON number or boolean, not a string"
-        raise ApiError(400, "bad_parameter", f"{name} in a JSON body must be {kind}")
-    return parse(raw)
+    # denoise: run the query through the model once first; for a denoising model that cleans it
+    return SearchRequest(data, options.k, options.reconstruction, options.denoise)
 
 
 def read_upload() -> tuple[bytes, Any]:
-    """The image bytes and the body's other fields (a form or a JSON object).
+    """The image bytes and the options of a request validated as an upload.
 
-    Shared by every endpoint that takes an image, so they all accept the
-    same two forms and answer the same 400/415 for anything else.
+    Every endpoint that takes an image declares a form and a JSON model
+    (``web.schemas.upload_models``), so they all accept the same two forms and
+    answer the same 400/415 for anything else, before the view runs.
     """
-    mimetype = request.mimetype
-    if mimetype == "multipart/form-data":
-        form = multipart.parse(request.get_data(), request.mimetype_params.get("boundary", ""))
-        if form is not None:
-            data, options = form.files.get("image"), form.fields
-        else:  # an unusual shape: Werkzeug's parser, from the body read above
-            upload = request.files.get("image")
-            data, options = (upload.read() if upload is not None else None), request.form
-        if data is None:
-            raise ApiError(400, "bad_request", "send the image as a multipart file field "
-                           "named 'image'")
-    elif request.is_json:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise ApiError(400, "bad_request", "the body must be a JSON object with "
-                           "'image_base64'")
-        data = _base64_image(body.get("image_base64"))
-        options = JsonFields(body)
-    else:
-        raise ApiError(415, "unsupported_media_type",
-                       "send multipart/form-data with an 'image' file, or application/json "
-                       "with 'image_base64'")
-    return data, options
-
-
-def _base64_image(value: Any) -> bytes:
-    """Decode standard or URL-safe base64, with or without a ``data:...;base64,`` prefix."""
-    if not isinstance(value, str):
-        raise ApiError(400, "bad_request", "'image_base64' must be a base64 string")
-    text = value.strip()
-    if text.startswith("data:"):
-        head, sep, text = text.partition(",")
-        if not sep or not head.endswith(";base64"):
-            raise ApiError(400, "bad_request", "a data URL in 'image_base64' must be base64")
-    text = re.sub(r"\s+", "", text)
-    text += "=" * (-len(text) % 4)
-    try:
-        altchars = b"-_" if ("-" in text or "_" in text) else None
-        return base64.b64decode(text, altchars=altchars, validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(400, "bad_request", "'image_base64' is not valid base64") from None
+    context = request.context
+    body = context.form if context.form is not None else context.json
+    return body.upload(), request_params()
 
 
 def sniff_format(data: bytes) -> tuple[str | None, bool]:

@@ -1,0 +1,285 @@
+"""The JSON bodies the API answers with, as they appear in ``/api/openapi.json``.
+
+They document the views' ``jsonify`` answers; they are not run on each
+response (``web.apispec``), and ``tests/test_schema.py`` checks every answer
+against them. A field with a default is one an answer may leave out; it is
+never null unless its type says so.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from .schemas import DTYPES
+
+
+def _absent_is_not_null(schema: dict[str, Any]) -> None:
+    for field in schema.get("properties", {}).values():
+        if "default" in field and field["default"] is None:
+            del field["default"]
+
+
+class Answer(BaseModel):
+    # protected_namespaces: fields named model_* (model_id, model_kind) are ours, not pydantic's
+    model_config = ConfigDict(json_schema_extra=_absent_is_not_null, protected_namespaces=())
+
+
+UriReference = Annotated[str, Field(json_schema_extra={"format": "uri-reference"})]
+DateTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+DataUrl = Annotated[str, Field(description="data:image/png;base64,... URL.")]
+Note = Annotated[str | None, Field(
+    description="Set when the model is not the kind the feature is made for.")]
+Anomalous = Annotated[bool | None, Field(
+    description="reconstruction_error > anomaly_threshold: unlike the collection the model "
+                "was trained on; null when the model has no threshold.")]
+AnomalyThreshold = Annotated[float | None, Field(
+    description="The model's held-out percentile of reconstruction error.")]
+
+
+class OpenApiDocument(RootModel[dict[str, Any]]):
+    """OpenAPI 3.1"""
+
+
+# -- search ------------------------------------------------------------------------------------
+
+class ImageLinks(Answer):
+    thumbnail_url: UriReference = None
+    reconstruction_url: UriReference = None
+    original_url: UriReference = None
+    similar_url: UriReference = None
+
+
+class Hit(ImageLinks):
+    id: int
+    name: str = Field(description="File name, for display.")
+    path: str = Field(description="Full path on the server.")
+    similarity: float = Field(description="Cosine similarity of the codes; higher is closer.")
+    reconstruction_error: float = None
+
+
+class Image(ImageLinks):
+    id: int
+    name: str
+    path: str
+    sha256: str
+    size: int = Field(None, description="Bytes.")
+    mtime: float = Field(None, description="Seconds since the epoch.")
+    width: int = None
+    height: int = None
+    format: str | None = None
+    model_id: int = None
+    reconstruction_error: float = Field(
+        None, description="Mean squared error of the reconstruction, pixels in [0, 1].")
+    indexed_at: DateTime | None = None
+
+
+class UploadQuery(Answer):
+    width: int = None
+    height: int = None
+    format: str = None
+    denoised: bool = Field(None, description="Searched with the reconstruction.")
+    reconstruction: DataUrl = None
+    reconstruction_error: float = Field(None, description="MSE with pixels in [0, 1].")
+    anomalous: Anomalous = None
+    anomaly_threshold: AnomalyThreshold = None
+
+
+class SimilarQuery(Image):
+    anomalous: Anomalous = None
+    anomaly_threshold: AnomalyThreshold = None
+
+
+class SearchResponse(Answer):
+    query: UploadQuery
+    k: int
+    results: list[Hit]
+
+
+class SimilarResponse(Answer):
+    query: SimilarQuery
+    k: int
+    results: list[Hit]
+
+
+class Stats(Answer):
+    data_dir: str = None
+    images: int = None
+    excluded: int = None
+    model: str | None = None
+    model_kind: str | None = None
+    encoded_with_model: int = None
+    latent_dim: int | None = None
+    index_type: str | None = None
+    index_vectors: int = None
+    index_choice: Literal["auto", "flat", "ivf"] = None
+    metric: str | None = None
+    generation: int = None
+    ready: bool = None
+    message: str | None = None
+    model_sha256: str | None = None
+
+
+class Health(Answer):
+    status: Literal["ok"]
+    ready: bool
+    message: str | None = None
+
+
+# -- the model as a tool ---------------------------------------------------------------------
+
+class ImageRef(ImageLinks):
+    id: int
+    name: str
+
+
+class Psnr(Answer):
+    noisy: float | None = None
+    denoised: float | None = None
+
+
+class DenoiseResponse(Answer):
+    model_kind: str
+    note: Note = None
+    image_size: int = None
+    width: int = None
+    height: int = None
+    format: str = None
+    add_noise: float = None
+    seed: int | None = Field(None, description="Of the added noise.")
+    clean: str | None = Field(
+        None, description="The upload at the model's size (when noise was added).")
+    noisy: str = Field(description="What the model was given.")
+    denoised: DataUrl
+    psnr: Psnr | None = Field(
+        None, description="dB against the clean upload, when noise was added; a null value "
+                          "means identical images.")
+
+
+class CodeSizes(Answer):
+    code: int = None
+    upload: int = None
+    png: int = Field(None, description="A PNG of the image at the model's input size.")
+
+
+class Ratios(Answer):
+    upload: float = None
+    png: float = None
+
+
+class CompressResponse(Answer):
+    dtype: Literal[DTYPES]  # type: ignore[valid-type]
+    model_kind: str = None
+    latent_dim: int = None
+    image_size: int = None
+    width: int = None
+    height: int = None
+    format: str = None
+    code_base64: str = Field(description="The code file (the CLI's .lkc format).")
+    sizes: CodeSizes = Field(alias="bytes")
+    ratio: Ratios
+    psnr: float | None = Field(
+        None, description="dB, decoded code against the resized upload; null when identical.")
+    decoded: DataUrl
+
+
+class Outlier(ImageLinks):
+    id: int
+    name: str
+    path: str = None
+    reconstruction_error: float
+    anomalous: bool | None = Field(None, description="Above the model's own threshold.")
+
+
+class AnomaliesResponse(Answer):
+    threshold: float | None = Field(None, description="The one applied.")
+    model_threshold: float | None = None
+    top: int | None = None
+    total: int = Field(description="Images passing the threshold (all, without one).")
+    anomalies: list[Outlier]
+
+
+class SampleResponse(Answer):
+    model_kind: str = None
+    note: Note = None
+    n: int = None
+    seed: int
+    images: list[DataUrl]
+
+
+class InterpolateResponse(Answer):
+    model_kind: str = None
+    note: Note = None
+    a: ImageRef
+    b: ImageRef
+    steps: int = None
+    images: list[DataUrl] = Field(description="From a to b, both ends included.")
+
+
+class ArithmeticResponse(Answer):
+    model_kind: str = None
+    note: Note = None
+    a: ImageRef = None
+    b: ImageRef = None
+    c: ImageRef = None
+    result: str = Field(description="a − b + c, decoded.")
+    k: int = None
+    results: list[Hit]
+
+
+# -- admin -----------------------------------------------------------------------------------
+
+class Failure(Answer):
+    path: str = None
+    reason: str = None
+
+
+class FolderResult(Answer):
+    folder: str
+    status: Literal["done", "skipped"]
+    reason: str = Field(None, description="Why a folder was skipped.")
+    added: int = None
+    updated: int = None
+    moved: int = None
+    removed: int = None
+    unchanged: int = None
+    failed: int = None
+    excluded: int = Field(None, description="New files skipped: deleted by an admin (path or "
+                                            "content).")
+    encoded: int = None
+    seconds: float = None
+    images_per_second: float = None
+    failures: list[Failure] = Field(None, description="The first 100 unreadable files.")
+
+
+class Job(Answer):
+    id: str
+    status: Literal["running", "done", "failed"]
+    folders: list[str]
+    started_at: float = Field(None, description="Seconds since the epoch.")
+    finished_at: float | None = None
+    results: list[FolderResult]
+    error: str | None = None
+    status_url: UriReference = None
+
+
+class Deleted(Answer):
+    id: int
+    path: str = Field(None, description="The file, which is left on disk.")
+    deleted: Literal[True]
+    file_deleted: Literal[False] = None
+    excluded: bool = None
+    exclusion_id: int | None = Field(
+        None, description="Lift it with DELETE /api/admin/exclusions/{id}.")
+
+
+class Exclusion(Answer):
+    id: int
+    path: str
+    sha256: str = Field(description="New files with this content are skipped too.")
+    excluded_at: DateTime | None = None
+    lifted: Literal[True] = None
+
+
+class Exclusions(Answer):
+    exclusions: list[Exclusion]

@@ -1,0 +1,137 @@
+"""What each endpoint of the JSON API takes, and the errors it answers with.
+
+The views declare these with ``@spec.validate(query=..., form=..., json=...,
+resp=...)`` (``web.apispec``): the same models validate the request and make
+``/api/openapi.json``. The JSON bodies the API answers with are in
+``web.answers``. Every range is written once, here, and the views and pages
+import it from here.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, create_model
+from spectree import Response
+
+from .fields import (ID_MAX, SEED_MAX, Choice, Flag, Number, Param, Place, QueryString,
+                     UploadForm, UploadJson, Whole)
+
+K_DEFAULT = 10
+K_MAX = 100
+MAX_NOISE = 0.5  # σ of the noise /api/denoise may add, pixels in [0, 1]
+TOP_MAX = 1000  # also the most a threshold query lists; `total` says how many there are
+SAMPLES_MAX = 64
+STEPS_MIN, STEPS_MAX = 2, 32
+ARITHMETIC_K = 5
+# indexer.compression.DTYPES (a test checks), without importing FAISS to describe it
+DTYPES = ("float32", "float16", "uint8", "pq")
+KIND_HEADER = "X-Lookalike-Model-Kind"
+NOTE_HEADER = "X-Lookalike-Note"
+
+ERROR_CODES = ("bad_request", "bad_parameter", "bad_image", "not_found", "method_not_allowed",
+               "too_large", "unsupported_media_type", "not_ready", "internal_error", "bad_code",
+               "unauthorized", "admin_disabled", "busy", "nothing_to_index")
+
+# Catalog ids: larger numbers are not ids, a 404 (in a path) or a 400 (in a query).
+IMAGE_ID = "Catalog id of an indexed image."
+PATH_ID = {"image_id": IMAGE_ID}
+
+
+def query_model(name: str, params: dict[str, Param]) -> type[QueryString]:
+    """The query-string model of an endpoint with these parameters."""
+    return create_model(f"{name}QueryString", __base__=QueryString,
+                        **{n: p.field(Place.QUERY) for n, p in params.items()})
+
+
+def upload_models(name: str, params: dict[str, Param]) -> tuple[type[BaseModel], ...]:
+    """(query, multipart form, JSON) models of an image endpoint: every option may be sent in
+    the query string or in the body, beside the image; the body wins where both have one."""
+    form = create_model(f"{name}Form", __base__=UploadForm,
+                        **{n: p.field(Place.FORM) for n, p in params.items()})
+    json = create_model(f"{name}Json", __base__=UploadJson,
+                        **{n: p.field(Place.JSON) for n, p in params.items()})
+    return query_model(name, params), form, json
+
+
+# -- the parameters of each endpoint -----------------------------------------------------------
+
+K = Whole(f"How many results, 1 to {K_MAX}.", K_DEFAULT, low=1, high=K_MAX)
+CATALOG_ID = Whole(IMAGE_ID, required=True, low=0, high=ID_MAX)
+SearchQueryString, SearchForm, SearchJson = upload_models("Search", {
+    "k": K,
+    "reconstruction": Flag("Include the query's reconstruction and its error (one extra "
+                           "decoder pass).", True),
+    "denoise": Flag("Search with the model's reconstruction of the query (its denoised "
+                    "version, for a --kind dae model); the reconstruction shown is that image.",
+                    False),
+})
+SimilarQueryString = query_model("Similar", {"k": K})
+
+DenoiseQueryString, DenoiseForm, DenoiseJson = upload_models("Denoise", {
+    "add_noise": Number("Add Gaussian noise of this σ (pixels in [0, 1]) first.", 0.0,
+                        low=0.0, high=MAX_NOISE),
+    "seed": Whole("Seed of the added noise (random when absent).", low=0, high=SEED_MAX),
+    "format": Choice("png: the image; json: data URLs and PSNR.", "png",
+                     choices=("png", "json")),
+})
+CompressQueryString, CompressForm, CompressJson = upload_models("Compress", {
+    "dtype": Choice("How the code is stored; pq needs at least 32 indexed images for its "
+                    "codebook.", "float16", choices=DTYPES),
+})
+
+AnomaliesQueryString = query_model("Anomalies", {
+    "top": Whole(f"The N worst (at most {TOP_MAX} are listed in any case).", low=1,
+                 high=TOP_MAX),
+    "threshold": Number("Only images with reconstruction MSE above this.", low=0.0),
+})
+SampleQueryString = query_model("Sample", {
+    "n": Whole("How many.", 8, low=1, high=SAMPLES_MAX),
+    "seed": Whole("Same seed, same images (random when absent).", low=0, high=SEED_MAX),
+})
+InterpolateQueryString = query_model("Interpolate", {
+    "a": CATALOG_ID, "b": CATALOG_ID,
+    "steps": Whole("How many images, ends included.", 8, low=STEPS_MIN, high=STEPS_MAX),
+})
+ArithmeticQueryString = query_model("Arithmetic", {
+    "a": CATALOG_ID, "b": CATALOG_ID, "c": CATALOG_ID,
+    "k": Whole("How many neighbours.", ARITHMETIC_K, low=1, high=K_MAX),
+})
+DeleteImageQueryString = query_model("DeleteImage", {
+    "exclude": Flag("Record an exclusion, so that re-indexing skips the file and files with "
+                    "the same content.", True),
+})
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+class ErrorDetail(BaseModel):
+    code: Literal[ERROR_CODES]  # type: ignore[valid-type]
+    message: str = Field(description="For people; may change.")
+
+
+class Error(BaseModel):
+    """Every error of the API, whatever its status."""
+
+    error: ErrorDetail
+
+
+NOT_READY = "No model or index yet (or they do not fit); the message says what to run."
+NOT_FOUND = "No image with that id, or its file is gone."
+UPLOAD_ERRORS = {
+    400: "Bad parameter, empty or corrupt image, malformed body.",
+    413: "Body over the upload limit, or too many pixels.",
+    415: "Not a supported image type, or not multipart/JSON.",
+    503: NOT_READY,
+}
+DISABLED = "Admin endpoints are disabled (no LOOKALIKE_ADMIN_TOKEN configured)."
+UNAUTHORIZED = "Missing or wrong 'Authorization: Bearer <token>'."
+BUSY = ("Another writer (`lookalike index`, a running re-index job, ...) holds the data dir's "
+        "lock; try again when it is done.")
+ADMIN_ERRORS = {401: UNAUTHORIZED, 403: DISABLED}
+
+
+def answers(codes: dict[int, Any]) -> Response:
+    """The documented responses of an endpoint by status: (model or None, description), or
+    just a description for an :class:`Error`."""
+    return Response(**{f"HTTP_{code}": (Error, what) if isinstance(what, str) else what
+                       for code, what in codes.items()})
