@@ -345,7 +345,7 @@ def test_anomalies_bad_parameters_are_400(client, query):
 
 def test_anomalies_without_a_model_threshold(apps, dae):
     app = apps(dae.data_dir)
-    app.extensions["lookalike"].engine().encoder.anomaly_threshold = None  # an old checkpoint
+    app.extensions["lookalike"].search_engine().encoder.anomaly_threshold = None  # an old checkpoint
     client = app.test_client()
     assert "top=N" in assert_error(client.get("/api/anomalies"), 400, "bad_parameter")
     body = client.get("/api/anomalies?top=2").get_json()

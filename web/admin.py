@@ -192,7 +192,7 @@ def reindex():
     The request body, if any, is ignored: no folder can be named here.
     """
     backend = current_backend()
-    encoder = backend.engine().encoder  # 503 without a model; the job encodes with it
+    encoder = backend.search_engine().encoder  # 503 without a model; the job encodes with it
     folders = reindex_folders(current_app.config.get("LOOKALIKE_INDEX_FOLDERS"), backend.store)
     if not folders:
         raise ApiError(409, "nothing_to_index", "no LOOKALIKE_INDEX_FOLDERS are configured "

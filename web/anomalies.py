@@ -31,7 +31,7 @@ def anomalies():
     """
     params = request_params()
     top, threshold = params.top, params.threshold
-    engine, _index = current_backend().ready_engine()
+    engine, _index = current_backend().ready_search_engine()
     encoder = engine.encoder
     model_threshold = getattr(encoder, "anomaly_threshold", None)
     try:

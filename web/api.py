@@ -36,7 +36,7 @@ def search():
     """
     req = read_search_request()
     backend = current_backend()
-    engine, index = backend.ready_engine()
+    engine, index = backend.ready_search_engine()
     encoder = engine.encoder
     query = decode_query(req.data, encoder.image_size)
     codes = encoder.encode(query.pixels[None])
@@ -72,7 +72,7 @@ def similar(image_id: int):
     """
     k = request_params().k
     backend = current_backend()
-    engine, index = backend.ready_engine()
+    engine, index = backend.ready_search_engine()
     row = backend.record(image_id)
     backend.check_same_model(engine, row)
     hits = engine.search_code(code_of(row), k, exclude=image_id, index=index)

@@ -73,7 +73,7 @@ class Backend:
                         raise NotReady(str(exc)) from exc
         return self._store
 
-    def engine(self) -> SearchEngine:
+    def search_engine(self) -> SearchEngine:
         """The engine with the current model, reloading the model if its file changed."""
         store = self.store
         key = file_key(store.model_path)
@@ -124,9 +124,9 @@ class Backend:
             faiss.omp_set_num_threads(self.threads)
         self._local.prepared = True
 
-    def ready_engine(self) -> tuple[SearchEngine, VectorIndex]:
+    def ready_search_engine(self) -> tuple[SearchEngine, VectorIndex]:
         """An engine whose index exists, has vectors, and fits the model; else NotReady."""
-        engine = self.engine()
+        engine = self.search_engine()
         try:
             index = engine.index()
         except VectorIndexError as exc:
@@ -192,7 +192,7 @@ class Backend:
     def readiness(self) -> str | None:
         """None when searches can run, else the message saying what to do."""
         try:
-            self.ready_engine()
+            self.ready_search_engine()
         except NotReady as exc:
             return str(exc)
         return None

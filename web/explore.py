@@ -63,7 +63,7 @@ def sample():
     params = request_params()
     n, seed = params.n, params.seed
     seed = secrets.randbelow(SEED_MAX + 1) if seed is None else seed
-    encoder = current_backend().engine().encoder
+    encoder = current_backend().search_engine().encoder
     return jsonify(model_kind=encoder.kind, note=explore_note(encoder.kind), n=n, seed=seed,
                    images=_images(encoder, sample_prior(encoder.dim, n, seed)))
 
@@ -80,7 +80,7 @@ def interpolate():
     params = request_params()
     a, b, steps = params.a, params.b, params.steps
     backend = current_backend()
-    engine = backend.engine()
+    engine = backend.search_engine()
     ref_a, code_a = _stored(backend, engine, a)
     ref_b, code_b = _stored(backend, engine, b)
     encoder = engine.encoder
@@ -98,7 +98,7 @@ def arithmetic():
     ids = [params.a, params.b, params.c]
     k = params.k
     backend = current_backend()
-    engine, index = backend.ready_engine()
+    engine, index = backend.ready_search_engine()
     refs, codes = zip(*(_stored(backend, engine, i) for i in ids))
     result = combine(*codes)
     encoder = engine.encoder
@@ -110,7 +110,7 @@ def arithmetic():
 
 def example_ids(backend: Backend, count: int = 3) -> list[int]:
     """Ids spread over the catalog, to prefill the explore page; empty when there are none."""
-    with backend.store.db.connect() as conn:
+    with backend.store.sql_engine.connect() as conn:
         total = conn.execute(select(func.count(ImageRecord.id))).scalar() or 0
         if not total:
             return []

@@ -60,7 +60,7 @@ def reconstruction(image_id: int):
     At the model's resolution.
     """
     backend = current_backend()
-    engine = backend.engine()
+    engine = backend.search_engine()
     row = backend.record(image_id)
     backend.check_same_model(engine, row)
     code = code_of(row)

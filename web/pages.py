@@ -41,7 +41,7 @@ def index():
 def _model_kind() -> tuple[str | None, str | None]:
     """(kind of the loaded model, None) or (None, what to run): denoising needs no index."""
     try:
-        return current_backend().engine().encoder.kind, None
+        return current_backend().search_engine().encoder.kind, None
     except NotReady as exc:
         return None, str(exc)
 

@@ -66,7 +66,7 @@ def denoise():
     """
     data, options = read_upload()
     sigma, seed, fmt = options.add_noise, options.seed, options.format
-    encoder = current_backend().engine().encoder
+    encoder = current_backend().search_engine().encoder
     query = decode_query(data, encoder.image_size)
     clean = query.pixels
     if sigma:
@@ -111,7 +111,7 @@ def compress():
     data, options = read_upload()
     dtype = options.dtype
     backend = current_backend()
-    engine = backend.engine()
+    engine = backend.search_engine()
     encoder = engine.encoder
     query = decode_query(data, encoder.image_size)
     code = encoder.encode(query.pixels[None])[0]
@@ -144,7 +144,7 @@ def decompress():
     """
     blob = _read_code()
     backend = current_backend()
-    encoder = backend.engine().encoder
+    encoder = backend.search_engine().encoder
     pq = backend.codebooks.find(encoder.sha256) if code_dtype(blob) == "pq" else None
     try:
         z = decompress_code(blob, encoder.sha256, pq)
