@@ -789,7 +789,7 @@ def test_static_assets_load_nothing_from_the_network(client, name, mimetype):
 def test_serve_runs_waitress(monkeypatch, library):
     from click.testing import CliRunner
 
-    from web import cli as web_cli
+    from web.cli import serving as web_cli
     from web.cli import cli
 
     seen = {}
@@ -822,7 +822,7 @@ def test_serve_runs_waitress(monkeypatch, library):
 def test_serve_reports_what_is_missing(monkeypatch, tmp_path):
     from click.testing import CliRunner
 
-    from web import cli as web_cli
+    from web.cli import serving as web_cli
     from web.cli import cli
 
     class FakeServer:
