@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from search.database import database_url, sqlite_file
-from search.store import DEFAULT_DATA_DIR, INDEX_FILE, MODEL_FILE, Store
+from search.store import DEFAULT_DATA_DIR, INDEX_FILE, MODEL_FILE, Store, data_dir_file
 
 MB = 1024 * 1024
 INSTANCE_FILE = "config.py"
@@ -189,8 +189,8 @@ class Settings:
             LOOKALIKE_MODEL=str(_absolute(model)) if model else None,
             LOOKALIKE_INDEX_FOLDERS=[str(_absolute(f)) for f in folders] if folders else None)
         return cls(data_dir=data_dir, database_url=values["LOOKALIKE_DATABASE_URL"],
-                   index_path=_absolute(index) if index else data_dir / INDEX_FILE,
-                   model_path=_absolute(model) if model else data_dir / MODEL_FILE,
+                   index_path=data_dir_file(data_dir, INDEX_FILE, index and _absolute(index)),
+                   model_path=data_dir_file(data_dir, MODEL_FILE, model and _absolute(model)),
                    instance_path=instance, values=values)
 
     @property

@@ -37,6 +37,14 @@ SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 INDEX_CHOICE = "index_type"
 
 
+def data_dir_file(data_dir: str | Path, name: str, override: str | Path | None = None) -> Path:
+    """Where one of the data dir's files lives: *override* (a setting) or DATA_DIR/*name*.
+
+    The one rule for the layout, for the store and for the settings that name it.
+    """
+    return Path(override) if override else Path(data_dir) / name
+
+
 class NotFound(LookupError):
     """No catalog image with that id."""
 
@@ -77,11 +85,11 @@ class Store:
 
     @property
     def index_path(self) -> Path:
-        return self.index_file or self.data_dir / INDEX_FILE
+        return data_dir_file(self.data_dir, INDEX_FILE, self.index_file)
 
     @property
     def model_path(self) -> Path:
-        return self.model_file or self.data_dir / MODEL_FILE
+        return data_dir_file(self.data_dir, MODEL_FILE, self.model_file)
 
     @property
     def thumbs_dir(self) -> Path:

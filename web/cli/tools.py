@@ -21,10 +21,19 @@ from indexer.plots import save_grid
 from .context import Context, checked_engine, load_encoder, model_option, pass_ctx, read_image
 
 
+def input_file(name: str):
+    """An argument naming a file that must exist (an image, a code file)."""
+    return click.argument(name, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+
+def output_option(help: str | None = None):
+    return click.option("-o", "--output", required=True, help=help,
+                        type=click.Path(dir_okay=False, path_type=Path))
+
+
 @click.command()
-@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="PNG to write (at the model's input size).")
+@input_file("image")
+@output_option("PNG to write (at the model's input size).")
 @model_option
 @pass_ctx
 def denoise(obj: Context, image: Path, output: Path, model: Path | None) -> None:
@@ -87,8 +96,8 @@ def _codebook(obj: Context, encoder: TorchEncoder) -> ProductQuantizer:
 
 
 @click.command()
-@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@input_file("image")
+@output_option()
 @click.option("--dtype", type=click.Choice(DTYPES), default="float16", show_default=True)
 @model_option
 @pass_ctx
@@ -108,8 +117,8 @@ def compress(obj: Context, image: Path, output: Path, dtype: str, model: Path | 
 
 
 @click.command()
-@click.argument("code", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@input_file("code")
+@output_option()
 @model_option
 @pass_ctx
 def decompress(obj: Context, code: Path, output: Path, model: Path | None) -> None:
@@ -128,7 +137,7 @@ def decompress(obj: Context, code: Path, output: Path, model: Path | None) -> No
 @click.command()
 @click.option("-n", type=click.IntRange(1, 64), default=8, show_default=True)
 @click.option("--seed", type=int, default=None)
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@output_option()
 @model_option
 @pass_ctx
 def sample(obj: Context, n: int, seed: int | None, output: Path, model: Path | None) -> None:
@@ -139,10 +148,10 @@ def sample(obj: Context, n: int, seed: int | None, output: Path, model: Path | N
 
 
 @click.command(name="interpolate")
-@click.argument("image_a", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("image_b", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@input_file("image_a")
+@input_file("image_b")
 @click.option("--steps", type=click.IntRange(2, 64), default=8, show_default=True)
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@output_option()
 @model_option
 @pass_ctx
 def interpolate_cmd(obj: Context, image_a: Path, image_b: Path, steps: int, output: Path,
@@ -156,11 +165,11 @@ def interpolate_cmd(obj: Context, image_a: Path, image_b: Path, steps: int, outp
 
 
 @click.command(name="arithmetic")
-@click.argument("image_a", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("image_b", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("image_c", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@input_file("image_a")
+@input_file("image_b")
+@input_file("image_c")
 @click.option("-k", type=click.IntRange(1, 100), default=5, show_default=True)
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@output_option()
 @model_option
 @pass_ctx
 def arithmetic_cmd(obj: Context, image_a: Path, image_b: Path, image_c: Path, k: int,
