@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, create_model
 from spectree import Response
 
+from indexer.compression import DTYPES
+
 from .fields import (ID_MAX, SEED_MAX, Choice, Flag, Number, Param, Place, QueryString,
                      UploadForm, UploadJson, Whole)
 
@@ -23,8 +25,6 @@ TOP_MAX = 1000  # also the most a threshold query lists; `total` says how many t
 SAMPLES_MAX = 64
 STEPS_MIN, STEPS_MAX = 2, 32
 ARITHMETIC_K = 5
-# indexer.compression.DTYPES (a test checks), without importing FAISS to describe it
-DTYPES = ("float32", "float16", "uint8", "pq")
 KIND_HEADER = "X-Lookalike-Model-Kind"
 NOTE_HEADER = "X-Lookalike-Note"
 
