@@ -20,7 +20,8 @@ import torch
 from bench.fmnist import CLASSES, load
 from indexer.retrieval import pca_projection
 from indexer.model import AEConfig
-from indexer.train import TrainConfig, corrupt, fit
+from indexer.noise import corrupt
+from indexer.train import TrainConfig, fit
 
 
 LIMIT: int | None = None  # --limit: a smoke run on the first N images of each split

@@ -17,7 +17,8 @@ from PIL import Image, ImageDraw
 from indexer.encoder import TorchEncoder
 from indexer.latent import interpolate, sample_prior
 from indexer.model import AEConfig, Checkpoint
-from indexer.train import TrainConfig, corrupt, fit
+from indexer.noise import corrupt
+from indexer.train import TrainConfig, fit
 from indexer.pixels import to_pixels, to_tensor
 from indexer.training_data import load_folder
 

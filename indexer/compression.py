@@ -6,7 +6,7 @@ A ``.lkc`` file is a small header plus one code: float32, float16, uint8
 data dir). Decompressing needs the same checkpoint: the header holds the
 first bytes of its sha256 and a mismatch is refused.
 
-:class:`Codebooks` owns the PQ codebook files (``Store.codebook_path``) for
+:class:`Codebooks` owns the PQ codebook files (``search.store.codebook_path``) for
 both ``lookalike compress`` and ``/api/compress``: a code compressed by one
 decompresses in the other.
 """
@@ -18,6 +18,7 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import faiss
 import numpy as np
@@ -26,7 +27,7 @@ from sqlalchemy import select
 
 from search.catalog import ImageRecord, ModelRecord
 from search.files import file_key, replace_atomically
-from search.store import Store
+from search.store import Store, codebook_path
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +107,12 @@ def decompress_code(blob: bytes, checkpoint_sha256: str,
                     pq: ProductQuantizer | None = None) -> np.ndarray:
     if len(blob) < _HEADER.size or blob[:4] != MAGIC:
         raise CompressionError("not a Lookalike code file")
-    _, kind, sha, dim = _HEADER.unpack_from(blob)
+    _, dtype_index, sha, dim = _HEADER.unpack_from(blob)
     if sha.hex() != checkpoint_sha256[:16]:
         raise CompressionError("this code was made by a different model checkpoint")
-    if kind >= len(DTYPES):
+    if dtype_index >= len(DTYPES):
         raise CompressionError("unknown code type")
-    dtype, payload = DTYPES[kind], blob[_HEADER.size:]
+    dtype, payload = DTYPES[dtype_index], blob[_HEADER.size:]
     expected = {"float32": 4 * dim, "float16": 2 * dim, "uint8": 8 + dim}.get(dtype)
     if expected is not None and len(payload) != expected:
         raise CompressionError("code file is truncated or damaged")
@@ -150,18 +151,21 @@ class Codebooks:
 
     A codebook is trained once, on first use, from the codes that checkpoint
     stored in the catalog, under a lock (two first requests train once), and
-    written atomically; on a read-only data dir it is kept in memory only.
+    written atomically; on a read-only data dir the web app keeps it in memory
+    only. Loading one needs only its file, so *open_store* (the catalog) is
+    called only to train: a model and its codebook copied elsewhere decode codes.
     """
 
-    def __init__(self, store: Store):
-        self.store = store
+    def __init__(self, data_dir: Path, open_store: Callable[[], Store]):
+        self.data_dir = Path(data_dir)
+        self.open_store = open_store
         self._lock = threading.Lock()
         # path -> (file key when loaded, or None when it could not be saved; quantiser)
         self._loaded: dict[Path, tuple[tuple[int, int, int] | None, ProductQuantizer]] = {}
 
     def find(self, checkpoint_sha256: str) -> ProductQuantizer | None:
         """The checkpoint's codebook if one exists (on disk or only in memory), else None."""
-        path = self.store.codebook_path(checkpoint_sha256)
+        path = codebook_path(self.data_dir, checkpoint_sha256)
         key = file_key(path)
         cached = self._loaded.get(path)
         if cached is not None and cached[0] == key:
@@ -173,36 +177,47 @@ class Codebooks:
             self._loaded[path] = (key, pq)
         return pq
 
-    def get_or_train(self, checkpoint_sha256: str) -> ProductQuantizer:
-        """The checkpoint's codebook, trained from the catalog's codes when there is none."""
+    def get_or_train(self, checkpoint_sha256: str, must_save: bool = False) -> ProductQuantizer:
+        """The checkpoint's codebook, trained from the catalog's codes when there is none.
+
+        *must_save*: a codebook that cannot be written is an error (OSError), not
+        kept in memory: the CLI would otherwise write codes nothing can decode.
+        """
         found = self.find(checkpoint_sha256)
         if found is not None:
             return found
-        path = self.store.codebook_path(checkpoint_sha256)
+        path = codebook_path(self.data_dir, checkpoint_sha256)
         with self._lock:
             cached = self._loaded.get(path)
-            if cached is not None and cached[0] == file_key(path):
+            key = file_key(path)
+            if cached is not None and cached[0] == key:
                 return cached[1]
+            if key is not None:  # another process wrote one meanwhile: use it, never replace it
+                pq = ProductQuantizer.load(path)
+                self._loaded[path] = (key, pq)
+                return pq
             codes = self._stored_codes(checkpoint_sha256)
             if len(codes) < MIN_CODES:
                 raise TooFewCodes(f"PQ compression needs a codebook learnt from at least "
                                   f"{MIN_CODES} images indexed with this model, and there are "
                                   f"{len(codes)}")
             pq = ProductQuantizer.train(np.stack(codes))
-            self._loaded[path] = (self._save(pq, path), pq)
+            self._loaded[path] = (self._save(pq, path, must_save), pq)
         return pq
 
     def _stored_codes(self, checkpoint_sha256: str) -> list[np.ndarray]:
-        with self.store.sessions() as s:
+        with self.open_store().sessions() as s:
             blobs = s.scalars(select(ImageRecord.code).join(ModelRecord)
                               .where(ModelRecord.checkpoint_sha256 == checkpoint_sha256))
             return [np.frombuffer(b, np.float32) for b in blobs]
 
     @staticmethod
-    def _save(pq: ProductQuantizer, path: Path) -> tuple[int, int, int] | None:
+    def _save(pq: ProductQuantizer, path: Path, must_save: bool) -> tuple[int, int, int] | None:
         try:
             pq.save(path)
         except (OSError, RuntimeError) as exc:
+            if must_save:
+                raise OSError(f"cannot save the PQ codebook to {path}: {exc}") from exc
             log.warning("cannot save the PQ codebook to %s (%s); keeping it in memory", path, exc)
             return None
         return file_key(path)

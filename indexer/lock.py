@@ -16,7 +16,8 @@ import fcntl
 import os
 from pathlib import Path
 
-LOCK_NAME = ".lock"
+from search.store import LOCK_FILE
+
 # Temp files a writer creates next to its target and renames over it; only a
 # writer killed mid-write leaves one behind (see VectorIndex.save, save_checkpoint).
 DEBRIS_PATTERNS = (".index-*.tmp", ".ckpt-*.tmp")
@@ -55,7 +56,7 @@ class WriterLock:
 
     def __init__(self, data_dir: str | os.PathLike, doing: str = "indexing"):
         self.data_dir = Path(data_dir)
-        self.path = self.data_dir / LOCK_NAME
+        self.path = self.data_dir / LOCK_FILE
         self.doing = doing
         self._fd: int | None = None
         self.swept: list[Path] = []  # debris deleted on acquiring
@@ -108,7 +109,7 @@ def holder(data_dir: str | os.PathLike) -> tuple[int, str] | None:
     pid must also still be alive.
     """
     try:
-        fd = os.open(Path(data_dir) / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(Path(data_dir) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     try:

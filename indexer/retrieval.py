@@ -122,9 +122,9 @@ def colour_histograms(pixels: np.ndarray, bins: int = 8) -> np.ndarray:
     return hist / hist.sum(1, keepdims=True)
 
 
-def perceptual_hashes(pixels: np.ndarray, size: int, kind: str) -> np.ndarray:
+def perceptual_hashes(pixels: np.ndarray, size: int, hash_name: str) -> np.ndarray:
     """64-bit pHash or dHash (the ``imagehash`` library) of each image, as 0/1 floats."""
-    fn = {"phash": imagehash.phash, "dhash": imagehash.dhash}[kind]
+    fn = {"phash": imagehash.phash, "dhash": imagehash.dhash}[hash_name]
     return np.stack([fn(Image.fromarray(p.reshape(size, size, 3))).hash.reshape(-1)
                      for p in pixels]).astype(np.float32)
 
@@ -254,7 +254,7 @@ def class_features(q_pix: np.ndarray, db_pix: np.ndarray, size: int, dim: int) -
 def copy_features(q_pix: np.ndarray, db_pix: np.ndarray, size: int, dim: int) -> Baselines:
     """Colour histograms (χ²) and perceptual hashes (Hamming): the classic copy detectors."""
     out = {"colour histogram (χ²)": (colour_histograms(q_pix), colour_histograms(db_pix), "chi2")}
-    for kind in ("phash", "dhash"):
-        out[f"{kind} (Hamming)"] = (perceptual_hashes(q_pix, size, kind),
-                                    perceptual_hashes(db_pix, size, kind), "l2")
+    for hash_name in ("phash", "dhash"):
+        out[f"{hash_name} (Hamming)"] = (perceptual_hashes(q_pix, size, hash_name),
+                                    perceptual_hashes(db_pix, size, hash_name), "l2")
     return out

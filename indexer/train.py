@@ -23,6 +23,7 @@ from .augment import DEFAULT_EDITS, EDITS, MIN_CROP, Views
 from .invariance import ProjectionHead, nt_xent
 from .model import AEConfig, Autoencoder, build_model, resolve_device, save_checkpoint
 from .plots import save_loss_curve, save_reconstruction_grid
+from .noise import NOISES, corrupt
 from .pixels import to_pixels, to_tensor
 from .training_data import (NotEnoughImages, batches_of, data_fingerprint, load_folder, passes,
                             split_indices, view_pair)
@@ -33,7 +34,6 @@ class TrainingError(RuntimeError):
     """Training cannot start or cannot produce a model (no images, bad split)."""
 
 
-NOISES = ("gaussian", "salt-and-pepper", "masking")
 DEFAULT_BUDGET = 600  # optimizer steps: ≤ 10 minutes on 2 CPU cores at 64 px (BENCHMARKS.md)
 DEFAULT_INVARIANCE = 0.1  # λ; 0 is the seed's plain autoencoder (BENCHMARKS.md: λ = 0.1 vs 1)
 MAX_IMAGES = 20_000  # a larger collection is sampled: the budget could not show it more
@@ -82,6 +82,8 @@ class TrainConfig:
              f"choose from {', '.join(EDITS)}"),
             (not 0 < self.min_crop <= 1, "the smallest crop must be a fraction of the area in (0, 1]"),
             (self.temperature <= 0, "the NT-Xent temperature must be > 0"),
+            (self.noise not in NOISES, f"unknown noise {self.noise!r}; choose from "
+                                       f"{', '.join(NOISES)}"),
         ]
         if self.invariance > 0:
             problems += [
@@ -91,26 +93,6 @@ class TrainConfig:
         for failed, message in problems:
             if failed:
                 raise TrainingError(message)
-
-
-def corrupt(x: torch.Tensor, noise: str, level: float,
-            generator: torch.Generator | None = None) -> torch.Tensor:
-    """Corrupted copy of *x* (pixels in [0, 1]) for denoising training and benchmarks.
-
-    Vincent et al., "Extracting and Composing Robust Features with
-    Denoising Autoencoders" (2008): gaussian (σ = level), salt-and-pepper
-    and masking (that fraction of pixels set to 0/1, or to 0).
-    """
-    if noise not in NOISES:
-        raise ValueError(f"noise must be one of {NOISES}, not {noise!r}")
-    if noise == "gaussian":
-        n = torch.randn(x.shape, generator=generator).to(x.device)
-        return (x + level * n).clamp(0, 1)
-    pick = (torch.rand((x.shape[0], 1, *x.shape[2:]), generator=generator) < level).to(x.device)
-    if noise == "masking":
-        return x.masked_fill(pick, 0.0)
-    salt = (torch.rand((x.shape[0], 1, *x.shape[2:]), generator=generator) < 0.5).to(x.device)
-    return torch.where(pick, salt.float().expand_as(x), x)
 
 
 @dataclass

@@ -7,7 +7,7 @@ Layout::
     DATA_DIR/model.pt         the current checkpoint (written by `lookalike train`)
     DATA_DIR/thumbs/          thumbnail cache, by sha256 (``thumbnail_path``)
     DATA_DIR/pq-<sha>.faiss   PQ codebook of one checkpoint (``codebook_path``; indexer.compression)
-    DATA_DIR/.lock            the writer lock (indexer.lock): one indexer at a time
+    DATA_DIR/.lock            the writer lock (``LOCK_FILE``; indexer.lock): one writer at a time
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,6 +27,7 @@ from .reader import CatalogReader
 from .vector_index import VectorIndex, VectorIndexError, build_index, load_index
 
 DEFAULT_DATA_DIR = "lookalike-data"
+LOCK_FILE = ".lock"
 MODEL_FILE = "model.pt"
 INDEX_FILE = "index.faiss"
 # Meta keys: the catalog's change counter, and its value when the index was last saved.
@@ -43,6 +44,12 @@ def data_dir_file(data_dir: str | Path, name: str, override: str | Path | None =
     The one rule for the layout, for the store and for the settings that name it.
     """
     return Path(override) if override else Path(data_dir) / name
+
+
+def codebook_path(data_dir: str | Path, checkpoint_sha256: str) -> Path:
+    """The PQ codebook file of one checkpoint: CLI and web share it, so a code
+    compressed by one decompresses in the other."""
+    return Path(data_dir) / f"pq-{checkpoint_sha256[:16]}.faiss"
 
 
 class NotFound(LookupError):
@@ -102,11 +109,6 @@ class Store:
             return None
         return self.thumbs_dir / f"{sha256}.jpg"
 
-    def codebook_path(self, checkpoint_sha256: str) -> Path:
-        """The PQ codebook file of one checkpoint: CLI and web share it, so a code
-        compressed by one decompresses in the other."""
-        return self.data_dir / f"pq-{checkpoint_sha256[:16]}.faiss"
-
     def load_index(self, mmap: bool = False) -> VectorIndex:
         return load_index(self.index_path, mmap)
 
@@ -146,6 +148,21 @@ class Store:
         rows = self.reader.fetch(f"SELECT id, path, recon_error FROM images WHERE id IN ({marks})",
                                  [int(i) for i in ids])
         return {int(i): (decode_path(path), err) for i, path, err in rows}
+
+    def model_id_of(self, checkpoint_sha256: str | None) -> int | None:
+        """The catalog's id for a checkpoint; None until an indexer has used it."""
+        with self.sessions() as s:
+            return s.scalar(select(ModelRecord.id)
+                            .where(ModelRecord.checkpoint_sha256 == checkpoint_sha256))
+
+    def spread_ids(self, count: int) -> list[int]:
+        """*count* ids spread evenly over the catalog (fewer when it holds fewer)."""
+        with self.sessions() as s:
+            total = s.scalar(select(func.count(ImageRecord.id))) or 0
+            picks = sorted({total * i // count for i in range(count)}) if total else []
+            ids = [s.scalar(select(ImageRecord.id).order_by(ImageRecord.id).offset(p).limit(1))
+                   for p in picks]
+        return [i for i in ids if i is not None]
 
     def checkpoints_of(self, ids: Sequence[int]) -> set[str]:
         """The sha256 of the checkpoints that encoded these catalog rows."""

@@ -58,6 +58,60 @@ def test_no_private_names_across_modules():
     assert private == []
 
 
+def test_no_private_attributes_of_other_modules():
+    """``module._name`` reaches into another module as surely as importing ``_name``."""
+    reached = []
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        aliases = {a.asname or a.name.split(".")[0] for node in ast.walk(tree)
+                   if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
+        reached += [f"{module}:{node.lineno} {ast.unparse(node)}" for node in ast.walk(tree)
+                    if isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__") and isinstance(node.value, ast.Name)
+                    and node.value.id in aliases]
+    assert reached == []
+
+
+SKIPPED = ("#", "import ", "from ", '"""')  # what a repeated block is not made of
+
+
+def code_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, text without indentation) of the lines that carry code."""
+    lines = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        text = " ".join(line.split())
+        if len(text) > 3 and not text.startswith(SKIPPED):
+            lines.append((number, text))
+    return lines
+
+
+def repeated_blocks(files: dict[str, Path], size: int = 6) -> list[str]:
+    """Runs of *size* code lines that stand, the same, in two modules."""
+    seen: dict[tuple[str, ...], str] = {}
+    found = []
+    for module, path in files.items():
+        lines = code_lines(path)
+        for i in range(len(lines) - size + 1):
+            block = tuple(text for _, text in lines[i:i + size])
+            where = f"{module}:{lines[i][0]}"
+            first = seen.setdefault(block, where)
+            if first.partition(":")[0] != module:
+                found.append(f"{where} repeats {first}")
+    return found
+
+
+def test_no_block_of_six_lines_is_repeated_between_modules():
+    assert repeated_blocks(MODULES) == []
+
+
+def test_repeated_block_finder_finds_one(tmp_path):
+    body = "\n".join(f"    total = total + {i} * weight" for i in range(6))
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.py").write_text(f"def {name}(total, weight):\n{body}\n")
+    found = repeated_blocks({"a": tmp_path / "a.py", "b": tmp_path / "b.py"})
+    assert found == ["b:2 repeats a:2"]
+
+
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan)."""
     index: dict[str, int] = {}

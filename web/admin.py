@@ -31,6 +31,7 @@ from indexer.encoder import TorchEncoder
 from indexer.lock import DataDirBusy, WriterLock
 from indexer.maintenance import (lift_exclusion, list_exclusions, reindex_folder,
                                  reindex_folders, remove_image)
+from search.catalog import ID_MAX
 from search.store import Store
 
 from .answers import Deleted, Exclusion, Exclusions, Job as JobAnswer
@@ -117,13 +118,19 @@ def exclusions():
     return jsonify(exclusions=[e.as_dict() for e in list_exclusions(current_backend().store)])
 
 
-@bp.delete("/exclusions/<int(max=9223372036854775807):exclusion_id>")
+@bp.delete(f"/exclusions/<int(max={ID_MAX}):exclusion_id>")
 @admin_operation(resp=answers({
-    200: (Exclusion, "Lifted."), **ADMIN_ERRORS, 404: "No exclusion with that id."}))
+    200: (Exclusion, "Lifted."), **ADMIN_ERRORS, 404: "No exclusion with that id.",
+    409: BUSY}))
 def lift(exclusion_id: int):
     """Let re-indexing add the file (and its content) again; the next run picks it up."""
-    return jsonify({**lift_exclusion(current_backend().store, exclusion_id).as_dict(),
-                    "lifted": True})
+    backend = current_backend()
+    lock = _writer_lock(backend, "lifting an exclusion in")
+    try:
+        lifted = lift_exclusion(backend.store, exclusion_id)
+    finally:
+        lock.release()
+    return jsonify({**lifted.as_dict(), "lifted": True})
 
 
 # -- POST /api/admin/reindex and GET /api/admin/jobs/<id> --------------------------------------
@@ -230,7 +237,7 @@ def run_job(job: Job, store: Store, encoder: TorchEncoder, lock: WriterLock) -> 
     try:
         torch.set_flush_denormal(True)  # a per-thread CPU flag; see Backend._prepare_thread
         for folder in job.folders:
-            job.results.append(reindex_folder(store, folder, encoder))
+            job.results.append(reindex_folder(store, folder, encoder, workers=0))
         status, error = "done", None
     except Exception as exc:  # a job must report, not vanish with its thread
         log.exception("re-index job %s failed", job.id)

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from .schemas import DTYPES
+from indexer.compression import DTYPES
 
 
 def _absent_is_not_null(schema: dict[str, Any]) -> None:

@@ -7,12 +7,12 @@ from flask import Blueprint, current_app, jsonify
 
 from indexer.anomalies import is_anomalous, reconstruction_error
 from indexer.status import collect_stats
+from search.catalog import ID_MAX
 from search.engine import code_of
 
 from .answers import Health, Image, OpenApiDocument, SearchResponse, SimilarResponse, Stats
 from .apispec import openapi_document, request_params, spec
 from .backend import current_backend
-from .fields import ID_MAX
 from .schemas import (NOT_FOUND, NOT_READY, PATH_ID, UPLOAD_ERRORS, SearchForm, SearchJson,
                       SearchQueryString, SimilarQueryString, answers)
 from .serialize import hit_json, image_json, png_data_url

@@ -4,7 +4,7 @@ Loading a checkpoint and a FAISS index is far slower than answering a
 query, so they are loaded once per app and shared by all request threads.
 The model is reloaded when its file changes on disk (``lookalike train``
 replaces it atomically); the engine itself reloads the index when an
-indexer bumps the catalog's generation. Nothing here is per request, so
+indexer bumps the index generation. Nothing here is per request, so
 there is nothing to close at request teardown; :meth:`Backend.close`
 releases the database pool when the app is discarded.
 """
@@ -17,13 +17,12 @@ from pathlib import Path
 import faiss
 import torch
 from flask import current_app
-from sqlalchemy import select
 
 from indexer.compression import Codebooks, ProductQuantizer, TooFewCodes
 from indexer.encoder import TorchEncoder
 from indexer.model import CheckpointError
 from indexer.settings import Settings
-from search.catalog import ImageRecord, ModelRecord
+from search.catalog import ImageRecord
 from search.database import SchemaError
 from search.engine import ModelMismatch, SearchEngine
 from search.files import file_key
@@ -149,9 +148,10 @@ class Backend:
     def codebooks(self) -> Codebooks:
         """The data dir's PQ codebooks, the ones ``lookalike compress`` uses too."""
         if self._codebooks is None:
+            store = self.store  # outside the lock: opening the store takes it
             with self._lock:
                 if self._codebooks is None:
-                    self._codebooks = Codebooks(self.store)
+                    self._codebooks = Codebooks(store.data_dir, lambda: store)
         return self._codebooks
 
     def codebook(self, checkpoint_sha256: str) -> ProductQuantizer:
@@ -166,9 +166,7 @@ class Backend:
         cached = self._model_id
         if cached is not None and cached[0] is engine:
             return cached[1]
-        sha = getattr(engine.encoder, "sha256", None)
-        with self.store.sessions() as s:
-            found = s.scalar(select(ModelRecord.id).where(ModelRecord.checkpoint_sha256 == sha))
+        found = self.store.model_id_of(getattr(engine.encoder, "sha256", None))
         if found is not None:
             self._model_id = (engine, found)
         return found

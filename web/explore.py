@@ -13,12 +13,10 @@ from typing import Any
 
 import numpy as np
 from flask import Blueprint, jsonify
-from sqlalchemy import func, select
 
 from indexer.latent import arithmetic as combine
 from indexer.latent import interpolate as line
 from indexer.latent import sample_prior
-from search.catalog import ImageRecord
 from search.engine import SearchEngine, code_of
 
 from .answers import ArithmeticResponse, InterpolateResponse, SampleResponse
@@ -110,11 +108,4 @@ def arithmetic():
 
 def example_ids(backend: Backend, count: int = 3) -> list[int]:
     """Ids spread over the catalog, to prefill the explore page; empty when there are none."""
-    with backend.store.sql_engine.connect() as conn:
-        total = conn.execute(select(func.count(ImageRecord.id))).scalar() or 0
-        if not total:
-            return []
-        picks = sorted({total * i // count for i in range(count)})
-        ids = [conn.execute(select(ImageRecord.id).order_by(ImageRecord.id).offset(p).limit(1))
-               .scalar() for p in picks]
-    return [i for i in ids if i is not None]
+    return backend.store.spread_ids(count)

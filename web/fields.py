@@ -31,8 +31,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationIn
 from pydantic_core import PydanticCustomError, PydanticUseDefault
 from werkzeug.datastructures import FileStorage
 
+from search.catalog import ID_MAX
+
 SEED_MAX = 2**32 - 1  # random seeds: any 32-bit number
-ID_MAX = 2**63 - 1  # catalog ids are SQLite integers
 
 # Digits; a trailing ".0" too, since JSON Schema counts 2.0 as an integer.
 INT_TEXT = re.compile(r"[+]?([0-9]{1,19})(\.0*)?")

@@ -3,8 +3,10 @@
 The views declare these with ``@spec.validate(query=..., form=..., json=...,
 resp=...)`` (``web.apispec``): the same models validate the request and make
 ``/api/openapi.json``. The JSON bodies the API answers with are in
-``web.answers``. Every range is written once, here, and the views and pages
-import it from here.
+``web.answers``. The API's own limits are written here once (the views and
+pages import them); those of the data come from where the data is defined
+(catalog ids from ``search.catalog``, code dtypes from ``indexer.compression``,
+seeds in ``web.fields``).
 """
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, create_model
 from spectree import Response
 
-from indexer.compression import DTYPES
+from indexer.compression import DTYPES, MIN_CODES
+from search.catalog import ID_MAX
 
-from .fields import (ID_MAX, SEED_MAX, Choice, Flag, Number, Param, Place, QueryString,
+from .fields import (SEED_MAX, Choice, Flag, Number, Param, Place, QueryString,
                      UploadForm, UploadJson, Whole)
 
 K_DEFAULT = 10
@@ -75,8 +78,8 @@ DenoiseQueryString, DenoiseForm, DenoiseJson = upload_models("Denoise", {
                      choices=("png", "json")),
 })
 CompressQueryString, CompressForm, CompressJson = upload_models("Compress", {
-    "dtype": Choice("How the code is stored; pq needs at least 32 indexed images for its "
-                    "codebook.", "float16", choices=DTYPES),
+    "dtype": Choice(f"How the code is stored; pq needs at least {MIN_CODES} indexed images "
+                    "for its codebook.", "float16", choices=DTYPES),
 })
 
 AnomaliesQueryString = query_model("Anomalies", {

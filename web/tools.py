@@ -17,7 +17,7 @@ from flask import Blueprint, Response, jsonify, request
 from indexer.compression import (CompressionError, code_dtype, compress_code,
                                  decompress_code, psnr, smallest_png)
 from indexer.pixels import to_pixels, to_tensor
-from indexer.train import corrupt
+from indexer.noise import corrupt
 
 from .answers import CompressResponse, DenoiseResponse
 from .apispec import spec

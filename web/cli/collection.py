@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import click
 import faiss
@@ -19,22 +21,22 @@ from indexer.maintenance import (lift_exclusion, list_exclusions, reindex_folder
                                  reindex_folders, remove_image)
 from indexer.plots import save_result_sheet
 from indexer.status import collect_stats
+from search.catalog import ID_MAX
 from search.database import describe_database_error
 from search.engine import SearchEngine, code_of
 from search.store import NotFound
 from search.vector_index import VectorIndexError
 
-from .context import (Context, checked_engine, load_encoder, lock_data_dir, pass_ctx,
-                      report_failures)
-from .training import model_options, run_training
+from .context import (Context, checked_engine, load_encoder, lock_data_dir, model_option,
+                      pass_ctx, report_failures)
+from .training import run_training, training_options
 
 SAMPLE_COLLECTION = Path(indexer.__file__).resolve().parent / "sample"
 
 
 @click.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
-              help="Checkpoint to encode with (default: DATA_DIR/model.pt).")
+@model_option("Checkpoint to encode with")
 @click.option("--reencode", is_flag=True, help="Encode every image again (after a model change).")
 @click.option("--encode-batch", type=click.IntRange(1), default=128, show_default=True,
               help="Images encoded per step.")
@@ -52,7 +54,7 @@ SAMPLE_COLLECTION = Path(indexer.__file__).resolve().parent / "sample"
               help="Index symlinks that lead outside FOLDER, and enter symlinked folders. "
                    "Remembered by the data dir (default: its choice so far, at first no).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@model_options
+@training_options
 @pass_ctx
 def index(obj: Context, folder: Path, model: Path | None, reencode: bool, encode_batch: int,
           workers: int | None, index_type: str | None, save_every: float, prune: bool,
@@ -66,36 +68,48 @@ def index(obj: Context, folder: Path, model: Path | None, reencode: bool, encode
         obj.echo(f"no model at {obj.store.model_path} yet: training one on {folder} first")
         run_training(obj, folder, obj.store.model_path, kw)
     encoder = load_encoder(obj, model, kw["device"])
-    try:
+    with writing(obj):
         summary = index_folder(obj.store, folder, encoder, batch_size=encode_batch,
                                workers=workers, progress=not obj.quiet, reencode=reencode,
                                save_every=save_every, index_choice=index_type,
-                               follow_symlinks=follow_symlinks, prune=prune)
+                               follow_symlinks=follow_symlinks, prune=prune).as_dict()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        print_summary(summary)
+
+
+@contextmanager
+def writing(obj: Context) -> Iterator[None]:
+    """What a write to the data dir can meet (a full disk, a damaged index, a database
+    that refuses), as the one-line errors the commands print."""
+    try:
+        yield
     except (VectorIndexError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     except OperationalError as exc:
         raise click.ClickException(
             describe_database_error(exc, obj.settings.database_url)) from exc
-    if as_json:
-        click.echo(json.dumps(summary.as_dict(), indent=2))
-        return
-    report_failures(summary.failures)
-    for warning in summary.warnings:
+
+
+def print_summary(summary: dict, prefix: str = "") -> None:
+    """An indexing run's summary (``IndexSummary.as_dict``), its skips and warnings first."""
+    report_failures([(f["path"], f["reason"]) for f in summary["failures"]])
+    for warning in summary["warnings"]:
         click.echo(f"warning: {warning}", err=True)
-    excluded = f"excluded {summary.excluded}, " if summary.excluded else ""
-    excluded += f"kept {summary.kept} missing, " if summary.kept else ""
+    excluded = f"excluded {summary['excluded']}, " if summary["excluded"] else ""
+    excluded += f"kept {summary['kept']} missing, " if summary["kept"] else ""
     click.echo(
-        f"added {summary.added}, updated {summary.updated}, moved {summary.moved}, "
-        f"removed {summary.removed}, unchanged {summary.unchanged}, {excluded}"
-        f"failed {summary.failed}; "
-        f"encoded {summary.encoded} images in {summary.seconds:.1f} s "
-        f"({summary.images_per_second:.1f} images/s)")
+        f"{prefix}added {summary['added']}, updated {summary['updated']}, moved "
+        f"{summary['moved']}, removed {summary['removed']}, unchanged {summary['unchanged']}, "
+        f"{excluded}failed {summary['failed']}; encoded {summary['encoded']} images in "
+        f"{summary['seconds']:.1f} s ({summary['images_per_second']:.1f} images/s)")
 
 
 @click.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-k", type=click.IntRange(1, 1000), default=10, show_default=True)
-@click.option("--model", type=click.Path(dir_okay=False, path_type=Path))
+@model_option()
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a PNG: query, its reconstruction, and each hit with its reconstruction.")
@@ -155,8 +169,7 @@ def stats(obj: Context, as_json: bool) -> None:
 @click.command()
 @click.option("--repair", is_flag=True,
               help="Fix what can be fixed without losing data (takes the writer lock).")
-@click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
-              help="Checkpoint the codes should come from (default: DATA_DIR/model.pt).")
+@model_option("Checkpoint the codes should come from")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_ctx
 def check(obj: Context, repair: bool, model: Path | None, as_json: bool) -> None:
@@ -208,12 +221,10 @@ def demo(obj: Context, epochs: int, k: int) -> None:
     click.echo(f"result sheet (query, hits; reconstructions below): {sheet}")
 
 
-
-
 # -- keeping the collection: what the operator's /api/admin endpoints do, from a shell -------
 
 @click.command()
-@click.argument("image_id", type=click.IntRange(0))
+@click.argument("image_id", type=click.IntRange(0, ID_MAX))
 @click.option("--exclude/--no-exclude", default=True, show_default=True,
               help="Also keep re-indexing from adding the file (or its content) back.")
 @pass_ctx
@@ -222,7 +233,8 @@ def remove(obj: Context, image_id: int, exclude: bool) -> None:
     store = obj.existing_store()
     lock_data_dir(obj, "removing an image from")
     try:
-        removal = remove_image(store, image_id, exclude)
+        with writing(obj):
+            removal = remove_image(store, image_id, exclude)
     except NotFound as exc:
         raise click.ClickException(str(exc)) from exc
     lifted = (f" (excluded: lift with `lookalike exclusions --lift {removal.exclusion_id}`)"
@@ -231,7 +243,7 @@ def remove(obj: Context, image_id: int, exclude: bool) -> None:
 
 
 @click.command()
-@click.option("--lift", "lift_id", type=click.IntRange(0),
+@click.option("--lift", "lift_id", type=click.IntRange(0, ID_MAX),
               help="Lift this exclusion: the next re-index adds the file again.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
@@ -255,8 +267,7 @@ def exclusions(obj: Context, lift_id: int | None, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
-              help="Checkpoint to encode with (default: DATA_DIR/model.pt).")
+@model_option("Checkpoint to encode with")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def reindex(obj: Context, model: Path | None, as_json: bool) -> None:
@@ -269,8 +280,9 @@ def reindex(obj: Context, model: Path | None, as_json: bool) -> None:
     if not folders:
         raise click.ClickException("nothing to re-index: no LOOKALIKE_INDEX_FOLDERS are "
                                    "configured and the catalog is empty")
-    results = [reindex_folder(store, f, encoder, workers=None, progress=not obj.quiet)
-               for f in folders]
+    with writing(obj):
+        results = [reindex_folder(store, f, encoder, workers=None, progress=not obj.quiet)
+                   for f in folders]
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
@@ -278,5 +290,4 @@ def reindex(obj: Context, model: Path | None, as_json: bool) -> None:
         if r["status"] == "skipped":
             click.echo(f"skipped {r['folder']}: {r['reason']}", err=True)
         else:
-            click.echo(f"{r['folder']}: added {r['added']}, updated {r['updated']}, removed "
-                       f"{r['removed']}, unchanged {r['unchanged']}, failed {r['failed']}")
+            print_summary(r, prefix=f"{r['folder']}: ")

@@ -58,8 +58,10 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
-model_option = click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
-                            help="Checkpoint (default: DATA_DIR/model.pt).")
+def model_option(what: str = "Checkpoint"):
+    """``--model CKPT``: another checkpoint than the data dir's (or LOOKALIKE_MODEL's)."""
+    return click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
+                        help=f"{what} (default: DATA_DIR/model.pt).")
 
 
 def lock_data_dir(obj: Context, doing: str) -> WriterLock:

@@ -17,6 +17,7 @@ from indexer.encoder import TorchEncoder
 from indexer.images import ImageDecodeError, load_image
 from indexer.latent import arithmetic, interpolate, sample_prior
 from indexer.plots import save_grid
+from search.store import codebook_path
 
 from .context import Context, checked_engine, load_encoder, model_option, pass_ctx, read_image
 
@@ -34,7 +35,7 @@ def output_option(help: str | None = None):
 @click.command()
 @input_file("image")
 @output_option("PNG to write (at the model's input size).")
-@model_option
+@model_option()
 @pass_ctx
 def denoise(obj: Context, image: Path, output: Path, model: Path | None) -> None:
     """Remove noise from IMAGE with the model (best with one trained with --kind dae)."""
@@ -54,7 +55,7 @@ def denoise(obj: Context, image: Path, output: Path, model: Path | None) -> None
 @click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write a PNG of their thumbnails.")
 @click.option("--json", "as_json", is_flag=True)
-@model_option
+@model_option()
 @pass_ctx
 def anomalies(obj: Context, top: int | None, threshold: float | None, sheet: Path | None,
               as_json: bool, model: Path | None) -> None:
@@ -89,17 +90,32 @@ def _thumbnail(path: str, size: int = 96) -> np.ndarray:
 
 
 def _codebook(obj: Context, encoder: TorchEncoder) -> ProductQuantizer:
+    """The collection's PQ codebook, trained on first use; it must reach the disk, since
+    the codes written with it decode only with it."""
     try:
-        return Codebooks(obj.existing_store()).get_or_train(encoder.sha256)
+        return Codebooks(obj.data_dir, obj.existing_store).get_or_train(encoder.sha256,
+                                                                        must_save=True)
     except TooFewCodes as exc:
         raise click.ClickException(f"{exc}; run lookalike index FOLDER first") from exc
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _saved_codebook(obj: Context, encoder: TorchEncoder) -> ProductQuantizer:
+    """The codebook a PQ code needs: only its file, not the catalog."""
+    pq = Codebooks(obj.data_dir, obj.existing_store).find(encoder.sha256)
+    if pq is None:
+        raise click.ClickException(f"no product quantiser at "
+                                   f"{codebook_path(obj.data_dir, encoder.sha256)}; compress "
+                                   "with --dtype pq first")
+    return pq
 
 
 @click.command()
 @input_file("image")
 @output_option()
 @click.option("--dtype", type=click.Choice(DTYPES), default="float16", show_default=True)
-@model_option
+@model_option()
 @pass_ctx
 def compress(obj: Context, image: Path, output: Path, dtype: str, model: Path | None) -> None:
     """Store IMAGE as its latent code; prints sizes and the round-trip PSNR."""
@@ -119,13 +135,13 @@ def compress(obj: Context, image: Path, output: Path, dtype: str, model: Path | 
 @click.command()
 @input_file("code")
 @output_option()
-@model_option
+@model_option()
 @pass_ctx
 def decompress(obj: Context, code: Path, output: Path, model: Path | None) -> None:
     """Decode a code file written by `lookalike compress` back to a PNG."""
     encoder = load_encoder(obj, model)
     blob = code.read_bytes()
-    pq = Codebooks(obj.existing_store()).find(encoder.sha256) if code_dtype(blob) == "pq" else None
+    pq = _saved_codebook(obj, encoder) if code_dtype(blob) == "pq" else None
     try:
         z = decompress_code(blob, encoder.sha256, pq)
     except CompressionError as exc:
@@ -138,7 +154,7 @@ def decompress(obj: Context, code: Path, output: Path, model: Path | None) -> No
 @click.option("-n", type=click.IntRange(1, 64), default=8, show_default=True)
 @click.option("--seed", type=int, default=None)
 @output_option()
-@model_option
+@model_option()
 @pass_ctx
 def sample(obj: Context, n: int, seed: int | None, output: Path, model: Path | None) -> None:
     """Decode N codes drawn from the prior N(0, I) (meaningful for --kind vae)."""
@@ -152,7 +168,7 @@ def sample(obj: Context, n: int, seed: int | None, output: Path, model: Path | N
 @input_file("image_b")
 @click.option("--steps", type=click.IntRange(2, 64), default=8, show_default=True)
 @output_option()
-@model_option
+@model_option()
 @pass_ctx
 def interpolate_cmd(obj: Context, image_a: Path, image_b: Path, steps: int, output: Path,
                     model: Path | None) -> None:
@@ -170,7 +186,7 @@ def interpolate_cmd(obj: Context, image_a: Path, image_b: Path, steps: int, outp
 @input_file("image_c")
 @click.option("-k", type=click.IntRange(1, 100), default=5, show_default=True)
 @output_option()
-@model_option
+@model_option()
 @pass_ctx
 def arithmetic_cmd(obj: Context, image_a: Path, image_b: Path, image_c: Path, k: int,
                    output: Path, model: Path | None) -> None:

@@ -9,13 +9,14 @@ import click
 from indexer.augment import DEFAULT_EDITS, EDITS, MIN_CROP
 from indexer.retrieval import EvaluationError, evaluate_collection
 from indexer.model import KINDS, AEConfig, ModelConfigError
-from indexer.train import (DEFAULT_BUDGET, DEFAULT_INVARIANCE, NOISES, VALIDATIONS, TrainConfig,
+from indexer.noise import NOISES
+from indexer.train import (DEFAULT_BUDGET, DEFAULT_INVARIANCE, VALIDATIONS, TrainConfig,
                            TrainingError, train_folder)
 
-from .context import Context, load_encoder, lock_data_dir, pass_ctx, report_failures
+from .context import Context, load_encoder, lock_data_dir, model_option, pass_ctx, report_failures
 
 
-def model_options(f):
+def training_options(f):
     options = [
         click.option("--budget", type=click.IntRange(1), default=DEFAULT_BUDGET, show_default=True,
                      help="Optimizer steps; larger collections are sampled, so any trains in "
@@ -111,7 +112,7 @@ def run_training(obj: Context, folder: Path, output: Path, kw: dict) -> None:
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Checkpoint path (default: DATA_DIR/model.pt).")
-@model_options
+@training_options
 @pass_ctx
 def train(obj: Context, folder: Path, output: Path | None, **kw) -> None:
     """Train an autoencoder on the images under FOLDER."""
@@ -134,7 +135,7 @@ def train(obj: Context, folder: Path, output: Path | None, **kw) -> None:
                    "file right in FOLDER), baselines colour histogram and perceptual hashes.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Also score the mode's baselines on the same split.")
-@click.option("--model", type=click.Path(dir_okay=False, path_type=Path))
+@model_option()
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def eval_command(obj: Context, folder: Path, queries: Path | None, query_fraction: float, seed: int,
