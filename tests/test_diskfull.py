@@ -32,7 +32,7 @@ from indexer.model import AEConfig, build_model, load_checkpoint, save_checkpoin
 from search.catalog import ImageRecord, ModelRecord
 from search.database import describe_database_error
 from search.files import DiskFullError, replace_atomically
-from search.store import Store
+from search.store import Store, codebook_path
 from search.vector_index import build_index, load_index
 from indexer.compression import Codebooks
 
@@ -176,11 +176,11 @@ def test_codebook_that_cannot_be_saved_is_kept_in_memory_with_a_clear_warning(
         s.add_all(ImageRecord(path=f"/img/{i}.png", sha256=f"{i:064x}", size=1, mtime=0.0,
                               width=8, height=8, format="PNG", model_id=model.id,
                               code=c.tobytes(), recon_error=0.0) for i, c in enumerate(codes))
-    path = store.codebook_path("ab" * 32)
+    path = codebook_path(store.data_dir, "ab" * 32)
     monkeypatch.setattr(faiss, "write_ProductQuantizer",
                         _half_then(_faiss_enospc(str(path)), faiss.write_ProductQuantizer))
     with caplog.at_level(logging.WARNING, logger="indexer.compression"):
-        pq = Codebooks(store).get_or_train("ab" * 32)
+        pq = Codebooks(store.data_dir, lambda: store).get_or_train("ab" * 32)
     assert np.allclose(pq.decode(pq.encode(codes[0])), codes[0], atol=2.0)
     assert f"disk full while writing {path}" in caplog.text
     assert not path.exists() and not _temp_files(path.parent)
