@@ -1,21 +1,69 @@
-"""Shared fixtures: a synthetic collection and a tiny model trained once per session."""
+"""What every room's tests share: a clean environment, the synthetic collection, the one tiny
+model architecture, a tiny model trained on the collection once per session, and the
+``lookalike`` command line in process.
+
+Layout: ``tests/search``, ``tests/indexer`` and ``tests/web`` test one room each (their
+``conftest.py`` holds what that room's tests share); ``tests/e2e`` starts the real
+``lookalike`` script or a real browser. The synthetic images are in ``tests/synthetic.py``.
+"""
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from indexer.model import AEConfig
 from indexer.train import TrainConfig
+from web.cli import cli
 
 from .synthetic import make_collection
 
+# The one tiny architecture every test model uses unless a test is about the architecture.
 TINY = AEConfig(image_size=32, widths=(16, 32, 64), latent_dim=16)
-# The plain recipe (λ = 0): these tests are about search, storage and the family, and a
-# plain tiny model trains in seconds; tests/test_invariance.py covers the default recipe.
+# The session's trained model, in the plain recipe (λ = 0): the tests that use it are about
+# search, storage and the model family, and a plain tiny model trains in seconds;
+# tests/indexer/test_invariance.py covers the default recipe. 80 epochs, because
+# tests/search/test_cli_search.py checks that it ranks same-class images first.
 TINY_TRAIN = TrainConfig(epochs=80, batch_size=16, lr=3e-3, patience=80, seed=0, device="cpu",
                          invariance=0)
+# The web's libraries (tests/web/conftest.py): 3 epochs, because those tests check that the
+# app does what its model says, not how good the model is, and several modules build one.
+QUICK_TRAIN = TrainConfig(epochs=3, batch_size=16, patience=3, seed=0, device="cpu",
+                          invariance=0)
+
+# The installed console script, next to this interpreter (pip install -e .).
+LOOKALIKE = Path(sys.executable).with_name("lookalike")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """Settings from the developer's shell must not leak into tests, and the apps tests make
+    must not change torch's process-wide thread count under the other test modules."""
+    for name in list(os.environ):
+        if name.startswith("LOOKALIKE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("LOOKALIKE_INFERENCE_THREADS", "0")
+
+
+def invoke(data_dir: Path, *args: str):
+    """``lookalike --data-dir DATA_DIR -q ARGS`` through click's CliRunner; its result.
+
+    Exceptions the command does not turn into an exit status propagate.
+    """
+    return CliRunner().invoke(cli, ["--data-dir", str(data_dir), "-q", *args],
+                              catch_exceptions=False)
+
+
+def run(data_dir: Path, *args: str, ok: bool = True):
+    """:func:`invoke`, asserting exit status 0 unless *ok* is false."""
+    result = invoke(data_dir, *args)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,23 @@
-"""Small synthetic image classes for tests: shapes, colours, textures.
+"""Every synthetic image the tests use: made here, never downloaded.
 
-Each class differs in colour *and* structure, so a tiny autoencoder
-trained for a few seconds separates them, while random position, size
-and noise keep every image distinct.
+Two families of three classes each:
+
+* ``CLASSES`` (``make_image``, ``make_collection``): light backgrounds; each class differs
+  in colour *and* structure, so a tiny autoencoder trained for a few seconds separates
+  them, while random position, size and noise keep every image distinct. The session's
+  collection and trained model (tests/conftest.py) are made of these.
+* ``SHAPES`` (``draw``, ``write_collection``): squares, circles and stripes in random
+  colours and positions on *dark* backgrounds, so a 3-epoch model on 32×32 inputs already
+  ranks same-class images together and a white image is an anomaly. The web's libraries
+  (tests/web/conftest.py) are made of these.
+
+Also: damaged files, distinct random pictures, and hand-built PNGs (a decompression bomb).
 """
 from __future__ import annotations
 
+import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +102,83 @@ def distinct_images(n: int, seed: int = 0, size: int = 32) -> np.ndarray:
                                                                      fill=colour())
         out.append(np.asarray(img))
     return np.stack(out)
+
+
+# -- the web's shapes on dark backgrounds ------------------------------------------------------
+
+SHAPES = ("square", "circle", "stripes")
+
+
+def draw(kind: str, rng: np.random.Generator, size: int = 48) -> Image.Image:
+    """One synthetic image of *kind* (one of ``SHAPES``), in random colours and placement."""
+    background = tuple(int(v) for v in rng.integers(0, 80, 3))
+    colour = tuple(int(v) for v in rng.integers(150, 256, 3))
+    img = Image.new("RGB", (size, size), background)
+    d = ImageDraw.Draw(img)
+    if kind == "square":
+        s = int(rng.integers(size // 3, size // 2))
+        x, y = (int(v) for v in rng.integers(2, size - s - 2, 2))
+        d.rectangle([x, y, x + s, y + s], fill=colour)
+    elif kind == "circle":
+        r = int(rng.integers(size // 6, size // 4))
+        cx, cy = (int(v) for v in rng.integers(r + 2, size - r - 2, 2))
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
+    else:
+        width = int(rng.integers(3, 6))
+        offset = int(rng.integers(0, 2 * width))
+        for x in range(offset - 2 * width, size, 2 * width):
+            d.rectangle([x, 0, x + width - 1, size], fill=colour)
+    return img
+
+
+def write_collection(folder: Path, per_class: int = 20, seed: int = 0,
+                     extra: dict[str, str] | None = None) -> dict[str, list[Path]]:
+    """PNGs under FOLDER/<shape>/; *extra* maps file name → shape, written at the top."""
+    rng = np.random.default_rng(seed)
+    written: dict[str, list[Path]] = {c: [] for c in SHAPES}
+    for kind in SHAPES:
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            path = folder / kind / f"{kind}-{seed}-{i:03d}.png"
+            draw(kind, rng).save(path)
+            written[kind].append(path)
+    for name, kind in (extra or {}).items():
+        path = folder / name
+        draw(kind, rng).save(path)
+        written[kind].append(path)
+    return written
+
+
+# -- encoded bytes --------------------------------------------------------------------------
+
+def png_bytes(img: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    """*img* encoded as *fmt* (PNG unless told), with Pillow's save *options*."""
+    out = io.BytesIO()
+    img.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data, CRC."""
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+
+def png_claiming_pixels(width: int, height: int) -> bytes:
+    """A tiny, valid-looking PNG whose header claims width×height (a decompression bomb)."""
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    row = b"\x00" + b"\x00" * ((width + 7) // 8)
+    body = zlib.compress(row * 16)  # a few rows are enough: the guard trips at open
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", body)
+            + png_chunk(b"IEND", b""))
+
+
+def flat_png(width: int, height: int, bit_depth: int, colour_type: int) -> bytes:
+    """A PNG of one flat colour, built a row at a time: megapixels in a few KB, cheaply."""
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour_type]
+    row = b"\x00" + bytes((width * channels * bit_depth + 7) // 8)
+    squeeze = zlib.compressobj(9)
+    body = b"".join(squeeze.compress(row) for _ in range(height)) + squeeze.flush()
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", body)
+            + png_chunk(b"IEND", b""))

@@ -1,6 +1,7 @@
 """The shape of the house, read from the source with ``ast``: rooms depend one way
 (web → indexer → search), modules import no cycle and no other module's private names,
-and no file or function grows past what a newcomer can read at once."""
+and no file or function grows past what a newcomer can read at once; the tests are
+kept by room too, in files of readable size."""
 from __future__ import annotations
 
 import ast
@@ -12,6 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 ROOMS = ("search", "indexer", "web")  # each may import only those before it
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 60
+TEST_ROOMS = ("search", "indexer", "web", "e2e")  # tests/<room>/; e2e: the real script, a browser
+MAX_TEST_FILE_LINES = 500
 
 
 def module_name(path: Path) -> str:
@@ -185,3 +188,17 @@ def test_files_and_functions_stay_short(module):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
             and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
     assert long == []
+
+
+def test_tests_are_kept_by_room():
+    tests = ROOT / "tests"
+    assert sorted(p.name for p in tests.glob("test_*.py")) == ["test_architecture.py"]
+    assert {p.parent.name for p in tests.glob("*/test_*.py")} == set(TEST_ROOMS)
+    for room in TEST_ROOMS:  # a package each, so test modules may share a base name
+        assert (tests / room / "__init__.py").is_file(), room
+
+
+def test_test_files_stay_short():
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines())
+             for p in sorted((ROOT / "tests").rglob("*.py"))}
+    assert {path: n for path, n in sizes.items() if n > MAX_TEST_FILE_LINES} == {}

@@ -1,7 +1,7 @@
 """The JSON bodies the API answers with, as they appear in ``/api/openapi.json``.
 
 They document the views' ``jsonify`` answers; they are not run on each
-response (``web.apispec``), and ``tests/test_schema.py`` checks every answer
+response (``web.apispec``), and ``tests/web/test_schema.py`` checks every answer
 against them. A field with a default is one an answer may leave out; it is
 never null unless its type says so.
 """

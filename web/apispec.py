@@ -55,7 +55,7 @@ class Validator(FlaskPlugin):
       spectree's error response, which serializes each error's input (a
       file part, say) to JSON before any hook could step in.
     * Responses are documented, not validated: views answer with PNGs and
-      streamed files too, and ``tests/test_schema.py`` checks every answer.
+      streamed files too, and ``tests/web/test_schema.py`` checks every answer.
     """
 
     def request_validation(self, request: Request, query: Any, json: Any, form: Any,

@@ -1,0 +1,117 @@
+"""What the end-to-end tests share: the real app over HTTP and Debian's Chromium, headless,
+under Playwright, with a watcher that fails a test on page errors, dialogs or any request
+that leaves 127.0.0.1.
+
+The libraries they serve are the web tests' (``tests.web.conftest.build_library``).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+DROP_FILE = """async ([url, name]) => {
+  const blob = await (await fetch(url)).blob();
+  const data = new DataTransfer();
+  data.items.add(new File([blob], name, {type: blob.type}));
+  document.getElementById('drop-zone').dispatchEvent(
+    new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+}"""
+
+PASTE_FILE = """async ([url, name]) => {
+  const blob = await (await fetch(url)).blob();
+  const data = new DataTransfer();
+  data.items.add(new File([blob], name, {type: blob.type}));
+  document.dispatchEvent(new ClipboardEvent('paste',
+    {clipboardData: data, bubbles: true, cancelable: true}));
+}"""
+
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
+                                    reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+
+
+@contextmanager
+def running_app(data_dir: Path) -> Iterator[str]:
+    """The real app over HTTP on an ephemeral 127.0.0.1 port, in a background thread."""
+    from werkzeug.serving import make_server
+
+    from web import create_app
+
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("LOOKALIKE_")}
+    # threads 0: leave torch's process-wide thread count to the other test modules
+    app = create_app({"LOOKALIKE_DATA_DIR": str(data_dir), "LOOKALIKE_INFERENCE_THREADS": 0})
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        thread.join(timeout=10)
+        app.extensions["lookalike"].close()
+        os.environ.update(saved)
+
+
+@contextmanager
+def headless_chromium():
+    """Debian's Chromium under Playwright, headless, with no network chatter."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class Watcher:
+    """Collects what must not happen on the page: errors, dialogs, off-host requests."""
+
+    def __init__(self, page, base: str):
+        self.problems: list[str] = []
+        page.on("console", lambda m: m.type == "error" and self.problems.append(
+            f"console: {m.text}"))
+        page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        page.on("dialog", self._dialog)
+        page.on("request", lambda r: self._request(r.url, base))
+
+    def _dialog(self, dialog) -> None:
+        self.problems.append(f"dialog: {dialog.message}")  # e.g. alert(1) from an injection
+        dialog.dismiss()
+
+    def _request(self, url: str, base: str) -> None:
+        if not url.startswith((base + "/", "data:", "blob:")):
+            self.problems.append(f"request off the host: {url}")
+
+
+@pytest.fixture(scope="module")
+def server(library):
+    """The app on the module's ``library``, served on 127.0.0.1 in a thread; its URL."""
+    with running_app(library.data_dir) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with headless_chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh page of 1200×900 with a ``watcher``."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.watcher = Watcher(page, server)
+    yield page
+    context.close()

@@ -1,0 +1,314 @@
+"""A full disk while writing index, checkpoint, codebook or catalog: a clear error, nothing lost.
+
+Faults are injected where the real libraries fail (faiss, torch.save,
+SQLite's own SQLITE_FULL via ``PRAGMA max_page_count``), with the error
+each raises on a real full disk; one test uses a real tiny tmpfs when
+this process may mount one.
+"""
+from __future__ import annotations
+
+import errno
+import gc
+import logging
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+import torch
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from indexer.check import check_data_dir
+from indexer.model import AEConfig, build_model, load_checkpoint, save_checkpoint
+from search.catalog import ImageRecord, ModelRecord
+from search.database import describe_database_error
+from search.files import DiskFullError, replace_atomically
+from search.store import Store, codebook_path
+from search.vector_index import build_index, load_index
+from indexer.compression import Codebooks
+
+from ..conftest import TINY, invoke
+from ..synthetic import make_collection
+
+ENOSPC_TEXT = os.strerror(errno.ENOSPC)
+
+
+def _index(n: int, seed: int = 0):
+    codes = np.random.default_rng(seed).normal(size=(n, 16)).astype(np.float32)
+    return build_index(np.arange(1, n + 1, dtype=np.int64), codes, 16, "cosine", "flat")
+
+
+def _temp_files(folder: Path) -> list[Path]:
+    return list(folder.glob(".*.tmp"))
+
+
+def _half_then(error: BaseException, real):
+    """A writer that gets half its bytes out, as one stopped by ENOSPC does, then fails."""
+    def write(obj, path, *args, **kwargs):
+        real(obj, path, *args, **kwargs)
+        with open(path, "rb+") as f:
+            f.truncate(os.path.getsize(path) // 2)
+        raise error
+    return write
+
+
+def _faiss_enospc(path: str) -> RuntimeError:
+    """faiss's own words when fwrite hits a full disk."""
+    return RuntimeError(f"Error in void faiss::write_index(...): Error: 'ret == (size * 4)' "
+                        f"failed: write error in {path}: 65491 != 256000 ({ENOSPC_TEXT})")
+
+
+# -- replace_atomically ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("error, message", [
+    (OSError(errno.ENOSPC, ENOSPC_TEXT), "disk full"),
+    (OSError(errno.EDQUOT, os.strerror(errno.EDQUOT)), "disk quota exceeded"),
+    (_faiss_enospc("x"), "disk full"),
+])
+def test_no_room_becomes_disk_full_error_and_keeps_the_old_file(tmp_path, error, message):
+    target = tmp_path / "data.bin"
+    replace_atomically(target, lambda tmp: Path(tmp).write_bytes(b"old"), "data")
+
+    def broken(tmp: str) -> None:
+        Path(tmp).write_bytes(b"ha")
+        raise error
+
+    with pytest.raises(DiskFullError) as caught:
+        replace_atomically(target, broken, "data")
+    assert str(caught.value) == (f"{message} while writing {target} (the previous file is kept); "
+                                 "free some space and run the command again")
+    assert caught.value.errno == (error.errno if isinstance(error, OSError) else errno.ENOSPC)
+    assert target.read_bytes() == b"old"
+    assert not _temp_files(tmp_path)
+
+
+def test_torch_style_runtime_error_caused_by_enospc_is_disk_full(tmp_path):
+    """torch.save to a file object wraps the OSError in a RuntimeError that only chains it."""
+    def broken(tmp: str) -> None:
+        try:
+            raise OSError(errno.ENOSPC, ENOSPC_TEXT)
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] unexpected pos 704 vs 598")
+
+    with pytest.raises(DiskFullError, match="nothing was written"):
+        replace_atomically(tmp_path / "new.bin", broken, "data")
+    assert not (tmp_path / "new.bin").exists() and not _temp_files(tmp_path)
+
+
+def test_other_write_errors_are_not_called_disk_full(tmp_path):
+    def broken(tmp: str) -> None:
+        raise RuntimeError("unsupported index type")
+
+    with pytest.raises(RuntimeError, match="unsupported index type") as caught:
+        replace_atomically(tmp_path / "x.bin", broken, "data")
+    assert not isinstance(caught.value, DiskFullError)
+
+
+def test_the_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
+    target = tmp_path / "data.bin"
+    synced: list[tuple[bool, bytes]] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+        synced.append((is_dir, target.read_bytes() if target.exists() else b""))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    replace_atomically(target, lambda tmp: Path(tmp).write_bytes(b"new"), "data")
+    assert synced == [(False, b""), (True, b"new")]  # the file before the rename, the folder after
+    synced.clear()
+    replace_atomically(target, lambda tmp: Path(tmp).write_bytes(b"cache"), "data", durable=False)
+    assert synced == []
+
+
+# -- the writers --------------------------------------------------------------------------
+
+def test_index_save_on_a_full_disk_keeps_the_previous_index(tmp_path, monkeypatch):
+    path = tmp_path / "index.faiss"
+    _index(5).save(path)
+    before = path.read_bytes()
+    monkeypatch.setattr(faiss, "write_index", _half_then(_faiss_enospc(str(path)), faiss.write_index))
+    with pytest.raises(DiskFullError, match=f"disk full while writing {path} "
+                                            r"\(the previous file is kept\)"):
+        _index(500, seed=1).save(path)
+    assert path.read_bytes() == before
+    assert sorted(load_index(path).ids().tolist()) == [1, 2, 3, 4, 5]
+    assert not _temp_files(tmp_path)
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_checkpoint_save_on_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch, code):
+    path = tmp_path / "model.pt"
+    torch.manual_seed(0)
+    old = build_model(TINY)
+    save_checkpoint(path, old, {"epochs_run": 1})
+    before = path.read_bytes()
+    monkeypatch.setattr(torch, "save", _half_then(OSError(code, os.strerror(code)), torch.save))
+    with pytest.raises(DiskFullError, match=f"while writing {path} \\(the previous file is kept\\)"):
+        save_checkpoint(path, build_model(TINY), {"epochs_run": 2})
+    assert path.read_bytes() == before
+    loaded = load_checkpoint(path)
+    assert loaded.facts == {"epochs_run": 1}
+    for key, value in old.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[key], value)
+    assert not _temp_files(tmp_path)
+
+
+def test_codebook_that_cannot_be_saved_is_kept_in_memory_with_a_clear_warning(
+        tmp_path, monkeypatch, caplog):
+    store = Store.open(tmp_path / "data")
+    with store.sessions() as s, s.begin():
+        model = ModelRecord(kind="ae", config={}, checkpoint_path="m.pt", checkpoint_sha256="ab" * 32,
+                            latent_dim=16)
+        s.add(model)
+        s.flush()
+        codes = np.random.default_rng(0).normal(size=(64, 16)).astype(np.float32)
+        s.add_all(ImageRecord(path=f"/img/{i}.png", sha256=f"{i:064x}", size=1, mtime=0.0,
+                              width=8, height=8, format="PNG", model_id=model.id,
+                              code=c.tobytes(), recon_error=0.0) for i, c in enumerate(codes))
+    path = codebook_path(store.data_dir, "ab" * 32)
+    monkeypatch.setattr(faiss, "write_ProductQuantizer",
+                        _half_then(_faiss_enospc(str(path)), faiss.write_ProductQuantizer))
+    with caplog.at_level(logging.WARNING, logger="indexer.compression"):
+        pq = Codebooks(store.data_dir, lambda: store).get_or_train("ab" * 32)
+    assert np.allclose(pq.decode(pq.encode(codes[0])), codes[0], atol=2.0)
+    assert f"disk full while writing {path}" in caplog.text
+    assert not path.exists() and not _temp_files(path.parent)
+    store.close()
+
+
+# -- a real tiny filesystem ---------------------------------------------------------------
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 1 MiB tmpfs; skipped where this process may not mount one."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    tool = shutil.which("mount")
+    if tool is None:
+        pytest.skip("no mount command")
+    done = subprocess.run([tool, "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mount
+    gc.collect()  # a failed torch.save's writer, in a traceback cycle, holds its file open
+    subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+def test_real_full_tmpfs(tiny_tmpfs):
+    index_path, model_path = tiny_tmpfs / "index.faiss", tiny_tmpfs / "model.pt"
+    _index(5).save(index_path)
+    save_checkpoint(model_path, build_model(TINY), {"epochs_run": 1})
+    saved = {p: p.read_bytes() for p in (index_path, model_path)}
+
+    with pytest.raises(DiskFullError, match=f"disk full while writing {index_path}"):
+        _index(20000, seed=1).save(index_path)  # 1.3 MB of vectors
+    with pytest.raises(DiskFullError, match=f"disk full while writing {model_path}"):
+        save_checkpoint(model_path, build_model(AEConfig(image_size=32, latent_dim=64)), {})
+
+    assert {p: p.read_bytes() for p in saved} == saved
+    assert load_index(index_path).ntotal == 5
+    assert load_checkpoint(model_path).facts == {"epochs_run": 1}
+    assert sorted(os.listdir(tiny_tmpfs)) == ["index.faiss", "model.pt"]
+
+
+# -- through the CLI ----------------------------------------------------------------------
+
+def _index_cli(data_dir: Path, folder: Path):
+    """`lookalike index FOLDER` into a data dir with an untrained tiny model (untrained_data_dir):
+    encoding needs a model, not a good one."""
+    return invoke(data_dir, "index", str(folder), "--workers", "0")
+
+
+def _assert_consistent(data_dir: Path, n: int) -> None:
+    store = Store.open(data_dir)
+    with store.sessions() as s:
+        catalog = set(s.scalars(select(ImageRecord.id)))
+    report = check_data_dir(store)
+    assert report.ok, report.render()
+    assert len(catalog) == n and set(store.load_index().ids().tolist()) == catalog
+    store.close()
+
+
+def _refused(result) -> None:
+    assert result.exit_code == 1, result.output
+    assert "disk full while writing" in result.output
+    assert "free some space and run the command again" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_index_save_on_a_full_disk(untrained_data_dir, tmp_path, monkeypatch):
+    folder = tmp_path / "photos"
+    make_collection(folder / "first", per_class=2, size=32)
+    assert _index_cli(untrained_data_dir, folder).exit_code == 0
+    index_path = untrained_data_dir / "index.faiss"
+    before = index_path.read_bytes()
+
+    make_collection(folder / "more", per_class=4, size=32, seed=1)
+    monkeypatch.setattr(faiss, "write_index",
+                        _half_then(_faiss_enospc(str(index_path)), faiss.write_index))
+    result = _index_cli(untrained_data_dir, folder)
+    _refused(result)
+    assert str(index_path) in result.output
+    assert index_path.read_bytes() == before
+    assert load_index(index_path).ntotal == 6
+
+    monkeypatch.undo()
+    assert _index_cli(untrained_data_dir, folder).exit_code == 0
+    _assert_consistent(untrained_data_dir, 18)
+
+
+class CatalogCap:
+    """Caps new SQLite connections at their file's current size, so growing it gets SQLITE_FULL."""
+
+    @staticmethod
+    def _cap(dbapi_connection, _record) -> None:
+        pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
+        dbapi_connection.execute(f"PRAGMA max_page_count = {max(pages, 1)}")
+
+    def start(self) -> None:
+        event.listen(Engine, "connect", self._cap)
+
+    def stop(self) -> None:
+        if event.contains(Engine, "connect", self._cap):
+            event.remove(Engine, "connect", self._cap)
+
+
+@pytest.fixture
+def catalog_cap():
+    cap = CatalogCap()
+    yield cap
+    cap.stop()
+
+
+def test_cli_catalog_full_is_a_clear_error_and_the_next_run_catches_up(
+        untrained_data_dir, tmp_path, catalog_cap):
+    folder = tmp_path / "photos"
+    make_collection(folder / "first", per_class=2, size=32)
+    assert _index_cli(untrained_data_dir, folder).exit_code == 0
+
+    make_collection(folder / "more", per_class=40, size=32, seed=1)
+    catalog_cap.start()
+    result = _index_cli(untrained_data_dir, folder)
+    _refused(result)
+    assert str(untrained_data_dir / "catalog.sqlite") in result.output
+    _assert_consistent(untrained_data_dir, 6)
+
+    catalog_cap.stop()
+    assert _index_cli(untrained_data_dir, folder).exit_code == 0
+    _assert_consistent(untrained_data_dir, 126)
+
+
+def test_other_database_errors_are_not_called_disk_full():
+    locked = OperationalError("INSERT ...", {}, sqlite3.OperationalError("database is locked"))
+    assert describe_database_error(locked, "/d/catalog.sqlite") == \
+        "cannot write the catalog /d/catalog.sqlite: database is locked"

@@ -1,0 +1,192 @@
+"""The view-invariance recipe: edited views, the NT-Xent term, the step budget, the record."""
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from indexer.augment import EDITS, JpegArtefacts, PasteText, Sepia, Views
+from indexer.invariance import nt_xent
+from indexer.model import AEConfig, load_checkpoint
+from indexer.train import Schedule, TrainConfig, TrainingError, fit
+from web.cli import cli
+
+from ..conftest import TINY
+from ..synthetic import CLASSES, distinct_images, make_image
+
+
+def _pixels(n: int, seed: int = 0, size: int = 32) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([np.asarray(make_image(CLASSES[i % 3], rng, size)) for i in range(n)])
+
+
+def _view_retrieval(model, pixels: np.ndarray, seed: int = 5) -> tuple[float, float]:
+    """(share of views whose nearest other view is their partner, same − other cosine)."""
+    torch.manual_seed(seed), random.seed(seed)
+    views = Views(pixels.shape[1])
+    batch = torch.from_numpy(pixels)
+    with torch.no_grad():
+        a = torch.nn.functional.normalize(model.encode(views(batch)), dim=1)
+        b = torch.nn.functional.normalize(model.encode(views(batch)), dim=1)
+    sim = a @ b.T
+    same = sim.diag()
+    others = (sim.sum(1) - same) / (len(sim) - 1)
+    top1 = (sim.argmax(1) == torch.arange(len(sim))).float().mean().item()
+    return top1, (same - others).mean().item()
+
+
+def test_views_are_edited_copies_in_range_and_seeded():
+    batch = torch.from_numpy(_pixels(6))
+    views = Views(32)
+    torch.manual_seed(0), random.seed(0)
+    one = views(batch)
+    torch.manual_seed(0), random.seed(0)
+    again = views(batch)
+    assert one.shape == (6, 3, 32, 32) and one.dtype == torch.float32
+    assert 0 <= one.min() and one.max() <= 1
+    assert torch.equal(one, again)
+    original = batch.permute(0, 3, 1, 2).float() / 255
+    assert not torch.allclose(one, original, atol=0.05)  # crops alone move every image
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_every_edit_runs_on_its_own(edit):
+    out = Views(32, (edit,))(torch.from_numpy(_pixels(4)))
+    assert out.shape == (4, 3, 32, 32) and torch.isfinite(out).all()
+
+
+def test_our_own_edits():
+    grey = torch.full((3, 8, 8), 100, dtype=torch.uint8)
+    sepia = Sepia()(grey)
+    assert sepia[:, 0, 0].tolist() == [135, 120, 93]  # 100 · row sums of the sepia matrix
+    random.seed(0)
+    img = torch.from_numpy(_pixels(1)[0]).permute(2, 0, 1).contiguous()
+    texted = PasteText()(img)
+    assert texted.shape == img.shape and (texted != img).any()
+    saved = JpegArtefacts((30, 30))(img)
+    assert saved.shape == img.shape and (saved != img).any()
+    assert (saved.float() - img.float()).abs().mean() < 20  # artefacts, not a new image
+
+
+def test_unknown_edit_and_bad_crop_are_refused():
+    with pytest.raises(ValueError, match="unknown edit.*sharpen"):
+        Views(32, ("crop", "sharpen"))
+    with pytest.raises(ValueError, match="smallest crop"):
+        Views(32, min_crop=0)
+
+
+def test_nt_xent_prefers_matching_pairs():
+    a = torch.randn(8, 4)
+    matched = nt_xent(a, a + 0.01 * torch.randn(8, 4))
+    shuffled = nt_xent(a, a[torch.randperm(8)] + 0.01 * torch.randn(8, 4))
+    assert matched < shuffled
+    assert matched < np.log(15)  # better than chance among the 2N − 1 candidates
+
+
+def test_invariance_brings_two_views_of_one_image_together():
+    """After a short training, an edited view lies nearer its partner than the other images' views."""
+    pixels, held_out = distinct_images(96), distinct_images(24, seed=1)
+    results = {}
+    for lam in (1.0, 0.0):
+        model, _ = fit(pixels, AEConfig(image_size=32, widths=(8, 16, 32), latent_dim=16),
+                       TrainConfig(budget=40, batch_size=32, invariance=lam, device="cpu",
+                                   patience=40), progress=False)
+        results[lam] = _view_retrieval(model.eval(), held_out)
+    top1, gap = results[1.0]
+    assert gap > 0 and top1 > 2 / 24  # views of one image closer than views of two images
+    assert gap > 1.3 * results[0.0][1]  # and clearly closer than without the term
+
+
+def test_step_budget_is_honoured_and_bounds_the_epochs():
+    counted = []  # every optimizer step, whichever optimizer the trainer uses
+    hook = register_optimizer_step_post_hook(lambda *_: counted.append(1))
+    try:
+        _, facts = fit(_pixels(40), TINY, TrainConfig(budget=7, batch_size=8, device="cpu"),
+                       progress=False)
+    finally:
+        hook.remove()
+    assert len(counted) == 7 and facts["steps_run"] == facts["steps_planned"] == 7
+    # --epochs caps a budget larger than the data needs: 36 images, batch 8 → 4 whole batches.
+    assert Schedule.plan(36, TrainConfig(budget=1000, epochs=2, batch_size=8)).steps == 8
+    assert Schedule.plan(36, TrainConfig(budget=5, epochs=2, batch_size=8)).steps == 5
+    assert Schedule.plan(36, TrainConfig(budget=None, epochs=3, batch_size=8)).steps == 12
+    for bad, message in [(dict(budget=0), "budget"), (dict(invariance=-1), "λ"),
+                         (dict(budget=None), "budget or a number of epochs"),
+                         (dict(edits=()), "at least one edit"), (dict(batch_size=1), "at least 2"),
+                         (dict(edits=("blur", "sharpen")), "unknown edit.*sharpen"),
+                         (dict(min_crop=1.5), "smallest crop"), (dict(temperature=0), "temperature")]:
+        with pytest.raises(TrainingError, match=message):
+            TrainConfig(**bad)
+    TrainConfig(edits=(), invariance=0, batch_size=1)  # the plain recipe needs neither
+
+
+def test_zero_invariance_is_the_plain_recipe():
+    """λ = 0 ignores the edits: one flipped view, reconstruction only, no projection head."""
+    pixels = _pixels(30)
+    runs = [fit(pixels, TINY, TrainConfig(budget=6, batch_size=8, invariance=0,
+                                                       edits=edits, device="cpu"), progress=False)
+            for edits in (EDITS, ("crop",))]
+    (m1, f1), (m2, f2) = runs
+    for (k, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert f1["recipe"] == {"invariance": 0.0, "edits": ["flip"], "loss": "reconstruction"}
+    _, f3 = fit(pixels, TINY, TrainConfig(budget=6, batch_size=8, invariance=1,
+                                                       device="cpu"), progress=False)
+    assert min(f3["train_losses"]) > 1  # NT-Xent over 2·8 views starts near log 15
+
+
+def test_checkpoint_records_the_recipe(collection_src, tmp_path):
+    out = tmp_path / "m.pt"
+    result = CliRunner().invoke(cli, ["-q", "--data-dir", str(tmp_path / "d"), "train",
+                                      str(collection_src), "-o", str(out), "--image-size", "32",
+                                      "--widths", "8,16", "--budget", "4", "--invariance", "0.5",
+                                      "--edits", "crop, grey,jpeg", "--min-crop", "0.6"])
+    assert result.exit_code == 0, result.output
+    facts = load_checkpoint(out).facts
+    assert facts["recipe"]["invariance"] == 0.5
+    assert facts["recipe"]["edits"] == ["crop", "grey", "jpeg"]
+    assert "RandomResizedCrop" in facts["recipe"]["augmentations"]
+    assert "scale=(0.6, 1.0)" in facts["recipe"]["augmentations"]
+    assert facts["train_config"]["budget"] == 4 and facts["steps_run"] == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--edits", "crop,sharpen"], "unknown edit(s) sharpen"),
+    (["--edits", " , "], "needs at least one edit"),
+    (["--invariance", "-1"], "is not in the range x>=0"),
+    (["--budget", "0"], "0 is not in the range x>=1"),
+])
+def test_bad_recipe_options_are_refused_before_anything_is_written(collection_src, tmp_path,
+                                                                    args, message):
+    out = tmp_path / "m.pt"
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "d"), "train",
+                                      str(collection_src), "-o", str(out), *args])
+    assert result.exit_code == 2 and message in result.output
+    assert not out.exists()
+
+
+def test_large_collections_are_sampled(collection_src, tmp_path):
+    from indexer.train import train_folder
+
+    result = train_folder(collection_src, tmp_path / "m.pt",
+                          AEConfig(image_size=16, widths=(8, 16), latent_dim=4),
+                          TrainConfig(budget=2, max_images=25, device="cpu"), progress=False,
+                          workers=0)
+    facts = result["facts"]
+    assert facts["n_found"] == 60 and facts["n_images"] == 25
+    assert facts["n_train"] + facts["n_val"] == 25
+
+
+@pytest.mark.parametrize("kind, head", [("dae", False), ("vae", False), ("ae", True)])
+def test_the_recipe_trains_every_search_kind_and_the_projection_head(kind, head):
+    model, facts = fit(_pixels(24), replace(TINY, kind=kind),
+                       TrainConfig(budget=4, batch_size=8, head=head, device="cpu"),
+                       progress=False)
+    assert np.isfinite(facts["val_losses"]).all() and facts["steps_run"] == 4
+    assert facts["recipe"]["acts_on"] == ("projection head" if head else "code")
+    assert not any(k.startswith("net.") for k in model.state_dict())  # the head is not stored

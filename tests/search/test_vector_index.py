@@ -1,0 +1,87 @@
+"""The FAISS wrapper: ids are catalog keys, cosine by default, atomic saves."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search.vector_index import (EXACT_LIMIT, VectorIndex, VectorIndexError, choose_index_type,
+                                 load_index, normalise)
+
+
+def _codes(n=50, d=8, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+
+
+def test_cosine_search_returns_catalog_ids_best_first():
+    codes = _codes()
+    ids = np.arange(1000, 1050)
+    index = VectorIndex.create(8)
+    index.add(ids, codes)
+    scores, found = index.search(codes[7:8] * 3.0, 5)  # scale does not matter for cosine
+    assert found[0, 0] == 1007 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert (np.diff(scores[0]) <= 1e-6).all()
+    expected = normalise(codes) @ normalise(codes[7:8]).T
+    assert scores[0, 1] == pytest.approx(np.sort(expected[:, 0])[-2], abs=1e-5)
+
+
+def test_k_larger_than_index_pads_with_minus_one_or_clamps():
+    index = VectorIndex.create(8)
+    index.add(np.array([5, 9]), _codes(2))
+    scores, found = index.search(_codes(1, seed=3), 10)
+    assert set(found[0].tolist()) <= {5, 9, -1} and {5, 9} <= set(found[0].tolist())
+
+
+def test_remove_and_ids():
+    index = VectorIndex.create(8)
+    index.add(np.arange(10), _codes(10))
+    assert index.remove([2, 3, 99]) == 2
+    assert sorted(index.ids().tolist()) == [0, 1, 4, 5, 6, 7, 8, 9]
+    _, found = index.search(_codes(10)[2:3], 10)
+    assert 2 not in found[0]
+
+
+def test_l2_metric_scores_are_negative_distances():
+    index = VectorIndex.create(8, metric="l2")
+    codes = _codes(5)
+    index.add(np.arange(5), codes)
+    scores, found = index.search(codes[:1], 2)
+    assert found[0, 0] == 0 and scores[0, 0] == pytest.approx(0.0, abs=1e-5)
+    assert scores[0, 1] < 0
+
+
+def test_save_load_mmap_round_trip(tmp_path):
+    index = VectorIndex.create(8)
+    index.add(np.arange(20) * 3, _codes(20))
+    path = tmp_path / "i.faiss"
+    index.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["i.faiss"]  # no temp file left
+    for mmap in (False, True):
+        loaded = load_index(path, mmap=mmap)
+        assert loaded.metric == "cosine" and loaded.ntotal == 20
+        assert sorted(loaded.ids().tolist()) == sorted((np.arange(20) * 3).tolist())
+    l2 = VectorIndex.create(8, "l2")
+    l2.save(tmp_path / "l2.faiss")
+    assert load_index(tmp_path / "l2.faiss").metric == "l2"
+
+
+def test_bad_shapes_and_files(tmp_path):
+    index = VectorIndex.create(8)
+    with pytest.raises(ValueError, match="shape"):
+        index.add(np.arange(2), np.zeros((2, 4), np.float32))
+    with pytest.raises(VectorIndexError, match="no vector index"):
+        load_index(tmp_path / "missing.faiss")
+    (tmp_path / "junk.faiss").write_bytes(b"junk")
+    with pytest.raises(VectorIndexError, match="cannot read"):
+        load_index(tmp_path / "junk.faiss")
+
+
+def test_zero_vector_does_not_become_nan():
+    assert np.isfinite(normalise(np.zeros((1, 4), np.float32))).all()
+
+
+def test_index_type_is_chosen_by_size():
+    assert choose_index_type(10) == "flat"
+    assert choose_index_type(EXACT_LIMIT) == "ivf"
+    assert choose_index_type(10, "ivf") == "ivf"
+    with pytest.raises(ValueError):
+        choose_index_type(10, "hnsw")
