@@ -18,11 +18,12 @@ from typing import Sequence
 from sqlalchemy import delete, select
 
 from search.catalog import ImageRecord, ModelRecord
+from search.regular_files import sha256_file
 from search.store import Store
 from search.vector_index import VectorIndex, VectorIndexError
 
 from .lock import DEBRIS_PATTERNS, holder
-from .model import CheckpointError, file_sha256, load_checkpoint
+from .model import CheckpointError, load_checkpoint
 
 SHOWN = 10  # paths listed per problem in the text report
 
@@ -169,7 +170,7 @@ def _current_model(path: Path, models: list[ModelRecord], report: CheckReport,
             report.model_problem = (f"no model checkpoint at {path}: cannot tell which codes are "
                                     "current (train one, or pass --model)")
         return None, None
-    sha = file_sha256(path)
+    sha = sha256_file(path)
     for m in models:
         if m.checkpoint_sha256 == sha:
             return m, m.latent_dim

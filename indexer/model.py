@@ -6,7 +6,6 @@ pytorch/examples and nanoGPT), so a checkpoint alone rebuilds its model.
 from __future__ import annotations
 
 import abc
-import hashlib
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from search.files import replace_atomically
+from search.regular_files import sha256_file
 
 CHECKPOINT_FORMAT = 1
 
@@ -262,14 +262,6 @@ def build_model(config: AEConfig) -> Autoencoder:
     return LinearAutoencoder(config) if config.kind == "linear" else ConvAutoencoder(config)
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_checkpoint(path: str | os.PathLike, model: Autoencoder, facts: dict[str, Any]) -> str:
     """Write config + weights + training facts atomically; returns the file's sha256.
 
@@ -284,7 +276,7 @@ def save_checkpoint(path: str | os.PathLike, model: Autoencoder, facts: dict[str
         "facts": facts,
     }
     replace_atomically(path, lambda tmp: torch.save(payload, tmp), "ckpt")
-    return file_sha256(path)
+    return sha256_file(path)
 
 
 @dataclass
@@ -312,7 +304,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     model = build_model(config)
     model.load_state_dict(payload["state_dict"])
     model.to(device).eval()
-    return Checkpoint(model, payload.get("facts", {}), path, file_sha256(path))
+    return Checkpoint(model, payload.get("facts", {}), path, sha256_file(path))
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from indexer.model import file_sha256
 from search.catalog import ExcludedRecord, ImageRecord, ModelRecord
+from search.regular_files import sha256_file
 from search.store import Store
 from search.vector_index import VectorIndexError
 
 
 def collect_stats(store: Store) -> dict:
-    sha = file_sha256(store.model_path) if store.model_path.exists() else None
+    sha = sha256_file(store.model_path) if store.model_path.exists() else None
     with store.sessions() as s:
         images = s.scalar(select(func.count(ImageRecord.id))) or 0
         excluded = s.scalar(select(func.count(ExcludedRecord.id))) or 0

@@ -3,16 +3,21 @@ exploration (the web's endpoints for them: tests/web/test_tools_*.py)."""
 from __future__ import annotations
 
 import json
+import shutil
 
+import faiss
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from web.cli import cli
-from indexer.compression import CompressionError, compress_code, decompress_code, psnr
+from indexer.compression import (Codebooks, CompressionError, compress_code, decompress_code,
+                                 psnr)
 from indexer.images import load_image
 from indexer.latent import arithmetic, interpolate, sample_prior
+from indexer.model import load_checkpoint
+from search.store import Store, codebook_path
 
 from ..conftest import TINY
 
@@ -89,6 +94,58 @@ def test_compress_round_trip_every_dtype(data_dir, collection, tmp_path):
         assert psnr(load_image(image, 32), restored) > 15
     assert sizes["float32"] > sizes["float16"] > sizes["uint8"] > sizes["pq"]
     assert sizes["float32"] < image.stat().st_size
+
+
+def test_a_pq_code_decodes_with_only_the_model_and_its_codebook(data_dir, collection, tmp_path):
+    """A model and its codebook copied elsewhere decode codes: no catalog needed."""
+    invoke(data_dir, "-q", "index", str(collection), "--workers", "0")
+    image = next(collection.rglob("*.png"))
+    code = tmp_path / "x.lkc"
+    invoke(data_dir, "compress", str(image), "-o", str(code), "--dtype", "pq")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(data_dir / "model.pt", elsewhere)
+    result = invoke(elsewhere, "decompress", str(code), "-o", str(tmp_path / "x.png"), ok=False)
+    assert result.exit_code == 1 and "no product quantiser at" in result.output
+    for codebook in data_dir.glob("pq-*.faiss"):
+        shutil.copy(codebook, elsewhere)
+    invoke(elsewhere, "decompress", str(code), "-o", str(tmp_path / "x.png"))
+    assert psnr(load_image(image, 32), np.asarray(Image.open(tmp_path / "x.png"))) > 15
+    assert not (elsewhere / "catalog.sqlite").exists()
+
+
+def test_compress_refuses_a_codebook_it_cannot_save(data_dir, collection, tmp_path,
+                                                     monkeypatch):
+    """Codes made with a codebook that is not on disk could never be decoded."""
+    invoke(data_dir, "-q", "index", str(collection), "--workers", "0")
+
+    def read_only(*args):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(faiss, "write_ProductQuantizer", read_only)
+    code = tmp_path / "x.lkc"
+    result = invoke(data_dir, "compress", str(next(collection.rglob("*.png"))), "-o", str(code),
+                    "--dtype", "pq", ok=False)
+    assert result.exit_code == 1 and "cannot save the PQ codebook" in result.output
+    assert not code.exists() and not list(data_dir.glob("pq-*.faiss"))
+
+
+def test_a_codebook_written_meanwhile_is_used_not_replaced(data_dir, collection):
+    """Two processes (the CLI and the server) that both find no codebook train only one:
+    the second to take the lock loads the first one's file."""
+    invoke(data_dir, "-q", "index", str(collection), "--workers", "0")
+    store = Store.open(data_dir)
+    sha = load_checkpoint(data_dir / "model.pt").sha256
+    late = Codebooks(data_dir, lambda: store)
+    assert late.find(sha) is None
+    first = Codebooks(data_dir, lambda: store).get_or_train(sha)
+    path = codebook_path(data_dir, sha)
+    stamp = path.stat().st_mtime_ns
+    second = late.get_or_train(sha)
+    assert path.stat().st_mtime_ns == stamp
+    code = np.random.default_rng(0).normal(size=TINY.latent_dim).astype(np.float32)
+    assert first.encode(code) == second.encode(code)
+    store.close()
 
 
 def test_compression_refuses_foreign_or_damaged_codes():

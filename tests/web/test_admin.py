@@ -379,6 +379,12 @@ def test_409_while_another_writer_holds_the_lock(clients, own_library):
         assert_error(client.delete(f"/api/admin/images/{victim}", headers=AUTH), 409, "busy")
     assert client.get(f"/api/images/{victim}").status_code == 200
     assert client.delete(f"/api/admin/images/{victim}", headers=AUTH).status_code == 200
+    exclusion = client.get("/api/admin/exclusions", headers=AUTH).get_json()["exclusions"][0]
+    with WriterLock(own_library.data_dir, "indexing"):  # lifting one writes to the catalog too
+        assert_error(client.delete(f"/api/admin/exclusions/{exclusion['id']}", headers=AUTH),
+                     409, "busy")
+    assert client.get("/api/admin/exclusions", headers=AUTH).get_json()["exclusions"] == [
+        exclusion]
     wait_until_done(start_reindex(client)["id"], client)
 
 

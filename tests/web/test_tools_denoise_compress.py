@@ -22,7 +22,7 @@ from PIL import Image
 
 from indexer.compression import compress_code, decompress_code, psnr
 from indexer.images import load_image
-from search.store import Store
+from search.store import codebook_path
 from web.cli import cli
 
 from .conftest import (assert_error, close, data_url_pixels, encoder_of, pixels_of,
@@ -225,9 +225,7 @@ def test_pq_codebook_is_made_once_and_shared_with_the_cli(apps, own_dae, dae, tm
     data = dae.files["stripes"][2].read_bytes()
     assert not list(own_dae.glob("pq-*.faiss"))
     body = post_image(client, "/api/compress?dtype=pq", data).get_json()
-    store = Store.open(own_dae)
-    codebook = store.codebook_path(encoder_of(own_dae).sha256)  # where the CLI looks for it
-    store.close()
+    codebook = codebook_path(own_dae, encoder_of(own_dae).sha256)  # where the CLI looks for it
     assert codebook.is_file()
     stamp = codebook.stat().st_mtime_ns
     blob = base64.b64decode(body["code_base64"])
