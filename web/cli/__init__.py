@@ -38,7 +38,7 @@ COMMANDS = (
     training.train, collection.index, collection.search, training.eval_command, collection.stats,
     collection.check, collection.demo, collection.remove, collection.exclusions,
     collection.reindex, tools.denoise, tools.anomalies, tools.compress, tools.decompress,
-    tools.sample, tools.interpolate_cmd, tools.arithmetic_cmd, serving.serve,
+    tools.sample, tools.interpolate_cmd, tools.arithmetic_cmd, tools.duplicates, serving.serve,
 )
 for _command in COMMANDS:
     cli.add_command(_command)

@@ -13,6 +13,7 @@ from indexer.anomalies import NoThreshold, find_outliers
 from indexer.compression import (DTYPES, Codebooks, CompressionError, ProductQuantizer,
                                  TooFewCodes, code_dtype, compress_code, decompress_code, psnr,
                                  smallest_png)
+from indexer.duplicates import DEFAULT_THRESHOLD, find_duplicates
 from indexer.encoder import TorchEncoder
 from indexer.images import ImageDecodeError, load_image
 from indexer.latent import arithmetic, interpolate, sample_prior
@@ -202,3 +203,42 @@ def arithmetic_cmd(obj: Context, image_a: Path, image_b: Path, image_c: Path, k:
     hits = checked_engine(obj, encoder).search_code(result, k)
     for rank, h in enumerate(hits, 1):
         click.echo(f"{rank:3d}  {h.score:7.4f}  {h.path}")
+
+
+@click.command()
+@click.option("--threshold", type=click.FloatRange(-1, 1), default=DEFAULT_THRESHOLD,
+              show_default=True,
+              help="Cosine similarity every pair in a group reaches (exact copies: always).")
+@click.option("--min-size", type=click.IntRange(2), default=2, show_default=True,
+              help="Smallest group listed.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a PNG: a row of thumbnails per group (the first 32 groups).")
+@model_option()
+@pass_ctx
+def duplicates(obj: Context, threshold: float, min_size: int, as_json: bool, sheet: Path | None,
+               model: Path | None) -> None:
+    """Groups of near-duplicates in the catalog: edits, re-saves, resized copies; the one
+    to keep (most pixels, then largest file) first."""
+    encoder = load_encoder(obj, model)
+    groups = find_duplicates(obj.existing_store(), encoder.sha256, threshold, min_size)
+    if as_json:
+        click.echo(json.dumps({"threshold": threshold,
+                               "groups": [g.as_dict() for g in groups]}, indent=2))
+    else:
+        copies = sum(len(g.members) - 1 for g in groups)
+        obj.echo(f"{len(groups)} group(s), {copies} copies (cosine ≥ {threshold:g})")
+        for g in groups:
+            click.echo(f"group {g.id}{' (exact copies)' if g.exact else ''}:")
+            for m in g.members:
+                click.echo(f"  {m.similarity_to_first:7.4f}  {m.width}×{m.height}  {m.path}")
+    if sheet and groups:
+        _duplicate_sheet(groups[:32], sheet)
+        obj.echo(f"sheet: {sheet}", err=as_json)
+
+
+def _duplicate_sheet(groups: list, path: Path, per_row: int = 8) -> None:
+    blank = np.full((96, 96, 3), 255, np.uint8)
+    rows = [[_thumbnail(m.path) for m in g.members[:per_row]] for g in groups]
+    tiles = [t for row in rows for t in row + [blank] * (per_row - len(row))]
+    save_grid(np.stack(tiles), path, nrow=per_row)
