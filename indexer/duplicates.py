@@ -21,6 +21,7 @@ from scipy.sparse.csgraph import connected_components
 from sqlalchemy import select
 
 from search.catalog import ImageRecord, ModelRecord
+from search.engine import Hit
 from search.store import Store
 from search.vector_index import normalise
 
@@ -117,6 +118,27 @@ def _greedy_cut(codes: np.ndarray, graph: csr_matrix, component: list[int],
                 free[candidate] = False
         parts.append(part)
     return parts
+
+
+def collapse_hits(store: Store, hits: list[Hit], threshold: float = DEFAULT_THRESHOLD,
+                  ) -> list[tuple[Hit, list[Hit]]]:
+    """Search results with each near-duplicate folded under the best-ranked hit it copies
+    (cosine ≥ *threshold* between their stored codes), in rank order."""
+    codes = store.codes_of([h.id for h in hits])
+    kept: list[tuple[Hit, list[Hit]]] = []
+    kept_codes: list[np.ndarray] = []
+    for hit in hits:
+        code = codes.get(hit.id)
+        if code is None:
+            continue  # removed since the search: shown nowhere
+        code = normalise(code[None])[0]
+        sims = np.array([c @ code for c in kept_codes])
+        if len(sims) and sims.max() >= threshold:
+            kept[int(np.argmax(sims >= threshold))][1].append(hit)
+        else:
+            kept.append((hit, []))
+            kept_codes.append(code)
+    return kept
 
 
 def find_duplicates(store: Store, checkpoint_sha256: str, threshold: float = DEFAULT_THRESHOLD,

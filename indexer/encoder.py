@@ -27,6 +27,8 @@ class TorchEncoder:
         # Reconstruction MSE above this (a held-out percentile, see indexer.validation)
         # marks an image as unlike the training collection.
         self.anomaly_threshold: float | None = checkpoint.facts.get("anomaly_threshold")
+        # Code similarity of an edited copy, for this model (indexer.validation.copy_threshold).
+        self.copy_threshold: float | None = checkpoint.facts.get("copy_threshold")
 
     @classmethod
     def from_path(cls, path: str | Path, device: str = "auto") -> "TorchEncoder":

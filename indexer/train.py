@@ -27,7 +27,8 @@ from .noise import NOISES, corrupt
 from .pixels import to_pixels, to_tensor
 from .training_data import (NotEnoughImages, batches_of, data_fingerprint, load_folder, passes,
                             split_indices, view_pair)
-from .validation import History, error_facts, per_image_errors, validation_inputs
+from .validation import (History, copy_threshold, error_facts, per_image_errors,
+                         validation_inputs)
 
 
 class TrainingError(RuntimeError):
@@ -264,6 +265,7 @@ def fit(
     model.eval()
     return model, {
         **error_facts(per_image_errors(model, val_batches, device)),
+        "copy_threshold": copy_threshold(model, val_batches, device, c.seed + 2),
         **history.facts(schedule.steps, len(train_idx)),
         "n_train": int(len(train_idx)),
         "n_val": int(len(val_idx)),

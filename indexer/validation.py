@@ -120,3 +120,39 @@ def error_facts(errors: np.ndarray) -> dict[str, Any]:
         # Reconstruction quality of the clean held-out images, whatever the objective was.
         "val_psnr_db": float(10 * np.log10(1 / max(float(errors.mean()), 1e-12))),
     }
+
+
+@torch.no_grad()
+def copy_threshold(model: Autoencoder, batches: Sequence[torch.Tensor], device: torch.device,
+                   seed: int) -> float | None:
+    """The code similarity that best tells an edited copy from another image, for this model.
+
+    Two edited views of each held-out image (the default edits, drawn with their own
+    seed) are the true pairs, views of different images the false ones; the threshold
+    with the best pair F1 among them is what ``lookalike duplicates`` and collapsed
+    searches use (similarities are on each model's own scale). None with under 4 images.
+    """
+    batches = list(batches[:max(1, VALIDATION_PAIRS // max(len(batches[0]), 1))]) if batches \
+        else []
+    if sum(len(b) for b in batches) < 4:
+        return None
+    pairs = fixed_view_pairs(batches, Views(model.config.image_size), seed)
+    model.eval()
+    a, b = [], []
+    for pair in pairs:
+        codes = torch.nn.functional.normalize(model.encode(pair.to(device)).float(), dim=1)
+        a.append(codes[:len(pair) // 2].cpu())
+        b.append(codes[len(pair) // 2:].cpu())
+    sims = (torch.cat(a) @ torch.cat(b).T).numpy()
+    return best_f1_threshold(sims[np.eye(len(sims), dtype=bool)],
+                             sims[~np.eye(len(sims), dtype=bool)])
+
+
+def best_f1_threshold(true: np.ndarray, false: np.ndarray) -> float:
+    """The cut with the best F1 when pairs scoring ≥ it are called copies."""
+    cuts = np.unique(np.concatenate([true, false]))
+    true, false = np.sort(true), np.sort(false)
+    found = len(true) - np.searchsorted(true, cuts)  # true pairs at or above each cut
+    wrong = len(false) - np.searchsorted(false, cuts)
+    f1 = 2 * found / (len(true) + found + wrong)
+    return round(float(cuts[int(np.argmax(f1))]), 4)

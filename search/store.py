@@ -149,6 +149,13 @@ class Store:
                                  [int(i) for i in ids])
         return {int(i): (decode_path(path), err) for i, path, err in rows}
 
+    def codes_of(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The stored raw codes of these catalog rows, by id (ids not there are absent)."""
+        with self.sessions() as s:
+            rows = s.execute(select(ImageRecord.id, ImageRecord.code)
+                             .where(ImageRecord.id.in_([int(i) for i in ids])))
+            return {int(i): np.frombuffer(code, np.float32) for i, code in rows}
+
     def model_id_of(self, checkpoint_sha256: str | None) -> int | None:
         """The catalog's id for a checkpoint; None until an indexer has used it."""
         with self.sessions() as s:

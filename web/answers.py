@@ -50,12 +50,17 @@ class ImageLinks(Answer):
     similar_url: UriReference = None
 
 
-class Hit(ImageLinks):
+class Copy(ImageLinks):
     id: int
     name: str = Field(description="File name, for display.")
     path: str = Field(description="Full path on the server.")
     similarity: float = Field(description="Cosine similarity of the codes; higher is closer.")
     reconstruction_error: float = None
+
+
+class Hit(Copy):
+    copies: list[Copy] = Field(None, description="With collapse=true: this hit's "
+                                                 "near-duplicates, folded under it.")
 
 
 class Image(ImageLinks):

@@ -6,9 +6,10 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 
 from indexer.anomalies import is_anomalous, reconstruction_error
+from indexer.duplicates import DEFAULT_THRESHOLD, collapse_hits
 from indexer.status import collect_stats
 from search.catalog import ID_MAX
-from search.engine import code_of
+from search.engine import MAX_K, code_of
 
 from .answers import Health, Image, OpenApiDocument, SearchResponse, SimilarResponse, Stats
 from .apispec import openapi_document, request_params, spec
@@ -19,6 +20,8 @@ from .serialize import hit_json, image_json, png_data_url
 from .uploads import decode_query, read_search_request
 
 bp = Blueprint("api", __name__)
+
+COLLAPSE_DEPTH = 4  # with collapse=true, hits looked at per result asked for
 
 # Ids are SQLite integers; a larger number in a URL is simply not found.
 ID = f"<int(max={ID_MAX}):image_id>"
@@ -51,8 +54,24 @@ def search():
         info.update(anomaly(encoder, info["reconstruction_error"]))
     if req.denoise:
         codes = encoder.encode(recon[None])  # search with the model's cleaned-up query
-    hits = engine.search_code(codes[0], req.k, index=index)
-    return jsonify(query=info, k=req.k, results=[hit_json(h) for h in hits])
+    if not req.collapse:
+        hits = engine.search_code(codes[0], req.k, index=index)
+        return jsonify(query=info, k=req.k, results=[hit_json(h) for h in hits])
+    folded = collapsed_search(engine, codes[0], req.k, index)
+    return jsonify(query=info, k=req.k, results=[hit_json(h, copies) for h, copies in folded])
+
+
+def collapsed_search(engine: Any, code: Any, k: int, index: Any) -> list:
+    """The k best different images, each with the copies folded under it. Copies take
+    places in the ranking, so the search looks further until k remain (or all are seen)."""
+    threshold = getattr(engine.encoder, "copy_threshold", None) or DEFAULT_THRESHOLD
+    depth = COLLAPSE_DEPTH * k
+    while True:
+        hits = engine.search_code(code, min(depth, MAX_K), index=index)
+        folded = collapse_hits(engine.store, hits, threshold)
+        if len(folded) >= k or len(hits) < min(depth, MAX_K) or depth >= MAX_K:
+            return folded[:k]
+        depth *= 2
 
 
 def anomaly(encoder: Any, error: float) -> dict[str, Any]:

@@ -67,6 +67,8 @@ SearchQueryString, SearchForm, SearchJson = upload_models("Search", {
     "denoise": Flag("Search with the model's reconstruction of the query (its denoised "
                     "version, for a --kind dae model); the reconstruction shown is that image.",
                     False),
+    "collapse": Flag("Fold each near-duplicate of a better-ranked hit under it (its "
+                     "`copies`), so the k results are k different images.", False),
 })
 SimilarQueryString = query_model("Similar", {"k": K})
 

@@ -51,9 +51,10 @@ def image_json(row: ImageRecord) -> dict[str, Any]:
     }
 
 
-def hit_json(hit: Hit) -> dict[str, Any]:
-    """One search result: enough to draw a card and to follow it."""
-    return {
+def hit_json(hit: Hit, copies: list[Hit] | None = None) -> dict[str, Any]:
+    """One search result: enough to draw a card and to follow it; with *copies*, the
+    near-duplicates folded under it."""
+    found = {
         "id": hit.id,
         "name": PurePath(hit.path).name,
         "path": hit.path,
@@ -61,6 +62,9 @@ def hit_json(hit: Hit) -> dict[str, Any]:
         "reconstruction_error": hit.recon_error,
         **image_urls(hit.id),
     }
+    if copies is not None:
+        found["copies"] = [hit_json(c) for c in copies]
+    return found
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:

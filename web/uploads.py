@@ -63,13 +63,15 @@ class SearchRequest:
     k: int
     reconstruction: bool
     denoise: bool = False
+    collapse: bool = False
 
 
 def read_search_request() -> SearchRequest:
     """Image bytes and options of a ``/api/search`` request (``web.schemas.SearchForm``...)."""
     data, options = read_upload()
     # denoise: run the query through the model once first; for a denoising model that cleans it
-    return SearchRequest(data, options.k, options.reconstruction, options.denoise)
+    return SearchRequest(data, options.k, options.reconstruction, options.denoise,
+                         options.collapse)
 
 
 def read_upload() -> tuple[bytes, Any]:

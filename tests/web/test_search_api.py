@@ -27,7 +27,7 @@ from search.vector_index import normalise
 
 from ..conftest import TINY
 from ..synthetic import draw, png_bytes, png_claiming_pixels
-from .conftest import assert_error, row_for, upload
+from .conftest import assert_error, index_more, row_for, upload
 
 
 # -- health, stats, OpenAPI --------------------------------------------------------------------
@@ -365,3 +365,36 @@ def test_unexpected_error_is_500_json_without_internals(app, client, monkeypatch
     monkeypatch.setattr(backend, "record", broken)
     message = assert_error(client.get("/api/images/1"), 500, "internal_error")
     assert "secret" not in message
+
+
+# -- collapse=true: near-duplicates folded under the hit they copy --------------------------------
+
+def test_collapse_folds_copies_under_the_hit_they_copy(apps, own_library):
+    original = own_library.files["circle"][0]
+    copies = own_library.collection / "copies"
+    copies.mkdir()
+    for name in ("again.png", "once-more.png"):  # the same bytes: the same code
+        (copies / name).write_bytes(original.read_bytes())
+    index_more(own_library.data_dir, copies)
+    client = apps(own_library.data_dir).test_client()
+    data = original.read_bytes()
+    plain = upload(client, data, k="5").get_json()["results"]
+    same = {str(original), str(copies / "again.png"), str(copies / "once-more.png")}
+    assert same <= {h["path"] for h in plain}  # without collapse the copies take three places
+    folded = upload(client, data, k="5", collapse="true").get_json()["results"]
+    assert len(folded) == 5
+    first = folded[0]
+    assert same <= {first["path"], *(c["path"] for c in first["copies"])}
+    assert all(c["similarity"] <= first["similarity"] + 1e-6 for c in first["copies"])
+    shown = [h["path"] for h in folded]
+    assert len(set(shown)) == 5 and not same - {first["path"]} & set(shown)
+
+
+def test_collapse_is_a_flag(client, library):
+    data = library.files["circle"][0].read_bytes()
+    assert "copies" not in upload(client, data, k="3").get_json()["results"][0]
+    message = assert_error(upload(client, data, collapse="maybe"), 400, "bad_parameter")
+    assert "collapse" in message
+    body = {"image_base64": base64.b64encode(data).decode(), "collapse": True, "k": 3}
+    answer = client.post("/api/search", json=body).get_json()
+    assert len(answer["results"]) == 3 and all("copies" in h for h in answer["results"])

@@ -206,9 +206,10 @@ def arithmetic_cmd(obj: Context, image_a: Path, image_b: Path, image_c: Path, k:
 
 
 @click.command()
-@click.option("--threshold", type=click.FloatRange(-1, 1), default=DEFAULT_THRESHOLD,
-              show_default=True,
-              help="Cosine similarity every pair in a group reaches (exact copies: always).")
+@click.option("--threshold", type=click.FloatRange(-1, 1),
+              help="Cosine similarity every pair in a group reaches (exact copies: always) "
+                   "[default: the model's copy threshold, calibrated when it was trained, "
+                   f"else {DEFAULT_THRESHOLD}].")
 @click.option("--min-size", type=click.IntRange(2), default=2, show_default=True,
               help="Smallest group listed.")
 @click.option("--json", "as_json", is_flag=True)
@@ -216,11 +217,13 @@ def arithmetic_cmd(obj: Context, image_a: Path, image_b: Path, image_c: Path, k:
               help="Also write a PNG: a row of thumbnails per group (the first 32 groups).")
 @model_option()
 @pass_ctx
-def duplicates(obj: Context, threshold: float, min_size: int, as_json: bool, sheet: Path | None,
-               model: Path | None) -> None:
+def duplicates(obj: Context, threshold: float | None, min_size: int, as_json: bool,
+               sheet: Path | None, model: Path | None) -> None:
     """Groups of near-duplicates in the catalog: edits, re-saves, resized copies; the one
     to keep (most pixels, then largest file) first."""
     encoder = load_encoder(obj, model)
+    if threshold is None:
+        threshold = encoder.copy_threshold or DEFAULT_THRESHOLD
     groups = find_duplicates(obj.existing_store(), encoder.sha256, threshold, min_size)
     if as_json:
         click.echo(json.dumps({"threshold": threshold,

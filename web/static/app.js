@@ -15,6 +15,7 @@
   const queryRecon = $("query-reconstruction");
   const queryReconCaption = $("query-reconstruction-caption");
   const denoiseInput = $("denoise-input");
+  const collapseInput = $("collapse-input");
   const queryError = $("query-error");
   const queryAnomaly = $("query-anomaly");
   const queryAnomalyLabel = $("query-anomaly-label");
@@ -72,6 +73,13 @@
     open.dataset.id = String(hit.id);
     open.addEventListener("click", () => navigateToImage(hit.id));
     node.querySelector(".original").href = safeUrl(hit.original_url);
+    const copies = Array.isArray(hit.copies) ? hit.copies : [];
+    if (copies.length) {
+      const label = node.querySelector(".copies");
+      label.textContent = `+${copies.length} ${copies.length === 1 ? "copy" : "copies"}`;
+      label.title = copies.map((c) => String(c.name)).join("\n");
+      label.hidden = false;
+    }
     return node;
   }
 
@@ -102,6 +110,7 @@
     data.append("image", file, file.name || "pasted-image");
     data.append("k", String(k));
     if (denoiseInput.checked) data.append("denoise", "true");
+    if (collapseInput.checked) data.append("collapse", "true");
     try {
       const body = await callApi("api/search", { method: "POST", body: data });
       if (mine !== sequence) return;
