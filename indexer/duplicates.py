@@ -28,6 +28,12 @@ from search.vector_index import normalise
 # Calibrated by bench/duplicates.py on the edited-copies benchmark (BENCHMARKS.md).
 DEFAULT_THRESHOLD = 0.37
 LINKAGE_LIMIT = 3000  # larger components are cut greedily: a dense linkage is O(n²) memory
+MAX_PAIRS = 50_000_000  # candidate pairs held at once (~600 MB); a lower threshold is refused
+CHUNK = 4096  # codes whose neighbours one range search returns
+
+
+class TooManyPairs(ValueError):
+    """The threshold is so low that nearly every pair of images would be a candidate."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +72,7 @@ def complete_linkage_groups(codes: np.ndarray, threshold: float) -> list[list[in
     codes = normalise(np.ascontiguousarray(codes, dtype=np.float32))
     if len(codes) < 2:
         return []
-    index = faiss.IndexFlatIP(codes.shape[1])
-    index.add(codes)
-    lims, _, neighbours = index.range_search(codes, float(threshold))
-    rows = np.repeat(np.arange(len(codes)), np.diff(lims).astype(np.int64))
-    graph = csr_matrix((np.ones(len(rows), np.int8), (rows, neighbours)),
-                       shape=(len(codes),) * 2)
+    graph = _neighbour_graph(codes, threshold)
     _, labels = connected_components(graph, directed=False)
     groups: list[list[int]] = []
     for component in _members_by_label(labels):
@@ -80,6 +81,24 @@ def complete_linkage_groups(codes: np.ndarray, threshold: float) -> list[list[in
         else:
             groups += _greedy_cut(codes, graph, component, threshold)
     return [g for g in groups if len(g) > 1]
+
+
+def _neighbour_graph(codes: np.ndarray, threshold: float) -> csr_matrix:
+    """Which codes are within *threshold* of which, found a chunk of queries at a time so
+    that a threshold too low for the library is refused before memory runs out."""
+    index = faiss.IndexFlatIP(codes.shape[1])
+    index.add(codes)
+    rows, cols, total = [], [], 0
+    for start in range(0, len(codes), CHUNK):
+        lims, _, neighbours = index.range_search(codes[start:start + CHUNK], float(threshold))
+        total += len(neighbours)
+        if total > MAX_PAIRS:
+            raise TooManyPairs(f"at similarity {threshold:g} more than {MAX_PAIRS:,} pairs of "
+                               f"images are candidates: raise the threshold")
+        rows.append(start + np.repeat(np.arange(len(lims) - 1), np.diff(lims).astype(np.int64)))
+        cols.append(neighbours)
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    return csr_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(len(codes),) * 2)
 
 
 def _members_by_label(labels: np.ndarray) -> list[list[int]]:

@@ -110,3 +110,18 @@ def test_training_records_the_models_copy_threshold_and_duplicates_uses_it(data_
     run(data_dir, "index", str(collection), "--workers", "0")
     assert duplicate_groups(data_dir)["threshold"] == threshold
     assert duplicate_groups(data_dir, "--threshold", "0.5")["threshold"] == 0.5
+
+
+def test_a_threshold_too_low_for_the_library_is_refused_clearly(indexed, monkeypatch):
+    monkeypatch.setattr(duplicates, "MAX_PAIRS", 100)  # 60 images at cosine ≥ -1: 3,600 pairs
+    monkeypatch.setattr(duplicates, "CHUNK", 7)  # refused part-way, not after the whole search
+    result = run(indexed, "duplicates", "--threshold", "-1", ok=False)
+    assert result.exit_code == 1 and "raise the threshold" in result.output
+
+
+def test_chunked_search_finds_the_same_groups(monkeypatch):
+    rng = np.random.default_rng(1)
+    codes = np.concatenate([c + 0.2 * rng.normal(size=(4, 8)) for c in rng.normal(size=(12, 8))])
+    whole = sorted(map(sorted, complete_linkage_groups(codes, 0.8)))
+    monkeypatch.setattr(duplicates, "CHUNK", 5)
+    assert sorted(map(sorted, complete_linkage_groups(codes, 0.8))) == whole and whole

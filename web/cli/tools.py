@@ -13,7 +13,7 @@ from indexer.anomalies import NoThreshold, find_outliers
 from indexer.compression import (DTYPES, Codebooks, CompressionError, ProductQuantizer,
                                  TooFewCodes, code_dtype, compress_code, decompress_code, psnr,
                                  smallest_png)
-from indexer.duplicates import DEFAULT_THRESHOLD, find_duplicates
+from indexer.duplicates import DEFAULT_THRESHOLD, TooManyPairs, find_duplicates
 from indexer.encoder import TorchEncoder
 from indexer.images import ImageDecodeError, load_image
 from indexer.latent import arithmetic, interpolate, sample_prior
@@ -224,7 +224,10 @@ def duplicates(obj: Context, threshold: float | None, min_size: int, as_json: bo
     encoder = load_encoder(obj, model)
     if threshold is None:
         threshold = encoder.copy_threshold or DEFAULT_THRESHOLD
-    groups = find_duplicates(obj.existing_store(), encoder.sha256, threshold, min_size)
+    try:
+        groups = find_duplicates(obj.existing_store(), encoder.sha256, threshold, min_size)
+    except TooManyPairs as exc:
+        raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps({"threshold": threshold,
                                "groups": [g.as_dict() for g in groups]}, indent=2))
