@@ -69,7 +69,7 @@ class Group:
 def complete_linkage_groups(codes: np.ndarray, threshold: float) -> list[list[int]]:
     """Row indices of *codes* in groups whose every pair has cosine ≥ *threshold*;
     singletons left out."""
-    codes = normalise(np.ascontiguousarray(codes, dtype=np.float32))
+    codes = normalise(codes)
     if len(codes) < 2:
         return []
     graph = _neighbour_graph(codes, threshold)
@@ -143,21 +143,22 @@ def collapse_hits(store: Store, hits: list[Hit], threshold: float = DEFAULT_THRE
                   ) -> list[tuple[Hit, list[Hit]]]:
     """Search results with each near-duplicate folded under the best-ranked hit it copies
     (cosine ≥ *threshold* between their stored codes), in rank order."""
-    codes = store.codes_of([h.id for h in hits])
-    kept: list[tuple[Hit, list[Hit]]] = []
-    kept_codes: list[np.ndarray] = []
-    for hit in hits:
-        code = codes.get(hit.id)
-        if code is None:
-            continue  # removed since the search: shown nowhere
-        code = normalise(code[None])[0]
-        sims = np.array([c @ code for c in kept_codes])
-        if len(sims) and sims.max() >= threshold:
-            kept[int(np.argmax(sims >= threshold))][1].append(hit)
+    stored = store.codes_of([h.id for h in hits])
+    hits = [h for h in hits if h.id in stored]  # one removed since the search is shown nowhere
+    if not hits:
+        return []
+    codes = normalise(np.stack([stored[h.id] for h in hits]))
+    sims = codes @ codes.T
+    kept: list[int] = []  # rows of the hits shown, best first
+    folded: dict[int, list[Hit]] = {}
+    for row, hit in enumerate(hits):
+        under = next((k for k in kept if sims[k, row] >= threshold), None)
+        if under is None:
+            kept.append(row)
+            folded[row] = []
         else:
-            kept.append((hit, []))
-            kept_codes.append(code)
-    return kept
+            folded[under].append(hit)
+    return [(hits[k], folded[k]) for k in kept]
 
 
 def find_duplicates(store: Store, checkpoint_sha256: str, threshold: float = DEFAULT_THRESHOLD,

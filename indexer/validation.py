@@ -132,8 +132,7 @@ def copy_threshold(model: Autoencoder, batches: Sequence[torch.Tensor], device: 
     with the best pair F1 among them is what ``lookalike duplicates`` and collapsed
     searches use (similarities are on each model's own scale). None with under 4 images.
     """
-    batches = list(batches[:max(1, VALIDATION_PAIRS // max(len(batches[0]), 1))]) if batches \
-        else []
+    batches = batches[:max(1, VALIDATION_PAIRS // len(batches[0]))] if batches else []
     if sum(len(b) for b in batches) < 4:
         return None
     pairs = fixed_view_pairs(batches, Views(model.config.image_size), seed)

@@ -17,6 +17,7 @@ travel beside the parameters are here too, with their 400 ``bad_request``.
 """
 from __future__ import annotations
 
+import abc
 import base64
 import binascii
 import math
@@ -75,7 +76,7 @@ def _no_default(schema: dict[str, Any]) -> None:
 
 
 @dataclass(frozen=True)
-class Param:
+class Param(abc.ABC):
     """One parameter: its description, default and how it reads from text or JSON."""
 
     description: str
@@ -83,12 +84,13 @@ class Param:
     required: bool = False
     text: ClassVar[bool] = False  # a JSON body sends it as a string (a choice)
 
+    @abc.abstractmethod
     def value_type(self) -> Any:
         """The parsed value's type and bounds: the document's schema, checked once more."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def from_text(self, raw: str, name: str) -> Any:
-        raise NotImplementedError
+        """The value a query string or form field spells, or a bad_parameter error."""
 
     def from_json(self, raw: Any, name: str) -> Any:
         return self.from_text(raw, name)
