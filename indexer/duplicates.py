@@ -7,11 +7,17 @@ connected components are then cut by complete linkage, so that every pair
 in a group is within the threshold and one chain of weak links (a ~ b ~ c
 with a far from c) does not merge a whole library. A component too large
 for a dense linkage is cut greedily around its best-connected images.
+
+A reviewer's decisions (``indexer.decisions``) are honoured here: contents
+they called "not duplicates" never share a group again (their distance is
+made the largest there is, so complete linkage cannot join them), and a
+group they settled carries its decision.
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Sequence
 
 import faiss
 import numpy as np
@@ -25,11 +31,16 @@ from search.engine import Hit
 from search.store import Store
 from search.vector_index import normalise
 
-# Calibrated by bench/duplicates.py on the edited-copies benchmark (BENCHMARKS.md).
+from .decisions import KEEP, NOT_DUPLICATES, Decision
+
+# Calibrated by bench/duplicates.py on the edited-copies benchmark (BENCHMARKS.md); used
+# for checkpoints without their own copy threshold (indexer.validation.copy_threshold).
 DEFAULT_THRESHOLD = 0.37
 LINKAGE_LIMIT = 3000  # larger components are cut greedily: a dense linkage is O(n²) memory
 MAX_PAIRS = 50_000_000  # candidate pairs held at once (~600 MB); a lower threshold is refused
 CHUNK = 4096  # codes whose neighbours one range search returns
+APART = 3.0  # the linkage distance of contents a reviewer kept apart: beyond any cosine's 2
+STATUSES = ("pending", "reviewed", "all")  # which groups to list: see with_status
 
 
 class TooManyPairs(ValueError):
@@ -48,10 +59,13 @@ class Member:
 
 @dataclass(frozen=True)
 class Group:
-    """One photo's copies, the one to keep first (most pixels, then largest file)."""
+    """One photo's copies, the one to keep first (most pixels, then largest file, unless
+    a reviewer chose another)."""
 
     members: list[Member]
     exact: bool  # all the same bytes
+    largest: int  # id of the member with the most pixels (then bytes)
+    decision: Decision | None = None  # the reviewer's, when one settles this group
 
     @property
     def id(self) -> int:
@@ -60,30 +74,47 @@ class Group:
 
     def as_dict(self) -> dict:
         return {"id": self.id, "size": len(self.members), "exact": self.exact,
+                "decision": self.decision.as_dict() if self.decision else None,
                 "images": [{"id": m.id, "path": m.path, "width": m.width, "height": m.height,
-                            "bytes": m.size,
+                            "bytes": m.size, "largest": m.id == self.largest,
+                            "kept": i == 0 and self.kept,
                             "similarity_to_first": round(m.similarity_to_first, 6)}
-                           for m in self.members]}
+                           for i, m in enumerate(self.members)]}
+
+    @property
+    def kept(self) -> bool:
+        """Whether the first member is there by a reviewer's "keep" (the rest: to delete)."""
+        return self.decision is not None and self.decision.kind == KEEP
 
 
-def complete_linkage_groups(codes: np.ndarray, threshold: float) -> list[list[int]]:
+def complete_linkage_groups(codes: np.ndarray, threshold: float,
+                            apart: Sequence[Sequence[int]] = ()) -> list[list[int]]:
     """Row indices of *codes* in groups whose every pair has cosine ≥ *threshold*;
-    singletons left out."""
+    singletons left out. No two rows of one *apart* list share a group."""
     codes = normalise(codes)
     if len(codes) < 2:
         return []
-    graph = _neighbour_graph(codes, threshold)
+    return cut_components(codes, neighbour_graph(codes, threshold), threshold, apart)
+
+
+def cut_components(codes: np.ndarray, graph: csr_matrix, threshold: float,
+                   apart: Sequence[Sequence[int]] = ()) -> list[list[int]]:
+    """The groups of :func:`complete_linkage_groups` from its (costly) neighbour graph."""
+    labels_of: dict[int, set[int]] = defaultdict(set)  # row -> the apart lists it is in
+    for label, rows in enumerate(apart):
+        for row in rows:
+            labels_of[row].add(label)
     _, labels = connected_components(graph, directed=False)
     groups: list[list[int]] = []
     for component in _members_by_label(labels):
         if len(component) <= LINKAGE_LIMIT:
-            groups += _linkage_cut(codes, component, threshold)
+            groups += _linkage_cut(codes, component, threshold, labels_of)
         else:
-            groups += _greedy_cut(codes, graph, component, threshold)
+            groups += _greedy_cut(codes, graph, component, threshold, labels_of)
     return [g for g in groups if len(g) > 1]
 
 
-def _neighbour_graph(codes: np.ndarray, threshold: float) -> csr_matrix:
+def neighbour_graph(codes: np.ndarray, threshold: float) -> csr_matrix:
     """Which codes are within *threshold* of which, found a chunk of queries at a time so
     that a threshold too low for the library is refused before memory runs out."""
     index = faiss.IndexFlatIP(codes.shape[1])
@@ -108,17 +139,26 @@ def _members_by_label(labels: np.ndarray) -> list[list[int]]:
     return [m for m in found.values() if len(m) > 1]
 
 
-def _linkage_cut(codes: np.ndarray, component: list[int], threshold: float) -> list[list[int]]:
-    """Complete linkage over one component: every pair in a part is within the threshold."""
+def _linkage_cut(codes: np.ndarray, component: list[int], threshold: float,
+                 labels_of: dict[int, set[int]]) -> list[list[int]]:
+    """Complete linkage over one component: every pair in a part is within the threshold;
+    rows kept apart are made farther than any threshold allows, so no part takes both."""
     sims = codes[component] @ codes[component].T
-    distances = np.clip(1.0 - sims[np.triu_indices(len(component), 1)], 0.0, 2.0)
+    together: dict[int, list[int]] = defaultdict(list)
+    for position, row in enumerate(component):
+        for label in labels_of.get(row, ()):
+            together[label].append(position)
+    distances = np.clip(1.0 - sims, 0.0, 2.0)
+    for positions in together.values():
+        distances[np.ix_(positions, positions)] = APART
+    distances = distances[np.triu_indices(len(component), 1)]
     labels = fcluster(linkage(distances, method="complete"), t=1.0 - threshold,
                       criterion="distance")
     return [[component[i] for i in part] for part in _members_by_label(labels - 1)]
 
 
 def _greedy_cut(codes: np.ndarray, graph: csr_matrix, component: list[int],
-                threshold: float) -> list[list[int]]:
+                threshold: float, labels_of: dict[int, set[int]]) -> list[list[int]]:
     """Seeds by how many neighbours they have; each takes its free neighbours that are
     close to all of its part so far (complete linkage's guarantee, in memory that grows
     with the neighbour lists, not with the component's square)."""
@@ -129,11 +169,13 @@ def _greedy_cut(codes: np.ndarray, graph: csr_matrix, component: list[int],
     for seed in sorted(component, key=lambda i: (-degree[i], i)):
         if not free[seed]:
             continue
-        part = [seed]
+        part, kept_apart = [seed], set(labels_of.get(seed, ()))
         free[seed] = False
         for candidate in graph.indices[graph.indptr[seed]:graph.indptr[seed + 1]]:
-            if free[candidate] and (codes[part] @ codes[candidate] >= threshold).all():
+            if (free[candidate] and kept_apart.isdisjoint(labels_of.get(candidate, ()))
+                    and (codes[part] @ codes[candidate] >= threshold).all()):
                 part.append(int(candidate))
+                kept_apart |= labels_of.get(candidate, set())
                 free[candidate] = False
         parts.append(part)
     return parts
@@ -161,22 +203,79 @@ def collapse_hits(store: Store, hits: list[Hit], threshold: float = DEFAULT_THRE
     return [(hits[k], folded[k]) for k in kept]
 
 
-def find_duplicates(store: Store, checkpoint_sha256: str, threshold: float = DEFAULT_THRESHOLD,
-                    min_size: int = 2) -> list[Group]:
-    """The catalog's duplicate groups among the images this checkpoint encoded, largest first."""
-    rows = _rows(store, checkpoint_sha256)
+@dataclass
+class Candidates:
+    """The costly part of grouping (the range search), reusable while the catalog, the
+    model and the threshold stay: decisions only change how it is cut."""
+
+    contents: list[list]  # the catalog rows of each distinct content (sha256)
+    codes: np.ndarray  # one normalised code per content
+    graph: csr_matrix
+    threshold: float
+    row_of: dict[str, int] = field(init=False)  # sha256 -> row in codes
+
+    def __post_init__(self) -> None:
+        self.row_of = {rows[0].sha256: i for i, rows in enumerate(self.contents)}
+
+
+def find_candidates(store: Store, checkpoint_sha256: str,
+                    threshold: float = DEFAULT_THRESHOLD) -> Candidates:
+    """Every pair of this checkpoint's images that may be copies, one code per content."""
     by_content: dict[str, list] = defaultdict(list)
-    for row in rows:
+    for row in _rows(store, checkpoint_sha256):
         by_content[row.sha256].append(row)
     contents = list(by_content.values())
-    codes = np.stack([np.frombuffer(c[0].code, np.float32) for c in contents]) if contents \
-        else np.zeros((0, 1), np.float32)
-    near = complete_linkage_groups(codes, threshold)
+    if len(contents) < 2:
+        return Candidates(contents, np.zeros((len(contents), 1), np.float32),
+                          csr_matrix((len(contents),) * 2, dtype=np.int8), threshold)
+    codes = normalise(np.stack([np.frombuffer(c[0].code, np.float32) for c in contents]))
+    return Candidates(contents, codes, neighbour_graph(codes, threshold), threshold)
+
+
+def group_candidates(candidates: Candidates, decisions: Sequence[Decision] = (),
+                     min_size: int = 2) -> list[Group]:
+    """The groups, largest first; each with the newest decision that settles it, if any.
+
+    A "not duplicates" decision keeps its contents apart; a "keep" puts the
+    kept image first.
+    """
+    apart = [[candidates.row_of[s] for s in d.contents if s in candidates.row_of]
+             for d in decisions if d.kind == NOT_DUPLICATES]
+    near = cut_components(candidates.codes, candidates.graph, candidates.threshold, apart)
     grouped = {i for g in near for i in g}
-    parts = near + [[i] for i, copies in enumerate(contents) if len(copies) > 1 and i not in grouped]
-    groups = [_group([r for i in part for r in contents[i]], len(part) == 1) for part in parts]
-    groups = [g for g in groups if len(g.members) >= min_size]
+    parts = near + [[i] for i, rows in enumerate(candidates.contents)
+                    if len(rows) > 1 and i not in grouped]
+    covering: dict[str, list[Decision]] = defaultdict(list)  # content -> decisions, newest first
+    for decision in sorted(decisions, key=lambda d: -d.id):
+        for content in decision.contents:
+            covering[content].append(decision)
+    groups = []
+    for part in parts:
+        rows = [r for i in part for r in candidates.contents[i]]
+        if len(rows) >= min_size:
+            groups.append(_group(rows, len(part) == 1, _settling(covering, rows)))
     return sorted(groups, key=lambda g: (-len(g.members), g.id))
+
+
+def find_duplicates(store: Store, checkpoint_sha256: str, threshold: float = DEFAULT_THRESHOLD,
+                    min_size: int = 2, decisions: Sequence[Decision] = ()) -> list[Group]:
+    """The catalog's duplicate groups among the images this checkpoint encoded, largest first."""
+    return group_candidates(find_candidates(store, checkpoint_sha256, threshold), decisions,
+                            min_size)
+
+
+def with_status(groups: list[Group], status: str) -> list[Group]:
+    """Those still to review (``pending``), those settled (``reviewed``), or ``all``."""
+    if status == "all":
+        return groups
+    return [g for g in groups if (g.decision is None) == (status == "pending")]
+
+
+def _settling(covering: dict[str, list[Decision]], rows: list) -> Decision | None:
+    """The newest decision that settles a group of these rows (any that does names all of
+    its contents, so the first row's are the only ones to try)."""
+    contents = frozenset(r.sha256 for r in rows)
+    return next((d for d in covering.get(rows[0].sha256, ()) if d.covers(contents)), None)
 
 
 def _rows(store: Store, checkpoint_sha256: str) -> list:
@@ -188,10 +287,21 @@ def _rows(store: Store, checkpoint_sha256: str) -> list:
         return list(s.execute(query))
 
 
-def _group(rows: list, exact: bool) -> Group:
-    """Members in keeping order, each with its code's similarity to the first."""
-    rows = sorted(rows, key=lambda r: (-(r.width or 0) * (r.height or 0), -(r.size or 0), r.id))
+def _group(rows: list, exact: bool, decision: Decision | None) -> Group:
+    """Members in keeping order (the kept image first, when decided), each with its code's
+    similarity to the first."""
+    rows = sorted(rows, key=_keeping_order)
+    largest = rows[0].id
+    if decision is not None and decision.kind == KEEP:
+        same = [r for r in rows if r.sha256 == decision.keep_sha256]  # covers() saw one
+        kept = next((r for r in same if r.id == decision.keep_id), same[0])
+        rows = [kept] + [r for r in rows if r is not kept]
     codes = normalise(np.stack([np.frombuffer(r.code, np.float32) for r in rows]))
     sims = codes @ codes[0]
     return Group([Member(r.id, r.path, r.width, r.height, r.size, float(s))
-                  for r, s in zip(rows, sims)], exact)
+                  for r, s in zip(rows, sims)], exact, largest, decision)
+
+
+def _keeping_order(row) -> tuple:
+    """Most pixels first, then the largest file (the least compressed), then the oldest id."""
+    return -(row.width or 0) * (row.height or 0), -(row.size or 0), row.id

@@ -132,6 +132,41 @@ class RetiredRecord(Base):
     retired_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class DecisionRecord(Base):
+    """What a person decided about one duplicate group, by content (sha256), so that it
+    holds across re-indexing, moved files and re-trained models.
+
+    ``not_duplicates``: no two of its contents share a group again. ``keep``: the
+    group is reviewed, and the kept image comes first while the group has no new
+    content.
+    """
+
+    __tablename__ = "duplicate_decisions"
+    # AUTOINCREMENT: an undone decision's id is never given to another (caches, stale pages).
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    keep_id: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    keep_sha256: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    decided_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    contents: Mapped[list["DecisionContent"]] = relationship(
+        back_populates="decision", cascade="all, delete-orphan", passive_deletes=True)
+
+
+class DecisionContent(Base):
+    """One content (sha256) a decision covers."""
+
+    __tablename__ = "duplicate_decision_contents"
+
+    decision_id: Mapped[int] = mapped_column(
+        ForeignKey("duplicate_decisions.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+    decision: Mapped[DecisionRecord] = relationship(back_populates="contents")
+
+
 class MetaRecord(Base):
     """Small key/value facts about the data dir (e.g. the index generation)."""
 

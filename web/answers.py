@@ -232,6 +232,67 @@ class ArithmeticResponse(Answer):
     results: list[Hit]
 
 
+# -- duplicates ------------------------------------------------------------------------------
+
+class DecisionAnswer(Answer):
+    id: int = Field(description="Undo it with DELETE /api/duplicates/decisions/{id}.")
+    kind: Literal["not_duplicates", "keep"]
+    keep_id: int | None = Field(None, description="The image kept (kind keep).")
+    decided_at: DateTime
+
+
+class DuplicateImage(ImageLinks):
+    id: int
+    name: str
+    path: str
+    width: int
+    height: int
+    bytes: int = Field(description="File size.")
+    largest: bool = Field(description="Most pixels of the group (then the largest file).")
+    kept: bool = Field(description="The one a reviewer kept (always the first image): the "
+                                   "group's other images are the copies to delete.")
+    similarity_to_first: float = Field(description="Cosine similarity of the codes to the "
+                                                   "group's first image.")
+
+
+class DuplicateGroup(Answer):
+    id: int = Field(description="The group's smallest image id: stable while its images stay.")
+    size: int
+    exact: bool = Field(description="All the same bytes.")
+    decision: DecisionAnswer | None = Field(description="The one that settles the group.")
+    images: list[DuplicateImage] = Field(
+        description="The one to keep first: the reviewer's choice, else the largest.")
+
+
+class StatusCounts(Answer):
+    pending: int
+    reviewed: int
+
+
+class DuplicatesResponse(Answer):
+    threshold: float = Field(description="The one applied.")
+    model_threshold: float | None = Field(description="The model's copy threshold, calibrated "
+                                                      "when it was trained on its own held-out "
+                                                      "images: the one applied without "
+                                                      "`threshold` (else 0.37).")
+    status: Literal["pending", "reviewed", "all"]
+    page: int
+    per_page: int
+    pages: int = Field(description="Pages of groups with this status.")
+    total: int = Field(description="Groups with this status.")
+    counts: StatusCounts
+    groups: list[DuplicateGroup]
+
+
+class Decided(Answer):
+    decision: DecisionAnswer
+
+
+class Undone(Answer):
+    id: int
+    undone: Literal[True]
+
+
 # -- admin -----------------------------------------------------------------------------------
 
 class Failure(Answer):

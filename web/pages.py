@@ -14,7 +14,8 @@ from flask import Blueprint, abort, render_template, send_file
 from .backend import current_backend
 from .errors import NotReady
 from .explore import example_ids
-from .schemas import K_DEFAULT, K_MAX, MAX_NOISE, SAMPLES_MAX, STEPS_MAX, STEPS_MIN, TOP_MAX
+from .schemas import (K_DEFAULT, K_MAX, MAX_NOISE, PER_PAGE_DEFAULT, PER_PAGE_MAX, SAMPLES_MAX,
+                      STEPS_MAX, STEPS_MIN, TOP_MAX)
 
 bp = Blueprint("pages", __name__)
 
@@ -25,6 +26,7 @@ ASSETS = {
     "denoise.js": "text/javascript",
     "anomalies.js": "text/javascript",
     "explore.js": "text/javascript",
+    "duplicates.js": "text/javascript",
     "style.css": "text/css",
     "favicon.svg": "image/svg+xml",
 }
@@ -58,6 +60,13 @@ def anomalies():
     """The collection's outliers as a thumbnail grid."""
     return render_template("anomalies.html", message=current_backend().readiness(),
                            top_max=TOP_MAX)
+
+
+@bp.get("/duplicates")
+def duplicates():
+    """The library's near-duplicate groups, to review a page at a time."""
+    return render_template("duplicates.html", message=current_backend().readiness(),
+                           per_page=PER_PAGE_DEFAULT, per_page_max=PER_PAGE_MAX)
 
 
 @bp.get("/explore")

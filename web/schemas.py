@@ -10,16 +10,19 @@ seeds in ``web.fields``).
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, RootModel,
+                      create_model, model_validator)
 from spectree import Response
 
 from indexer.compression import DTYPES, MIN_CODES
+from indexer.decisions import KINDS
+from indexer.duplicates import STATUSES
 from search.catalog import ID_MAX
 
 from .fields import (SEED_MAX, Choice, Flag, Number, Param, Place, QueryString,
-                     UploadForm, UploadJson, Whole)
+                     UploadForm, UploadJson, Whole, bad_parameter, bad_request, shown)
 
 K_DEFAULT = 10
 K_MAX = 100
@@ -28,12 +31,15 @@ TOP_MAX = 1000  # also the most a threshold query lists; `total` says how many t
 SAMPLES_MAX = 64
 STEPS_MIN, STEPS_MAX = 2, 32
 ARITHMETIC_K = 5
+PER_PAGE_DEFAULT, PER_PAGE_MAX = 20, 100  # duplicate groups a page
+PAGE_MAX = 10**6
+GROUP_MAX = 100_000  # images one decision may name
 KIND_HEADER = "X-Lookalike-Model-Kind"
 NOTE_HEADER = "X-Lookalike-Note"
 
 ERROR_CODES = ("bad_request", "bad_parameter", "bad_image", "not_found", "method_not_allowed",
                "too_large", "unsupported_media_type", "not_ready", "internal_error", "bad_code",
-               "unauthorized", "admin_disabled", "busy", "nothing_to_index")
+               "unauthorized", "admin_disabled", "busy", "nothing_to_index", "cross_site")
 
 # Catalog ids: larger numbers are not ids, a 404 (in a path) or a 400 (in a query).
 IMAGE_ID = "Catalog id of an indexed image."
@@ -101,10 +107,69 @@ ArithmeticQueryString = query_model("Arithmetic", {
     "a": CATALOG_ID, "b": CATALOG_ID, "c": CATALOG_ID,
     "k": Whole("How many neighbours.", ARITHMETIC_K, low=1, high=K_MAX),
 })
+DuplicatesQueryString = query_model("Duplicates", {
+    "page": Whole("Which page of groups, from 1.", 1, low=1, high=PAGE_MAX),
+    "per_page": Whole(f"Groups a page, 1 to {PER_PAGE_MAX}.", PER_PAGE_DEFAULT, low=1,
+                      high=PER_PAGE_MAX),
+    "status": Choice("pending: groups still to review; reviewed: groups a decision settles; "
+                     "all.", "pending", choices=STATUSES),
+    "threshold": Number("Cosine similarity every pair of a group reaches (exact copies: "
+                        "always); default: the model's copy threshold.", low=-1.0, high=1.0),
+    "min_size": Whole("Smallest group listed.", 2, low=2, high=GROUP_MAX),
+})
 DeleteImageQueryString = query_model("DeleteImage", {
     "exclude": Flag("Record an exclusion, so that re-indexing skips the file and files with "
                     "the same content.", True),
 })
+
+
+ImageId = Annotated[CATALOG_ID.value_type(), BeforeValidator(
+    lambda raw: CATALOG_ID.from_json(raw, "an image id")), Field(description=IMAGE_ID)]
+
+
+def _different(ids: list[int]) -> list[int]:
+    if len(set(ids)) < len(ids):
+        raise bad_parameter("images must be different images: an id is listed twice")
+    return ids
+
+
+GroupIds = Annotated[list[ImageId], AfterValidator(_different), Field(
+    min_length=2, max_length=GROUP_MAX, json_schema_extra={"uniqueItems": True},
+    description="The group's image ids, as GET /api/duplicates lists them.")]
+
+
+class NotDuplicates(BaseModel):
+    """These images are not copies of each other: never group their contents together again."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["not_duplicates"]  # type: ignore[valid-type]
+    images: GroupIds
+
+
+class KeepThisOne(BaseModel):
+    """The group is reviewed and *keep* is the copy to keep; no file is touched."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["keep"]  # type: ignore[valid-type]
+    images: GroupIds
+    keep: ImageId = Field(description="The image kept; part of the group whether or not "
+                                      "`images` lists it.")
+
+
+class DecisionJson(RootModel[Annotated[Union[NotDuplicates, KeepThisOne],
+                                       Field(discriminator="kind")]]):
+    """A reviewer's decision on one group of GET /api/duplicates."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_first(cls, data: Any) -> Any:
+        """Say what is wrong in the API's words before pydantic's union does."""
+        if not isinstance(data, dict):
+            raise bad_request("the body must be a JSON object with 'kind' and 'images'")
+        if data.get("kind") not in KINDS:
+            raise bad_parameter(f"kind must be one of {', '.join(KINDS)}, "
+                                f"not {shown(data.get('kind'))}")
+        return data
 
 
 # -- errors --------------------------------------------------------------------------------------

@@ -34,6 +34,11 @@ PASTE_FILE = """async ([url, name]) => {
     {clipboardData: data, bubbles: true, cancelable: true}));
 }"""
 
+RENDERED = "sel => { const i = document.querySelector(sel); " \
+           "return !!i && i.complete && i.naturalWidth > 0; }"
+ALL_RENDERED = "sel => { const imgs = [...document.querySelectorAll(sel)]; " \
+               "return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }"
+
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
                                     reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
 

@@ -12,15 +12,9 @@ import pytest
 
 from ..conftest import TINY
 from ..web.conftest import Library, build_library
-from .conftest import DROP_FILE, PASTE_FILE, needs_chromium
+from .conftest import ALL_RENDERED, DROP_FILE, PASTE_FILE, RENDERED, needs_chromium
 
 pytestmark = needs_chromium
-
-RENDERED = "sel => { const i = document.querySelector(sel); " \
-           "return !!i && i.complete && i.naturalWidth > 0; }"
-ALL_RENDERED = "sel => { const imgs = [...document.querySelectorAll(sel)]; " \
-               "return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }"
-
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory) -> Library:

@@ -124,6 +124,11 @@ def test_served_page_renders_every_image(installed_demo, tmp_path):
             page.wait_for_function("() => document.querySelectorAll('#results .card').length > 0")
             wait_for_every_image(page)
             page.screenshot(path=str(tmp_path / "similar.png"), full_page=True)
+
+            page.goto(server.url + "/duplicates?threshold=-1")  # every pair: groups for sure
+            page.wait_for_function("() => document.querySelectorAll('#groups .member').length > 1")
+            wait_for_every_image(page)
+            page.screenshot(path=str(tmp_path / "duplicates.png"), full_page=True)
     finally:
         log = server.stop()
     assert "Traceback" not in log, log

@@ -58,3 +58,38 @@ def test_database_from_newer_code_is_refused(tmp_path):
         conn.execute(text("update alembic_version set version_num = 'from_the_future'"))
     with pytest.raises(SchemaError, match="newer Lookalike"):
         open_database(url)
+
+
+def test_a_catalog_of_the_previous_release_upgrades_in_place_and_keeps_its_rows(tmp_path):
+    """0003 → head adds the duplicate decisions beside the images, which stay as they were;
+    decisions recorded then are there after the next open and its (no-op) migration."""
+    url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    assert _alembic("upgrade", "0003", url=url).returncode == 0
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("insert into models (id, kind, config, checkpoint_path, "
+                          "checkpoint_sha256, latent_dim, created_at) values (1, 'ae', '{}', "
+                          "'m.pt', 'abc', 4, '2026-01-01')"))
+        for i in (1, 2):
+            conn.execute(text("insert into images (id, path, sha256, size, mtime, width, height, "
+                              "model_id, code, recon_error, indexed_at) values (:i, :p, :s, 1, "
+                              "0, 8, 8, 1, x'00', 0, '2026-01-01')"),
+                         {"i": i, "p": f"/x/{i}.png", "s": f"{i:064d}"})
+    engine.dispose()
+    engine, sessions = open_database(url)
+    with engine.begin() as conn:
+        assert conn.scalar(text("select count(*) from images")) == 2
+        conn.execute(text("insert into duplicate_decisions (id, kind, decided_at) "
+                          "values (1, 'not_duplicates', '2026-01-02')"))
+        for i in (1, 2):
+            conn.execute(text("insert into duplicate_decision_contents values (1, :s)"),
+                         {"s": f"{i:064d}"})
+    engine.dispose()
+    engine, _ = open_database(url)
+    with engine.connect() as conn:
+        assert conn.scalar(text("select count(*) from duplicate_decision_contents")) == 2
+        assert conn.scalar(text("select version_num from alembic_version")) == head_revision()
+    down = _alembic("downgrade", "0003", url=url)
+    assert down.returncode == 0, down.stderr
+    with create_engine(url).connect() as conn:
+        assert conn.scalar(text("select count(*) from images")) == 2

@@ -13,7 +13,9 @@ from indexer.anomalies import NoThreshold, find_outliers
 from indexer.compression import (DTYPES, Codebooks, CompressionError, ProductQuantizer,
                                  TooFewCodes, code_dtype, compress_code, decompress_code, psnr,
                                  smallest_png)
-from indexer.duplicates import DEFAULT_THRESHOLD, TooManyPairs, find_duplicates
+from indexer.decisions import list_decisions
+from indexer.duplicates import (DEFAULT_THRESHOLD, STATUSES, TooManyPairs, find_duplicates,
+                                with_status)
 from indexer.encoder import TorchEncoder
 from indexer.images import ImageDecodeError, load_image
 from indexer.latent import arithmetic, interpolate, sample_prior
@@ -212,35 +214,48 @@ def arithmetic_cmd(obj: Context, image_a: Path, image_b: Path, image_c: Path, k:
                    f"else {DEFAULT_THRESHOLD}].")
 @click.option("--min-size", type=click.IntRange(2), default=2, show_default=True,
               help="Smallest group listed.")
+@click.option("--status", type=click.Choice(STATUSES), default="pending", show_default=True,
+              help="Groups still to review, those settled by a decision on the /duplicates "
+                   "page (with it, the kept image first), or all.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write a PNG: a row of thumbnails per group (the first 32 groups).")
 @model_option()
 @pass_ctx
-def duplicates(obj: Context, threshold: float | None, min_size: int, as_json: bool,
-               sheet: Path | None, model: Path | None) -> None:
+def duplicates(obj: Context, threshold: float | None, min_size: int, status: str,
+               as_json: bool, sheet: Path | None, model: Path | None) -> None:
     """Groups of near-duplicates in the catalog: edits, re-saves, resized copies; the one
-    to keep (most pixels, then largest file) first."""
+    to keep (most pixels, then largest file, or the one a reviewer kept) first."""
     encoder = load_encoder(obj, model)
     if threshold is None:
         threshold = encoder.copy_threshold or DEFAULT_THRESHOLD
+    store = obj.existing_store()
     try:
-        groups = find_duplicates(obj.existing_store(), encoder.sha256, threshold, min_size)
+        every = find_duplicates(store, encoder.sha256, threshold, min_size, list_decisions(store))
     except TooManyPairs as exc:
         raise click.ClickException(str(exc)) from exc
+    groups = with_status(every, status)
     if as_json:
-        click.echo(json.dumps({"threshold": threshold,
+        click.echo(json.dumps({"threshold": threshold, "status": status,
                                "groups": [g.as_dict() for g in groups]}, indent=2))
     else:
-        copies = sum(len(g.members) - 1 for g in groups)
-        obj.echo(f"{len(groups)} group(s), {copies} copies (cosine ≥ {threshold:g})")
-        for g in groups:
-            click.echo(f"group {g.id}{' (exact copies)' if g.exact else ''}:")
-            for m in g.members:
-                click.echo(f"  {m.similarity_to_first:7.4f}  {m.width}×{m.height}  {m.path}")
+        _print_groups(obj, groups, threshold, len(with_status(every, "reviewed")), status)
     if sheet and groups:
         _duplicate_sheet(groups[:32], sheet)
         obj.echo(f"sheet: {sheet}", err=as_json)
+
+
+def _print_groups(obj: Context, groups: list, threshold: float, reviewed: int,
+                  status: str) -> None:
+    copies = sum(len(g.members) - 1 for g in groups)
+    obj.echo(f"{len(groups)} group(s), {copies} copies (cosine ≥ {threshold:g})")
+    if status == "pending" and reviewed:
+        obj.echo(f"{reviewed} more group(s) already reviewed (--status reviewed lists them)")
+    for g in groups:
+        decided = f", {g.decision.kind} (decision {g.decision.id})" if g.decision else ""
+        click.echo(f"group {g.id}{' (exact copies)' if g.exact else ''}{decided}:")
+        for m in g.members:
+            click.echo(f"  {m.similarity_to_first:7.4f}  {m.width}×{m.height}  {m.path}")
 
 
 def _duplicate_sheet(groups: list, path: Path, per_row: int = 8) -> None:

@@ -40,7 +40,8 @@ window.Lookalike = (() => {
 
   function formatBytes(n) {
     if (typeof n !== "number") return "–";
-    return n < 1024 ? `${n} B` : `${(n / 1024).toFixed(1)} KiB`;
+    if (n < 1024) return `${n} B`;
+    return n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 / 1024).toFixed(1)} MiB`;
   }
 
   // An <img> for a data URL or same-origin path; anything else is left blank.

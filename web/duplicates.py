@@ -1,0 +1,201 @@
+"""``/api/duplicates``: the library's near-duplicate groups a page at a time, and the
+reviewer's decisions on them (``indexer.duplicates``, ``indexer.decisions``).
+
+Grouping a large library costs a range search over every code (about a
+minute for 100k images on two cores), so the candidates and their cut are
+kept between requests until the catalog changes; a decision only re-cuts. Each page
+reads its images' paths and sizes afresh, so a moved file shows where it is.
+
+Decisions change no file and can be undone, so they need no admin token;
+they are still writes, so they take JSON only (a cross-site form cannot send
+it without the browser asking first) and refuse a request another site's
+page made.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from pathlib import PurePath
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+from sqlalchemy import select
+
+from indexer.decisions import (BadDecision, UnknownImages, list_decisions, record_decision,
+                               undo_decision)
+from indexer.duplicates import (DEFAULT_THRESHOLD, Group, TooManyPairs,
+                                find_candidates, group_candidates, with_status)
+from search.catalog import ID_MAX, ImageRecord
+from search.store import Store
+
+from .answers import Decided, DuplicatesResponse, Undone
+from .apispec import request_params, spec
+from .backend import current_backend
+from .errors import ApiError
+from .schemas import NOT_READY, DecisionJson, DuplicatesQueryString, answers
+from .serialize import image_urls
+
+bp = Blueprint("duplicates", __name__, url_prefix="/api/duplicates")
+
+EXTENSION = "lookalike_duplicates"
+KEEP_CANDIDATES = 2  # neighbour graphs kept (catalog version, model, threshold): up to ~300 MB each
+KEEP_CUTS = 8  # their cuts (decisions, min_size)
+ROWS_A_QUERY = 900  # ids in one IN (...): under SQLite's variable limit however large a group
+CROSS_SITE = "A request made by another site's page."
+NOT_JSON = "The body is not application/json."
+
+
+class GroupCache:
+    """The last few candidate sets and their cuts. Each is computed once, by the first
+    request that needs it, while requests for others (or for cached ones) go on: turning
+    pages costs nothing, a decision only a new cut. A threshold refused as too low is
+    remembered too, so asking again costs nothing either."""
+
+    def __init__(self) -> None:
+        self._candidates: OrderedDict[tuple, Any] = OrderedDict()
+        self._groups: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.Lock()  # guards the dicts, never held while computing
+        self._making: dict[tuple, threading.Lock] = {}
+
+    def groups(self, store: Store, checkpoint_sha256: str, threshold: float,
+               min_size: int) -> list[Group]:
+        decisions = list_decisions(store)
+        found = (store.catalog_version(), checkpoint_sha256, threshold)
+        cut = (found, tuple(d.id for d in decisions), min_size)  # ids are never reused
+        candidates = self._get(self._candidates, KEEP_CANDIDATES, found,
+                               lambda: find_candidates(store, checkpoint_sha256, threshold))
+        return self._get(self._groups, KEEP_CUTS, cut,
+                         lambda: group_candidates(candidates, decisions, min_size))
+
+    def _get(self, kept: OrderedDict, most: int, key: tuple, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            making = self._making.setdefault(key, threading.Lock())
+        with making:  # only requests for this same key wait
+            with self._lock:
+                value = kept.get(key)
+            if value is None:
+                try:
+                    value = make()
+                except TooManyPairs as exc:
+                    value = exc
+                with self._lock:
+                    kept[key] = value
+                    while len(kept) > most:
+                        self._making.pop(kept.popitem(last=False)[0], None)
+            with self._lock:
+                if key in kept:
+                    kept.move_to_end(key)
+        if isinstance(value, TooManyPairs):
+            raise TooManyPairs(str(value))
+        return value
+
+
+def group_cache(app: Flask) -> GroupCache:
+    return app.extensions.setdefault(EXTENSION, GroupCache())
+
+
+@bp.before_request
+def _same_site_writes():
+    """Writes only from this app's own page (or a script, which sends no such headers)."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return None
+    origin = request.headers.get("Origin")
+    fetched_from = request.headers.get("Sec-Fetch-Site", "same-origin")
+    if fetched_from not in ("same-origin", "none") or (
+            origin is not None and urlsplit(origin).netloc != request.host):
+        raise ApiError(403, "cross_site", "decisions are taken only from this library's own "
+                       "pages or from scripts, not from another site's page")
+    return None
+
+
+@bp.get("")
+@spec.validate(query=DuplicatesQueryString, resp=answers({
+    200: (DuplicatesResponse, "One page of groups, largest first."),
+    400: "Bad parameter, or a threshold so low that nearly every pair is a candidate.",
+    503: NOT_READY}))
+def duplicates():
+    """Groups of near-duplicates: edits, re-saves, resized copies, bursts.
+
+    Every pair of a group is within the threshold (complete linkage); identical files
+    always share a group. Groups a decision settles are ``reviewed``; the others
+    ``pending``.
+    """
+    params = request_params()
+    engine, _index = current_backend().ready_search_engine()
+    store, encoder = engine.store, engine.encoder
+    model_threshold = encoder.copy_threshold
+    threshold = params.threshold if params.threshold is not None else \
+        model_threshold or DEFAULT_THRESHOLD
+    try:
+        every = group_cache(current_app).groups(store, encoder.sha256, threshold,
+                                                params.min_size)
+    except TooManyPairs as exc:
+        raise ApiError(400, "bad_parameter", str(exc)) from exc
+    chosen = with_status(every, params.status)
+    start = (params.page - 1) * params.per_page
+    page = chosen[start:start + params.per_page]
+    reviewed = len(with_status(every, "reviewed"))
+    return jsonify(threshold=threshold, model_threshold=model_threshold, status=params.status,
+                   page=params.page, per_page=params.per_page,
+                   pages=math.ceil(len(chosen) / params.per_page), total=len(chosen),
+                   counts={"pending": len(every) - reviewed, "reviewed": reviewed},
+                   groups=_groups_json(store, page))
+
+
+def _groups_json(store: Store, groups: list[Group]) -> list[dict[str, Any]]:
+    """The groups as the page draws them, with each file's path and size as they are now."""
+    ids = [m.id for g in groups for m in g.members]
+    now = {}
+    with store.sessions() as session:
+        for start in range(0, len(ids), ROWS_A_QUERY):
+            now.update((r.id, r) for r in session.execute(
+                select(ImageRecord.id, ImageRecord.path, ImageRecord.size)
+                .where(ImageRecord.id.in_(ids[start:start + ROWS_A_QUERY]))))
+    out = []
+    for group in groups:
+        found = group.as_dict()
+        for image in found["images"]:
+            row = now.get(image["id"])
+            if row is not None:
+                image["path"], image["bytes"] = row.path, row.size
+            image["name"] = PurePath(image["path"]).name
+            image.update(image_urls(image["id"]))
+        out.append(found)
+    return out
+
+
+@bp.post("/decisions")
+@spec.validate(json=DecisionJson, resp=answers({
+    201: (Decided, "Recorded; later runs honour it."), 400: "Bad decision.",
+    403: CROSS_SITE, 404: "An image is not in the catalog.", 415: NOT_JSON}))
+def decide():
+    """Record a decision on a group: ``not_duplicates`` or ``keep`` one of its images.
+
+    Decisions name the images' contents (sha256): they hold when files move,
+    are re-indexed or re-encoded by a new model. No file is changed or deleted.
+    """
+    body = request.context.json
+    if body is None:
+        raise ApiError(415, "unsupported_media_type", "send the decision as application/json")
+    asked = body.root
+    try:
+        decision = record_decision(current_backend().store, asked.kind, asked.images,
+                                   getattr(asked, "keep", None))
+    except BadDecision as exc:
+        raise ApiError(400, "bad_parameter", str(exc)) from exc
+    except UnknownImages as exc:
+        raise ApiError(404, "not_found", str(exc)) from exc
+    return jsonify(decision=decision.as_dict()), 201
+
+
+@bp.delete(f"/decisions/<int(max={ID_MAX}):decision_id>")
+@spec.validate(path_parameter_descriptions={"decision_id": "A decision's id."}, resp=answers({
+    200: (Undone, "Forgotten: its groups are pending again."), 403: CROSS_SITE,
+    404: "No decision with that id."}))
+def undo(decision_id: int):
+    """Undo a decision."""
+    if not undo_decision(current_backend().store, decision_id):
+        raise ApiError(404, "not_found", f"no decision with id {decision_id}")
+    return jsonify(id=decision_id, undone=True)

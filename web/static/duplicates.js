@@ -1,0 +1,153 @@
+// Duplicates page: the library's groups of copies a page at a time, and the reviewer's
+// decisions on them. Helpers in common.js.
+"use strict";
+
+(() => {
+  const L = window.Lookalike;
+  const $ = L.$;
+  const form = $("duplicates-form");
+  const statusInput = $("status-input");
+  const thresholdInput = $("threshold-input");
+  const perPageInput = $("per-page-input");
+  const button = $("duplicates-button");
+  const summary = $("duplicates-summary");
+  const groupsBox = $("groups");
+  const pager = $("pager");
+  const groupTemplate = $("group-template");
+  const memberTemplate = $("member-template");
+  const STATUS_WORDS = { pending: "to review", reviewed: "reviewed", all: "in all" };
+  const asked = new URLSearchParams(location.search); // a reload shows the same page
+  let page = Math.max(1, Math.floor(Number(asked.get("page")))) || 1;
+  if (Object.hasOwn(STATUS_WORDS, asked.get("status") || "")) statusInput.value = asked.get("status");
+  if (asked.has("threshold")) thresholdInput.value = asked.get("threshold");
+  if (asked.has("per_page")) perPageInput.value = asked.get("per_page");
+  let latest = 0; // only the newest request's answer is drawn
+  let shown = null;
+
+  async function decide(body) {
+    await L.callApi("api/duplicates/decisions", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  }
+
+  async function undo(decision) {
+    await L.callApi(`api/duplicates/decisions/${encodeURIComponent(decision.id)}`,
+      { method: "DELETE" });
+  }
+
+  function member(item, index, group) {
+    const node = L.linkCard(memberTemplate, item,
+      index === 0 ? "to keep" : `similarity ${L.formatNumber(item.similarity_to_first, 3)}`);
+    node.classList.toggle("first", index === 0);
+    node.querySelector(".dimensions").textContent = `${item.width} × ${item.height}`;
+    node.querySelector(".file-size").textContent = L.formatBytes(item.bytes);
+    node.querySelector(".largest").hidden = !item.largest;
+    const decision = group.decision;
+    node.querySelector(".kept").hidden = !item.kept;
+    const original = node.querySelector(".original");
+    original.href = L.safeUrl(item.original_url);
+    const keep = node.querySelector(".keep");
+    keep.hidden = decision !== null;
+    keep.addEventListener("click", () => act(keep, () => decide(
+      { kind: "keep", images: group.images.map((i) => i.id), keep: item.id })));
+    return node;
+  }
+
+  function describeDecision(decision) {
+    if (!decision) return "";
+    const when = decision.decided_at.slice(0, 10);
+    return decision.kind === "keep"
+      ? `Reviewed ${when}: keep image ${decision.keep_id}`
+      : `Reviewed ${when}: not duplicates`;
+  }
+
+  function group(item) {
+    const node = groupTemplate.content.firstElementChild.cloneNode(true);
+    node.dataset.id = String(item.id);
+    const kind = item.exact ? "identical files" : "near copies";
+    node.querySelector(".group-title").textContent =
+      `Group ${item.id} · ${item.size} images · ${kind}`;
+    node.querySelector(".group-decision").textContent = describeDecision(item.decision);
+    const apart = node.querySelector(".not-duplicates");
+    apart.hidden = item.decision !== null;
+    apart.addEventListener("click", () => act(apart, () => decide(
+      { kind: "not_duplicates", images: item.images.map((i) => i.id) })));
+    const undoButton = node.querySelector(".undo");
+    undoButton.hidden = item.decision === null;
+    undoButton.addEventListener("click", () => act(undoButton, () => undo(item.decision)));
+    node.querySelector(".members").replaceChildren(
+      ...item.images.map((image, index) => member(image, index, item)));
+    return node;
+  }
+
+  // A decision, then the same page again (its groups have moved on).
+  async function act(actionButton, task) {
+    await L.busy(actionButton, async () => {
+      await task();
+      await fetchPage();
+    });
+  }
+
+  function describe(body) {
+    const at = String(Number(body.threshold.toFixed(4)));
+    const whose = body.threshold === body.model_threshold ? " (the model's threshold)" : "";
+    const counts = `${body.counts.pending} to review, ${body.counts.reviewed} reviewed`;
+    return `${body.total} group(s) ${STATUS_WORDS[body.status]} at similarity ≥ ${at}${whose}; ` +
+      `${counts}.`;
+  }
+
+  // The pager for *body*; with null (a page is loading) its buttons wait.
+  function showPager(body) {
+    if (body === null) {
+      $("previous-page").disabled = $("next-page").disabled = true;
+      return;
+    }
+    pager.hidden = body.pages <= 1;
+    $("page-info").textContent = `Page ${body.page} of ${Math.max(body.pages, 1)}`;
+    $("previous-page").disabled = body.page <= 1;
+    $("next-page").disabled = body.page >= body.pages;
+  }
+
+  async function fetchPage() {
+    const perPage = L.intValue(perPageInput, "Per page");
+    if (perPage === null) return;
+    const threshold = thresholdInput.value.trim();
+    const query = new URLSearchParams({ status: statusInput.value });
+    if (perPage !== "") query.set("per_page", String(perPage));
+    if (threshold !== "") query.set("threshold", threshold);
+    const mine = ++latest;
+    showPager(null);
+    try {
+      query.set("page", String(page));
+      let body = await L.callApi(`api/duplicates?${query}`);
+      if (body.groups.length === 0 && body.pages > 0 && page > body.pages) {
+        page = body.pages; // the last page emptied by a decision: show the one before
+        query.set("page", String(page));
+        body = await L.callApi(`api/duplicates?${query}`);
+      }
+      if (mine !== latest) return;
+      shown = body;
+      history.replaceState(null, "", `?${query}`);
+      summary.textContent = describe(body);
+      groupsBox.replaceChildren(...body.groups.map(group));
+    } finally {
+      if (mine === latest) showPager(shown);
+    }
+  }
+
+  function load() {
+    return L.busy(button, fetchPage);
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    page = 1;
+    load();
+  });
+  $("previous-page").addEventListener("click", () => { page -= 1; load(); });
+  $("next-page").addEventListener("click", () => { page += 1; load(); });
+
+  if (document.body.dataset.ready !== "false") load();
+})();
