@@ -9,9 +9,9 @@ with a far from c) does not merge a whole library. A component too large
 for a dense linkage is cut greedily around its best-connected images.
 
 A reviewer's decisions (``indexer.decisions``) are honoured here: contents
-they called "not duplicates" never share a group again (their distance is
-made the largest there is, so complete linkage cannot join them), and a
-group they settled carries its decision.
+they called "not duplicates" never share a group again (a group holding two
+is cut again with their distance made the largest there is, so complete
+linkage cannot join them), and a group they settled carries its decision.
 """
 from __future__ import annotations
 
@@ -94,24 +94,44 @@ def complete_linkage_groups(codes: np.ndarray, threshold: float,
     codes = normalise(codes)
     if len(codes) < 2:
         return []
-    return cut_components(codes, neighbour_graph(codes, threshold), threshold, apart)
+    graph = neighbour_graph(codes, threshold)
+    return keep_apart(codes, graph, cut_components(codes, graph, threshold), threshold, apart)
 
 
-def cut_components(codes: np.ndarray, graph: csr_matrix, threshold: float,
-                   apart: Sequence[Sequence[int]] = ()) -> list[list[int]]:
-    """The groups of :func:`complete_linkage_groups` from its (costly) neighbour graph."""
+def cut_components(codes: np.ndarray, graph: csr_matrix, threshold: float) -> list[list[int]]:
+    """The groups of :func:`complete_linkage_groups` from its (costly) neighbour graph,
+    before any rows are kept apart."""
+    _, labels = connected_components(graph, directed=False)
+    groups: list[list[int]] = []
+    for component in _members_by_label(labels):
+        groups += _cut(codes, graph, component, threshold, {})
+    return [g for g in groups if len(g) > 1]
+
+
+def keep_apart(codes: np.ndarray, graph: csr_matrix, groups: list[list[int]],
+               threshold: float, apart: Sequence[Sequence[int]]) -> list[list[int]]:
+    """*groups* with no two rows of one *apart* list together: a group holding two is cut
+    again within itself, those rows made too far apart to join. The rest stay as they
+    are, so a decision costs one small cut, not a new cut of the whole library."""
     labels_of: dict[int, set[int]] = defaultdict(set)  # row -> the apart lists it is in
     for label, rows in enumerate(apart):
         for row in rows:
             labels_of[row].add(label)
-    _, labels = connected_components(graph, directed=False)
-    groups: list[list[int]] = []
-    for component in _members_by_label(labels):
-        if len(component) <= LINKAGE_LIMIT:
-            groups += _linkage_cut(codes, component, threshold, labels_of)
+    kept: list[list[int]] = []
+    for group in groups:
+        seen = [label for row in group for label in labels_of.get(row, ())]
+        if len(seen) == len(set(seen)):
+            kept.append(group)
         else:
-            groups += _greedy_cut(codes, graph, component, threshold, labels_of)
-    return [g for g in groups if len(g) > 1]
+            kept += [g for g in _cut(codes, graph, group, threshold, labels_of) if len(g) > 1]
+    return kept
+
+
+def _cut(codes: np.ndarray, graph: csr_matrix, rows: list[int], threshold: float,
+         labels_of: dict[int, set[int]]) -> list[list[int]]:
+    if len(rows) <= LINKAGE_LIMIT:
+        return _linkage_cut(codes, rows, threshold, labels_of)
+    return _greedy_cut(codes, graph, rows, threshold, labels_of)
 
 
 def neighbour_graph(codes: np.ndarray, threshold: float) -> csr_matrix:
@@ -205,16 +225,19 @@ def collapse_hits(store: Store, hits: list[Hit], threshold: float = DEFAULT_THRE
 
 @dataclass
 class Candidates:
-    """The costly part of grouping (the range search), reusable while the catalog, the
-    model and the threshold stay: decisions only change how it is cut."""
+    """The costly part of grouping (the range search and its cut), reusable while the
+    catalog, the model and the threshold stay: a decision only re-cuts the groups it
+    splits."""
 
     contents: list[list]  # the catalog rows of each distinct content (sha256)
     codes: np.ndarray  # one normalised code per content
     graph: csr_matrix
     threshold: float
+    near: list[list[int]] = field(init=False)  # the cut before decisions, rows of codes
     row_of: dict[str, int] = field(init=False)  # sha256 -> row in codes
 
     def __post_init__(self) -> None:
+        self.near = cut_components(self.codes, self.graph, self.threshold)
         self.row_of = {rows[0].sha256: i for i, rows in enumerate(self.contents)}
 
 
@@ -241,7 +264,8 @@ def group_candidates(candidates: Candidates, decisions: Sequence[Decision] = (),
     """
     apart = [[candidates.row_of[s] for s in d.contents if s in candidates.row_of]
              for d in decisions if d.kind == NOT_DUPLICATES]
-    near = cut_components(candidates.codes, candidates.graph, candidates.threshold, apart)
+    near = keep_apart(candidates.codes, candidates.graph, candidates.near,
+                      candidates.threshold, apart)
     grouped = {i for g in near for i in g}
     parts = near + [[i] for i, rows in enumerate(candidates.contents)
                     if len(rows) > 1 and i not in grouped]

@@ -14,12 +14,14 @@ page made.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections import OrderedDict
 from pathlib import PurePath
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+import faiss
 from flask import Blueprint, Flask, current_app, jsonify, request
 from sqlalchemy import select
 
@@ -64,8 +66,8 @@ class GroupCache:
         decisions = list_decisions(store)
         found = (store.catalog_version(), checkpoint_sha256, threshold)
         cut = (found, tuple(d.id for d in decisions), min_size)  # ids are never reused
-        candidates = self._get(self._candidates, KEEP_CANDIDATES, found,
-                               lambda: find_candidates(store, checkpoint_sha256, threshold))
+        candidates = self._get(self._candidates, KEEP_CANDIDATES, found, lambda: every_core(
+            lambda: find_candidates(store, checkpoint_sha256, threshold)))
         return self._get(self._groups, KEEP_CUTS, cut,
                          lambda: group_candidates(candidates, decisions, min_size))
 
@@ -90,6 +92,18 @@ class GroupCache:
         if isinstance(value, TooManyPairs):
             raise TooManyPairs(str(value))
         return value
+
+
+def every_core(make: Callable[[], Any]) -> Any:
+    """Run *make* with FAISS on every core: the range search runs once a catalog change and
+    takes minutes on the one thread a request gets. OpenMP team sizes are per thread, so
+    only this request's thread is changed, and only while it runs."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    try:
+        return make()
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def group_cache(app: Flask) -> GroupCache:
