@@ -13,6 +13,7 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 import stat
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence, TypeVar
@@ -235,13 +236,38 @@ def _guarded(step: Callable[..., T], *args: Any) -> T:
         raise ImageDecodeError(f"cannot decode image: {type(exc).__name__}: {exc}") from exc
 
 
-def prepare(img: Image.Image, size: int) -> np.ndarray:
-    """Orientation, RGB and a ``size``×``size`` resize: the one model-input recipe.
+Box = tuple[int, int, int, int]  # left, top, right, bottom
+
+
+def clip_box(box: Box, shown: tuple[int, int]) -> Box:
+    """*box* inside an image of size *shown*: clipped to it, and at least one pixel (a box
+    with no area, or off the image, becomes the pixel nearest to it)."""
+    width, height = shown
+    left, top = min(max(box[0], 0), width - 1), min(max(box[1], 0), height - 1)
+    return left, top, min(max(box[2], left + 1), width), min(max(box[3], top + 1), height)
+
+
+def crop(img: Image.Image, box: Box, shown: tuple[int, int]) -> Image.Image:
+    """The part of *img* inside *box*, given in the pixels of the image as shown (*shown*:
+    its size, upright) and clipped to it (:func:`clip_box`). *img* may be smaller (a JPEG
+    decoded at a reduced scale); the box is scaled to it."""
+    left, top, right, bottom = clip_box(box, shown)
+    sx, sy = img.width / shown[0], img.height / shown[1]
+    x0, y0 = int(left * sx), int(top * sy)
+    return img.crop((x0, y0, max(x0 + 1, round(right * sx)), max(y0 + 1, round(bottom * sy))))
+
+
+def prepare(img: Image.Image, size: int, box: Box | None = None,
+            shown: tuple[int, int] | None = None) -> np.ndarray:
+    """Orientation, the region *box* if one is asked for (see :func:`crop`), RGB and a
+    ``size``×``size`` resize: the one model-input recipe.
 
     The image is squashed, not cropped, so nothing the user framed is lost.
     """
     try:
         img = ImageOps.exif_transpose(img) or img
+        if box is not None:
+            img = crop(img, box, shown or img.size)
         if img.mode == "L":  # one band resized, then copied to three: same pixels, less work
             img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
         img = to_rgb(img)
@@ -256,6 +282,24 @@ def load_image(source: str | os.PathLike | bytes, size: int) -> np.ndarray:
     """Decode *source* into a ``size``×``size``×3 uint8 array or raise ImageDecodeError."""
     img, _ = open_image(source, draft_size=size)
     return prepare(img, size)
+
+
+EXIF_IFD, DATE_TIME_ORIGINAL, DATE_TIME = 0x8769, 36867, 306
+
+
+def taken_at(img: Image.Image) -> float | None:
+    """When the photo was taken, by its EXIF (DateTimeOriginal, else DateTime): seconds
+    since the epoch, reading the camera's local time as UTC (EXIF rarely says its zone).
+
+    None without one, or with one that is not a date: a file's date then is its mtime.
+    """
+    try:
+        exif = img.getexif()
+        raw = exif.get_ifd(EXIF_IFD).get(DATE_TIME_ORIGINAL) or exif.get(DATE_TIME)
+        when = datetime.strptime(str(raw).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
+    except Exception:  # no EXIF, no date, or a malformed one: all the same to us
+        return None
+    return when.replace(tzinfo=timezone.utc).timestamp()
 
 
 def _exif_rotates(img: Image.Image) -> bool:
@@ -275,13 +319,14 @@ class Decoded:
     width: int = 0
     height: int = 0
     format: str | None = None
+    taken_at: float | None = None  # EXIF capture time (see taken_at)
 
 
 def decode_file(path: Path, size: int) -> Decoded:
     """Decode one file for indexing; never raises, so one bad file cannot stop a run."""
     try:
         img, (width, height) = open_image(path, draft_size=size)
-        return Decoded(path, prepare(img, size), None, width, height, img.format)
+        return Decoded(path, prepare(img, size), None, width, height, img.format, taken_at(img))
     except ImageDecodeError as exc:
         return Decoded(path, None, str(exc))
     except Exception as exc:  # a worker must never die on input

@@ -200,7 +200,8 @@ def _store_batch(store: Store, index: VectorIndex, encoder: TorchEncoder, model_
         for d, code, err in zip(good, codes, errors):
             item = by_path[str(d.path)]
             fields = dict(path=item.path, sha256=item.sha256, size=item.size, mtime=item.mtime,
-                          width=d.width, height=d.height, format=d.format, model_id=model_id,
+                          width=d.width, height=d.height, format=d.format, taken_at=d.taken_at,
+                          model_id=model_id,
                           code=code.astype(np.float32).tobytes(), recon_error=float(err),
                           indexed_at=now)
             if item.row_id is None:

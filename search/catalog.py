@@ -98,6 +98,9 @@ class ImageRecord(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     format: Mapped[Optional[str]] = mapped_column(String(16), nullable=True)
+    # EXIF capture time, seconds since the epoch (indexer.images.taken_at); the file's date
+    # is this, else mtime.
+    taken_at: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
     code: Mapped[bytes] = mapped_column(LargeBinary)
     recon_error: Mapped[float] = mapped_column(Float)

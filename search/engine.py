@@ -13,10 +13,13 @@ from typing import Protocol
 import numpy as np
 
 from .catalog import ImageRecord
+from .library import Filters, matching
 from .store import Store
 from .vector_index import VectorIndex
 
 MAX_K = 1000
+FILTER_FACTOR = 4  # a filtered search takes this many times the candidates, again and again
+FILTERED_DEPTH = 20_000  # the most candidates a filtered search looks through
 
 
 class Encoder(Protocol):
@@ -78,18 +81,32 @@ class SearchEngine:
                                 "in use, so their codes cannot be compared")
 
     def search_code(self, code: np.ndarray, k: int, exclude: int | None = None,
-                    index: VectorIndex | None = None) -> list[Hit]:
-        """The *k* catalog images nearest to *code*, best first, *exclude* left out.
+                    index: VectorIndex | None = None, filters: Filters = Filters()) -> list[Hit]:
+        """The *k* catalog images nearest to *code* that pass *filters*, best first,
+        *exclude* left out.
 
         *index* is one the caller already took from :meth:`index` and
         checked (its dimension, its model), so a re-index landing between
         that check and this search cannot swap it; by default the current one.
+        Filters apply to FAISS's candidates, which a filtered search takes four
+        times as many of, and more, until *k* pass (at most FILTERED_DEPTH).
         """
         k = max(1, min(int(k), MAX_K))
         index = index if index is not None else self.index()
         query = np.asarray(code, dtype=np.float32).reshape(1, -1)
-        scores, ids = index.search(query, k + (1 if exclude is not None else 0))
-        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1 and i != exclude]
+        depth = k + (1 if exclude is not None else 0)
+        while True:
+            scores, ids = index.search(query, depth * (FILTER_FACTOR if filters else 1))
+            pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0])
+                     if i != -1 and i != exclude]
+            searched = len(ids[0])
+            if filters:
+                passing = matching(self.store, [i for i, _ in pairs], filters)
+                pairs = [p for p in pairs if p[0] in passing]
+            if (len(pairs) >= k or not filters or searched >= index.ntotal
+                    or depth * FILTER_FACTOR >= FILTERED_DEPTH):
+                break
+            depth = min(depth * FILTER_FACTOR, FILTERED_DEPTH // FILTER_FACTOR)
         pairs = pairs[:k]
         rows = self.store.hit_rows([i for i, _ in pairs])
         # An id the catalog no longer has (deleted mid-reindex) is skipped, not an error.

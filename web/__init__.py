@@ -11,8 +11,8 @@ from flask import Flask
 
 from indexer.settings import Settings
 
-from . import (admin, anomalies, api, apispec, duplicates, explore, images, pages, security,
-               tools)
+from . import (admin, anomalies, api, apispec, duplicates, explore, images, library, pages,
+               security, tools)
 from .backend import Backend
 from .errors import register_error_handlers
 from .uploads import InMemoryRequest
@@ -39,7 +39,7 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     return app
 
 
-BLUEPRINTS = (pages, api, images, admin, tools, anomalies, duplicates, explore)
+BLUEPRINTS = (pages, api, images, library, admin, tools, anomalies, duplicates, explore)
 
 
 def openapi_document() -> dict[str, Any]:

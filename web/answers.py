@@ -77,6 +77,10 @@ class Image(ImageLinks):
     reconstruction_error: float = Field(
         None, description="Mean squared error of the reconstruction, pixels in [0, 1].")
     indexed_at: DateTime | None = None
+    taken_at: float | None = Field(None, description="EXIF capture time, seconds since the "
+                                                     "epoch (the camera's clock read as UTC).")
+    file_date: DateTime = Field(None, description="taken_at, else mtime: what the library "
+                                                  "sorts and filters by.")
 
 
 class UploadQuery(Answer):
@@ -88,6 +92,8 @@ class UploadQuery(Answer):
     reconstruction_error: float = Field(None, description="MSE with pixels in [0, 1].")
     anomalous: Anomalous = None
     anomaly_threshold: AnomalyThreshold = None
+    box: list[int] | None = Field(None, description="The region searched (left, top, right, "
+                                                    "bottom), clipped to the image.")
 
 
 class SimilarQuery(Image):
@@ -230,6 +236,27 @@ class ArithmeticResponse(Answer):
     result: str = Field(description="a − b + c, decoded.")
     k: int = None
     results: list[Hit]
+
+
+# -- library ---------------------------------------------------------------------------------
+
+class LibraryResponse(Answer):
+    sort: Literal["indexed", "date", "error", "name"]
+    order: Literal["desc", "asc"]
+    page: int
+    per_page: int
+    pages: int
+    total: int = Field(description="Images passing the filters.")
+    images: list[Image]
+
+
+class Folder(Answer):
+    path: str
+    images: int = Field(description="Indexed images in it (not its subfolders).")
+
+
+class FoldersResponse(Answer):
+    folders: list[Folder]
 
 
 # -- duplicates ------------------------------------------------------------------------------

@@ -10,10 +10,13 @@ from indexer.duplicates import DEFAULT_THRESHOLD, collapse_hits
 from indexer.status import collect_stats
 from search.catalog import ID_MAX
 from search.engine import MAX_K, code_of
+from search.library import Filters
 
 from .answers import Health, Image, OpenApiDocument, SearchResponse, SimilarResponse, Stats
 from .apispec import openapi_document, request_params, spec
 from .backend import current_backend
+from .fields import box_corners
+from .library import filters_of
 from .schemas import (NOT_FOUND, NOT_READY, PATH_ID, UPLOAD_ERRORS, SearchForm, SearchJson,
                       SearchQueryString, SimilarQueryString, answers)
 from .serialize import hit_json, image_json, png_data_url
@@ -38,13 +41,17 @@ def search():
     The type is sniffed from the bytes; the upload is processed in memory and never stored.
     """
     req = read_search_request()
+    filters = filters_of(request_params())
     backend = current_backend()
     engine, index = backend.ready_search_engine()
     encoder = engine.encoder
-    query = decode_query(req.data, encoder.image_size)
+    box = box_corners(req.box) if req.box else None
+    query = decode_query(req.data, encoder.image_size, box=box)
     codes = encoder.encode(query.pixels[None])
     info: dict[str, Any] = {"width": query.width, "height": query.height, "format": query.format,
                             "denoised": req.denoise}
+    if query.box:
+        info["box"] = list(query.box)
     recon = encoder.decode(codes)[0] if req.reconstruction or req.denoise else None
     if req.reconstruction:
         # With denoise this is also the image searched with; the error and the
@@ -55,19 +62,20 @@ def search():
     if req.denoise:
         codes = encoder.encode(recon[None])  # search with the model's cleaned-up query
     if not req.collapse:
-        hits = engine.search_code(codes[0], req.k, index=index)
+        hits = engine.search_code(codes[0], req.k, index=index, filters=filters)
         return jsonify(query=info, k=req.k, results=[hit_json(h) for h in hits])
-    folded = collapsed_search(engine, codes[0], req.k, index)
+    folded = collapsed_search(engine, codes[0], req.k, index, filters)
     return jsonify(query=info, k=req.k, results=[hit_json(h, copies) for h, copies in folded])
 
 
-def collapsed_search(engine: Any, code: Any, k: int, index: Any) -> list:
+def collapsed_search(engine: Any, code: Any, k: int, index: Any,
+                     filters: Filters = Filters()) -> list:
     """The k best different images, each with the copies folded under it. Copies take
     places in the ranking, so the search looks further until k remain (or all are seen)."""
     threshold = getattr(engine.encoder, "copy_threshold", None) or DEFAULT_THRESHOLD
     depth = COLLAPSE_DEPTH * k
     while True:
-        hits = engine.search_code(code, min(depth, MAX_K), index=index)
+        hits = engine.search_code(code, min(depth, MAX_K), index=index, filters=filters)
         folded = collapse_hits(engine.store, hits, threshold)
         if len(folded) >= k or len(hits) < min(depth, MAX_K) or depth >= MAX_K:
             return folded[:k]
@@ -89,14 +97,15 @@ def similar(image_id: int):
 
     Neighbours from the image's stored code, nothing is re-encoded.
     """
-    k = request_params().k
+    params = request_params()
     backend = current_backend()
     engine, index = backend.ready_search_engine()
     row = backend.record(image_id)
     backend.check_same_model(engine, row)
-    hits = engine.search_code(code_of(row), k, exclude=image_id, index=index)
+    hits = engine.search_code(code_of(row), params.k, exclude=image_id, index=index,
+                              filters=filters_of(params))
     query = {**image_json(row), **anomaly(engine.encoder, row.recon_error)}
-    return jsonify(query=query, k=k, results=[hit_json(h) for h in hits])
+    return jsonify(query=query, k=params.k, results=[hit_json(h) for h in hits])
 
 
 @bp.get(f"/api/images/{ID}")

@@ -23,6 +23,7 @@ import binascii
 import math
 import re
 from dataclasses import dataclass
+from datetime import date, datetime
 from enum import Enum
 from functools import partial
 from typing import Annotated, Any, ClassVar, Literal
@@ -101,7 +102,7 @@ class Param(abc.ABC):
         if place is Place.JSON:
             if raw is None:
                 raise PydanticUseDefault()
-            if isinstance(raw, str) and not (self.text and raw):
+            if isinstance(raw, str) != self.text or raw == "":
                 kind = "a non-empty string" if self.text else \
                     "a JSON number or boolean, not a string"
                 raise bad_parameter(f"{name} in a JSON body must be {kind}")
@@ -206,6 +207,66 @@ class Choice(Param):
             raise bad_parameter(f"{name} must be one of {', '.join(self.choices)}, "
                                 f"not {shown(raw)}")
         return value
+
+
+@dataclass(frozen=True)
+class Text(Param):
+    """Any text of up to *longest* characters, as sent (a folder's path)."""
+
+    longest: int = 4096
+    text: ClassVar[bool] = True
+
+    def value_type(self) -> Any:
+        return Annotated[str, Field(min_length=1, max_length=self.longest)]
+
+    def from_text(self, raw: Any, name: str) -> str:
+        value = str(raw)
+        if not 0 < len(value) <= self.longest:
+            raise bad_parameter(f"{name} must be 1 to {self.longest} characters")
+        return value
+
+
+@dataclass(frozen=True)
+class Day(Param):
+    """A calendar day, YYYY-MM-DD."""
+
+    text: ClassVar[bool] = True
+
+    def value_type(self) -> Any:
+        return date
+
+    def from_text(self, raw: Any, name: str) -> date:
+        try:
+            return datetime.strptime(str(raw).strip(), "%Y-%m-%d").date()
+        except ValueError:
+            raise bad_parameter(f"{name} must be a day, YYYY-MM-DD, not {shown(raw)}") from None
+
+
+BOX_TEXT = re.compile(r"^(\d{1,9}),(\d{1,9}),(\d{1,9}),(\d{1,9})$")
+
+
+@dataclass(frozen=True)
+class Box(Param):
+    """A rectangle of an image, ``x0,y0,x1,y1`` in its pixels (any two opposite corners;
+    the image clips it, see ``indexer.images.clip_box``)."""
+
+    text: ClassVar[bool] = True
+
+    def value_type(self) -> Any:
+        return Annotated[str, WithJsonSchema({"type": "string", "pattern": BOX_TEXT.pattern})]
+
+    def from_text(self, raw: Any, name: str) -> str:
+        found = BOX_TEXT.fullmatch(str(raw))
+        if found is None:
+            raise bad_parameter(f"{name} must be four whole numbers x0,y0,x1,y1, "
+                                f"not {shown(raw)}")
+        return ",".join(found.groups())
+
+
+def box_corners(box: str) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of a :class:`Box` value, whichever corners it named."""
+    x0, y0, x1, y1 = map(int, box.split(","))
+    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
 
 
 @dataclass(frozen=True)

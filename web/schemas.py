@@ -20,8 +20,9 @@ from indexer.compression import DTYPES, MIN_CODES
 from indexer.decisions import KINDS
 from indexer.duplicates import STATUSES
 from search.catalog import ID_MAX
+from search.library import SORTS
 
-from .fields import (SEED_MAX, Choice, Flag, Number, Param, Place, QueryString,
+from .fields import (SEED_MAX, Box, Choice, Day, Flag, Number, Param, Place, QueryString, Text,
                      UploadForm, UploadJson, Whole, bad_parameter, bad_request, shown)
 
 K_DEFAULT = 10
@@ -33,6 +34,7 @@ STEPS_MIN, STEPS_MAX = 2, 32
 ARITHMETIC_K = 5
 PER_PAGE_DEFAULT, PER_PAGE_MAX = 20, 100  # duplicate groups a page
 PAGE_MAX = 10**6
+LIBRARY_PAGE_DEFAULT, LIBRARY_PAGE_MAX = 100, 500  # library tiles a page
 GROUP_MAX = 100_000  # images one decision may name
 KIND_HEADER = "X-Lookalike-Model-Kind"
 NOTE_HEADER = "X-Lookalike-Note"
@@ -65,6 +67,13 @@ def upload_models(name: str, params: dict[str, Param]) -> tuple[type[BaseModel],
 # -- the parameters of each endpoint -----------------------------------------------------------
 
 K = Whole(f"How many results, 1 to {K_MAX}.", K_DEFAULT, low=1, high=K_MAX)
+FILTERS = {
+    "folder": Text("Only images in this folder (as GET /api/folders lists them) or its "
+                   "subfolders."),
+    "date_from": Day("Only images whose file date (EXIF capture time, else modification "
+                     "time) is on or after this day, UTC."),
+    "date_to": Day("Only images whose file date is on or before this day, UTC."),
+}
 CATALOG_ID = Whole(IMAGE_ID, required=True, low=0, high=ID_MAX)
 SearchQueryString, SearchForm, SearchJson = upload_models("Search", {
     "k": K,
@@ -75,8 +84,22 @@ SearchQueryString, SearchForm, SearchJson = upload_models("Search", {
                     False),
     "collapse": Flag("Fold each near-duplicate of a better-ranked hit under it (its "
                      "`copies`), so the k results are k different images.", False),
+    "box": Box("Search with this region of the image only: x0,y0,x1,y1 in its pixels as "
+               "shown (upright), any two opposite corners; clipped to the image, and at "
+               "least one pixel (`query.box` says which region was searched)."),
+    **FILTERS,
 })
-SimilarQueryString = query_model("Similar", {"k": K})
+SimilarQueryString = query_model("Similar", {"k": K, **FILTERS})
+LibraryQueryString = query_model("Library", {
+    "sort": Choice("indexed: when indexed; date: the file's date (EXIF capture time, else "
+                   "modification time); error: reconstruction error; name: path.", "indexed",
+                   choices=SORTS),
+    "order": Choice("desc or asc.", "desc", choices=("desc", "asc")),
+    **FILTERS,
+    "page": Whole("Which page, from 1.", 1, low=1, high=PAGE_MAX),
+    "per_page": Whole(f"Images a page, 1 to {LIBRARY_PAGE_MAX}.", LIBRARY_PAGE_DEFAULT, low=1,
+                      high=LIBRARY_PAGE_MAX),
+})
 
 DenoiseQueryString, DenoiseForm, DenoiseJson = upload_models("Denoise", {
     "add_noise": Number("Add Gaussian noise of this σ (pixels in [0, 1]) first.", 0.0,

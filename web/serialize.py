@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
-from datetime import timezone
+from datetime import datetime, timezone
 from pathlib import PurePath
 from typing import Any
 
@@ -47,6 +47,9 @@ def image_json(row: ImageRecord) -> dict[str, Any]:
         "model_id": row.model_id,
         "reconstruction_error": row.recon_error,
         "indexed_at": indexed_at,
+        "taken_at": row.taken_at,
+        "file_date": datetime.fromtimestamp(row.taken_at if row.taken_at is not None else
+                                            row.mtime, timezone.utc).isoformat(),
         **image_urls(row.id),
     }
 

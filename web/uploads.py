@@ -18,8 +18,8 @@ from flask import Request, current_app, has_app_context, request
 from PIL import Image
 from werkzeug.exceptions import BadRequest
 
-from indexer.images import (MAX_IMAGE_PIXELS, SUPPORTED_FORMATS, SUPPORTED_MEDIA,
-                            ImageDecodeError, open_image, prepare)
+from indexer.images import (MAX_IMAGE_PIXELS, SUPPORTED_FORMATS, SUPPORTED_MEDIA, Box,
+                            ImageDecodeError, clip_box, open_image, prepare)
 from indexer.settings import DEFAULTS
 
 from .apispec import request_params
@@ -64,6 +64,7 @@ class SearchRequest:
     reconstruction: bool
     denoise: bool = False
     collapse: bool = False
+    box: str | None = None  # web.fields.Box
 
 
 def read_search_request() -> SearchRequest:
@@ -71,7 +72,7 @@ def read_search_request() -> SearchRequest:
     data, options = read_upload()
     # denoise: run the query through the model once first; for a denoising model that cleans it
     return SearchRequest(data, options.k, options.reconstruction, options.denoise,
-                         options.collapse)
+                         options.collapse, options.box)
 
 
 def read_upload() -> tuple[bytes, Any]:
@@ -164,12 +165,16 @@ class QueryImage:
     width: int
     height: int
     format: str
+    box: Box | None = None  # the region searched, clipped to the image
 
 
-def decode_query(data: bytes, size: int, max_decode_bytes: int | None = None) -> QueryImage:
-    """Bytes → model input, or the ApiError that says what is wrong with them.
+def decode_query(data: bytes, size: int, max_decode_bytes: int | None = None,
+                 box: Box | None = None) -> QueryImage:
+    """Bytes → model input (of the region *box* only, when given), or the ApiError that
+    says what is wrong with them.
 
-    *max_decode_bytes* defaults to the app's ``LOOKALIKE_MAX_DECODE_BYTES``.
+    *max_decode_bytes* defaults to the app's ``LOOKALIKE_MAX_DECODE_BYTES``. A region is
+    decoded at full scale, so a small one of a large JPEG keeps its detail.
     """
     if not data:
         raise ApiError(400, "bad_image", "the upload is empty (0 bytes)")
@@ -180,12 +185,14 @@ def decode_query(data: bytes, size: int, max_decode_bytes: int | None = None) ->
                        f"{what} not supported; send {SUPPORTED_MEDIA}")
     try:
         img, (width, height) = open_image(
-            data, draft_size=size, inspect=partial(check_decode_cost, max_bytes=max_decode_bytes))
-        pixels = prepare(img, size)
+            data, draft_size=None if box else size,
+            inspect=partial(check_decode_cost, max_bytes=max_decode_bytes))
+        pixels = prepare(img, size, box, (width, height))
     except ImageDecodeError as exc:
         if isinstance(exc.__cause__, (Image.DecompressionBombError,
                                       Image.DecompressionBombWarning)):
             raise ApiError(413, "too_large", f"the image has too many pixels (the limit is "
                            f"{MAX_IMAGE_PIXELS:,})") from exc
         raise ApiError(400, "bad_image", f"cannot read the {fmt} image: {exc}") from exc
-    return QueryImage(pixels, width, height, img.format or fmt)
+    return QueryImage(pixels, width, height, img.format or fmt,
+                      clip_box(box, (width, height)) if box else None)

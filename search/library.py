@@ -1,0 +1,90 @@
+"""Browsing the catalog: its images a page at a time, sorted and filtered, and its folders.
+
+One :class:`Filters` serves the library listing and the search filters, so a
+folder or a date range means the same everywhere. A file's date is when the
+photo was taken (EXIF, ``ImageRecord.taken_at``), else its mtime; a folder
+includes its subfolders.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from sqlalchemy import func, select
+
+from .catalog import ImageRecord
+from .store import Store
+
+SORTS = ("indexed", "date", "error", "name")
+
+
+def file_date() -> Any:
+    """The SQL expression of a file's date, seconds since the epoch."""
+    return func.coalesce(ImageRecord.taken_at, ImageRecord.mtime)
+
+
+SORT_COLUMNS = {"indexed": ImageRecord.indexed_at, "error": ImageRecord.recon_error,
+                "name": ImageRecord.path}
+
+
+@dataclass(frozen=True)
+class Filters:
+    folder: str | None = None  # a folder's path: its images and those of its subfolders
+    date_from: float | None = None  # file dates ≥ this (seconds since the epoch)
+    date_to: float | None = None  # file dates < this
+
+    def clauses(self) -> list[Any]:
+        found = []
+        if self.folder:
+            prefix = self.folder.rstrip(os.sep) + os.sep
+            found.append(ImageRecord.path.startswith(prefix, autoescape=True))
+        if self.date_from is not None:
+            found.append(file_date() >= self.date_from)
+        if self.date_to is not None:
+            found.append(file_date() < self.date_to)
+        return found
+
+    def __bool__(self) -> bool:
+        return bool(self.folder) or self.date_from is not None or self.date_to is not None
+
+
+@dataclass(frozen=True)
+class Page:
+    total: int  # images passing the filters
+    rows: list[ImageRecord]
+
+
+def list_images(store: Store, filters: Filters = Filters(), sort: str = "indexed",
+                descending: bool = True, offset: int = 0, limit: int = 100) -> Page:
+    """One page of the catalog's images, sorted (ties by id, so pages never overlap)."""
+    column = file_date() if sort == "date" else SORT_COLUMNS[sort]
+    order = (column.desc(), ImageRecord.id.desc()) if descending else (column, ImageRecord.id)
+    where = filters.clauses()
+    with store.sessions() as session:
+        total = session.scalar(select(func.count(ImageRecord.id)).where(*where))
+        rows = session.scalars(select(ImageRecord).where(*where).order_by(*order)
+                               .offset(offset).limit(limit)).all()
+    return Page(int(total or 0), list(rows))
+
+
+def matching(store: Store, ids: Sequence[int], filters: Filters) -> set[int]:
+    """Those of *ids* whose images pass *filters* (search results are filtered after FAISS)."""
+    if not filters:
+        return set(ids)
+    found: set[int] = set()
+    with store.sessions() as session:
+        for start in range(0, len(ids), 900):  # under SQLite's variable limit
+            chunk = list(ids[start:start + 900])
+            found |= set(session.scalars(select(ImageRecord.id).where(
+                ImageRecord.id.in_(chunk), *filters.clauses())))
+    return found
+
+
+def folders(store: Store) -> list[tuple[str, int]]:
+    """Every folder that holds indexed images, with how many (its own, not its subfolders'),
+    sorted by path."""
+    with store.sessions() as session:
+        counts = Counter(os.path.dirname(p) for p in session.scalars(select(ImageRecord.path)))
+    return sorted(counts.items())

@@ -1,0 +1,53 @@
+"""``/api/library`` and ``/api/folders``: the collection itself, to look through without a
+query (``search.library``), and the filters search shares with it."""
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from flask import Blueprint, jsonify
+
+from search.library import Filters, folders, list_images
+
+from .answers import FoldersResponse, LibraryResponse
+from .apispec import request_params, spec
+from .backend import current_backend
+from .schemas import LibraryQueryString, answers
+from .serialize import image_json
+
+bp = Blueprint("library", __name__)
+
+
+def filters_of(params: Any) -> Filters:
+    """A request's folder and date range (whole days, UTC, both ends included)."""
+    return Filters(folder=getattr(params, "folder", None),
+                   date_from=_midnight(params.date_from),
+                   date_to=_midnight(params.date_to + timedelta(days=1))
+                   if params.date_to is not None else None)
+
+
+def _midnight(day: date | None) -> float | None:
+    return None if day is None else datetime.combine(day, time(), timezone.utc).timestamp()
+
+
+@bp.get("/api/library")
+@spec.validate(query=LibraryQueryString, resp=answers({
+    200: (LibraryResponse, "One page of images."), 400: "Bad parameter."}))
+def library():
+    """The indexed images a page at a time: sorted, and filtered by folder and file date."""
+    params = request_params()
+    found = list_images(current_backend().store, filters_of(params), params.sort,
+                        params.order == "desc", (params.page - 1) * params.per_page,
+                        params.per_page)
+    return jsonify(sort=params.sort, order=params.order, page=params.page,
+                   per_page=params.per_page, pages=math.ceil(found.total / params.per_page),
+                   total=found.total, images=[image_json(r) for r in found.rows])
+
+
+@bp.get("/api/folders")
+@spec.validate(resp=answers({200: (FoldersResponse, "Every folder with indexed images.")}))
+def folder_list():
+    """The folders that hold indexed images, by path, with how many each holds itself."""
+    return jsonify(folders=[{"path": path, "images": count}
+                            for path, count in folders(current_backend().store)])
