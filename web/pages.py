@@ -27,6 +27,7 @@ ASSETS = {
     "anomalies.js": "text/javascript",
     "explore.js": "text/javascript",
     "duplicates.js": "text/javascript",
+    "library.js": "text/javascript",
     "style.css": "text/css",
     "favicon.svg": "image/svg+xml",
 }
@@ -60,6 +61,12 @@ def anomalies():
     """The collection's outliers as a thumbnail grid."""
     return render_template("anomalies.html", message=current_backend().readiness(),
                            top_max=TOP_MAX)
+
+
+@bp.get("/library")
+def library():
+    """Every indexed image, to look through, open and search by."""
+    return render_template("library.html", message=current_backend().readiness())
 
 
 @bp.get("/duplicates")

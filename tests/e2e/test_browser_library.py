@@ -1,0 +1,85 @@
+"""The /library page in a real browser (Debian's Chromium, headless): the grid, a folder
+filter, the lightbox, keyboard moves and "similar"; every image rendered."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ..web.conftest import Library, build_library
+from .conftest import ALL_RENDERED, RENDERED, needs_chromium
+
+pytestmark = needs_chromium
+
+TILES = "#library .tile"
+FOCUSED_INDEX = "() => document.activeElement && document.activeElement.dataset.index"
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> Library:
+    return build_library(tmp_path_factory.mktemp("browser-library"), per_class=8)
+
+
+@pytest.fixture
+def tall(page):
+    page.set_viewport_size({"width": 1200, "height": 2000})  # every lazy thumbnail in view
+    return page
+
+
+def test_the_grid_and_a_folder_filter(tall, server, library, tmp_path):
+    page = tall
+    page.goto(server + "/library")
+    page.wait_for_function(f"() => document.querySelectorAll('{TILES}').length === 24")
+    page.wait_for_function(ALL_RENDERED, arg="#library img")
+    assert page.text_content("#library-summary").startswith("24 image(s)")
+    page.screenshot(path=str(tmp_path / "library.png"), full_page=True)
+    squares = str(library.collection / "square")
+    page.select_option("#folder-input", squares)
+    page.click("#library-button")
+    page.wait_for_function(f"() => document.querySelectorAll('{TILES}').length === 8")
+    names = page.eval_on_selector_all(f"{TILES} .name", "ns => ns.map(n => n.textContent)")
+    assert all(n.startswith("square-") for n in names)
+    page.wait_for_function(ALL_RENDERED, arg="#library img")
+    assert page.watcher.problems == []
+
+
+def test_the_lightbox_by_mouse_and_keyboard(tall, server, tmp_path):
+    page = tall
+    page.goto(server + "/library")
+    page.wait_for_function(f"() => document.querySelectorAll('{TILES}').length === 24")
+    page.focus(f"{TILES} .tile-open >> nth=0")
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate(FOCUSED_INDEX) == "1"
+    page.keyboard.press("ArrowDown")  # one row down: as many tiles on as there are columns
+    columns = page.evaluate("() => getComputedStyle(document.getElementById('library'))"
+                            ".gridTemplateColumns.split(' ').length")
+    assert page.evaluate(FOCUSED_INDEX) == str(1 + columns)
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.getElementById('lightbox').open")
+    page.wait_for_function(RENDERED, arg="#lightbox-original")
+    page.wait_for_function(RENDERED, arg="#lightbox-reconstruction")
+    first = page.text_content("#lightbox-name")
+    assert "Pixels" in page.text_content("#lightbox-facts")
+    page.screenshot(path=str(tmp_path / "lightbox.png"))
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("name => document.getElementById('lightbox-name').textContent "
+                           "!== name", arg=first)
+    page.keyboard.press("Escape")
+    page.wait_for_function("() => !document.getElementById('lightbox').open")
+    assert page.evaluate(FOCUSED_INDEX) == str(2 + columns)  # focus back on the tile shown
+    page.click(f"{TILES} .tile-open >> nth=3")  # and by mouse
+    page.wait_for_function("() => document.getElementById('lightbox').open")
+    page.click("#lightbox-close")
+    page.wait_for_function("() => !document.getElementById('lightbox').open")
+    assert page.watcher.problems == []
+
+
+def test_similar_from_a_tile(tall, server):
+    page = tall
+    page.goto(server + "/library")
+    page.wait_for_function(f"() => document.querySelectorAll('{TILES}').length === 24")
+    page.click(f"{TILES} .similar >> nth=5")
+    page.wait_for_url(re.compile(r"/\?similar=\d+$"))
+    page.wait_for_function("() => document.querySelectorAll('#results .card').length > 0")
+    page.wait_for_function(ALL_RENDERED, arg="#results img")
+    assert page.watcher.problems == []

@@ -1,0 +1,165 @@
+// Library page: every indexed image as a grid of tiles, a page at a time, and a lightbox.
+// Helpers (and the rules they keep) in common.js.
+"use strict";
+
+(() => {
+  const L = window.Lookalike;
+  const $ = L.$;
+  const form = $("library-form");
+  const button = $("library-button");
+  const grid = $("library");
+  const more = $("more-button");
+  const summary = $("library-summary");
+  const folderInput = $("folder-input");
+  const template = $("tile-template");
+  const lightbox = $("lightbox");
+  const PER_PAGE = 100;
+  let items = []; // the images shown, in order
+  let nextPage = 1;
+  let pages = 0;
+  let latest = 0; // only the newest request's answer is drawn
+  let loading = false;
+  let openIndex = -1;
+
+  function query(page) {
+    const params = new URLSearchParams({
+      sort: $("sort-input").value, order: $("order-input").value,
+      page: String(page), per_page: String(PER_PAGE),
+    });
+    for (const [name, input] of [["folder", folderInput], ["date_from", $("from-input")],
+      ["date_to", $("to-input")]]) {
+      if (input.value) params.set(name, input.value);
+    }
+    return params;
+  }
+
+  async function loadFolders() {
+    const body = await L.callApi("api/folders");
+    for (const folder of body.folders) {
+      const option = document.createElement("option");
+      option.value = folder.path;
+      option.textContent = `${folder.path} (${folder.images})`;
+      folderInput.append(option);
+    }
+  }
+
+  function tile(item, index) {
+    const node = template.content.firstElementChild.cloneNode(true);
+    const name = String(item.name);
+    const img = node.querySelector(".thumb");
+    img.src = L.safeUrl(item.thumbnail_url);
+    img.alt = name;
+    node.querySelector(".name").textContent = name;
+    const open = node.querySelector(".tile-open");
+    open.title = `${item.path}\nOpen`;
+    open.dataset.index = String(index);
+    open.addEventListener("click", () => openAt(index));
+    const similar = node.querySelector(".similar");
+    similar.href = `./?similar=${encodeURIComponent(item.id)}`;
+    similar.setAttribute("aria-label", `Images similar to ${name}`);
+    return node;
+  }
+
+  async function fetchPage(reset) {
+    const mine = ++latest;
+    if (reset) nextPage = 1;
+    loading = true;
+    try {
+      const body = await L.callApi(`api/library?${query(nextPage)}`);
+      if (mine !== latest) return;
+      if (reset) {
+        items = [];
+        grid.replaceChildren();
+      }
+      const start = items.length;
+      items.push(...body.images);
+      grid.append(...body.images.map((item, i) => tile(item, start + i)));
+      pages = body.pages;
+      nextPage = body.page + 1;
+      more.hidden = nextPage > pages;
+      summary.textContent = `${body.total} image(s); showing ${items.length}.`;
+    } finally {
+      if (mine === latest) loading = false;
+    }
+  }
+
+  function fact(list, label, value) {
+    const dt = document.createElement("dt");
+    dt.textContent = label;
+    const dd = document.createElement("dd");
+    dd.textContent = value;
+    list.append(dt, dd);
+  }
+
+  function openAt(index) {
+    if (index < 0 || index >= items.length) return;
+    openIndex = index;
+    const item = items[index];
+    const name = String(item.name);
+    $("lightbox-name").textContent = name;
+    const original = $("lightbox-original");
+    original.src = L.safeUrl(item.original_url);
+    original.alt = name;
+    const recon = $("lightbox-reconstruction");
+    recon.src = L.safeUrl(item.reconstruction_url);
+    recon.alt = `The model's reconstruction of ${name}`;
+    const facts = $("lightbox-facts");
+    facts.replaceChildren();
+    fact(facts, "Path", item.path);
+    fact(facts, "Pixels", `${item.width} × ${item.height}`);
+    fact(facts, "File", `${L.formatBytes(item.size)}${item.format ? `, ${item.format}` : ""}`);
+    fact(facts, item.taken_at === null ? "Modified" : "Taken", String(item.file_date).slice(0, 19).replace("T", " "));
+    fact(facts, "Indexed", String(item.indexed_at).slice(0, 19).replace("T", " "));
+    fact(facts, "Reconstruction error", L.formatNumber(item.reconstruction_error, 5));
+    $("lightbox-similar").href = `./?similar=${encodeURIComponent(item.id)}`;
+    $("lightbox-open").href = L.safeUrl(item.original_url);
+    $("lightbox-previous").disabled = index === 0;
+    $("lightbox-next").disabled = index === items.length - 1;
+    if (!lightbox.open) lightbox.showModal();
+  }
+
+  // Arrow keys move between tiles as they are laid out; Enter opens one (it is a button).
+  function columns() {
+    return getComputedStyle(grid).gridTemplateColumns.split(" ").filter(Boolean).length || 1;
+  }
+
+  grid.addEventListener("keydown", (event) => {
+    const current = event.target.closest(".tile-open");
+    if (!current) return;
+    const steps = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -columns(), ArrowDown: columns() };
+    if (!(event.key in steps)) return;
+    event.preventDefault();
+    const target = Number(current.dataset.index) + steps[event.key];
+    const next = grid.querySelector(`.tile-open[data-index="${target}"]`);
+    if (next) next.focus();
+  });
+
+  lightbox.addEventListener("keydown", (event) => {
+    if (event.key === "ArrowLeft") openAt(openIndex - 1);
+    else if (event.key === "ArrowRight") openAt(openIndex + 1);
+  });
+  lightbox.addEventListener("close", () => {
+    const tileButton = grid.querySelector(`.tile-open[data-index="${openIndex}"]`);
+    if (tileButton) tileButton.focus(); // back where the reader was
+  });
+  $("lightbox-previous").addEventListener("click", () => openAt(openIndex - 1));
+  $("lightbox-next").addEventListener("click", () => openAt(openIndex + 1));
+  $("lightbox-close").addEventListener("click", () => lightbox.close());
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    L.busy(button, () => fetchPage(true));
+  });
+  more.addEventListener("click", () => L.busy(more, () => fetchPage(false)));
+  // Scrolling to the end shows more, as the button does.
+  new IntersectionObserver((entries) => {
+    if (entries.some((e) => e.isIntersecting) && !loading && !more.hidden) more.click();
+  }).observe(more);
+
+  if (document.body.dataset.ready !== "false") {
+    L.busy(button, async () => {
+      await loadFolders();
+      await fetchPage(true);
+    });
+  }
+})();
