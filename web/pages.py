@@ -28,6 +28,7 @@ ASSETS = {
     "explore.js": "text/javascript",
     "duplicates.js": "text/javascript",
     "library.js": "text/javascript",
+    "region.js": "text/javascript",
     "style.css": "text/css",
     "favicon.svg": "image/svg+xml",
 }

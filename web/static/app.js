@@ -22,8 +22,13 @@
   const results = $("results");
   const template = $("card-template");
   const stats = $("stats");
+  const regionBox = $("region-box");
+  const regionInfo = $("region-info");
+  const regionClear = $("region-clear");
+  const WHOLE = regionInfo.textContent;
 
-  let current = null;      // {file} or {id}: what the form's Search button re-runs
+  let current = null;      // {file, region} or {id}: what the form's Search button re-runs
+  let shownSize = null;    // {width, height}: the query's own pixels, which a region is in
   let lastUpload = null;   // {file, body}: shown again when history goes back to it
   let objectUrl = null;    // preview of the uploaded file, revoked when replaced
   let sequence = 0;        // only the newest request may draw
@@ -57,6 +62,11 @@
     queryReconCaption.textContent = query.denoised
       ? "Denoised (searched with this)" : "Reconstruction";
     queryError.textContent = formatNumber(query.reconstruction_error, 5);
+    shownSize = { width: query.width, height: query.height };
+    const box = Array.isArray(query.box) ? query.box : null;
+    regionBox.hidden = !box;
+    regionClear.hidden = !box;
+    regionInfo.textContent = box ? `pixels ${box.join(", ")} searched` : WHOLE;
     // The anomaly flag, once the API reports one (a boolean `anomalous`).
     const flagged = typeof query.anomalous === "boolean";
     queryAnomaly.hidden = queryAnomalyLabel.hidden = !flagged;
@@ -99,8 +109,9 @@
     showResults(body.results);
   }
 
-  async function searchFile(file) {
-    current = { file };
+  // *region*: fractions of the picture (region.js), searched alone with the API's box.
+  async function searchFile(file, region = null) {
+    current = { file, region };
     const k = kValue();
     if (k === null) return;
     const mine = ++sequence;
@@ -111,6 +122,9 @@
     data.append("k", String(k));
     if (denoiseInput.checked) data.append("denoise", "true");
     if (collapseInput.checked) data.append("collapse", "true");
+    if (region && shownSize) {
+      data.append("box", window.LookalikeRegion.boxText(region, shownSize.width, shownSize.height));
+    }
     try {
       const body = await callApi("api/search", { method: "POST", body: data });
       if (mine !== sequence) return;
@@ -165,11 +179,28 @@
 
   // -- inputs: file chooser, drag and drop, paste, the form -----------------------------
 
-  L.acceptImages(dropZone, fileInput, searchFile);
+  L.acceptImages(dropZone, fileInput, (file) => searchFile(file));
+
+  // A region of the query: of the upload itself, or of a library image's original file.
+  window.LookalikeRegion.attach($("region-frame"), queryImage, regionBox, async (region) => {
+    if (current && current.file) {
+      searchFile(current.file, region);
+    } else if (current && current.id !== undefined) {
+      try {
+        const blob = await callApi(`images/${encodeURIComponent(current.id)}/original`);
+        searchFile(new File([blob], queryName.textContent, { type: blob.type }), region);
+      } catch (err) {
+        showMessage(err.message);
+      }
+    }
+  });
+  regionClear.addEventListener("click", () => {
+    if (current && current.file) searchFile(current.file);
+  });
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    if (current && current.file) searchFile(current.file);
+    if (current && current.file) searchFile(current.file, current.region);
     else if (current && current.id !== undefined) searchImage(current.id);
     else showMessage("Choose, drop or paste an image first.");
   });
