@@ -76,3 +76,29 @@ def test_anomalies_grid(page, server, tmp_path):
     assert href.startswith("./?similar=")
     page.screenshot(path=str(tmp_path / "anomalies.png"), full_page=True)
     assert page.watcher.problems == []
+
+
+def test_explore_by_clicking(page, server, library):
+    """A and B picked from the library (no typed ids), then interpolated; C arrives from the
+    library's lightbox ("use as C")."""
+    page.goto(server + "/explore")
+    for slot, nth in (("interp-a", 2), ("interp-b", 20)):
+        page.click(f'button.pick[data-for="{slot}"]')
+        page.wait_for_function("() => document.querySelectorAll('#picker-grid img').length > 0")
+        page.wait_for_function(ALL_RENDERED, arg="#picker-grid img")
+        chosen = page.get_attribute(f"#picker-grid .tile-open >> nth={nth}", "data-id")
+        page.click(f"#picker-grid .tile-open >> nth={nth}")
+        page.wait_for_function("() => !document.getElementById('picker').open")
+        assert page.input_value(f"#{slot}") == chosen
+        page.wait_for_function(RENDERED, arg=f'img.id-thumb[data-for="{slot}"]')
+    page.click("#interpolate-button")
+    page.wait_for_function(ALL_RENDERED, arg="#interpolate-strip img")
+    page.goto(server + "/library")
+    page.click("#library .tile-open >> nth=4")
+    page.wait_for_function("() => document.getElementById('lightbox').open")
+    page.click("#use-c")
+    page.wait_for_url("**/explore?c=*")
+    wanted = page.url.rsplit("=", 1)[1]
+    assert page.input_value("#arith-c") == wanted
+    assert page.input_value("#interp-a") == chosen or page.input_value("#interp-b") == chosen
+    assert page.watcher.problems == []

@@ -12,6 +12,15 @@
 
   // -- thumbnails beside the id inputs ---------------------------------------------------------
 
+  // The slots a, b, c: ?a=ID (the library's "Use as A") wins, then this tab's last picks,
+  // then the server's examples.
+  const SLOTS = { "interp-a": "a", "arith-a": "a", "interp-b": "b", "arith-b": "b", "arith-c": "c" };
+  const asked = new URLSearchParams(location.search);
+  for (const [inputId, slot] of Object.entries(SLOTS)) {
+    const given = asked.get(slot) || sessionStorage.getItem(`lookalike-${slot}`);
+    if (given && /^\d+$/.test(given)) $(inputId).value = given;
+  }
+
   for (const thumb of document.querySelectorAll("img.id-thumb")) {
     const input = $(thumb.dataset.for);
     const update = () => {
@@ -19,11 +28,53 @@
       thumb.hidden = !/^\d+$/.test(id);
       if (thumb.hidden) thumb.removeAttribute("src");
       else thumb.src = `images/${encodeURIComponent(id)}/thumbnail`;
+      if (!thumb.hidden) sessionStorage.setItem(`lookalike-${SLOTS[input.id]}`, id);
     };
     thumb.addEventListener("error", () => { thumb.hidden = true; });
     input.addEventListener("change", update);
     update();
   }
+
+  // -- picking an image from the library ------------------------------------------------------
+
+  const picker = $("picker");
+  const pickerGrid = $("picker-grid");
+  const pickerMore = $("picker-more");
+  let pickingFor = null;
+  let pickerPage = 1;
+
+  async function morePicks() {
+    const body = await L.callApi(`api/library?per_page=60&page=${pickerPage}`);
+    pickerPage += 1;
+    pickerMore.hidden = pickerPage > body.pages;
+    pickerGrid.append(...body.images.map((item) => {
+      const choose = document.createElement("button");
+      choose.type = "button";
+      choose.className = "tile-open";
+      choose.title = String(item.path);
+      choose.dataset.id = String(item.id);
+      choose.append(L.image(item.thumbnail_url, String(item.name), "thumb"));
+      choose.addEventListener("click", () => {
+        pickingFor.value = String(item.id);
+        pickingFor.dispatchEvent(new Event("change"));
+        picker.close();
+      });
+      const tile = document.createElement("div");
+      tile.className = "tile";
+      tile.append(choose);
+      return tile;
+    }));
+  }
+
+  for (const pick of document.querySelectorAll("button.pick")) {
+    pick.addEventListener("click", async () => {
+      pickingFor = $(pick.dataset.for);
+      picker.showModal();
+      if (!pickerGrid.children.length) await L.busy(pick, morePicks);
+    });
+  }
+  pickerMore.addEventListener("click", () => L.busy(pickerMore, morePicks));
+  $("picker-cancel").addEventListener("click", () => picker.close());
 
   // -- sample ------------------------------------------------------------------------------------
 

@@ -112,6 +112,9 @@
     fact(facts, "Indexed", String(item.indexed_at).slice(0, 19).replace("T", " "));
     fact(facts, "Reconstruction error", L.formatNumber(item.reconstruction_error, 5));
     $("lightbox-similar").href = `./?similar=${encodeURIComponent(item.id)}`;
+    for (const slot of ["a", "b", "c"]) {
+      $(`use-${slot}`).href = `explore?${slot}=${encodeURIComponent(item.id)}`;
+    }
     $("lightbox-open").href = L.safeUrl(item.original_url);
     $("lightbox-previous").disabled = index === 0;
     $("lightbox-next").disabled = index === items.length - 1;
