@@ -86,6 +86,8 @@ def explore():
     ids = example_ids(backend) if message is None else []
     ids += [""] * (3 - len(ids))
     return render_template("explore.html", message=message, kind=kind, ids=ids,
+                           train_vae=backend.command("train --kind vae"),
+                           reencode=backend.command("index --reencode"),
                            samples_max=SAMPLES_MAX, steps_min=STEPS_MIN, steps_max=STEPS_MAX,
                            k_max=K_MAX)
 

@@ -194,7 +194,8 @@ def test_explore_not_ready(apps, tmp_path, model_only):
 
 # -- pages, assets and the API description ---------------------------------------------------------
 
-NAV = ('href="/"', 'href="/denoise"', 'href="/anomalies"', 'href="/explore"')
+NAV = ('href="/library"', 'href="/"', 'href="/denoise"', 'href="/anomalies"',
+       'href="/duplicates"', 'href="/explore"')
 
 
 @pytest.mark.parametrize("url,needles", [
@@ -203,7 +204,9 @@ NAV = ('href="/"', 'href="/denoise"', 'href="/anomalies"', 'href="/explore"')
                   'id="denoised-image"', 'id="code-input"', "/static/denoise.js")),
     ("/anomalies", ('id="top-input"', 'id="threshold-input"', "/static/anomalies.js")),
     ("/explore", ('id="sample-button"', 'id="interp-a"', 'id="arith-c"', "/static/explore.js",
-                  "--kind vae")),
+                  "--kind vae", 'class="pick"')),
+    ("/library", ('id="library"', 'id="lightbox"', "/static/library.js")),
+    ("/duplicates", ('id="groups"', 'id="pager"', "/static/duplicates.js")),
 ])
 def test_pages(client, url, needles):
     response = client.get(url)
@@ -228,6 +231,8 @@ def test_explore_page_is_prefilled_with_catalog_ids(client, dae):
     ids = set(catalog_errors(dae.data_dir))
     assert len(values) == 2 and {int(v) for v in values} <= ids and values[0] != values[1]
     assert "This model is a “dae”" in html
+    assert "lookalike --data-dir" in html and "train --kind vae FOLDER" in html  # what to run
+    assert "index --reencode FOLDER" in html
 
 
 def test_pages_without_a_model_say_what_to_run(apps, tmp_path):
