@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, abort, render_template, send_file
+from flask import Blueprint, abort, redirect, render_template, request, send_file, url_for
 
 from .backend import current_backend
 from .errors import NotReady
@@ -36,9 +36,19 @@ ASSETS = {
 
 @bp.get("/")
 def index():
+    """The library once something is indexed; before, the search page, which says what to
+    run. Links saved before the library existed (``/?similar=ID``) still find their search."""
+    if "similar" in request.args:
+        return redirect(url_for("pages.search", similar=request.args["similar"]))
+    if current_backend().readiness() is None:
+        return redirect(url_for("pages.library"))
+    return search()
+
+
+@bp.get("/search")
+def search():
     """The search page; without a model or index it says what to run instead."""
-    backend = current_backend()
-    message = backend.readiness()
+    message = current_backend().readiness()
     return render_template("index.html", message=message, k_default=K_DEFAULT, k_max=K_MAX)
 
 

@@ -46,7 +46,7 @@ def wait_for_results(page, query_name: str) -> list[dict]:
 
 
 def test_upload_see_results_and_follow_a_hit(page, server, library, tmp_path):
-    page.goto(server + "/")
+    page.goto(server + "/search")
     page.wait_for_function("() => document.getElementById('stats').textContent.includes('images')")
     assert f"{len(library.all_files())} images" in page.text_content("#stats")
 
@@ -79,7 +79,7 @@ def test_upload_see_results_and_follow_a_hit(page, server, library, tmp_path):
 
 
 def test_drop_and_paste(page, server, library):
-    page.goto(server + "/")
+    page.goto(server + "/search")
     original = library.files["stripes"][0]
     url = f"/images/{image_id(library.data_dir, original)}/original"
     page.evaluate(DROP_FILE, [url, "dropped.png"])
@@ -91,7 +91,7 @@ def test_drop_and_paste(page, server, library):
 
 @pytest.mark.parametrize("name", [HOSTILE_NAME, "<b>bold & 'quoted'.png"])
 def test_file_names_render_as_text(page, server, library, name, tmp_path):
-    page.goto(server + "/")
+    page.goto(server + "/search")
     page.set_input_files("#file-input", str(library.collection / name))
     cards = wait_for_results(page, name)
     top = cards[0]
@@ -106,7 +106,7 @@ def test_file_names_render_as_text(page, server, library, name, tmp_path):
 
 
 def test_errors_are_shown_not_thrown(page, server, tmp_path):
-    page.goto(server + "/")
+    page.goto(server + "/search")
     not_an_image = tmp_path / "notes.png"
     not_an_image.write_text("this is text, not a picture")
     page.set_input_files("#file-input", str(not_an_image))

@@ -66,7 +66,7 @@ def test_the_lightbox_by_mouse_and_keyboard(tall, server, tmp_path):
                            "!== name", arg=first)
     page.keyboard.press("Escape")
     page.wait_for_function("() => !document.getElementById('lightbox').open")
-    assert page.evaluate(FOCUSED_INDEX) == str(2 + columns)  # focus back on the tile shown
+    page.wait_for_function(f"() => ({FOCUSED_INDEX})() === '{2 + columns}'")  # the tile shown
     page.click(f"{TILES} .tile-open >> nth=3")  # and by mouse
     page.wait_for_function("() => document.getElementById('lightbox').open")
     page.click("#lightbox-close")
@@ -79,7 +79,7 @@ def test_similar_from_a_tile(tall, server):
     page.goto(server + "/library")
     page.wait_for_function(f"() => document.querySelectorAll('{TILES}').length === 24")
     page.click(f"{TILES} .similar >> nth=5")
-    page.wait_for_url(re.compile(r"/\?similar=\d+$"))
+    page.wait_for_url(re.compile(r"/search\?similar=\d+$"))
     page.wait_for_function("() => document.querySelectorAll('#results .card').length > 0")
     page.wait_for_function(ALL_RENDERED, arg="#results img")
     assert page.watcher.problems == []

@@ -56,7 +56,7 @@ def searched(page, box: str) -> str:
 def test_a_region_of_an_upload(page, server, tmp_path):
     query = tmp_path / "halves.png"
     two_halves(query)
-    page.goto(server + "/")
+    page.goto(server + "/search")
     page.set_input_files("#file-input", str(query))
     page.wait_for_function("() => document.querySelectorAll('#results .card').length > 0")
     page.wait_for_function(ALL_RENDERED, arg="#query img")
@@ -75,7 +75,7 @@ def test_a_region_of_an_upload(page, server, tmp_path):
 
 def test_a_region_of_a_library_image(page, server, library):
     some = image_id(library.data_dir, library.files["square"][0])
-    page.goto(f"{server}/?similar={some}")
+    page.goto(f"{server}/search?similar={some}")
     page.wait_for_function("() => document.querySelectorAll('#results .card').length > 0")
     page.wait_for_function(ALL_RENDERED, arg="#query img")
     drag(page, 0.0, 0.0, 0.5, 0.5)

@@ -73,7 +73,7 @@ def test_anomalies_grid(page, server, tmp_path):
     page.wait_for_function("() => document.querySelectorAll('#anomalies .card').length === 4")
     page.wait_for_function(ALL_RENDERED, arg="#anomalies img")
     href = page.get_attribute("#anomalies .card a", "href")
-    assert href.startswith("./?similar=")
+    assert href.startswith("search?similar=")
     page.screenshot(path=str(tmp_path / "anomalies.png"), full_page=True)
     assert page.watcher.problems == []
 

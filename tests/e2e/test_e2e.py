@@ -111,7 +111,14 @@ def test_served_page_renders_every_image(installed_demo, tmp_path):
         with headless_chromium() as browser:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.set_default_timeout(30_000)
-            page.goto(server.url + "/")
+            page.goto(server.url + "/")  # something is indexed: the library
+            page.wait_for_url(re.compile(r"/library$"))
+            page.wait_for_function("() => document.querySelectorAll('#library .tile').length "
+                                   "=== 36")
+            wait_for_every_image(page)
+            page.screenshot(path=str(tmp_path / "library.png"), full_page=True)
+            page.click("nav a:text('Search')")
+            page.wait_for_url(re.compile(r"/search$"))
             query = home / "photos" / "circle" / "circle-0-003.png"
             page.set_input_files("#file-input", str(query))
             page.wait_for_function("() => document.querySelectorAll('#results .card').length > 0")

@@ -140,7 +140,7 @@ def test_changed_file_is_thumbnailed_but_not_cached(own_client, own_library):
 # -- the page ------------------------------------------------------------------------------------
 
 def test_page(client):
-    response = client.get("/")
+    response = client.get("/search")
     assert response.status_code == 200 and response.mimetype == "text/html"
     html = response.get_data(as_text=True)
     for needle in ('id="file-input"', 'id="drop-zone"', 'id="k-input"', 'max="100"',

@@ -194,12 +194,12 @@ def test_explore_not_ready(apps, tmp_path, model_only):
 
 # -- pages, assets and the API description ---------------------------------------------------------
 
-NAV = ('href="/library"', 'href="/"', 'href="/denoise"', 'href="/anomalies"',
+NAV = ('href="/library"', 'href="/search"', 'href="/denoise"', 'href="/anomalies"',
        'href="/duplicates"', 'href="/explore"')
 
 
 @pytest.mark.parametrize("url,needles", [
-    ("/", ('id="denoise-input"', 'name="denoise"')),
+    ("/search", ('id="denoise-input"', 'name="denoise"')),
     ("/denoise", ('id="file-input"', 'id="noise-input"', 'max="0.5"', 'id="dtype-select"',
                   'id="denoised-image"', 'id="code-input"', "/static/denoise.js")),
     ("/anomalies", ('id="top-input"', 'id="threshold-input"', "/static/anomalies.js")),

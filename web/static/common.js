@@ -159,7 +159,7 @@ window.Lookalike = (() => {
   // A card whose .card-button is a link to the search page's results for that image.
   function linkCard(template, item, scoreText) {
     const node = card(template, item, scoreText);
-    node.querySelector(".card-button").href = `./?similar=${encodeURIComponent(item.id)}`;
+    node.querySelector(".card-button").href = `search?similar=${encodeURIComponent(item.id)}`;
     return node;
   }
 

@@ -13,7 +13,7 @@
   const folderInput = $("folder-input");
   const template = $("tile-template");
   const lightbox = $("lightbox");
-  const PER_PAGE = 100;
+  const PER_PAGE = 200;
   let items = []; // the images shown, in order
   let nextPage = 1;
   let pages = 0;
@@ -55,7 +55,7 @@
     open.dataset.index = String(index);
     open.addEventListener("click", () => openAt(index));
     const similar = node.querySelector(".similar");
-    similar.href = `./?similar=${encodeURIComponent(item.id)}`;
+    similar.href = `search?similar=${encodeURIComponent(item.id)}`;
     similar.setAttribute("aria-label", `Images similar to ${name}`);
     return node;
   }
@@ -111,7 +111,7 @@
     fact(facts, item.taken_at === null ? "Modified" : "Taken", String(item.file_date).slice(0, 19).replace("T", " "));
     fact(facts, "Indexed", String(item.indexed_at).slice(0, 19).replace("T", " "));
     fact(facts, "Reconstruction error", L.formatNumber(item.reconstruction_error, 5));
-    $("lightbox-similar").href = `./?similar=${encodeURIComponent(item.id)}`;
+    $("lightbox-similar").href = `search?similar=${encodeURIComponent(item.id)}`;
     for (const slot of ["a", "b", "c"]) {
       $(`use-${slot}`).href = `explore?${slot}=${encodeURIComponent(item.id)}`;
     }
@@ -142,8 +142,12 @@
     else if (event.key === "ArrowRight") openAt(openIndex + 1);
   });
   lightbox.addEventListener("close", () => {
-    const tileButton = grid.querySelector(`.tile-open[data-index="${openIndex}"]`);
-    if (tileButton) tileButton.focus(); // back where the reader was
+    // Back to the tile last shown; after the browser's own focus restore (to the tile that
+    // opened the dialog), hence the timeout.
+    setTimeout(() => {
+      const tileButton = grid.querySelector(`.tile-open[data-index="${openIndex}"]`);
+      if (tileButton) tileButton.focus();
+    }, 0);
   });
   $("lightbox-previous").addEventListener("click", () => openAt(openIndex - 1));
   $("lightbox-next").addEventListener("click", () => openAt(openIndex + 1));
