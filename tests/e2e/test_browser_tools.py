@@ -78,7 +78,7 @@ def test_anomalies_grid(page, server, tmp_path):
     assert page.watcher.problems == []
 
 
-def test_explore_by_clicking(page, server, library):
+def test_explore_by_clicking(page, server, library, tmp_path):
     """A and B picked from the library (no typed ids), then interpolated; C arrives from the
     library's lightbox ("use as C")."""
     page.goto(server + "/explore")
@@ -93,6 +93,7 @@ def test_explore_by_clicking(page, server, library):
         page.wait_for_function(RENDERED, arg=f'img.id-thumb[data-for="{slot}"]')
     page.click("#interpolate-button")
     page.wait_for_function(ALL_RENDERED, arg="#interpolate-strip img")
+    page.screenshot(path=str(tmp_path / "explore-picked.png"), full_page=True)
     page.goto(server + "/library")
     page.click("#library .tile-open >> nth=4")
     page.wait_for_function("() => document.getElementById('lightbox').open")
