@@ -295,11 +295,17 @@ def taken_at(img: Image.Image) -> float | None:
     """
     try:
         exif = img.getexif()
-        raw = exif.get_ifd(EXIF_IFD).get(DATE_TIME_ORIGINAL) or exif.get(DATE_TIME)
-        when = datetime.strptime(str(raw).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
-    except Exception:  # no EXIF, no date, or a malformed one: all the same to us
+        tags = (exif.get_ifd(EXIF_IFD).get(DATE_TIME_ORIGINAL), exif.get(DATE_TIME))
+    except Exception:  # no EXIF, or one Pillow cannot read: all the same to us
         return None
-    return when.replace(tzinfo=timezone.utc).timestamp()
+    for raw in tags:
+        text = raw.decode("latin-1") if isinstance(raw, bytes) else str(raw or "")
+        try:
+            when = datetime.strptime(text.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
+            return when.replace(tzinfo=timezone.utc).timestamp()
+        except ValueError:  # blank, or not a date: try the next
+            continue
+    return None
 
 
 def _exif_rotates(img: Image.Image) -> bool:

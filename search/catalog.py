@@ -12,6 +12,8 @@ from typing import Optional
 
 from sqlalchemy import (
     JSON,
+    Index,
+    func,
     DateTime,
     Float,
     ForeignKey,
@@ -103,10 +105,14 @@ class ImageRecord(Base):
     taken_at: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
     code: Mapped[bytes] = mapped_column(LargeBinary)
-    recon_error: Mapped[float] = mapped_column(Float)
-    indexed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    recon_error: Mapped[float] = mapped_column(Float, index=True)  # the library sorts by these
+    indexed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
     model: Mapped[ModelRecord] = relationship(back_populates="images")
+
+
+# The file's date (search.library.file_date), which the library sorts and filters by.
+Index("ix_images_file_date", func.coalesce(ImageRecord.taken_at, ImageRecord.mtime))
 
 
 class ExcludedRecord(Base):

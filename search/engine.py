@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from .catalog import ImageRecord
-from .library import Filters, matching
+from .library import Filters, matching, matching_codes
 from .store import Store
 from .vector_index import VectorIndex
 
@@ -88,13 +88,20 @@ class SearchEngine:
         *index* is one the caller already took from :meth:`index` and
         checked (its dimension, its model), so a re-index landing between
         that check and this search cannot swap it; by default the current one.
-        Filters apply to FAISS's candidates, which a filtered search takes four
-        times as many of, and more, until *k* pass (at most FILTERED_DEPTH).
+        A filter that keeps at most FILTERED_DEPTH images is searched exactly
+        among their stored codes; a wider one is applied to FAISS's candidates,
+        four times as many as asked for, and more, until *k* pass (at most
+        FILTERED_DEPTH of them).
         """
         k = max(1, min(int(k), MAX_K))
         index = index if index is not None else self.index()
         query = np.asarray(code, dtype=np.float32).reshape(1, -1)
         depth = k + (1 if exclude is not None else 0)
+        if filters:
+            few = matching_codes(self.store, filters, FILTERED_DEPTH + 1)
+            if len(few) <= FILTERED_DEPTH:
+                index = _subset_index(few, index)
+                filters = Filters()  # all it holds passes
         while True:
             scores, ids = index.search(query, depth * (FILTER_FACTOR if filters else 1))
             pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0])
@@ -129,3 +136,14 @@ class SearchEngine:
 def code_of(row: ImageRecord) -> np.ndarray:
     """The stored raw code, as a writable array (torch warns on read-only buffers)."""
     return np.frombuffer(row.code, dtype=np.float32).copy()
+
+
+def _subset_index(rows: list[tuple[int, bytes]], like: VectorIndex) -> VectorIndex:
+    """An exact index of these (id, stored code) rows, with *like*'s metric; rows of another
+    model (a code of another length) are left out."""
+    subset = VectorIndex.create(like.dim, like.metric)
+    codes = [(i, c) for i, c in rows if len(c) == like.dim * 4]
+    if codes:
+        subset.add(np.array([i for i, _ in codes], np.int64),
+                   np.stack([np.frombuffer(c, np.float32) for _, c in codes]))
+    return subset

@@ -12,7 +12,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import LargeBinary, cast, func, literal, select
+from sqlalchemy.orm import defer
 
 from .catalog import ImageRecord
 from .store import Store
@@ -38,8 +39,11 @@ class Filters:
     def clauses(self) -> list[Any]:
         found = []
         if self.folder:
-            prefix = self.folder.rstrip(os.sep) + os.sep
-            found.append(ImageRecord.path.startswith(prefix, autoescape=True))
+            # Bytes, not LIKE: LIKE ignores case and never matches the BLOBs that hold
+            # names which are not UTF-8 (search.catalog.FilePath).
+            prefix = os.fsencode(self.folder.rstrip(os.sep) + os.sep)
+            found.append(func.substr(cast(ImageRecord.path, LargeBinary), 1, len(prefix))
+                         == literal(prefix, LargeBinary))
         if self.date_from is not None:
             found.append(file_date() >= self.date_from)
         if self.date_to is not None:
@@ -64,8 +68,8 @@ def list_images(store: Store, filters: Filters = Filters(), sort: str = "indexed
     where = filters.clauses()
     with store.sessions() as session:
         total = session.scalar(select(func.count(ImageRecord.id)).where(*where))
-        rows = session.scalars(select(ImageRecord).where(*where).order_by(*order)
-                               .offset(offset).limit(limit)).all()
+        rows = session.scalars(select(ImageRecord).options(defer(ImageRecord.code))
+                               .where(*where).order_by(*order).offset(offset).limit(limit)).all()
     return Page(int(total or 0), list(rows))
 
 
@@ -82,9 +86,34 @@ def matching(store: Store, ids: Sequence[int], filters: Filters) -> set[int]:
     return found
 
 
-def folders(store: Store) -> list[tuple[str, int]]:
-    """Every folder that holds indexed images, with how many (its own, not its subfolders'),
-    sorted by path."""
+def matching_codes(store: Store, filters: Filters, most: int) -> list[tuple[int, bytes]]:
+    """(id, stored code) of the images passing *filters*, at most *most* of them."""
     with store.sessions() as session:
-        counts = Counter(os.path.dirname(p) for p in session.scalars(select(ImageRecord.path)))
-    return sorted(counts.items())
+        return [tuple(r) for r in session.execute(
+            select(ImageRecord.id, ImageRecord.code).where(*filters.clauses()).limit(most))]
+
+
+def folders(store: Store) -> list[tuple[str, int]]:
+    """Every folder with indexed images in it or below it, down from the outermost ones,
+    and how many (its subfolders' included, as the folder filter counts them); by path."""
+    with store.sessions() as session:
+        direct = Counter(os.path.dirname(p) for p in session.scalars(select(ImageRecord.path)))
+    total: Counter[str] = Counter()
+    for folder, count in direct.items():
+        root = _outermost(folder, direct)
+        while True:
+            total[folder] += count
+            if folder == root:
+                break
+            folder = os.path.dirname(folder)
+    return sorted(total.items())
+
+
+def _outermost(folder: str, direct: Counter) -> str:
+    """The outermost folder holding images that *folder* is in (maybe itself)."""
+    root = current = folder
+    while (parent := os.path.dirname(current)) != current:
+        if parent in direct:
+            root = parent
+        current = parent
+    return root

@@ -79,8 +79,8 @@ class Image(ImageLinks):
     indexed_at: DateTime | None = None
     taken_at: float | None = Field(None, description="EXIF capture time, seconds since the "
                                                      "epoch (the camera's clock read as UTC).")
-    file_date: DateTime = Field(None, description="taken_at, else mtime: what the library "
-                                                  "sorts and filters by.")
+    file_date: DateTime | None = Field(None, description="taken_at, else mtime: what the "
+                                                         "library sorts and filters by.")
 
 
 class UploadQuery(Answer):

@@ -48,10 +48,17 @@ def image_json(row: ImageRecord) -> dict[str, Any]:
         "reconstruction_error": row.recon_error,
         "indexed_at": indexed_at,
         "taken_at": row.taken_at,
-        "file_date": datetime.fromtimestamp(row.taken_at if row.taken_at is not None else
-                                            row.mtime, timezone.utc).isoformat(),
+        "file_date": _iso(row.taken_at if row.taken_at is not None else row.mtime),
         **image_urls(row.id),
     }
+
+
+def _iso(seconds: float | None) -> str | None:
+    """A file time as ISO 8601; None for one no calendar holds (a corrupt mtime, say)."""
+    try:
+        return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 def hit_json(hit: Hit, copies: list[Hit] | None = None) -> dict[str, Any]:

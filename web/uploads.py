@@ -9,6 +9,7 @@ that does not decode) and 413 (an image with too many pixels).
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from functools import partial
 from typing import IO, Any
@@ -168,6 +169,23 @@ class QueryImage:
     box: Box | None = None  # the region searched, clipped to the image
 
 
+REGION_DRAFT_MAX = 1000  # a JPEG decoded for a region: the draft asks for twice this at most
+
+
+def region_draft(data: bytes, size: int, box: Box) -> int:
+    """The draft size to decode a JPEG with (``indexer.images.open_image``: libjpeg's DCT
+    scaling to at least twice it) so that the region *box* still has the model's *size*
+    pixels, up to REGION_DRAFT_MAX: a small region of a 24 MP photo would not fit the
+    decode budget at full scale."""
+    try:
+        with Image.open(io.BytesIO(data)) as header:  # reads the header only
+            longest = max(header.size)
+    except Exception:  # the decode proper says what is wrong with it
+        return size
+    smallest_side = max(1, min(abs(box[2] - box[0]), abs(box[3] - box[1])))
+    return min(max(size, math.ceil(size * longest / smallest_side)), REGION_DRAFT_MAX)
+
+
 def decode_query(data: bytes, size: int, max_decode_bytes: int | None = None,
                  box: Box | None = None) -> QueryImage:
     """Bytes → model input (of the region *box* only, when given), or the ApiError that
@@ -185,7 +203,7 @@ def decode_query(data: bytes, size: int, max_decode_bytes: int | None = None,
                        f"{what} not supported; send {SUPPORTED_MEDIA}")
     try:
         img, (width, height) = open_image(
-            data, draft_size=None if box else size,
+            data, draft_size=region_draft(data, size, box) if box else size,
             inspect=partial(check_decode_cost, max_bytes=max_decode_bytes))
         pixels = prepare(img, size, box, (width, height))
     except ImageDecodeError as exc:

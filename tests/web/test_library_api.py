@@ -3,6 +3,7 @@ region that POST /api/search and /similar share with them."""
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -66,13 +67,31 @@ def test_folders_and_the_folder_filter(client, library):
     circles = str(library.collection / "circle")
     in_circles = [p for p in library.files["circle"] if p.parent.name == "circle"]
     assert found[circles] == len(in_circles)
-    assert found[str(library.collection)] == 1  # the HTML-named file, at the top
+    assert found[str(library.collection)] == len(library.all_files())  # subfolders included
     only = listing(client, folder=circles, per_page=500)
     assert only["total"] == len(in_circles)
     assert all(i["path"].startswith(circles + "/") for i in only["images"])
     # The whole collection includes its subfolders; a folder name's prefix is not a folder.
     assert listing(client, folder=str(library.collection))["total"] == len(library.all_files())
     assert listing(client, folder=circles[:-1])["total"] == 0
+
+
+def test_the_folder_filter_is_exact_about_names(apps, own_library):
+    """Case counts (LIKE would not), and names that are not UTF-8 are inside their folder."""
+    upper = own_library.collection / "CIRCLE"
+    upper.mkdir()
+    source = own_library.files["circle"][0]
+    (upper / "shouty.png").write_bytes(source.read_bytes())
+    odd = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes: not UTF-8
+    (own_library.collection / "circle" / odd).write_bytes(source.read_bytes())
+    index_more(own_library.data_dir, own_library.collection)
+    client = apps(own_library.data_dir).test_client()
+    circles = listing(client, folder=str(own_library.collection / "circle"), per_page=500)
+    names = {i["name"] for i in circles["images"]}
+    assert "shouty.png" not in names and odd in names
+    assert listing(client, folder=str(upper))["total"] == 1
+    found = {f["path"] for f in client.get("/api/folders").get_json()["folders"]}
+    assert str(upper) in found and str(own_library.collection / "circle") in found
 
 
 def test_file_dates_are_exif_capture_times_else_mtime(dated_client, dated):
@@ -127,3 +146,15 @@ def test_a_region_of_the_query_is_searched_alone(client):
     corner = upload(client, data, k="5", box="200,200,300,300").get_json()  # off the image
     assert corner["query"]["box"] == [95, 47, 96, 48]  # the pixel nearest to it
     assert "box" in assert_error(upload(client, data, box="1,2,3"), 400, "bad_parameter")
+
+
+def test_a_small_region_of_a_large_photo(client):
+    """A 24 MP JPEG: a full-scale decode would not fit the decode budget, so a region is
+    decoded only as finely as it needs (libjpeg's DCT scaling)."""
+    img = Image.new("RGB", (6000, 4000), (40, 90, 160))
+    img.paste((230, 200, 40), (0, 0, 3000, 2000))
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=80)
+    answer = upload(client, out.getvalue(), "big.jpg", k="3", box="10,10,110,110")
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.get_json()["query"]["box"] == [10, 10, 110, 110]

@@ -16,8 +16,15 @@
   // then the server's examples.
   const SLOTS = { "interp-a": "a", "arith-a": "a", "interp-b": "b", "arith-b": "b", "arith-c": "c" };
   const asked = new URLSearchParams(location.search);
+  // This tab's picks; where the browser keeps no site storage, there are none.
+  function remembered(slot) {
+    try { return sessionStorage.getItem(`lookalike-${slot}`); } catch (_) { return null; }
+  }
+  function remember(slot, id) {
+    try { sessionStorage.setItem(`lookalike-${slot}`, id); } catch (_) { /* not kept */ }
+  }
   for (const [inputId, slot] of Object.entries(SLOTS)) {
-    const given = asked.get(slot) || sessionStorage.getItem(`lookalike-${slot}`);
+    const given = asked.get(slot) || remembered(slot);
     if (given && /^\d+$/.test(given)) $(inputId).value = given;
   }
 
@@ -28,7 +35,7 @@
       thumb.hidden = !/^\d+$/.test(id);
       if (thumb.hidden) thumb.removeAttribute("src");
       else thumb.src = `images/${encodeURIComponent(id)}/thumbnail`;
-      if (!thumb.hidden) sessionStorage.setItem(`lookalike-${SLOTS[input.id]}`, id);
+      if (!thumb.hidden) remember(SLOTS[input.id], id);
     };
     thumb.addEventListener("error", () => { thumb.hidden = true; });
     input.addEventListener("change", update);

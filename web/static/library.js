@@ -20,11 +20,11 @@
   let latest = 0; // only the newest request's answer is drawn
   let loading = false;
   let openIndex = -1;
+  let asked = null; // the form as it was when Show was pressed: every page of it follows it
 
-  function query(page) {
+  function formQuery() {
     const params = new URLSearchParams({
-      sort: $("sort-input").value, order: $("order-input").value,
-      page: String(page), per_page: String(PER_PAGE),
+      sort: $("sort-input").value, order: $("order-input").value, per_page: String(PER_PAGE),
     });
     for (const [name, input] of [["folder", folderInput], ["date_from", $("from-input")],
       ["date_to", $("to-input")]]) {
@@ -61,16 +61,21 @@
   }
 
   async function fetchPage(reset) {
+    if (!reset && loading) return; // a new listing is on its way: its own pages follow
     const mine = ++latest;
-    if (reset) nextPage = 1;
+    if (reset) {
+      asked = formQuery();
+      nextPage = 1;
+      items = [];
+      grid.replaceChildren();
+      more.hidden = true;
+    }
     loading = true;
     try {
-      const body = await L.callApi(`api/library?${query(nextPage)}`);
+      const params = new URLSearchParams(asked);
+      params.set("page", String(nextPage));
+      const body = await L.callApi(`api/library?${params}`);
       if (mine !== latest) return;
-      if (reset) {
-        items = [];
-        grid.replaceChildren();
-      }
       const start = items.length;
       items.push(...body.images);
       grid.append(...body.images.map((item, i) => tile(item, start + i)));
@@ -119,6 +124,7 @@
     $("lightbox-previous").disabled = index === 0;
     $("lightbox-next").disabled = index === items.length - 1;
     if (!lightbox.open) lightbox.showModal();
+    if (document.activeElement && document.activeElement.disabled) $("lightbox-close").focus();
   }
 
   // Arrow keys move between tiles as they are laid out; Enter opens one (it is a button).
@@ -164,9 +170,7 @@
   }).observe(more);
 
   if (document.body.dataset.ready !== "false") {
-    L.busy(button, async () => {
-      await loadFolders();
-      await fetchPage(true);
-    });
+    loadFolders().catch((err) => L.showMessage(err.message)); // the grid does not wait for it
+    L.busy(button, () => fetchPage(true));
   }
 })();

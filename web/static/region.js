@@ -41,6 +41,9 @@ window.LookalikeRegion = (() => {
     frame.addEventListener("pointermove", (event) => {
       if (start) draw(start, at(event));
     });
+    frame.addEventListener("pointercancel", () => {
+      start = null;
+    });
     frame.addEventListener("pointerup", (event) => {
       if (!start) return;
       const a = start;
