@@ -190,6 +190,13 @@ def upload(client, data: bytes, name: str = "query.png", mimetype: str | None = 
     return client.post(url, data={"image": file, **fields}, content_type="multipart/form-data")
 
 
+def ok_json(client, url: str, **params) -> dict:
+    """GET *url* with *params* as its query string; the JSON of its 200 answer."""
+    answer = client.get(url, query_string=params)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    return answer.get_json()
+
+
 def assert_error(response, status: int, code: str) -> str:
     """The response is the API's JSON error *code* with *status*; its message."""
     assert response.status_code == status, response.get_data(as_text=True)

@@ -12,7 +12,7 @@ from indexer.decisions import list_decisions
 from search.store import Store
 
 from ..conftest import run
-from .conftest import Library, assert_error, image_id, index_more
+from .conftest import Library, assert_error, image_id, index_more, ok_json
 
 EXACT = "0.9999"  # only identical content (and numerically identical codes) passes
 
@@ -36,9 +36,7 @@ def copies_client(apps, copies):
 
 
 def groups(client, **params) -> dict:
-    answer = client.get("/api/duplicates", query_string=params)
-    assert answer.status_code == 200, answer.get_data(as_text=True)
-    return answer.get_json()
+    return ok_json(client, "/api/duplicates", **params)
 
 
 def group_of(body: dict, path) -> dict:

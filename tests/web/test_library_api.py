@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from ..synthetic import draw
-from .conftest import Library, assert_error, image_id, index_more, upload
+from .conftest import Library, assert_error, image_id, index_more, ok_json, upload
 
 TAKEN = "2001:02:03 04:05:06"  # EXIF DateTimeOriginal of the two dated photos
 
@@ -39,9 +39,7 @@ def dated_client(apps, dated):
 
 
 def listing(client, **params) -> dict:
-    answer = client.get("/api/library", query_string=params)
-    assert answer.status_code == 200, answer.get_data(as_text=True)
-    return answer.get_json()
+    return ok_json(client, "/api/library", **params)
 
 
 def test_the_library_comes_a_page_at_a_time_sorted(client, library):
