@@ -94,10 +94,14 @@ def matching_codes(store: Store, filters: Filters, most: int) -> list[tuple[int,
 
 
 def folders(store: Store) -> list[tuple[str, int]]:
-    """Every folder with indexed images in it or below it, down from the outermost ones,
-    and how many (its subfolders' included, as the folder filter counts them); by path."""
+    """Every folder with indexed images in it or below it, down from the outermost ones (or
+    from the folder all of them share, the one indexed, say), and how many (its subfolders'
+    included, as the folder filter counts them); by path."""
     with store.sessions() as session:
         direct = Counter(os.path.dirname(p) for p in session.scalars(select(ImageRecord.path)))
+    common = os.path.commonpath(list(direct)) if direct else ""
+    if common and os.path.dirname(common) != common:  # one tree: list from its common folder
+        direct.setdefault(common, 0)
     total: Counter[str] = Counter()
     for folder, count in direct.items():
         root = _outermost(folder, direct)
