@@ -1,5 +1,6 @@
-"""Searching a region: drag a rectangle across the query image on the search page (an
-upload, or a library image) and the results are those of that region alone."""
+"""Narrowing a search on the search page: a region (drag a rectangle across the query
+image, an upload or a library image: the results are those of that region alone), and a
+folder (the results all come from it)."""
 from __future__ import annotations
 
 import io
@@ -80,4 +81,22 @@ def test_a_region_of_a_library_image(page, server, library):
     page.wait_for_function(ALL_RENDERED, arg="#query img")
     drag(page, 0.0, 0.0, 0.5, 0.5)
     searched(page, "pixels 0, 0, 24, 24")  # of the 48-pixel original, not the thumbnail
+    assert page.watcher.problems == []
+
+
+def test_search_within_a_folder(page, server, library):
+    squares = str(library.collection / "square")
+    page.goto(server + "/search")
+    page.wait_for_function("() => document.querySelectorAll('#folder-input option').length > 1")
+    page.select_option("#folder-input", squares)
+    page.set_input_files("#file-input", str(library.files["circle"][0]))
+    page.wait_for_function("() => document.querySelectorAll('#results .card').length > 0")
+    names = page.eval_on_selector_all("#results .card .name", "ns => ns.map(n => n.textContent)")
+    assert names and all(n.startswith("square-") for n in names)
+    page.click("#results .card .card-button >> nth=0")  # a search by a hit keeps the folder
+    page.wait_for_url("**/search?similar=*")
+    page.wait_for_function("() => document.querySelectorAll('#results .card').length > 0")
+    names = page.eval_on_selector_all("#results .card .name", "ns => ns.map(n => n.textContent)")
+    assert names and all(n.startswith("square-") for n in names)
+    page.wait_for_function(ALL_RENDERED, arg="#results img")
     assert page.watcher.problems == []

@@ -22,6 +22,8 @@
   const results = $("results");
   const template = $("card-template");
   const stats = $("stats");
+  const folderInput = $("folder-input");
+  const FILTERS = [["folder", folderInput], ["date_from", $("from-input")], ["date_to", $("to-input")]];
   const regionBox = $("region-box");
   const regionInfo = $("region-info");
   const regionClear = $("region-clear");
@@ -122,6 +124,7 @@
     data.append("k", String(k));
     if (denoiseInput.checked) data.append("denoise", "true");
     if (collapseInput.checked) data.append("collapse", "true");
+    for (const [name, input] of FILTERS) if (input.value) data.append(name, input.value);
     if (region && shownSize) {
       data.append("box", window.LookalikeRegion.boxText(region, shownSize.width, shownSize.height));
     }
@@ -148,7 +151,9 @@
     showMessage("");
     setBusy(true);
     try {
-      const url = `api/images/${encodeURIComponent(id)}/similar?k=${k}`;
+      const query = new URLSearchParams({ k: String(k) });
+      for (const [name, input] of FILTERS) if (input.value) query.set(name, input.value);
+      const url = `api/images/${encodeURIComponent(id)}/similar?${query}`;
       const body = await callApi(url, { headers: { Accept: "application/json" } });
       if (mine !== sequence) return;
       const q = body.query;
@@ -208,6 +213,18 @@
   window.addEventListener("popstate", fromLocation);
 
   // -- what is in the collection ----------------------------------------------------------
+
+  // The folders a search may keep to (the library's).
+  callApi("api/folders")
+    .then((body) => {
+      for (const folder of body.folders) {
+        const option = document.createElement("option");
+        option.value = folder.path;
+        option.textContent = `${folder.path} (${folder.images})`;
+        folderInput.append(option);
+      }
+    })
+    .catch(() => {});
 
   callApi("api/stats")
     .then((info) => {
