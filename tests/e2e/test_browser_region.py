@@ -100,3 +100,18 @@ def test_search_within_a_folder(page, server, library):
     assert names and all(n.startswith("square-") for n in names)
     page.wait_for_function(ALL_RENDERED, arg="#results img")
     assert page.watcher.problems == []
+
+
+def test_a_region_typed_instead_of_drawn(page, server, tmp_path):
+    """The keyboard way: the region in the query's pixels, then Enter."""
+    query = tmp_path / "halves.png"
+    two_halves(query)
+    page.goto(server + "/search")
+    page.set_input_files("#file-input", str(query))
+    page.wait_for_function("() => document.querySelectorAll('#results .card').length > 0")
+    page.fill("#region-input", "96,48,48,0")
+    page.press("#region-input", "Enter")
+    assert searched(page, "pixels 48, 0, 96, 48").startswith("stripes-")
+    page.wait_for_function("() => { const b = document.getElementById('region-box'); "
+                           "return !b.hidden && b.getBoundingClientRect().width > 10; }")
+    assert page.watcher.problems == []

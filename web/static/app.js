@@ -67,6 +67,11 @@
     shownSize = { width: query.width, height: query.height };
     const box = Array.isArray(query.box) ? query.box : null;
     regionBox.hidden = !box;
+    if (box) {
+      window.LookalikeRegion.show($("region-frame"), queryImage, regionBox, {
+        x0: box[0] / query.width, y0: box[1] / query.height,
+        x1: box[2] / query.width, y1: box[3] / query.height });
+    }
     regionClear.hidden = !box;
     regionInfo.textContent = box ? `pixels ${box.join(", ")} searched` : WHOLE;
     // The anomaly flag, once the API reports one (a boolean `anomalous`).
@@ -187,7 +192,7 @@
   L.acceptImages(dropZone, fileInput, (file) => searchFile(file));
 
   // A region of the query: of the upload itself, or of a library image's original file.
-  window.LookalikeRegion.attach($("region-frame"), queryImage, regionBox, async (region) => {
+  async function searchRegion(region) {
     if (current && current.file) {
       searchFile(current.file, region);
     } else if (current && current.id !== undefined) {
@@ -198,6 +203,21 @@
         showMessage(err.message);
       }
     }
+  }
+  window.LookalikeRegion.attach($("region-frame"), queryImage, regionBox, searchRegion);
+  // The same without a pointer: the region typed in the query's own pixels.
+  $("region-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const found = /^\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*$/.exec($("region-input").value);
+    if (!found || !shownSize) {
+      showMessage("Type the region as x0,y0,x1,y1: whole numbers, in the query's pixels.");
+      return;
+    }
+    const [x0, y0, x1, y1] = found.slice(1).map(Number);
+    const { width, height } = shownSize;
+    regionBox.hidden = true; // drawn again when the answer says which pixels were searched
+    searchRegion({ x0: Math.min(x0, x1) / width, y0: Math.min(y0, y1) / height,
+      x1: Math.max(x0, x1) / width, y1: Math.max(y0, y1) / height });
   });
   regionClear.addEventListener("click", () => {
     if (current && current.file) searchFile(current.file);

@@ -15,6 +15,25 @@ window.LookalikeRegion = (() => {
 
   const clamp = (v) => Math.min(1, Math.max(0, v));
 
+  // The outline of the rectangle from corner a to corner b (fractions) over the picture.
+  function drawOutline(frame, img, outline, a, b) {
+    const r = pictureRect(img);
+    const f = frame.getBoundingClientRect();
+    outline.style.left = `${r.left - f.left + Math.min(a.x, b.x) * r.width}px`;
+    outline.style.top = `${r.top - f.top + Math.min(a.y, b.y) * r.height}px`;
+    outline.style.width = `${Math.abs(a.x - b.x) * r.width}px`;
+    outline.style.height = `${Math.abs(a.y - b.y) * r.height}px`;
+    outline.hidden = false;
+  }
+
+  // The outline of *region* (fractions), once the picture has loaded.
+  function show(frame, img, outline, region) {
+    const draw = () => drawOutline(frame, img, outline, { x: region.x0, y: region.y0 },
+      { x: region.x1, y: region.y1 });
+    if (img.complete && img.naturalWidth) draw();
+    else img.addEventListener("load", draw, { once: true });
+  }
+
   // Calls onRegion({x0, y0, x1, y1}) in fractions once a drag of a few pixels ends.
   function attach(frame, img, outline, onRegion) {
     let start = null;
@@ -23,15 +42,7 @@ window.LookalikeRegion = (() => {
       return { x: clamp((event.clientX - r.left) / r.width),
         y: clamp((event.clientY - r.top) / r.height) };
     };
-    const draw = (a, b) => {
-      const r = pictureRect(img);
-      const f = frame.getBoundingClientRect();
-      outline.style.left = `${r.left - f.left + Math.min(a.x, b.x) * r.width}px`;
-      outline.style.top = `${r.top - f.top + Math.min(a.y, b.y) * r.height}px`;
-      outline.style.width = `${Math.abs(a.x - b.x) * r.width}px`;
-      outline.style.height = `${Math.abs(a.y - b.y) * r.height}px`;
-      outline.hidden = false;
-    };
+    const draw = (a, b) => drawOutline(frame, img, outline, a, b);
     frame.addEventListener("pointerdown", (event) => {
       if (!img.naturalWidth || event.button !== 0) return;
       event.preventDefault();
@@ -65,5 +76,5 @@ window.LookalikeRegion = (() => {
       Math.ceil(region.x1 * width), Math.ceil(region.y1 * height)].join(",");
   }
 
-  return Object.freeze({ attach, boxText });
+  return Object.freeze({ attach, boxText, show });
 })();
