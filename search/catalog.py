@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
-from typing import Optional
+from typing import Iterator, Optional, Sequence
 
 from sqlalchemy import (
     JSON,
@@ -27,6 +27,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 ID_MAX = 2**63 - 1  # ids are SQLite integers: a larger number is never a catalog id
+IDS_A_QUERY = 900  # ids in one IN (...): under SQLite's limit on a statement's variables
+
+
+def id_chunks(ids: Sequence[int]) -> Iterator[list[int]]:
+    """*ids* in runs short enough for one ``IN (...)`` each, however many there are."""
+    for start in range(0, len(ids), IDS_A_QUERY):
+        yield [int(i) for i in ids[start:start + IDS_A_QUERY]]
 
 
 def utcnow() -> datetime:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from sqlalchemy import LargeBinary, cast, func, literal, select
 from sqlalchemy.orm import defer
 
-from .catalog import ImageRecord
+from .catalog import ImageRecord, id_chunks
 from .store import Store
 
 SORTS = ("indexed", "date", "error", "name")
@@ -79,8 +79,7 @@ def matching(store: Store, ids: Sequence[int], filters: Filters) -> set[int]:
         return set(ids)
     found: set[int] = set()
     with store.sessions() as session:
-        for start in range(0, len(ids), 900):  # under SQLite's variable limit
-            chunk = list(ids[start:start + 900])
+        for chunk in id_chunks(ids):
             found |= set(session.scalars(select(ImageRecord.id).where(
                 ImageRecord.id.in_(chunk), *filters.clauses())))
     return found

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from .catalog import ImageRecord, MetaRecord, ModelRecord, decode_path
+from .catalog import ImageRecord, MetaRecord, ModelRecord, decode_path, id_chunks
 from .database import database_url, open_database
 from .reader import CatalogReader
 from .vector_index import VectorIndex, VectorIndexError, build_index, load_index
@@ -155,6 +155,16 @@ class Store:
             rows = s.execute(select(ImageRecord.id, ImageRecord.code)
                              .where(ImageRecord.id.in_([int(i) for i in ids])))
             return {int(i): np.frombuffer(code, np.float32) for i, code in rows}
+
+    def file_facts(self, ids: Sequence[int]) -> dict[int, tuple[str, int]]:
+        """(path, file size) by id, as the catalog has them now; ids not there are absent."""
+        found: dict[int, tuple[str, int]] = {}
+        with self.sessions() as s:
+            for chunk in id_chunks(ids):
+                found.update((r.id, (r.path, r.size)) for r in s.execute(
+                    select(ImageRecord.id, ImageRecord.path, ImageRecord.size)
+                    .where(ImageRecord.id.in_(chunk))))
+        return found
 
     def model_id_of(self, checkpoint_sha256: str | None) -> int | None:
         """The catalog's id for a checkpoint; None until an indexer has used it."""

@@ -23,13 +23,12 @@ from urllib.parse import urlsplit
 
 import faiss
 from flask import Blueprint, Flask, current_app, jsonify, request
-from sqlalchemy import select
 
 from indexer.decisions import (BadDecision, UnknownImages, list_decisions, record_decision,
                                undo_decision)
 from indexer.duplicates import (DEFAULT_THRESHOLD, Group, TooManyPairs,
                                 find_candidates, group_candidates, with_status)
-from search.catalog import ID_MAX, ImageRecord
+from search.catalog import ID_MAX
 from search.store import Store
 
 from .answers import Decided, DuplicatesResponse, Undone
@@ -44,7 +43,6 @@ bp = Blueprint("duplicates", __name__, url_prefix="/api/duplicates")
 EXTENSION = "lookalike_duplicates"
 KEEP_CANDIDATES = 2  # neighbour graphs kept (catalog version, model, threshold): up to ~300 MB each
 KEEP_CUTS = 8  # their cuts (decisions, min_size)
-ROWS_A_QUERY = 900  # ids in one IN (...): under SQLite's variable limit however large a group
 CROSS_SITE = "A request made by another site's page."
 NOT_JSON = "The body is not application/json."
 
@@ -160,20 +158,13 @@ def duplicates():
 
 def _groups_json(store: Store, groups: list[Group]) -> list[dict[str, Any]]:
     """The groups as the page draws them, with each file's path and size as they are now."""
-    ids = [m.id for g in groups for m in g.members]
-    now = {}
-    with store.sessions() as session:
-        for start in range(0, len(ids), ROWS_A_QUERY):
-            now.update((r.id, r) for r in session.execute(
-                select(ImageRecord.id, ImageRecord.path, ImageRecord.size)
-                .where(ImageRecord.id.in_(ids[start:start + ROWS_A_QUERY]))))
+    now = store.file_facts([m.id for g in groups for m in g.members])
     out = []
     for group in groups:
         found = group.as_dict()
         for image in found["images"]:
-            row = now.get(image["id"])
-            if row is not None:
-                image["path"], image["bytes"] = row.path, row.size
+            if image["id"] in now:
+                image["path"], image["bytes"] = now[image["id"]]
             image["name"] = PurePath(image["path"]).name
             image.update(image_urls(image["id"]))
         out.append(found)
