@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from .catalog import ImageRecord
-from .library import Filters, matching, matching_codes
+from .library import Filters, codes_if_few, matching
 from .store import Store
 from .vector_index import VectorIndex
 
@@ -98,8 +98,8 @@ class SearchEngine:
         query = np.asarray(code, dtype=np.float32).reshape(1, -1)
         depth = k + (1 if exclude is not None else 0)
         if filters:
-            few = matching_codes(self.store, filters, FILTERED_DEPTH + 1)
-            if len(few) <= FILTERED_DEPTH:
+            few = codes_if_few(self.store, filters, FILTERED_DEPTH)
+            if few is not None:
                 index = _subset_index(few, index)
                 filters = Filters()  # all it holds passes
         while True:

@@ -85,11 +85,16 @@ def matching(store: Store, ids: Sequence[int], filters: Filters) -> set[int]:
     return found
 
 
-def matching_codes(store: Store, filters: Filters, most: int) -> list[tuple[int, bytes]]:
-    """(id, stored code) of the images passing *filters*, at most *most* of them."""
+def codes_if_few(store: Store, filters: Filters, most: int) -> list[tuple[int, bytes]] | None:
+    """(id, stored code) of the images passing *filters* when at most *most* do; else None,
+    found by counting, so a wide filter reads no code at all."""
+    where = filters.clauses()
+    passing = select(ImageRecord.id).where(*where).limit(most + 1).subquery()
     with store.sessions() as session:
+        if session.scalar(select(func.count()).select_from(passing)) > most:
+            return None
         return [tuple(r) for r in session.execute(
-            select(ImageRecord.id, ImageRecord.code).where(*filters.clauses()).limit(most))]
+            select(ImageRecord.id, ImageRecord.code).where(*where))]
 
 
 def folders(store: Store) -> list[tuple[str, int]]:
