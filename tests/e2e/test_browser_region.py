@@ -54,13 +54,18 @@ def searched(page, box: str) -> str:
     return page.evaluate(FIRST_HIT)
 
 
-def test_a_region_of_an_upload(page, server, tmp_path):
+def search_halves(page, server, tmp_path) -> None:
+    """The search page, searching by the two-halves image."""
     query = tmp_path / "halves.png"
     two_halves(query)
     page.goto(server + "/search")
     page.set_input_files("#file-input", str(query))
     page.wait_for_function("() => document.querySelectorAll('#results .card').length > 0")
     page.wait_for_function(ALL_RENDERED, arg="#query img")
+
+
+def test_a_region_of_an_upload(page, server, tmp_path):
+    search_halves(page, server, tmp_path)
     drag(page, 0.01, 0.01, 0.49, 0.99)
     assert searched(page, "pixels 0, 0, 48, 48").startswith("circle-")
     assert page.is_visible("#region-box") and page.is_visible("#region-clear")
@@ -104,11 +109,7 @@ def test_search_within_a_folder(page, server, library):
 
 def test_a_region_typed_instead_of_drawn(page, server, tmp_path):
     """The keyboard way: the region in the query's pixels, then Enter."""
-    query = tmp_path / "halves.png"
-    two_halves(query)
-    page.goto(server + "/search")
-    page.set_input_files("#file-input", str(query))
-    page.wait_for_function("() => document.querySelectorAll('#results .card').length > 0")
+    search_halves(page, server, tmp_path)
     page.fill("#region-input", "96,48,48,0")
     page.press("#region-input", "Enter")
     assert searched(page, "pixels 48, 0, 96, 48").startswith("stripes-")

@@ -22,8 +22,7 @@
   const results = $("results");
   const template = $("card-template");
   const stats = $("stats");
-  const folderInput = $("folder-input");
-  const FILTERS = [["folder", folderInput], ["date_from", $("from-input")], ["date_to", $("to-input")]];
+  const filters = L.filters();
   const regionBox = $("region-box");
   const regionInfo = $("region-info");
   const regionClear = $("region-clear");
@@ -129,7 +128,7 @@
     data.append("k", String(k));
     if (denoiseInput.checked) data.append("denoise", "true");
     if (collapseInput.checked) data.append("collapse", "true");
-    for (const [name, input] of FILTERS) if (input.value) data.append(name, input.value);
+    filters.addTo(data);
     if (region && shownSize) {
       data.append("box", window.LookalikeRegion.boxText(region, shownSize.width, shownSize.height));
     }
@@ -156,8 +155,7 @@
     showMessage("");
     setBusy(true);
     try {
-      const query = new URLSearchParams({ k: String(k) });
-      for (const [name, input] of FILTERS) if (input.value) query.set(name, input.value);
+      const query = filters.addTo(new URLSearchParams({ k: String(k) }));
       const url = `api/images/${encodeURIComponent(id)}/similar?${query}`;
       const body = await callApi(url, { headers: { Accept: "application/json" } });
       if (mine !== sequence) return;
@@ -234,17 +232,7 @@
 
   // -- what is in the collection ----------------------------------------------------------
 
-  // The folders a search may keep to (the library's).
-  callApi("api/folders")
-    .then((body) => {
-      for (const folder of body.folders) {
-        const option = document.createElement("option");
-        option.value = folder.path;
-        option.textContent = `${folder.path} (${folder.images})`;
-        folderInput.append(option);
-      }
-    })
-    .catch(() => {});
+  filters.loaded.catch(() => {}); // without the list, searches are over every folder
 
   callApi("api/stats")
     .then((info) => {

@@ -163,8 +163,28 @@ window.Lookalike = (() => {
     return node;
   }
 
+  // The page's folder and date filters (_filters.html): the folder list filled from the
+  // library, and the chosen values put into URLSearchParams or FormData.
+  function filters() {
+    const inputs = [["folder", $("folder-input")], ["date_from", $("from-input")],
+      ["date_to", $("to-input")]];
+    const loaded = callApi("api/folders").then((body) => {
+      for (const folder of body.folders) {
+        const option = document.createElement("option");
+        option.value = folder.path;
+        option.textContent = `${folder.path} (${folder.images})`;
+        inputs[0][1].append(option);
+      }
+    });
+    const addTo = (params) => {
+      for (const [name, input] of inputs) if (input.value) params.set(name, input.value);
+      return params;
+    };
+    return { loaded, addTo };
+  }
+
   return Object.freeze({
     $, safeUrl, safeDataUrl, showMessage, callApi, formatNumber, formatBytes, image, figure,
-    intValue, busy, firstImage, acceptImages, card, linkCard,
+    intValue, busy, firstImage, acceptImages, card, linkCard, filters,
   });
 })();

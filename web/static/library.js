@@ -10,7 +10,7 @@
   const grid = $("library");
   const more = $("more-button");
   const summary = $("library-summary");
-  const folderInput = $("folder-input");
+  const filters = L.filters();
   const template = $("tile-template");
   const lightbox = $("lightbox");
   const PER_PAGE = 200;
@@ -23,24 +23,9 @@
   let asked = null; // the form as it was when Show was pressed: every page of it follows it
 
   function formQuery() {
-    const params = new URLSearchParams({
+    return filters.addTo(new URLSearchParams({
       sort: $("sort-input").value, order: $("order-input").value, per_page: String(PER_PAGE),
-    });
-    for (const [name, input] of [["folder", folderInput], ["date_from", $("from-input")],
-      ["date_to", $("to-input")]]) {
-      if (input.value) params.set(name, input.value);
-    }
-    return params;
-  }
-
-  async function loadFolders() {
-    const body = await L.callApi("api/folders");
-    for (const folder of body.folders) {
-      const option = document.createElement("option");
-      option.value = folder.path;
-      option.textContent = `${folder.path} (${folder.images})`;
-      folderInput.append(option);
-    }
+    }));
   }
 
   function tile(item, index) {
@@ -170,7 +155,7 @@
   }).observe(more);
 
   if (document.body.dataset.ready !== "false") {
-    loadFolders().catch((err) => L.showMessage(err.message)); // the grid does not wait for it
+    filters.loaded.catch((err) => L.showMessage(err.message)); // the grid does not wait for it
     L.busy(button, () => fetchPage(true));
   }
 })();
