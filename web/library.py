@@ -22,7 +22,7 @@ bp = Blueprint("library", __name__)
 def filters_of(params: Any) -> Filters:
     """A request's folder and date range (whole days, UTC, both ends included)."""
     last = params.date_to
-    return Filters(folder=getattr(params, "folder", None),
+    return Filters(folder=params.folder,
                    date_from=_midnight(params.date_from),
                    date_to=_midnight(last + timedelta(days=1))
                    if last is not None and last < date.max else None)
