@@ -26,7 +26,7 @@ from search.store import Store
 from search.vector_index import VectorIndex, choose_index_type
 
 from .encoder import TorchEncoder
-from .images import Decoded, batched, decode_many
+from .engines import Encoded, Engine, LocalEngine
 from .planning import Plan, Planned, plan
 
 
@@ -103,6 +103,7 @@ def index_folder(
     index_choice: str | None = None,
     follow_symlinks: bool | None = None,
     prune: bool = False,
+    engine: Engine | None = None,
 ) -> IndexSummary:
     """Bring the catalog and the vector index in line with *folder*.
 
@@ -113,7 +114,8 @@ def index_folder(
     *prune* lets a run remove more than half of the folder's rows.
     *follow_symlinks* is remembered by the data dir like *index_choice*, so a
     later run that does not say (an admin re-index) does not drop what
-    the links led to.
+    the links led to. *engine* decodes and encodes (``indexer.engines``; default:
+    this machine's processes, *workers* decoding, batches of *batch_size*).
     """
     started = time.time()
     model_id, follow_symlinks = _remember_choices(store, encoder, index_choice, follow_symlinks)
@@ -128,10 +130,10 @@ def index_folder(
 
     by_path = {item.path: item for item in work.encode}
     bar = tqdm(total=len(work.encode), desc="indexing", unit="img", disable=not progress)
-    decoded = decode_many([i.path for i in work.encode], encoder.image_size, workers)
+    engine = engine or LocalEngine(encoder, batch_size, workers)
     last_save = time.monotonic()
-    for chunk in batched(decoded, batch_size):
-        _store_batch(store, index, encoder, model_id, chunk, by_path, summary)
+    for chunk in engine([i.path for i in work.encode]):
+        _store_batch(store, index, model_id, chunk, by_path, summary)
         bar.update(len(chunk))
         if save_every is not None and time.monotonic() - last_save >= save_every:
             store.publish_index(index)
@@ -180,29 +182,26 @@ def _apply_plan(store: Store, work: Plan) -> None:
             store.mark_catalog_changed(session)
 
 
-def _store_batch(store: Store, index: VectorIndex, encoder: TorchEncoder, model_id: int,
-                 chunk: list[Decoded], by_path: dict[str, Planned], summary: IndexSummary) -> None:
-    """Encode one batch and commit it; the index follows after the commit."""
-    good = [d for d in chunk if d.pixels is not None]
-    codes, errors = (encoder.encode_with_error(np.stack([d.pixels for d in good]))
-                     if good else (np.zeros((0, encoder.dim), np.float32), np.zeros(0)))
+def _store_batch(store: Store, index: VectorIndex, model_id: int, chunk: list[Encoded],
+                 by_path: dict[str, Planned], summary: IndexSummary) -> None:
+    """Commit one encoded batch; the index follows after the commit."""
     stale: list[int] = []
     now = utcnow()
     with store.sessions() as session, session.begin():
-        for d in chunk:
-            if d.pixels is None:
-                item = by_path[str(d.path)]
-                summary.failures.append((str(d.path), d.error or "unreadable"))
+        for e in chunk:
+            if e.code is None:
+                item = by_path[e.path]
+                summary.failures.append((e.path, e.error or "unreadable"))
                 if item.row_id is not None:  # the file changed into something unreadable
                     session.execute(delete(ImageRecord).where(ImageRecord.id == item.row_id))
                     stale.append(item.row_id)
         rows: list[ImageRecord] = []
-        for d, code, err in zip(good, codes, errors):
-            item = by_path[str(d.path)]
+        good = [e for e in chunk if e.code is not None]
+        for e in good:
+            item = by_path[e.path]
             fields = dict(path=item.path, sha256=item.sha256, size=item.size, mtime=item.mtime,
-                          width=d.width, height=d.height, format=d.format, taken_at=d.taken_at,
-                          model_id=model_id,
-                          code=code.astype(np.float32).tobytes(), recon_error=float(err),
+                          width=e.width, height=e.height, format=e.format, taken_at=e.taken_at,
+                          model_id=model_id, code=e.code.tobytes(), recon_error=e.recon_error,
                           indexed_at=now)
             if item.row_id is None:
                 row = ImageRecord(**fields, id=item.reuse_id)
@@ -221,5 +220,5 @@ def _store_batch(store: Store, index: VectorIndex, encoder: TorchEncoder, model_
         session.flush()
         ids = np.array([r.id for r in rows], dtype=np.int64)
     index.remove(stale)
-    index.add(ids, codes)
-
+    if good:
+        index.add(ids, np.stack([e.code for e in good]))

@@ -8,14 +8,26 @@ it holds in memory follows every catalog commit. ``flock`` is released
 by the kernel when the holder dies, so a SIGKILLed indexer never leaves
 a stale lock behind; the pid written into the file is only there to name
 the holder in the refusal message.
+
+A catalog on a PostgreSQL server may be shared by indexers on several
+hosts, each with its own data dir, where no ``flock`` reaches. Then the
+writer also holds a session-level advisory lock in that database
+(:class:`CatalogLock`), which the server frees when the holder's
+connection drops, however it died.
 """
 from __future__ import annotations
 
 import errno
 import fcntl
 import os
+import socket
 from pathlib import Path
 
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
+
+from search.database import sqlite_file
 from search.store import LOCK_FILE
 
 # Temp files a writer creates next to its target and renames over it; only a
@@ -54,12 +66,14 @@ class WriterLock:
     dir" in the message a second writer gets.
     """
 
-    def __init__(self, data_dir: str | os.PathLike, doing: str = "indexing"):
+    def __init__(self, data_dir: str | os.PathLike, doing: str = "indexing",
+                 catalog_url: str | None = None):
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / LOCK_FILE
         self.doing = doing
         self._fd: int | None = None
         self.swept: list[Path] = []  # debris deleted on acquiring
+        self.catalog = CatalogLock(catalog_url, doing) if is_server(catalog_url) else None
 
     def acquire(self) -> "WriterLock":
         """Take the lock or raise :class:`DataDirBusy` at once; never waits."""
@@ -77,6 +91,12 @@ class WriterLock:
             raise DataDirBusy(_busy_message(self.data_dir, holder)) from None
         self._fd = fd
         _held_fds.add(fd)
+        try:
+            if self.catalog is not None:
+                self.catalog.acquire()
+        except BaseException:
+            self.release()
+            raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {self.doing}\n".encode(), 0)
         self.swept = sweep_debris(self.data_dir)
@@ -84,6 +104,8 @@ class WriterLock:
 
     def release(self) -> None:
         """Drop the lock (closing the descriptor releases the flock)."""
+        if self.catalog is not None:
+            self.catalog.release()
         fd, self._fd = self._fd, None
         if fd is None:
             return
@@ -98,6 +120,66 @@ class WriterLock:
 
     def __exit__(self, *exc_info) -> None:
         self.release()
+
+
+def is_server(url: str | None) -> bool:
+    """Whether *url* names a catalog on a database server (which other hosts may share)."""
+    return bool(url) and not url.startswith("sqlite") and sqlite_file(url) is None
+
+
+# The advisory lock's key; PostgreSQL scopes it to the catalog's database.
+ADVISORY_KEY = 0x4C4F_4F4B  # "LOOK"
+
+
+class CatalogLock:
+    """A PostgreSQL session-level advisory lock: one writer per catalog, across hosts.
+
+    Its connection's ``application_name`` names the holder (program, pid,
+    host), which the refusal message a second writer gets repeats.
+    """
+
+    def __init__(self, url: str, doing: str):
+        self.doing = doing
+        self.name = f"lookalike pid {os.getpid()} on {socket.gethostname()}, {doing}"[:63]
+        self.engine = create_engine(url, poolclass=NullPool,
+                                    connect_args={"application_name": self.name})
+        self._conn: Connection | None = None
+
+    def acquire(self) -> None:
+        conn = self.engine.connect()
+        try:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
+                               {"k": ADVISORY_KEY}).scalar()
+            conn.commit()  # the lock is the session's: it outlives this transaction
+            if not got:
+                raise DataDirBusy(_catalog_busy_message(self.engine, _advisory_holder(conn)))
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        _held_fds.add(conn.connection.dbapi_connection.fileno())
+
+    def release(self) -> None:
+        """Closing the session releases the lock."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            _held_fds.discard(conn.connection.dbapi_connection.fileno())
+            conn.close()
+        self.engine.dispose()
+
+
+def _advisory_holder(conn: Connection) -> str | None:
+    return conn.execute(text(
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = :k "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+        {"k": ADVISORY_KEY}).scalar()
+
+
+def _catalog_busy_message(engine, holder: str | None) -> str:
+    who = holder if holder and holder.startswith("lookalike") else "another lookalike process, writing"
+    return (f"{who}, holds the catalog {engine.url.render_as_string(hide_password=True)}; "
+            "wait for it to finish")
 
 
 def holder(data_dir: str | os.PathLike) -> tuple[int, str] | None:

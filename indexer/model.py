@@ -9,7 +9,7 @@ import abc
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -292,19 +292,27 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no model checkpoint at {path}")
+    checkpoint = read_checkpoint(path, device, str(path))
+    checkpoint.path, checkpoint.sha256 = path, sha256_file(path)
+    return checkpoint
+
+
+def read_checkpoint(source: str | os.PathLike | BinaryIO, device: str | torch.device = "cpu",
+                    name: str = "the checkpoint") -> Checkpoint:
+    """A checkpoint from a file or a stream (a Ray worker gets the bytes, not the file)."""
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
+        payload = torch.load(source, map_location=device, weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable checkpoint: {exc}") from exc
+        raise CheckpointError(f"{name} is not a readable checkpoint: {exc}") from exc
     if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
-        raise CheckpointError(f"{path} is not a Lookalike checkpoint")
+        raise CheckpointError(f"{name} is not a Lookalike checkpoint")
     if payload.get("format", 0) > CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} was written by a newer Lookalike; upgrade to load it")
+        raise CheckpointError(f"{name} was written by a newer Lookalike; upgrade to load it")
     config = AEConfig.from_dict(payload["config"])
     model = build_model(config)
     model.load_state_dict(payload["state_dict"])
     model.to(device).eval()
-    return Checkpoint(model, payload.get("facts", {}), path, sha256_file(path))
+    return Checkpoint(model, payload.get("facts", {}))
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -8,7 +8,6 @@ pixels at the model's input size (L2) and PCA with the latent's dimension
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -20,7 +19,7 @@ from PIL import Image
 from sqlalchemy import select
 from tqdm import tqdm
 
-from search.catalog import ImageRecord, ModelRecord
+from search.catalog import ImageRecord, ModelRecord, path_under
 from search.store import Store
 
 from .encoder import TorchEncoder
@@ -161,14 +160,13 @@ class EvalReport:
 
 
 def _indexed(store: Store, root: Path, encoder: TorchEncoder) -> tuple[list[str], np.ndarray]:
-    prefix = str(root) + os.sep
     with store.sessions() as s:
         model = s.scalar(select(ModelRecord).where(ModelRecord.checkpoint_sha256 == encoder.sha256))
         if model is None:
             raise EvaluationError("nothing was indexed with the current model; run lookalike index")
         rows = s.execute(select(ImageRecord.path, ImageRecord.code)
                          .where(ImageRecord.model_id == model.id)
-                         .where(ImageRecord.path.startswith(prefix, autoescape=True))
+                         .where(path_under(ImageRecord.path, str(root)))
                          .order_by(ImageRecord.path)).all()
     if not rows:
         raise EvaluationError(f"no images under {root} are indexed with the current model; "

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from search.database import database_url, sqlite_file
+from search.database import catalog_exists, database_url, sqlite_file
 from search.store import DEFAULT_DATA_DIR, INDEX_FILE, MODEL_FILE, Store, data_dir_file
 
 MB = 1024 * 1024
@@ -200,9 +200,8 @@ class Settings:
 
     @property
     def has_catalog(self) -> bool:
-        """Whether a catalog exists already (always true for a server database)."""
-        path = sqlite_file(self.database_url)
-        return path is None or path.is_file()
+        """Whether a catalog exists already (for a server database: its schema does)."""
+        return catalog_exists(self.database_url)
 
     def open_store(self) -> Store:
         """The data dir's store (catalog migrated to head), with these settings' file paths."""

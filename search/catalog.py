@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
-from typing import Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Index,
+    cast,
     func,
+    literal,
     DateTime,
     Float,
     ForeignKey,
@@ -26,7 +29,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-ID_MAX = 2**63 - 1  # ids are SQLite integers: a larger number is never a catalog id
+ID_MAX = 2**63 - 1  # ids are 64-bit integers: a larger number is never a catalog id
+# Ids, and sizes in bytes: 64-bit. SQLite's INTEGER is; PostgreSQL's is 32-bit, so there
+# they are BIGINT (migration 0006). SQLite keeps INTEGER: only that is its rowid.
+Int64 = Integer().with_variant(BigInteger(), "postgresql")
 IDS_A_QUERY = 900  # ids in one IN (...): under SQLite's limit on a statement's variables
 
 
@@ -48,15 +54,24 @@ class FilePath(TypeDecorator):
     paths are stored as their raw bytes (a BLOB in the same column; SQLite
     compares and indexes it like any value) and turned back into the same
     ``str`` on the way out, so ``open`` finds the file again. Every other
-    path stays plain text.
+    path stays plain text. PostgreSQL's text cannot hold a BLOB, so there
+    the column is ``bytea`` (migration 0006) and every path is its bytes:
+    both databases then order and prefix-match paths bytewise alike.
     """
 
     impl = String(4096)
     cache_ok = True
 
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(LargeBinary())
+        return dialect.type_descriptor(String(4096))
+
     def process_bind_param(self, value: str | None, dialect) -> str | bytes | None:
         if value is None:
             return None
+        if dialect.name == "postgresql":
+            return os.fsencode(value)
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
@@ -67,9 +82,21 @@ class FilePath(TypeDecorator):
         return decode_path(value)
 
 
-def decode_path(value: str | bytes | None) -> str | None:
+def decode_path(value: str | bytes | memoryview | None) -> str | None:
     """A path column's value as the OS's ``str`` (for raw SQL reads of ``FilePath``)."""
+    if isinstance(value, memoryview):
+        value = value.tobytes()
     return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def path_under(column: Any, folder: str) -> Any:
+    """SQL: *column* (a ``FilePath``) names a file in *folder* or below.
+
+    Bytes, not LIKE: LIKE ignores case in SQLite and never matches the
+    BLOBs that hold names which are not UTF-8.
+    """
+    prefix = os.fsencode(folder.rstrip(os.sep) + os.sep)
+    return func.substr(cast(column, LargeBinary), 1, len(prefix)) == literal(prefix, LargeBinary)
 
 
 class Base(DeclarativeBase):
@@ -81,7 +108,7 @@ class ModelRecord(Base):
 
     __tablename__ = "models"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Int64, primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     config: Mapped[dict] = mapped_column(JSON)
     checkpoint_path: Mapped[str] = mapped_column(FilePath)
@@ -99,10 +126,10 @@ class ImageRecord(Base):
     # ids are FAISS ids: AUTOINCREMENT stops SQLite from reusing a deleted one.
     __table_args__ = {"sqlite_autoincrement": True}
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(Int64, primary_key=True, autoincrement=True)
     path: Mapped[str] = mapped_column(FilePath, unique=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
-    size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Int64)
     mtime: Mapped[float] = mapped_column(Float)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
@@ -127,7 +154,7 @@ class ExcludedRecord(Base):
 
     __tablename__ = "excluded"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Int64, primary_key=True)
     path: Mapped[str] = mapped_column(FilePath, unique=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     excluded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -142,7 +169,7 @@ class RetiredRecord(Base):
 
     __tablename__ = "retired"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    id: Mapped[int] = mapped_column(Int64, primary_key=True, autoincrement=False)
     path: Mapped[str] = mapped_column(FilePath)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     retired_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -161,9 +188,9 @@ class DecisionRecord(Base):
     # AUTOINCREMENT: an undone decision's id is never given to another (caches, stale pages).
     __table_args__ = {"sqlite_autoincrement": True}
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(Int64, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(16))
-    keep_id: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    keep_id: Mapped[Optional[int]] = mapped_column(Int64, nullable=True)
     keep_sha256: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
     decided_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -11,6 +11,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -90,11 +91,28 @@ def sqlite_file(url: str) -> Path | None:
     return Path(rest) if rest and not rest.startswith(":memory:") else None
 
 
+def catalog_exists(url: str) -> bool:
+    """Whether *url* holds a catalog: its file exists (SQLite), or its schema does (a server).
+
+    A server database someone created but no Lookalike has migrated holds
+    nothing indexed, just like a missing SQLite file.
+    """
+    if (path := sqlite_file(url)) is not None or url.startswith("sqlite"):
+        return path is None or path.is_file()
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        return current_revision(engine) is not None
+    finally:
+        engine.dispose()
+
+
 def open_database(url: str, migrate: bool = True) -> tuple[Engine, sessionmaker[Session]]:
     """Engine + session factory for *url*, migrated to head unless told not to."""
     if (path := sqlite_file(url)) is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
+    # A server restarts and drops connections under a long-running app: each pooled
+    # connection is checked before use and replaced if it died.
+    engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     if migrate:
         upgrade_to_head(engine)
     return engine, sessionmaker(engine, expire_on_commit=False)

@@ -12,10 +12,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from sqlalchemy import LargeBinary, cast, func, literal, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import defer
 
-from .catalog import ImageRecord, id_chunks
+from .catalog import ImageRecord, id_chunks, path_under
 from .store import Store
 
 SORTS = ("indexed", "date", "error", "name")
@@ -39,11 +39,7 @@ class Filters:
     def clauses(self) -> list[Any]:
         found = []
         if self.folder:
-            # Bytes, not LIKE: LIKE ignores case and never matches the BLOBs that hold
-            # names which are not UTF-8 (search.catalog.FilePath).
-            prefix = os.fsencode(self.folder.rstrip(os.sep) + os.sep)
-            found.append(func.substr(cast(ImageRecord.path, LargeBinary), 1, len(prefix))
-                         == literal(prefix, LargeBinary))
+            found.append(path_under(ImageRecord.path, self.folder))
         if self.date_from is not None:
             found.append(file_date() >= self.date_from)
         if self.date_to is not None:

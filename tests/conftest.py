@@ -16,10 +16,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import indexer.settings
+import search.store
 from indexer.model import AEConfig
 from indexer.train import TrainConfig
 from web.cli import cli
 
+from .postgres import Databases, server_binary, start_cluster
 from .synthetic import make_collection
 
 # The one tiny architecture every test model uses unless a test is about the architecture.
@@ -37,6 +40,97 @@ QUICK_TRAIN = TrainConfig(epochs=3, batch_size=16, patience=3, seed=0, device="c
 
 # The installed console script, next to this interpreter (pip install -e .).
 LOOKALIKE = Path(sys.executable).with_name("lookalike")
+
+
+# -- the catalog's database: SQLite files, or a PostgreSQL server (tests/postgres.py) -----------
+
+def pytest_addoption(parser):
+    parser.addoption("--catalog", choices=("sqlite", "postgresql"), default="sqlite",
+                     help="where data dirs keep their catalog: catalog.sqlite (default), or "
+                          "one database each on a throwaway PostgreSQL server")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: about SQLite itself, or runs a process "
+                                       "that is not told the catalog: not in the PostgreSQL pass")
+    config.addinivalue_line("markers", "catalog_free: never opens a catalog: not in the "
+                                       "PostgreSQL pass")
+    config.addinivalue_line("markers", "postgresql_only: about the PostgreSQL catalog: only "
+                                       "in its pass")
+
+
+def on_postgres(config) -> bool:
+    return config.getoption("--catalog") == "postgresql"
+
+
+def pytest_collection_modifyitems(config, items):
+    """The PostgreSQL pass leaves out what the SQLite pass alone can test, and is skipped,
+    saying why, where no server can be had."""
+    left_out = ("sqlite_only", "catalog_free") if on_postgres(config) else ("postgresql_only",)
+    kept = [i for i in items if not any(i.get_closest_marker(m) for m in left_out)]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
+    if on_postgres(config) and not os.environ.get("LOOKALIKE_TEST_POSTGRES") and server_binary("initdb") is None:
+        skip = pytest.mark.skip(reason="PostgreSQL is not installed (apt-get install postgresql)")
+        for item in items:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def catalog_server(request):
+    """On the PostgreSQL pass: every data dir's default catalog is its own database there.
+
+    Session-wide, so the module-scoped libraries the web tests build get one too.
+    """
+    if not on_postgres(request.config):
+        yield None
+        return
+    url, cluster = os.environ.get("LOOKALIKE_TEST_POSTGRES"), None
+    if not url:
+        cluster = start_cluster()
+        url = cluster.url
+    databases = Databases(url)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(search.store, "database_url", databases.url)
+            patch.setattr(indexer.settings, "database_url", databases.url)
+            yield databases
+    finally:
+        databases.close()
+        if cluster is not None:
+            cluster.stop()
+
+
+@pytest.fixture
+def catalog_url(tmp_path, catalog_server) -> str:
+    """A fresh catalog's URL, in this pass's database: a file, or a server's new database."""
+    if catalog_server is None:
+        return f"sqlite:///{tmp_path / 'c.sqlite'}"
+    return catalog_server.url(tmp_path / "c")
+
+
+@pytest.fixture
+def child_environment(catalog_server):
+    """The environment for a ``lookalike`` process on *data_dir*: this one's, plus, on the
+    PostgreSQL pass, the catalog's URL (the child does not share this process's mapping)."""
+    def environment(data_dir: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        if catalog_server is not None:
+            env["LOOKALIKE_DATABASE_URL"] = catalog_server.url(data_dir)
+        return env
+    return environment
+
+
+@pytest.fixture
+def copy_data_dir(catalog_server):
+    """copytree for data dirs: on PostgreSQL the catalog, which is not in the folder, too."""
+    def copy(src: Path, dst: Path) -> Path:
+        shutil.copytree(src, dst)
+        if catalog_server is not None:
+            catalog_server.copy(src, dst)
+        return dst
+    return copy
 
 
 @pytest.fixture(autouse=True)

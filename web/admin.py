@@ -77,7 +77,7 @@ def _authorize():
 def _writer_lock(backend: Backend, doing: str) -> WriterLock:
     """The data dir's writer lock, taken now, or 409 when another writer has it."""
     try:
-        return WriterLock(backend.data_dir, doing).acquire()
+        return WriterLock(backend.data_dir, doing, backend.settings.database_url).acquire()
     except DataDirBusy as exc:
         raise ApiError(409, "busy", str(exc)) from None
     except OSError as exc:  # a read-only data dir: nothing here can write

@@ -33,6 +33,8 @@ from search.vector_index import load_index, normalise
 
 from ..synthetic import make_collection
 
+pytestmark = pytest.mark.sqlite_only
+
 N_IMAGES = 300
 
 

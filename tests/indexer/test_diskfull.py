@@ -37,6 +37,8 @@ from indexer.compression import Codebooks
 from ..conftest import TINY, invoke
 from ..synthetic import make_collection
 
+pytestmark = pytest.mark.sqlite_only
+
 ENOSPC_TEXT = os.strerror(errno.ENOSPC)
 
 

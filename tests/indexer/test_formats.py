@@ -9,6 +9,8 @@ from PIL import Image
 from indexer.images import ImageDecodeError, load_image, scan_folder
 from web.uploads import sniff_format
 
+pytestmark = pytest.mark.catalog_free
+
 
 def saved(fmt: str, **options) -> bytes:
     out = io.BytesIO()

@@ -22,6 +22,8 @@ from indexer.images import (
 
 from ..synthetic import make_bad_files
 
+pytestmark = pytest.mark.catalog_free
+
 
 def _save(img: Image.Image, path: Path, **kw) -> Path:
     img.save(path, **kw)

@@ -19,6 +19,8 @@ from web.cli import cli
 from ..conftest import TINY
 from ..synthetic import CLASSES, distinct_images, make_image
 
+pytestmark = pytest.mark.catalog_free
+
 
 def _pixels(n: int, seed: int = 0, size: int = 32) -> np.ndarray:
     rng = np.random.default_rng(seed)

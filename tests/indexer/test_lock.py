@@ -16,6 +16,8 @@ from indexer.lock import DataDirBusy, WriterLock
 from ..conftest import invoke
 from ..synthetic import make_collection
 
+pytestmark = pytest.mark.sqlite_only
+
 REPO = Path(__file__).resolve().parents[2]
 BUSY = "another lookalike process (pid {pid}) is indexing this data dir"
 

@@ -16,6 +16,8 @@ from indexer.model import (
 )
 from indexer.train import TrainConfig, TrainingError, fit, train_folder
 
+pytestmark = pytest.mark.catalog_free
+
 
 def test_conv_out_formula():
     assert conv_out(64, 4, 2, 1) == 32

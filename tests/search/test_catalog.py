@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, select, text
 
-from search.catalog import Base
+from search.catalog import Base, ImageRecord
 from search.database import SchemaError, head_revision, open_database, upgrade_to_head
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,8 +24,8 @@ def _alembic(*args: str, url: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_alembic_upgrade_and_downgrade_from_the_command_line(tmp_path):
-    url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+def test_alembic_upgrade_and_downgrade_from_the_command_line(catalog_url):
+    url = catalog_url
     up = _alembic("upgrade", "head", url=url)
     assert up.returncode == 0, up.stderr
     tables = set(inspect(create_engine(url)).get_table_names())
@@ -35,13 +35,14 @@ def test_alembic_upgrade_and_downgrade_from_the_command_line(tmp_path):
     assert set(inspect(create_engine(url)).get_table_names()) == {"alembic_version"}
 
 
-def test_orm_matches_migrated_schema(tmp_path):
-    engine, _ = open_database(f"sqlite:///{tmp_path / 'c.sqlite'}")
+def test_orm_matches_migrated_schema(catalog_url):
+    engine, _ = open_database(catalog_url)
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
 
 
+@pytest.mark.sqlite_only
 def test_open_database_brings_new_database_to_head_and_is_idempotent(tmp_path):
     url = f"sqlite:///{tmp_path / 'sub' / 'c.sqlite'}"
     engine, _ = open_database(url)
@@ -51,8 +52,8 @@ def test_open_database_brings_new_database_to_head_and_is_idempotent(tmp_path):
         assert conn.scalar(text("pragma journal_mode")) == "wal"
 
 
-def test_database_from_newer_code_is_refused(tmp_path):
-    url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+def test_database_from_newer_code_is_refused(catalog_url):
+    url = catalog_url
     engine, _ = open_database(url)
     with engine.begin() as conn:
         conn.execute(text("update alembic_version set version_num = 'from_the_future'"))
@@ -60,10 +61,11 @@ def test_database_from_newer_code_is_refused(tmp_path):
         open_database(url)
 
 
-def test_a_catalog_of_the_previous_release_upgrades_in_place_and_keeps_its_rows(tmp_path):
-    """0003 → head adds the duplicate decisions beside the images, which stay as they were;
-    decisions recorded then are there after the next open and its (no-op) migration."""
-    url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+def test_a_catalog_of_the_previous_release_upgrades_in_place_and_keeps_its_rows(catalog_url):
+    """0003 → head adds the duplicate decisions beside the images, which stay as they were
+    (on PostgreSQL their paths become bytea); decisions recorded then are there after the
+    next open and its (no-op) migration."""
+    url = catalog_url
     assert _alembic("upgrade", "0003", url=url).returncode == 0
     engine = create_engine(url)
     with engine.begin() as conn:
@@ -73,8 +75,8 @@ def test_a_catalog_of_the_previous_release_upgrades_in_place_and_keeps_its_rows(
         for i in (1, 2):
             conn.execute(text("insert into images (id, path, sha256, size, mtime, width, height, "
                               "model_id, code, recon_error, indexed_at) values (:i, :p, :s, 1, "
-                              "0, 8, 8, 1, x'00', 0, '2026-01-01')"),
-                         {"i": i, "p": f"/x/{i}.png", "s": f"{i:064d}"})
+                              "0, 8, 8, 1, :c, 0, '2026-01-01')"),
+                         {"i": i, "p": f"/x/{i}.png", "s": f"{i:064d}", "c": b"\x00"})
     engine.dispose()
     engine, sessions = open_database(url)
     with engine.begin() as conn:
@@ -84,6 +86,8 @@ def test_a_catalog_of_the_previous_release_upgrades_in_place_and_keeps_its_rows(
         for i in (1, 2):
             conn.execute(text("insert into duplicate_decision_contents values (1, :s)"),
                          {"s": f"{i:064d}"})
+    with sessions() as session:
+        assert sorted(session.scalars(select(ImageRecord.path))) == ["/x/1.png", "/x/2.png"]
     engine.dispose()
     engine, _ = open_database(url)
     with engine.connect() as conn:

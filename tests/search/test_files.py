@@ -11,6 +11,8 @@ from indexer.model import AEConfig, build_model, save_checkpoint
 from search.files import replace_atomically
 from search.vector_index import build_index
 
+pytestmark = pytest.mark.catalog_free
+
 
 def _mode(path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)

@@ -7,6 +7,8 @@ import pytest
 from search.vector_index import (EXACT_LIMIT, VectorIndex, VectorIndexError, choose_index_type,
                                  load_index, normalise)
 
+pytestmark = pytest.mark.catalog_free
+
 
 def _codes(n=50, d=8, seed=0):
     return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)

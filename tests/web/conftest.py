@@ -269,10 +269,10 @@ def vae_client(apps, vae):
 
 
 @pytest.fixture
-def own_dae(tmp_path, dae) -> Path:
+def own_dae(tmp_path, dae, copy_data_dir) -> Path:
     """A private copy of the dae data dir (catalog, index, model), for tests that write to it."""
     data = tmp_path / "data"
-    shutil.copytree(dae.data_dir, data)
+    copy_data_dir(dae.data_dir, data)
     for stale in data.glob("pq-*.faiss"):
         stale.unlink()
     return data

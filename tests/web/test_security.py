@@ -83,6 +83,7 @@ def test_connection_cap_keeps_uploads_within_the_memory_budget():
     assert server_limits(20 * 2**20, 10 * 2**20, threads=4)["connection_limit"] == 10
 
 
+@pytest.mark.sqlite_only  # the serve process, not the catalog
 def test_serving_the_network_without_a_token_warns(library, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")}
     process = subprocess.Popen([str(LOOKALIKE), "--data-dir", str(library.data_dir), "serve",

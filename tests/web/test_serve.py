@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import pytest
+
 from indexer.model import load_checkpoint, save_checkpoint
 
 from ..synthetic import write_collection
@@ -93,6 +95,7 @@ def serving(data_dir: Path, cwd: Path, *args: str, **settings: str) -> Iterator[
 
 # -- lookalike serve ---------------------------------------------------------------------------
 
+@pytest.mark.sqlite_only  # the serve process, not the catalog
 def test_serve_answers_at_the_address_it_prints(library, tmp_path):
     with serving(library.data_dir, tmp_path) as served:
         assert served.host == "127.0.0.1"  # by default, this machine only
@@ -111,6 +114,7 @@ def test_serve_answers_at_the_address_it_prints(library, tmp_path):
     assert "not ready" not in served.stderr
 
 
+@pytest.mark.sqlite_only  # the serve process, not the catalog
 def test_serve_says_what_is_missing(tmp_path):
     data = tmp_path / "nothing-here"
     with serving(data, tmp_path, "--host", "0.0.0.0") as served:
@@ -121,6 +125,7 @@ def test_serve_says_what_is_missing(tmp_path):
     assert "not ready yet" in served.stderr and "index FOLDER" in served.stderr
 
 
+@pytest.mark.sqlite_only  # the serve process, not the catalog
 def test_serve_caps_request_bodies_near_the_upload_limit(library, tmp_path):
     limit = 256 * 1024
     with serving(library.data_dir, tmp_path, LOOKALIKE_MAX_CONTENT_LENGTH=str(limit)) as served:
@@ -174,14 +179,16 @@ def test_new_model_file_is_loaded_without_restart(own_library, own_client):
     assert after == hashlib.sha256((own_library.data_dir / "model.pt").read_bytes()).hexdigest()
 
 
-def test_keeps_answering_while_lookalike_index_runs(tmp_path, own_library, own_client):
+def test_keeps_answering_while_lookalike_index_runs(tmp_path, own_library, own_client,
+                                                   child_environment):
     more = tmp_path / "more"
     write_collection(more, per_class=40, seed=8)
     query = own_library.files["stripes"][0].read_bytes()
     generation = own_client.get("/api/stats").get_json()["generation"]
     command = [sys.executable, "-m", "web.cli", "--data-dir", str(own_library.data_dir), "-q",
                "index", str(more), "--workers", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=child_environment(own_library.data_dir))
     statuses, during = [], 0
     deadline = time.monotonic() + 120
     try:

@@ -80,13 +80,13 @@ def test_bad_environment_value_fails_at_start(monkeypatch):
         create_app()
 
 
-def test_index_and_model_paths_from_settings(apps, tmp_path, library):
+def test_index_and_model_paths_from_settings(apps, tmp_path, library, copy_data_dir):
     moved = tmp_path / "elsewhere"
     moved.mkdir()
     shutil.copy(library.data_dir / "index.faiss", moved / "vectors.faiss")
     shutil.copy(library.data_dir / "model.pt", moved / "weights.pt")
     data = tmp_path / "data"
-    shutil.copytree(library.data_dir, data)
+    copy_data_dir(library.data_dir, data)
     (data / "index.faiss").unlink()
     (data / "model.pt").unlink()
     client = apps(data, LOOKALIKE_INDEX_PATH=str(moved / "vectors.faiss"),

@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 import indexer
 from indexer.check import check_data_dir, repair_data_dir
 from indexer.images import ImageDecodeError, load_image
+from indexer.engines import ENGINES, EngineError, make_engine
 from indexer.job import index_folder
 from indexer.maintenance import (lift_exclusion, list_exclusions, reindex_folder,
                                  reindex_folders, remove_image)
@@ -53,12 +54,21 @@ SAMPLE_COLLECTION = Path(indexer.__file__).resolve().parent / "sample"
 @click.option("--follow-symlinks/--no-follow-symlinks", default=None,
               help="Index symlinks that lead outside FOLDER, and enter symlinked folders. "
                    "Remembered by the data dir (default: its choice so far, at first no).")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+              help="Who decodes and encodes: this machine's processes, or a Ray cluster "
+                   "(Ray Data; this process still writes the catalog and the index).")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="The Ray cluster to join (auto, or ray://HOST:10001); default: start a "
+                   "local one on this machine's cores.")
+@click.option("--ray-actors", type=click.IntRange(1), default=None,
+              help="Encoding actors, one CPU each (default: one per CPU of the cluster).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @training_options
 @pass_ctx
 def index(obj: Context, folder: Path, model: Path | None, reencode: bool, encode_batch: int,
           workers: int | None, index_type: str | None, save_every: float, prune: bool,
-          follow_symlinks: bool | None, as_json: bool, **kw) -> None:
+          follow_symlinks: bool | None, engine: str, ray_address: str | None,
+          ray_actors: int | None, as_json: bool, **kw) -> None:
     """Index (or re-index, incrementally) the images under FOLDER.
 
     With no model yet, one is trained on FOLDER first with the training options given.
@@ -68,11 +78,15 @@ def index(obj: Context, folder: Path, model: Path | None, reencode: bool, encode
         obj.echo(f"no model at {obj.store.model_path} yet: training one on {folder} first")
         run_training(obj, folder, obj.store.model_path, kw)
     encoder = load_encoder(obj, model, kw["device"])
+    try:
+        encoding = make_engine(engine, encoder, encode_batch, workers, ray_address, ray_actors)
+    except EngineError as exc:
+        raise click.ClickException(str(exc)) from exc
     with writing(obj):
-        summary = index_folder(obj.store, folder, encoder, batch_size=encode_batch,
-                               workers=workers, progress=not obj.quiet, reencode=reencode,
-                               save_every=save_every, index_choice=index_type,
-                               follow_symlinks=follow_symlinks, prune=prune).as_dict()
+        summary = index_folder(obj.store, folder, encoder, progress=not obj.quiet,
+                               reencode=reencode, save_every=save_every, index_choice=index_type,
+                               follow_symlinks=follow_symlinks, prune=prune,
+                               engine=encoding).as_dict()
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:

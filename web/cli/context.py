@@ -15,7 +15,7 @@ from indexer.images import ImageDecodeError, load_image
 from indexer.lock import DataDirBusy, WriterLock
 from indexer.model import CheckpointError
 from indexer.settings import Settings
-from search.database import CATALOG_FILE, SchemaError
+from search.database import CATALOG_FILE, SchemaError, sqlite_file
 from search.engine import ModelMismatch, SearchEngine
 from search.store import Store
 from search.vector_index import VectorIndexError
@@ -47,8 +47,10 @@ class Context:
         that then answers "0 images".
         """
         if self._store is None and not self.settings.has_catalog:
+            where = (f"no {CATALOG_FILE} there" if sqlite_file(self.settings.database_url)
+                     else "its catalog database is empty")
             raise click.ClickException(
-                f"nothing indexed in {self.data_dir} yet (no {CATALOG_FILE} there). Index a "
+                f"nothing indexed in {self.data_dir} yet ({where}). Index a "
                 f"folder first: lookalike --data-dir {self.data_dir} index FOLDER")
         return self.store
 
@@ -71,7 +73,7 @@ def lock_data_dir(obj: Context, doing: str) -> WriterLock:
     other's commits; see indexer.lock.
     """
     try:
-        return click.get_current_context().with_resource(WriterLock(obj.data_dir, doing))
+        return click.get_current_context().with_resource(WriterLock(obj.data_dir, doing, obj.settings.database_url))
     except DataDirBusy as exc:
         raise click.ClickException(str(exc)) from exc
 
