@@ -15,10 +15,16 @@ import numpy as np
 from .files import replace_atomically
 
 METRICS = ("cosine", "l2")
-INDEX_TYPES = ("auto", "flat", "ivf")
+INDEX_TYPES = ("auto", "flat", "ivf", "ivfpq")
 # Below this many vectors exact search is fast enough (≈1 ms at 100k, d = 64)
 # and perfect; above it an IVF index is ~10–40× faster at recall@10 ≥ 0.95.
 EXACT_LIMIT = 200_000
+# From here IVF's full float codes (4·d bytes each, plus the id) outgrow a box's RAM
+# (10M × d 64: 2.6 GB); IVF-PQ keeps d/4 bytes of each, and the search engine re-ranks
+# its shortlist with the catalog's full codes (bench/scale.py).
+COMPRESSED_LIMIT = 2_000_000
+# The shortlist IVF-PQ returns per result wanted, for the re-ranking.
+REFINE_FACTOR = 10
 
 
 class VectorIndexError(RuntimeError):
@@ -69,6 +75,41 @@ class VectorIndex:
         ivf.nprobe = default_nprobe(nlist)
         return index
 
+    @classmethod
+    def create_ivfpq(cls, train_codes: np.ndarray, metric: str = "cosine",
+                     nlist: int | None = None, seed: int = 0) -> "VectorIndex":
+        """IVF with product-quantised codes (Jégou et al. 2011): d/4 bytes a code.
+
+        Its scores are approximate; callers re-rank a shortlist with exact
+        codes (``approximate``). Many lists are probed through an HNSW
+        coarse quantizer (FAISS's "IVF65536_HNSW32" recipe), so assigning
+        10M codes to their lists does not take a flat scan of every centroid each.
+        """
+        n, dim = train_codes.shape
+        nlist = nlist or int(2 ** np.ceil(np.log2(max(4 * np.sqrt(n), 16))))
+        faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+        quantizer = faiss.IndexHNSWFlat(dim, 32, faiss_metric)
+        ivf = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_subquantizers(dim), 8, faiss_metric)
+        rng = np.random.default_rng(seed)
+        sample = train_codes[rng.choice(n, min(n, max(64 * nlist, 65_536)), replace=False)]
+        index = cls(ivf, metric)
+        ivf.train(index._prepare(sample))
+        ivf.nprobe = default_nprobe(nlist)
+        faiss.downcast_index(ivf.quantizer).hnsw.efSearch = max(64, 2 * ivf.nprobe)
+        return index
+
+    @property
+    def approximate(self) -> bool:
+        """Whether scores are approximate (product-quantised), so a shortlist needs re-ranking."""
+        return isinstance(self.index, faiss.IndexIVFPQ)
+
+    def exact_scores(self, query: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """The scores :meth:`search` would give *codes* if it compared them exactly."""
+        q, c = self._prepare(query), self._prepare(codes)
+        if self.metric == "cosine":
+            return c @ q[0]
+        return -((c - q[0]) ** 2).sum(1)
+
     @property
     def dim(self) -> int:
         return self.index.d
@@ -83,11 +124,14 @@ class VectorIndex:
 
     @property
     def index_type(self) -> str:
-        return "ivf" if self.is_ivf else "flat"
+        return "ivfpq" if self.approximate else "ivf" if self.is_ivf else "flat"
 
     @property
     def faiss_class(self) -> str:
         """FAISS class of the searching index, e.g. ``IndexFlatIP`` or ``IndexIVFFlat``."""
+        if self.approximate:
+            return (f"IndexIVFPQ(nlist={self.index.nlist}, nprobe={self.index.nprobe}, "
+                    f"{self.index.pq.M} bytes/code, refined by the catalog's codes)")
         if self.is_ivf:
             return f"{type(self.index).__name__}(nlist={self.index.nlist}, nprobe={self.index.nprobe})"
         return type(faiss.downcast_index(self.index.index)).__name__
@@ -135,6 +179,14 @@ class VectorIndex:
         replace_atomically(path, lambda tmp: faiss.write_index(self.index, tmp), "index")
 
 
+def pq_subquantizers(dim: int) -> int:
+    """Sub-vectors of 4 dimensions each, one byte apiece (FAISS wants a divisor of *dim*)."""
+    m = max(1, dim // 4)
+    while dim % m:
+        m -= 1
+    return m
+
+
 def default_nprobe(nlist: int) -> int:
     """Lists probed per query: 1/64 of them (at least 8), enough for recall@10 ≥ 0.95
     on clustered codes in bench/query_scale.py."""
@@ -142,18 +194,27 @@ def default_nprobe(nlist: int) -> int:
 
 
 def choose_index_type(n: int, requested: str = "auto") -> str:
-    """``flat`` (exact) below :data:`EXACT_LIMIT` vectors, ``ivf`` above, unless requested."""
+    """``flat`` (exact) below :data:`EXACT_LIMIT` vectors, ``ivf`` up to
+    :data:`COMPRESSED_LIMIT`, ``ivfpq`` above, unless requested."""
     if requested not in INDEX_TYPES:
         raise ValueError(f"index type must be one of {INDEX_TYPES}, not {requested!r}")
     if requested != "auto":
         return requested
-    return "flat" if n < EXACT_LIMIT else "ivf"
+    return "flat" if n < EXACT_LIMIT else "ivf" if n < COMPRESSED_LIMIT else "ivfpq"
+
+
+# Fewest codes each kind is trained on: below, an exact index serves (PQ's 256 centroids
+# per sub-vector need that many codes at the very least; FAISS advises 39 times more).
+TRAINING_MINIMUM = {"ivf": 16, "ivfpq": 256}
 
 
 def build_index(ids: np.ndarray, codes: np.ndarray, dim: int, metric: str = "cosine",
                 choice: str = "auto") -> VectorIndex:
     """A new index of the type *choice* asks for (auto: by ``len(ids)``), holding them all."""
-    if choose_index_type(len(ids), choice) == "ivf" and len(ids) >= 16:
+    kind = choose_index_type(len(ids), choice)
+    if kind == "ivfpq" and len(ids) >= TRAINING_MINIMUM[kind]:
+        index = VectorIndex.create_ivfpq(codes, metric)
+    elif kind in TRAINING_MINIMUM and len(ids) >= TRAINING_MINIMUM["ivf"]:
         index = VectorIndex.create_ivf(codes, metric)
     else:
         index = VectorIndex.create(dim, metric)

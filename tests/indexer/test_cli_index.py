@@ -6,16 +6,17 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from sqlalchemy import select
 
 from search.catalog import ImageRecord
-from search.engine import code_of
+from search.engine import SearchEngine, code_of
 from search.store import Store
 from search.vector_index import normalise
 
 from ..conftest import run
-from ..synthetic import make_bad_files, make_collection
+from ..synthetic import make_bad_files, make_collection, write_collection
 from .conftest import state
 
 
@@ -40,6 +41,34 @@ def assert_searched_exactly(data_dir: Path) -> None:
         np.testing.assert_allclose(scores[i], truth[i, [position[j] for j in found[i]]],
                                    atol=1e-5)
         np.testing.assert_allclose(scores[i], np.sort(truth[i])[::-1], atol=1e-5)
+
+
+def test_ivfpq_index_is_reranked_by_the_catalog_and_follows_deletions(data_dir, tmp_path):
+    """IVF-PQ (what auto picks above 2M) on 300 images: its search answers as an exact one
+    mostly does, since the catalog's full codes re-rank its shortlist; deletions reach it."""
+    folder = tmp_path / "many"
+    write_collection(folder, per_class=100, seed=3)
+    run(data_dir, "index", str(folder), "--workers", "0", "--index-type", "ivfpq")
+    info = json.loads(run(data_dir, "stats", "--json").stdout)
+    assert info["index_type"].startswith("IndexIVFPQ") and info["index_vectors"] == 300
+    store = Store.open(data_dir)
+    with store.sessions() as s:
+        rows = list(s.scalars(select(ImageRecord).order_by(ImageRecord.id)))
+    codes = normalise(np.stack([code_of(r) for r in rows]))
+    engine = SearchEngine(store, type("Dim", (), {"dim": codes.shape[1]})())
+    overlap = []
+    for i in range(0, 300, 15):
+        truth = {rows[j].id for j in np.argsort(-(codes @ codes[i]))[:5]}
+        hits = engine.search_code(code_of(rows[i]), 5)
+        assert hits[0].id == rows[i].id and hits[0].score == pytest.approx(1, abs=1e-5)
+        overlap.append(len(truth & {h.id for h in hits}) / 5)
+    store.close()
+    assert np.mean(overlap) >= 0.9
+    for f in sorted(folder.rglob("*.png"))[:10]:
+        f.unlink()
+    run(data_dir, "index", str(folder), "--workers", "0")
+    catalog, index_ids = state(data_dir)
+    assert len(catalog) == 290 and set(catalog) == index_ids
 
 
 def test_bad_files_are_listed_and_skipped(data_dir, collection):

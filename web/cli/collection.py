@@ -26,7 +26,7 @@ from search.catalog import ID_MAX
 from search.database import describe_database_error
 from search.engine import SearchEngine, code_of
 from search.store import NotFound
-from search.vector_index import VectorIndexError
+from search.vector_index import INDEX_TYPES, VectorIndexError
 
 from .context import (Context, checked_engine, load_encoder, lock_data_dir, model_option,
                       pass_ctx, report_failures)
@@ -43,9 +43,10 @@ SAMPLE_COLLECTION = Path(indexer.__file__).resolve().parent / "sample"
               help="Images encoded per step.")
 @click.option("--workers", type=click.IntRange(0), default=None,
               help="Decoding processes (default: one per core).")
-@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf"]), default=None,
-              help="auto: exact (flat) below 200k images, IVF above; or force one. Remembered "
-                   "by the data dir until changed (default: its choice so far, at first auto).")
+@click.option("--index-type", type=click.Choice(INDEX_TYPES), default=None,
+              help="auto: exact (flat) below 200k images, IVF up to 2M, IVF-PQ (re-ranked "
+                   "with the catalog's codes) above; or force one. Remembered by the data dir "
+                   "until changed (default: its choice so far, at first auto).")
 @click.option("--save-every", type=click.FloatRange(0), default=60, show_default=True,
               help="Seconds between index saves during a run, so searches see progress.")
 @click.option("--prune", is_flag=True,
