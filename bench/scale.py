@@ -27,14 +27,18 @@ import sys
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 import torch
 from PIL import Image
 
 from indexer.model import build_model, save_checkpoint
+from search.vector_index import REFINE_FACTOR, VectorIndex, build_index, normalise
+from tests.postgres import Databases, start_cluster
 
 from .load import free_port, multipart, peak_rss_mb, start_server, stop_server, wait_ready
 from .memory import MODEL, TreeSampler
+from .query_scale import mixture
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out" / "scale"
@@ -51,8 +55,6 @@ def make_files(count: int) -> Path:
         path = root / f"{i // 1000:04d}" / f"img-{i:07d}.png"
         if i % 1000 == 0:
             path.parent.mkdir(parents=True, exist_ok=True)
-            if len(os.listdir(path.parent)) == min(1000, count - i):
-                continue  # this folder is complete
         if not path.exists():
             blocks = np.random.default_rng([0, i]).integers(0, 256, (4, 4, 3), dtype=np.uint8)
             Image.fromarray(blocks).resize((32, 32), Image.Resampling.NEAREST).save(path)
@@ -165,12 +167,6 @@ def bench_http(args) -> None:
 # -- (c) --------------------------------------------------------------------------------------
 
 def bench_codes(args) -> None:
-    import faiss  # bench-only import order: after torch, as the app does
-
-    from search.vector_index import REFINE_FACTOR, VectorIndex, build_index, normalise
-
-    from .query_scale import mixture
-
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(4096, args.dim)).astype(np.float32)
     codes = np.empty((args.count, args.dim), np.float32)
@@ -191,43 +187,66 @@ def bench_codes(args) -> None:
     _, truth = exact.search(queries, 10)
     exact_s = (time.perf_counter() - started) / len(queries)
     del exact
-    # one query at a time, as the server asks; the catalog's codes stand in as an array
+    per_code = (index.index.code_size + 8)  # PQ bytes + the int64 id in the inverted list
+    grid = []
+    default = index.index.nprobe
+    for nprobe in sorted({default, 2 * default}):
+        for refine in sorted({REFINE_FACTOR, 3 * REFINE_FACTOR}):
+            index.index.nprobe = nprobe
+            recall, ours_s = reranked(index, codes, queries, truth, refine)
+            grid.append(dict(nprobe=nprobe, shortlist=10 * refine, recall_at_10=round(recall, 4),
+                             ours_ms=round(ours_s * 1000, 3), speedup=round(exact_s / ours_s, 1)))
+    index.index.nprobe = default
+    shipped = grid[0]  # the defaults: nprobe as built, REFINE_FACTOR
+    show("codes", dict(codes=args.count, dim=args.dim, index=index.faiss_class,
+                       build_s=round(build_s, 1), file_mib=round(disk_mib(path), 1),
+                       bytes_per_code_in_ram=per_code, exact_ms=round(exact_s * 1000, 2),
+                       **shipped, settings=grid,
+                       met=bool(shipped["recall_at_10"] >= 0.95 and shipped["speedup"] >= 50
+                                and per_code <= 40)))
+
+
+def reranked(index, codes: np.ndarray, queries: np.ndarray, truth: np.ndarray,
+             refine: int) -> tuple[float, float]:
+    """Recall@10 and seconds a query of what the search engine does: the shortlist of
+    10·*refine*, re-ranked with the full codes (an array standing in for the catalog)."""
     started = time.perf_counter()
     found = []
-    for q in queries:
-        _, short = index.search(q[None], 10 * REFINE_FACTOR)
+    for q in queries:  # one at a time, as the server asks
+        _, short = index.search(q[None], 10 * refine)
         short = short[0][short[0] != -1]
         scores = index.exact_scores(q[None], codes[short - 1])
         found.append(short[np.argsort(-scores)[:10]])
-    ours_s = (time.perf_counter() - started) / len(queries)
-    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
-    per_code = (index.index.code_size + 8)  # PQ bytes + the int64 id in the inverted list
-    show("codes", dict(codes=args.count, dim=args.dim, index=index.faiss_class,
-                       build_s=round(build_s, 1), file_mib=round(disk_mib(path), 1),
-                       bytes_per_code_in_ram=per_code, recall_at_10=round(float(recall), 4),
-                       exact_ms=round(exact_s * 1000, 2), ours_ms=round(ours_s * 1000, 3),
-                       speedup=round(exact_s / ours_s, 1),
-                       met=bool(recall >= 0.95 and exact_s / ours_s >= 50 and per_code <= 40)))
+    seconds = (time.perf_counter() - started) / len(queries)
+    return float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])), seconds
 
 
 # -- (d) and (e) ------------------------------------------------------------------------------
+
+def ray_start_seconds() -> float:
+    """What starting a local cluster costs, in a process of its own (the index run pays it)."""
+    code = ("import time, ray; t = time.perf_counter(); ray.init(include_dashboard=False, "
+            "log_to_driver=False); print(time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
 
 def bench_ray(args) -> None:
     folder = subset(args.count)
     local = index_run(OUT / "data-local", folder)
     ray = index_run(OUT / "data-ray", folder, "--engine", "ray")
-    show("ray", dict(images=args.count, local=local, ray=ray,
+    start = ray_start_seconds()
+    steady = args.count / (ray["job_s"] - start) / local["images_per_s"]
+    show("ray", dict(images=args.count, local=local, ray=ray, cluster_start_s=round(start, 1),
                      ratio=round(ray["images_per_s"] / local["images_per_s"], 3),
+                     ratio_without_cluster_start=round(steady, 3),
                      ratio_wall=round(local["wall_s"] / ray["wall_s"], 3), target=0.8,
                      met=ray["images_per_s"] / local["images_per_s"] >= 0.8))
 
 
 def bench_postgres(args) -> None:
-    sys.path.insert(0, str(REPO))
-    from tests.postgres import Databases, start_cluster
-
     folder = subset(args.count)
-    cluster = start_cluster()
+    cluster = start_cluster(durable=True)  # fsync on, as SQLite's commits are
     try:
         url = Databases(cluster.url).url(OUT / "data-postgres")
         sqlite = index_run(OUT / "data-sqlite", folder)

@@ -26,7 +26,7 @@ from search.store import Store
 from search.vector_index import VectorIndex, choose_index_type
 
 from .encoder import TorchEncoder
-from .engines import Encoded, Engine, LocalEngine
+from .encoding import Encoded, Encoding, LocalEncoding
 from .planning import Plan, Planned, plan
 
 
@@ -103,7 +103,7 @@ def index_folder(
     index_choice: str | None = None,
     follow_symlinks: bool | None = None,
     prune: bool = False,
-    engine: Engine | None = None,
+    encoding: Encoding | None = None,
 ) -> IndexSummary:
     """Bring the catalog and the vector index in line with *folder*.
 
@@ -114,7 +114,7 @@ def index_folder(
     *prune* lets a run remove more than half of the folder's rows.
     *follow_symlinks* is remembered by the data dir like *index_choice*, so a
     later run that does not say (an admin re-index) does not drop what
-    the links led to. *engine* decodes and encodes (``indexer.engines``; default:
+    the links led to. *encoding* decodes and encodes (``indexer.encoding``; default:
     this machine's processes, *workers* decoding, batches of *batch_size*).
     """
     started = time.time()
@@ -130,9 +130,9 @@ def index_folder(
 
     by_path = {item.path: item for item in work.encode}
     bar = tqdm(total=len(work.encode), desc="indexing", unit="img", disable=not progress)
-    engine = engine or LocalEngine(encoder, batch_size, workers)
+    encoding = encoding or LocalEncoding(encoder, batch_size, workers)
     last_save = time.monotonic()
-    for chunk in engine([i.path for i in work.encode]):
+    for chunk in encoding([i.path for i in work.encode]):
         _store_batch(store, index, model_id, chunk, by_path, summary)
         bar.update(len(chunk))
         if save_every is not None and time.monotonic() - last_save >= save_every:

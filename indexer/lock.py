@@ -27,7 +27,6 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from search.database import sqlite_file
 from search.store import LOCK_FILE
 
 # Temp files a writer creates next to its target and renames over it; only a
@@ -104,16 +103,17 @@ class WriterLock:
 
     def release(self) -> None:
         """Drop the lock (closing the descriptor releases the flock)."""
-        if self.catalog is not None:
-            self.catalog.release()
-        fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        _held_fds.discard(fd)
         try:
-            os.ftruncate(fd, 0)  # no stale pid for the next reader to puzzle over
+            if self.catalog is not None:
+                self.catalog.release()
         finally:
-            os.close(fd)
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                _held_fds.discard(fd)
+                try:
+                    os.ftruncate(fd, 0)  # no stale pid for the next reader to puzzle over
+                finally:
+                    os.close(fd)
 
     def __enter__(self) -> "WriterLock":
         return self.acquire()
@@ -123,8 +123,8 @@ class WriterLock:
 
 
 def is_server(url: str | None) -> bool:
-    """Whether *url* names a catalog on a database server (which other hosts may share)."""
-    return bool(url) and not url.startswith("sqlite") and sqlite_file(url) is None
+    """Whether *url* names a catalog on a PostgreSQL server (which other hosts may share)."""
+    return bool(url) and url.startswith("postgresql")
 
 
 # The advisory lock's key; PostgreSQL scopes it to the catalog's database.
@@ -139,11 +139,14 @@ class CatalogLock:
     """
 
     def __init__(self, url: str, doing: str):
-        self.doing = doing
         self.name = f"lookalike pid {os.getpid()} on {socket.gethostname()}, {doing}"[:63]
-        self.engine = create_engine(url, poolclass=NullPool,
-                                    connect_args={"application_name": self.name})
+        # TCP keepalives: the server notices a holder whose host died or whose network
+        # went away within about a minute (the OS default is two hours) and frees the lock.
+        self.engine = create_engine(url, poolclass=NullPool, connect_args={
+            "application_name": self.name, "keepalives": 1, "keepalives_idle": 30,
+            "keepalives_interval": 10, "keepalives_count": 3})
         self._conn: Connection | None = None
+        self._fileno: int | None = None
 
     def acquire(self) -> None:
         conn = self.engine.connect()
@@ -157,27 +160,32 @@ class CatalogLock:
             conn.close()
             raise
         self._conn = conn
-        _held_fds.add(conn.connection.dbapi_connection.fileno())
+        self._fileno = conn.connection.dbapi_connection.fileno()
+        _held_fds.add(self._fileno)
 
     def release(self) -> None:
         """Closing the session releases the lock."""
         conn, self._conn = self._conn, None
-        if conn is not None:
-            _held_fds.discard(conn.connection.dbapi_connection.fileno())
-            conn.close()
-        self.engine.dispose()
+        _held_fds.discard(self._fileno)
+        try:
+            if conn is not None:
+                conn.close()
+        finally:
+            self.engine.dispose()
 
 
 def _advisory_holder(conn: Connection) -> str | None:
     return conn.execute(text(
         "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-        "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = :k "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = :k "
+        "AND l.objsubid = 1 "
         "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
         {"k": ADVISORY_KEY}).scalar()
 
 
 def _catalog_busy_message(engine, holder: str | None) -> str:
-    who = holder if holder and holder.startswith("lookalike") else "another lookalike process, writing"
+    who = (holder if holder and holder.startswith("lookalike")
+           else "another lookalike process, writing")
     return (f"{who}, holds the catalog {engine.url.render_as_string(hide_password=True)}; "
             "wait for it to finish")
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from search.catalog import ExcludedRecord, ImageRecord, RetiredRecord
+from search.catalog import ExcludedRecord, ImageRecord, RetiredRecord, path_under
 from search.regular_files import sha256_file
 
 from .images import scan_folder
@@ -98,10 +98,11 @@ def plan(session: Session, root: Path, model_id: int, reencode: bool = False,
 
 
 def _rows_under(session: Session, root: Path) -> dict[str, Any]:
-    prefix = str(root) + os.sep
+    # In SQL, so that indexing one folder of a large catalog reads that folder's rows only.
     return {r.path: r for r in session.execute(
         select(ImageRecord.id, ImageRecord.path, ImageRecord.size, ImageRecord.mtime,
-               ImageRecord.sha256, ImageRecord.model_id)) if r.path.startswith(prefix)}
+               ImageRecord.sha256, ImageRecord.model_id)
+        .where(path_under(ImageRecord.path, str(root))))}
 
 
 def _vanished(rows: dict[str, Any], seen: set[str], unreadable: list[str]) -> dict[str, list]:

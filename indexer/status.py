@@ -33,6 +33,7 @@ def collect_stats(store: Store) -> dict:
         "encoded_with_model": encoded,
         "latent_dim": model.latent_dim if model else None,
         **index_info,
-        "index_choice": store.index_choice(),  # auto, flat or ivf, as `index --index-type` set it
+        "index_choice": store.index_choice(),  # auto, flat, ivf or ivfpq: `index --index-type`
+        "catalog_database": store.sql_engine.dialect.name,
         "generation": store.index_generation(),
     }

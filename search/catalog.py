@@ -55,8 +55,9 @@ class FilePath(TypeDecorator):
     compares and indexes it like any value) and turned back into the same
     ``str`` on the way out, so ``open`` finds the file again. Every other
     path stays plain text. PostgreSQL's text cannot hold a BLOB, so there
-    the column is ``bytea`` (migration 0006) and every path is its bytes:
-    both databases then order and prefix-match paths bytewise alike.
+    the column is ``bytea`` (migration 0006) and every path is its bytes,
+    so both prefix-match paths bytewise alike; in order they differ only in
+    where non-UTF-8 names go (SQLite sorts its BLOBs after all text).
     """
 
     impl = String(4096)

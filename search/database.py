@@ -7,7 +7,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,6 +30,8 @@ def describe_database_error(exc: OperationalError, database: str | Path | None =
     every batch committed before it and the next run carries on from there.
     """
     orig = getattr(exc, "orig", None)
+    if database and "://" in str(database):  # a URL: its password stays out of the message
+        database = make_url(str(database)).render_as_string(hide_password=True)
     where = f"the catalog {database}" if database else "the catalog"
     if getattr(orig, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(orig):
         return (f"disk full while writing {where} (everything committed before is kept); "

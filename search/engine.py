@@ -20,6 +20,7 @@ from .vector_index import REFINE_FACTOR, VectorIndex
 MAX_K = 1000
 FILTER_FACTOR = 4  # a filtered search takes this many times the candidates, again and again
 FILTERED_DEPTH = 20_000  # the most candidates a filtered search looks through
+REFINE_MOST = 100  # results whose IVF-PQ shortlist gets the full REFINE_FACTOR margin
 
 
 class Encoder(Protocol):
@@ -127,7 +128,8 @@ class SearchEngine:
         re-ranked by the catalog's full codes, which is what lifts its recall to IVF's."""
         if not index.approximate:
             return index.search(query, n)
-        _, shortlist = index.search(query, n * REFINE_FACTOR)
+        # A filtered search's deep n gets a shorter margin: the catalog reads every code.
+        _, shortlist = index.search(query, n + min(n, REFINE_MOST) * (REFINE_FACTOR - 1))
         codes = self.store.codes_of([int(i) for i in shortlist[0] if i != -1])
         ids = np.array([i for i in codes if len(codes[i]) == index.dim], np.int64)
         if not len(ids):

@@ -35,7 +35,7 @@ CATALOG_VERSION = "catalog_version"
 INDEX_VERSION = "index_version"
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # The index type asked for with `lookalike index --index-type` (auto, flat, ivf).
-INDEX_CHOICE = "index_type"
+INDEX_CHOICE = "index_type"  # meta key: auto, flat, ivf or ivfpq (index --index-type)
 
 
 def data_dir_file(data_dir: str | Path, name: str, override: str | Path | None = None) -> Path:
@@ -151,10 +151,12 @@ class Store:
 
     def codes_of(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The stored raw codes of these catalog rows, by id (ids not there are absent)."""
+        found: dict[int, np.ndarray] = {}
         with self.sessions() as s:
-            rows = s.execute(select(ImageRecord.id, ImageRecord.code)
-                             .where(ImageRecord.id.in_([int(i) for i in ids])))
-            return {int(i): np.frombuffer(code, np.float32) for i, code in rows}
+            for chunk in id_chunks(ids):
+                found.update((int(i), np.frombuffer(code, np.float32)) for i, code in s.execute(
+                    select(ImageRecord.id, ImageRecord.code).where(ImageRecord.id.in_(chunk))))
+        return found
 
     def file_facts(self, ids: Sequence[int]) -> dict[int, tuple[str, int]]:
         """(path, file size) by id, as the catalog has them now; ids not there are absent."""
@@ -236,8 +238,8 @@ class Store:
             return set(s.scalars(query))
 
     def index_choice(self) -> str:
-        """The index type this data dir was asked for (auto, flat, ivf): ``auto`` until
-        someone chose; ``choose_index_type`` turns it into flat or ivf.
+        """The index type this data dir was asked for (auto, flat, ivf, ivfpq): ``auto``
+        until someone chose; ``choose_index_type`` turns it into an index kind.
 
         Kept in the catalog so that every later rebuild (a plain re-index,
         a crash recovery, ``check --repair``) honours it.

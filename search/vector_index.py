@@ -25,6 +25,7 @@ EXACT_LIMIT = 200_000
 COMPRESSED_LIMIT = 2_000_000
 # The shortlist IVF-PQ returns per result wanted, for the re-ranking.
 REFINE_FACTOR = 10
+ADD_EF_SEARCH = 16  # FAISS's default: the HNSW search that picks an added code's list
 
 
 class VectorIndexError(RuntimeError):
@@ -147,8 +148,19 @@ class VectorIndex:
 
     def add(self, ids: np.ndarray, codes: np.ndarray) -> None:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
-        if len(ids):
+        if not len(ids):
+            return
+        if not self.approximate:
             self.index.add_with_ids(self._prepare(codes), ids)
+            return
+        # A code goes to its one nearest list: a narrow HNSW search finds it, ~5× faster
+        # than the wide one a query's nprobe lists need.
+        hnsw = faiss.downcast_index(self.index.quantizer).hnsw
+        searching, hnsw.efSearch = hnsw.efSearch, ADD_EF_SEARCH
+        try:
+            self.index.add_with_ids(self._prepare(codes), ids)
+        finally:
+            hnsw.efSearch = searching
 
     def remove(self, ids) -> int:
         ids = np.ascontiguousarray(list(ids), dtype=np.int64)

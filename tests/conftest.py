@@ -53,8 +53,9 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: about SQLite itself, or runs a process "
                                        "that is not told the catalog: not in the PostgreSQL pass")
-    config.addinivalue_line("markers", "catalog_free: never opens a catalog: not in the "
-                                       "PostgreSQL pass")
+    config.addinivalue_line("markers", "any_catalog: does not depend on the catalog's "
+                                       "database (never opens one, or only through code "
+                                       "tested on both): not in the PostgreSQL pass")
     config.addinivalue_line("markers", "postgresql_only: about the PostgreSQL catalog: only "
                                        "in its pass")
 
@@ -66,7 +67,7 @@ def on_postgres(config) -> bool:
 def pytest_collection_modifyitems(config, items):
     """The PostgreSQL pass leaves out what the SQLite pass alone can test, and is skipped,
     saying why, where no server can be had."""
-    left_out = ("sqlite_only", "catalog_free") if on_postgres(config) else ("postgresql_only",)
+    left_out = ("sqlite_only", "any_catalog") if on_postgres(config) else ("postgresql_only",)
     kept = [i for i in items if not any(i.get_closest_marker(m) for m in left_out)]
     if len(kept) < len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
@@ -97,7 +98,7 @@ def catalog_server(request):
             patch.setattr(indexer.settings, "database_url", databases.url)
             yield databases
     finally:
-        databases.close()
+        databases.close(drop=cluster is None)
         if cluster is not None:
             cluster.stop()
 

@@ -13,6 +13,7 @@ import glob
 import hashlib
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 
 SUPERUSER = "lookalike"
 
@@ -40,6 +42,7 @@ class Cluster:
 
     root: Path
     port: int = 55432
+    durable: bool = False  # fsync and synchronous commits, as a real server (benchmarks)
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -61,25 +64,35 @@ class Cluster:
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
         self.root.chmod(0o755)
         self._run(server_binary("initdb"), "-D", str(self.root / "data"), "-A", "trust",
-                  "-U", SUPERUSER, "-E", "UTF8", "--no-sync")
-        # Durability off: a test cluster that dies is thrown away anyway.
-        options = (f"-k {self.root} -p {self.port} -c listen_addresses='' -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=400 "
+                  "-U", SUPERUSER, "-E", "UTF8", *([] if self.durable else ["--no-sync"]))
+        options = (f"-k {self.root} -p {self.port} -c listen_addresses='' "
+                   "-c max_connections=400 "
                    # a test that waits on a lock fails instead of hanging the suite
                    "-c lock_timeout=60s")
+        if not self.durable:  # a test cluster that dies is thrown away anyway
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(server_binary("pg_ctl"), "-D", str(self.root / "data"), "-l", str(self.log),
                   "-o", options, "-w", "start")
 
     def stop(self) -> None:
-        self._run(server_binary("pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate",
-                  "stop")
+        """Stop the server (if it runs) and delete the cluster: nothing of it stays behind."""
+        try:
+            if (self.root / "data" / "postmaster.pid").exists():
+                self._run(server_binary("pg_ctl"), "-D", str(self.root / "data"), "-m",
+                          "immediate", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_cluster() -> Cluster:
+def start_cluster(durable: bool = False) -> Cluster:
     if server_binary("initdb") is None:
         raise RuntimeError("PostgreSQL is not installed (Debian: apt-get install postgresql)")
-    cluster = Cluster(Path(tempfile.mkdtemp(prefix="lk-pg-")))
-    cluster.start()
+    cluster = Cluster(Path(tempfile.mkdtemp(prefix="lk-pg-")), durable=durable)
+    try:
+        cluster.start()
+    except BaseException:
+        cluster.stop()
+        raise
     return cluster
 
 
@@ -90,10 +103,13 @@ class Databases:
         self.server = make_url(url)
         self.admin: Engine = create_engine(url, isolation_level="AUTOCOMMIT")
         self.made: set[str] = set()
+        # Per session: a server that outlives the run (LOOKALIKE_TEST_POSTGRES) never hands
+        # a later run's data dir an earlier run's catalog.
+        self.session = secrets.token_hex(4)
 
     def name(self, data_dir: str | os.PathLike) -> str:
-        digest = hashlib.sha256(os.fsencode(os.path.abspath(data_dir))).hexdigest()[:20]
-        return f"lk_{digest}"
+        digest = hashlib.sha256(os.fsencode(os.path.abspath(data_dir))).hexdigest()[:16]
+        return f"lk_{self.session}_{digest}"
 
     def url(self, data_dir: str | os.PathLike) -> str:
         """The catalog URL of *data_dir*; its database exists (empty) when this returns."""
@@ -111,11 +127,24 @@ class Databases:
         (their pools reconnect: open_database pings server connections)."""
         source, target = self.name(src), self.name(dst)
         with self.admin.connect() as conn:
-            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                              "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": source})
             conn.execute(text(f'DROP DATABASE IF EXISTS "{target}"'))
-            conn.execute(text(f'CREATE DATABASE "{target}" TEMPLATE "{source}"'))
+            for attempt in range(5):  # a pool may reconnect between the two statements
+                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE datname = :n AND pid <> pg_backend_pid()"),
+                             {"n": source})
+                try:
+                    conn.execute(text(f'CREATE DATABASE "{target}" TEMPLATE "{source}"'))
+                    break
+                except OperationalError:
+                    if attempt == 4:
+                        raise
         self.made.add(target)
 
-    def close(self) -> None:
+    def close(self, drop: bool) -> None:
+        """Let go of the server, first dropping this session's databases if *drop*
+        (a server someone runs; a throwaway cluster goes as a whole)."""
+        if drop:
+            with self.admin.connect() as conn:
+                for name in sorted(self.made):
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         self.admin.dispose()

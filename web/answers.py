@@ -123,7 +123,8 @@ class Stats(Answer):
     latent_dim: int | None = None
     index_type: str | None = None
     index_vectors: int = None
-    index_choice: Literal["auto", "flat", "ivf"] = None
+    index_choice: Literal["auto", "flat", "ivf", "ivfpq"] = None
+    catalog_database: str = Field(None, description="sqlite, or the server's: postgresql")
     metric: str | None = None
     generation: int = None
     ready: bool = None

@@ -9,7 +9,7 @@ from PIL import Image
 from indexer.images import ImageDecodeError, load_image, scan_folder
 from web.uploads import sniff_format
 
-pytestmark = pytest.mark.catalog_free
+pytestmark = pytest.mark.any_catalog
 
 
 def saved(fmt: str, **options) -> bytes:

@@ -22,7 +22,7 @@ from indexer.images import (
 
 from ..synthetic import make_bad_files
 
-pytestmark = pytest.mark.catalog_free
+pytestmark = pytest.mark.any_catalog
 
 
 def _save(img: Image.Image, path: Path, **kw) -> Path:

@@ -19,7 +19,7 @@ from web.cli import cli
 from ..conftest import TINY
 from ..synthetic import CLASSES, distinct_images, make_image
 
-pytestmark = pytest.mark.catalog_free
+pytestmark = pytest.mark.any_catalog
 
 
 def _pixels(n: int, seed: int = 0, size: int = 32) -> np.ndarray:

@@ -16,7 +16,7 @@ from indexer.model import (
 )
 from indexer.train import TrainConfig, TrainingError, fit, train_folder
 
-pytestmark = pytest.mark.catalog_free
+pytestmark = pytest.mark.any_catalog
 
 
 def test_conv_out_formula():

@@ -14,6 +14,9 @@ from search.store import Store
 from ..conftest import run
 
 ray = pytest.importorskip("ray", reason="the ray engine's tests need Ray Data (lookalike[ray])")
+# The writer is the local engine's, which the PostgreSQL pass tests; a Ray cluster's start
+# costs the suite ~10 s a pass.
+pytestmark = pytest.mark.any_catalog
 
 
 @pytest.fixture
@@ -75,3 +78,4 @@ def test_ray_engine_without_ray_is_a_clear_error(data_dir, collection, monkeypat
     assert result.exit_code == 1
     assert "pip install 'lookalike[ray]'" in result.output
     assert not (data_dir / "index.faiss").exists()
+

@@ -11,7 +11,7 @@ from indexer.model import AEConfig, build_model, save_checkpoint
 from search.files import replace_atomically
 from search.vector_index import build_index
 
-pytestmark = pytest.mark.catalog_free
+pytestmark = pytest.mark.any_catalog
 
 
 def _mode(path) -> int:

@@ -8,7 +8,7 @@ from search.vector_index import (COMPRESSED_LIMIT, EXACT_LIMIT, VectorIndex, Vec
                                  build_index, choose_index_type, load_index, normalise,
                                  pq_subquantizers)
 
-pytestmark = pytest.mark.catalog_free
+pytestmark = pytest.mark.any_catalog
 
 
 def _codes(n=50, d=8, seed=0):

@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 import indexer
 from indexer.check import check_data_dir, repair_data_dir
 from indexer.images import ImageDecodeError, load_image
-from indexer.engines import ENGINES, EngineError, make_engine
+from indexer.encoding import ENGINES, EncodingError, make_encoding
 from indexer.job import index_folder
 from indexer.maintenance import (lift_exclusion, list_exclusions, reindex_folder,
                                  reindex_folders, remove_image)
@@ -80,14 +80,14 @@ def index(obj: Context, folder: Path, model: Path | None, reencode: bool, encode
         run_training(obj, folder, obj.store.model_path, kw)
     encoder = load_encoder(obj, model, kw["device"])
     try:
-        encoding = make_engine(engine, encoder, encode_batch, workers, ray_address, ray_actors)
-    except EngineError as exc:
+        encoding = make_encoding(engine, encoder, encode_batch, workers, ray_address, ray_actors)
+    except EncodingError as exc:
         raise click.ClickException(str(exc)) from exc
     with writing(obj):
         summary = index_folder(obj.store, folder, encoder, progress=not obj.quiet,
                                reencode=reencode, save_every=save_every, index_choice=index_type,
                                follow_symlinks=follow_symlinks, prune=prune,
-                               engine=encoding).as_dict()
+                               encoding=encoding).as_dict()
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
@@ -100,7 +100,7 @@ def writing(obj: Context) -> Iterator[None]:
     that refuses), as the one-line errors the commands print."""
     try:
         yield
-    except (VectorIndexError, OSError) as exc:
+    except (VectorIndexError, OSError, EncodingError) as exc:
         raise click.ClickException(str(exc)) from exc
     except OperationalError as exc:
         raise click.ClickException(

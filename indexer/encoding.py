@@ -1,9 +1,10 @@
-"""Where a work list is decoded and encoded: in this process tree, or on a Ray cluster.
+"""Where a work list is decoded and encoded (``index --engine``): in this process tree, or on
+a Ray cluster.
 
-An engine turns the paths an indexing run planned into batches of
-:class:`Encoded`, in the order given; the job (``indexer.job``) commits
+An :class:`Encoding` turns the paths an indexing run planned into batches
+of :class:`Encoded`, in the order given; the job (``indexer.job``) commits
 each batch to the catalog and the vector index itself, the same way
-whichever engine made it, so a killed run resumes the same way too.
+whichever encoding made it, so a killed run resumes the same way too.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import hashlib
 import importlib.util
 import io
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol, Sequence
@@ -25,8 +27,8 @@ from .model import read_checkpoint
 ENGINES = ("local", "ray")
 
 
-class EngineError(RuntimeError):
-    """The engine asked for cannot run here."""
+class EncodingError(RuntimeError):
+    """The encoding asked for cannot run here, or its cluster failed."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class Encoded:
     taken_at: float | None = None
 
 
-class Engine(Protocol):
+class Encoding(Protocol):
     def __call__(self, paths: Sequence[str]) -> Iterator[list[Encoded]]: ...
 
 
@@ -63,7 +65,7 @@ def encode_decoded(encoder: TorchEncoder, chunk: list[Decoded]) -> list[Encoded]
 
 
 @dataclass(frozen=True)
-class LocalEngine:
+class LocalEncoding:
     """Decoding processes (``indexer.images.decode_many``) feeding this process's model."""
 
     encoder: TorchEncoder
@@ -76,7 +78,7 @@ class LocalEngine:
             yield encode_decoded(self.encoder, chunk)
 
 
-class RayEncoder:
+class RayEncodeActor:
     """A Ray Data actor: loads the model once, then decodes and encodes batches of paths.
 
     The checkpoint travels as bytes, so workers on other hosts need no copy
@@ -91,7 +93,8 @@ class RayEncoder:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         size = self.encoder.image_size
-        done = encode_decoded(self.encoder, [decode_file(Path(p), size) for p in batch["path"]])
+        paths = [Path(os.fsdecode(p)) for p in batch["path"]]
+        done = encode_decoded(self.encoder, [decode_file(p, size) for p in paths])
         return to_columns(done, self.encoder.dim)
 
 
@@ -102,7 +105,7 @@ def to_columns(done: list[Encoded], dim: int) -> dict[str, np.ndarray]:
         if e.code is not None:
             codes[i] = e.code
     return {
-        "path": np.array([e.path for e in done], dtype=object),
+        "path": np.array([os.fsencode(e.path) for e in done], dtype=object),
         "ok": np.array([e.code is not None for e in done]),
         "code": codes,
         "recon_error": np.array([e.recon_error for e in done], np.float64),
@@ -119,54 +122,77 @@ def from_columns(batch: dict[str, np.ndarray]) -> list[Encoded]:
     for i, path in enumerate(batch["path"]):
         ok = bool(batch["ok"][i])
         taken = float(batch["taken_at"][i])
-        out.append(Encoded(str(path), batch["code"][i].copy() if ok else None,
+        out.append(Encoded(os.fsdecode(path), batch["code"][i].copy() if ok else None,
                            float(batch["recon_error"][i]), str(batch["error"][i]) or None,
                            int(batch["width"][i]), int(batch["height"][i]),
                            str(batch["format"][i]) or None, None if math.isnan(taken) else taken))
     return out
 
 
-@dataclass(frozen=True)
-class RayEngine:
-    """Ray Data: ``map_batches`` over an actor pool of :class:`RayEncoder`, results in order.
+class RayEncoding:
+    """Ray Data: ``map_batches`` over an actor pool of :class:`RayEncodeActor`, results in order.
 
     *address* None starts a local cluster (every core of this machine); "auto" or
-    ``ray://host:port`` joins a running one. *concurrency* is the number of actors
-    (default: one per CPU of the cluster), each on one CPU with one torch thread.
+    ``ray://host:port`` joins a running one, at once, so that a wrong address is
+    told before the run plans anything. *actors* defaults to one per CPU of the
+    cluster, each on one CPU with one torch thread. An actor that dies (a file
+    that crashes the decoder) is not restarted: the run stops with an error, as
+    the local engine's does, and the next run carries on from the last batch.
     """
 
-    encoder: TorchEncoder
-    batch_size: int = 128
-    address: str | None = None
-    concurrency: int | None = None
+    def __init__(self, encoder: TorchEncoder, batch_size: int = 128,
+                 address: str | None = None, actors: int | None = None):
+        self.batch_size = batch_size
+        self.checkpoint = Path(encoder.checkpoint.path).read_bytes()
+        if hashlib.sha256(self.checkpoint).hexdigest() != encoder.sha256:
+            raise EncodingError(f"{encoder.checkpoint.path} changed since it was loaded; "
+                                "run the command again")
+        self.ray = _connect(address)
+        self.actors = actors or max(1, int(self.ray.cluster_resources().get("CPU", 1)))
 
     def __call__(self, paths: Sequence[str]) -> Iterator[list[Encoded]]:
         if not paths:
             return
-        import ray  # only here: Ray Data is an optional extra, and slow to import
-
-        if not ray.is_initialized():
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+        ray = self.ray
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # ids follow the plan, as locally
         context.enable_progress_bars = False
-        actors = self.concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        checkpoint = Path(self.encoder.checkpoint.path).read_bytes()
-        dataset = ray.data.from_items([{"path": str(p)} for p in paths]).map_batches(
-            RayEncoder, fn_constructor_kwargs={"checkpoint": checkpoint},
-            batch_size=self.batch_size, batch_format="numpy", concurrency=actors, num_cpus=1)
-        for batch in dataset.iter_batches(batch_size=self.batch_size, batch_format="numpy"):
-            yield from_columns(batch)
+        # Paths as bytes: Arrow's strings cannot hold a name that is not UTF-8.
+        dataset = ray.data.from_items([{"path": os.fsencode(p)} for p in paths]).map_batches(
+            RayEncodeActor, fn_constructor_kwargs={"checkpoint": self.checkpoint},
+            batch_size=self.batch_size, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=self.actors), num_cpus=1,
+            max_restarts=0, max_task_retries=0)
+        try:
+            for batch in dataset.iter_batches(batch_size=self.batch_size, batch_format="numpy"):
+                yield from_columns(batch)
+        except ray.exceptions.RayError as exc:
+            raise EncodingError(f"the Ray cluster failed to encode: {exc}") from exc
 
 
-def make_engine(name: str, encoder: TorchEncoder, batch_size: int = 128,
-                workers: int | None = None, ray_address: str | None = None,
-                ray_concurrency: int | None = None) -> Engine:
+def _connect(address: str | None):
+    """The ``ray`` module, connected to (or having started) a cluster."""
+    import ray  # only here: Ray Data is an optional extra, and slow to import
+
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
+            where = f"join the Ray cluster at {address}" if address else \
+                "start a local Ray cluster"
+            raise EncodingError(f"cannot {where}: {exc}") from exc
+    return ray
+
+
+def make_encoding(name: str, encoder: TorchEncoder, batch_size: int = 128,
+                  workers: int | None = None, ray_address: str | None = None,
+                  ray_actors: int | None = None) -> Encoding:
+    """The encoding ``--engine NAME`` asks for (local: *workers* decoding processes)."""
     if name == "local":
-        return LocalEngine(encoder, batch_size, workers)
+        return LocalEncoding(encoder, batch_size, workers)
     if name == "ray":
         if importlib.util.find_spec("ray") is None:
-            raise EngineError("the ray engine needs Ray Data: pip install 'lookalike[ray]'")
-        return RayEngine(encoder, batch_size, ray_address, ray_concurrency)
+            raise EncodingError("the ray engine needs Ray Data: pip install 'lookalike[ray]'")
+        return RayEncoding(encoder, batch_size, ray_address, ray_actors)
     raise ValueError(f"engine must be one of {ENGINES}, not {name!r}")
