@@ -152,14 +152,9 @@ class TreeSampler(threading.Thread):
         self.most_processes = max(self.most_processes, len(tree))
 
 
-def run_index(source: Path, data_dir: Path, folder: Path, checkpoint: Path) -> dict:
-    """One `lookalike index` run into a fresh data dir, with its memory figures."""
-    shutil.rmtree(data_dir, ignore_errors=True)
-    cmd = [sys.executable, "-m", "web.cli", "--data-dir", str(data_dir), "-q", "index", str(folder),
-           "--model", str(checkpoint), "--json"]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=source, stdout=subprocess.PIPE, text=True, env=env)
+def sampled(cmd: list[str], cwd: Path, env: dict[str, str]):
+    """Run *cmd* to its end, its process tree sampled: (stdout, the sampler, its rusage)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, text=True, env=env)
     sampler = TreeSampler(proc.pid)
     sampler.start()
     out = proc.stdout.read()
@@ -169,6 +164,17 @@ def run_index(source: Path, data_dir: Path, folder: Path, checkpoint: Path) -> d
     sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed with {proc.returncode}")
+    return out, sampler, usage
+
+
+def run_index(source: Path, data_dir: Path, folder: Path, checkpoint: Path) -> dict:
+    """One `lookalike index` run into a fresh data dir, with its memory figures."""
+    shutil.rmtree(data_dir, ignore_errors=True)
+    cmd = [sys.executable, "-m", "web.cli", "--data-dir", str(data_dir), "-q", "index", str(folder),
+           "--model", str(checkpoint), "--json"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    started = time.perf_counter()
+    out, sampler, usage = sampled(cmd, source, env)
     summary = json.loads(out)
     return dict(images=summary["added"], job_s=summary["seconds"],
                 rate=summary["images_per_second"], wall_s=time.perf_counter() - started,

@@ -37,7 +37,7 @@ from search.vector_index import REFINE_FACTOR, VectorIndex, build_index, normali
 from tests.postgres import Databases, start_cluster
 
 from .load import free_port, multipart, peak_rss_mb, start_server, stop_server, wait_ready
-from .memory import MODEL, TreeSampler
+from .memory import MODEL, sampled
 from .query_scale import mixture
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,16 +97,7 @@ def index_run(data_dir: Path, folder: Path, *extra: str, env: dict | None = None
     cmd = [sys.executable, "-m", "web.cli", "--data-dir", str(data_dir), "-q", "index",
            str(folder), "--json", *extra]
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
-    sampler = TreeSampler(proc.pid)
-    sampler.start()
-    out = proc.stdout.read()
-    proc.wait()
-    sampler.done.set()
-    sampler.join()
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed with {proc.returncode}")
+    out, sampler, _ = sampled(cmd, REPO, {**os.environ, **(env or {})})
     summary = json.loads(out)
     return dict(images=summary["added"], job_s=summary["seconds"],
                 wall_s=round(time.perf_counter() - started, 1),

@@ -51,15 +51,15 @@ class Encoding(Protocol):
 
 def encode_decoded(encoder: TorchEncoder, chunk: list[Decoded]) -> list[Encoded]:
     """Encode the decodable images of *chunk* in one model pass; the others keep their error."""
-    good = [d for d in chunk if d.pixels is not None]
-    codes, errors = (encoder.encode_with_error(np.stack([d.pixels for d in good]))
-                     if good else ((), ()))
-    found = {id(d): (c, e) for d, c, e in zip(good, codes, errors)}
+    good = [d.pixels for d in chunk if d.pixels is not None]
+    encoded = iter(zip(*encoder.encode_with_error(np.stack(good)))) if good else iter(())
     out = []
     for d in chunk:
-        code, err = found.get(id(d), (None, 0.0))
-        out.append(Encoded(str(d.path), None if code is None else code.astype(np.float32),
-                           float(err), d.error or (None if code is not None else "unreadable"),
+        if d.pixels is None:
+            out.append(Encoded(str(d.path), None, 0.0, d.error or "unreadable"))
+            continue
+        code, err = next(encoded)
+        out.append(Encoded(str(d.path), code.astype(np.float32), float(err), None,
                            d.width, d.height, d.format, d.taken_at))
     return out
 
