@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from torch import nn
-from torchvision.transforms import v2
 
 # Every edit a view may get, in the order they are applied.
 EDITS = ("crop", "flip", "rotate", "border", "jitter", "grey", "sepia", "box", "text", "blur",
@@ -67,8 +66,19 @@ class JpegArtefacts(nn.Module):
         return f"quality={self.quality}"
 
 
+def transforms_v2():
+    """torchvision's ``transforms.v2``, imported when a view is first built.
+
+    Importing torchvision takes ~1.5 s (it loads every model family); the
+    commands that only index or search must not pay that at every start.
+    """
+    from torchvision.transforms import v2  # here, not at the top: see above
+    return v2
+
+
 def _edit(name: str, size: int, min_crop: float) -> nn.Module:
     """One edit as a transform on a uint8 (3, S, S) tensor (float after ``noise``)."""
+    v2 = transforms_v2()
     maybe = v2.RandomApply
     return {
         "crop": lambda: v2.RandomResizedCrop(size, scale=(min_crop, 1.0), antialias=True),
@@ -107,6 +117,7 @@ class Views:
             raise ValueError("the smallest crop must be a fraction of the area in (0, 1]")
         ordered = [e for e in EDITS if e in edits]
         steps = [_edit(e, size, min_crop) for e in ordered]
+        v2 = transforms_v2()
         if "noise" not in ordered:
             steps.append(v2.ToDtype(torch.float32, scale=True))
         self.edits = tuple(ordered)

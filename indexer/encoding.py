@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
+import logging
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol, Sequence
@@ -25,6 +27,7 @@ from .images import Decoded, batched, decode_file, decode_many
 from .model import read_checkpoint
 
 ENGINES = ("local", "ray")
+MAX_BLOCKS = 10_000  # of the Ray engine's work list: above 10k batches, blocks hold several
 
 
 class EncodingError(RuntimeError):
@@ -156,13 +159,22 @@ class RayEncoding:
         ray = self.ray
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # ids follow the plan, as locally
-        context.enable_progress_bars = False
-        # Paths as bytes: Arrow's strings cannot hold a name that is not UTF-8.
-        dataset = ray.data.from_items([{"path": os.fsencode(p)} for p in paths]).map_batches(
-            RayEncodeActor, fn_constructor_kwargs={"checkpoint": self.checkpoint},
-            batch_size=self.batch_size, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=self.actors), num_cpus=1,
-            max_restarts=0, max_task_retries=0)
+        context.enable_progress_bars = False  # the job draws its own
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # not each start and end
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "disabled"
+        # Paths as bytes: Arrow's strings cannot hold a name that is not UTF-8. A block per
+        # batch: Ray would otherwise put a short list in one block, which one actor gets.
+        blocks = min(math.ceil(len(paths) / self.batch_size), MAX_BLOCKS)
+        items = [{"path": os.fsencode(p)} for p in paths]
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates these extra arguments, yet they are its only way to keep a
+            # dead actor from being restarted, forever, on the same file (pyproject: <2.64).
+            warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
+            dataset = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
+                RayEncodeActor, fn_constructor_kwargs={"checkpoint": self.checkpoint},
+                batch_size=self.batch_size, batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=self.actors), num_cpus=1,
+                max_restarts=0, max_task_retries=0)
         try:
             for batch in dataset.iter_batches(batch_size=self.batch_size, batch_format="numpy"):
                 yield from_columns(batch)

@@ -1,4 +1,8 @@
-"""Pictures that show what training and search did."""
+"""Pictures that show what training and search did.
+
+matplotlib and torchvision are imported by the functions that draw: together
+they add ~2 s to the start of every command that imports this module.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,14 +11,14 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
-from torchvision.utils import make_grid, save_image
 
 from .pixels import to_pixels, to_tensor
 
 
 def save_loss_curve(train: Sequence[float], val: Sequence[float], path: str | Path) -> None:
+    from matplotlib.figure import Figure  # slow to import (module docstring)
+
     # matplotlib's object API: no pyplot, so no global backend and no figure to close.
     fig = Figure(figsize=(6, 4), dpi=100)
     ax = fig.subplots()
@@ -38,6 +42,8 @@ def _tiles(images: np.ndarray, cell: int) -> torch.Tensor:
 def save_grid(images: np.ndarray, path: str | Path, nrow: int | None = None,
               cell: int = 96) -> None:
     """Images in rows of *nrow* (default: one row), each enlarged to a *cell*-pixel square."""
+    from torchvision.utils import make_grid, save_image  # slow to import (module docstring)
+
     save_image(make_grid(_tiles(images, cell), nrow=nrow or len(images), padding=0), path)
 
 
@@ -51,6 +57,8 @@ def save_result_sheet(query: np.ndarray, query_recon: np.ndarray,
                       hits: Sequence[tuple[np.ndarray, np.ndarray, str]],
                       path: str | Path, cell: int = 96) -> None:
     """Query and its reconstruction, then each hit above its reconstruction, with a caption."""
+    from torchvision.utils import make_grid  # slow to import (module docstring)
+
     items = [(query, query_recon, "query")] + list(hits)
     images = np.stack([i[0] for i in items] + [i[1] for i in items])
     grid = make_grid(_tiles(images, cell), nrow=len(items), padding=4, pad_value=1.0)

@@ -5,6 +5,8 @@ kept by room too, in files of readable size."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -202,3 +204,12 @@ def test_test_files_stay_short():
     sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines())
              for p in sorted((ROOT / "tests").rglob("*.py"))}
     assert {path: n for path, n in sizes.items() if n > MAX_TEST_FILE_LINES} == {}
+
+
+def test_commands_start_without_the_slow_imports():
+    """torchvision and matplotlib add ~2 s to every start; only training and pictures need them."""
+    code = ("import sys, web.cli, web; web.create_app; "
+            "print(sorted(m for m in ('torchvision', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["[]"]
