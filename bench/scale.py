@@ -6,6 +6,8 @@
     python -m bench.scale ray      [--count 20000]    # (d) --engine ray vs local, same files [--repeat 3]
     python -m bench.scale postgres [--count 100000]   # (e) indexing into PostgreSQL vs SQLite
 
+    index and http take --index-type auto|flat|ivf|ivfpq (a data dir per type).
+
 Files are seeded 32×32 PNGs (bench/memory.py's generator) under ``bench/out/scale``,
 made once and reused; the model is an untrained small one (throughput and memory do
 not depend on its weights). Every run is the real CLI in a subprocess, its whole
@@ -112,10 +114,16 @@ def show(name: str, figures: dict) -> None:
 
 # -- (a) and (b) ------------------------------------------------------------------------------
 
+def data_dir_for(args) -> Path:
+    """Where (a) leaves the data dir that (b) searches: one per count and index type."""
+    kind = "" if args.index_type == "auto" else f"-{args.index_type}"
+    return OUT / f"data-{args.count}{kind}"
+
+
 def bench_index(args) -> None:
     folder = subset(args.count)
-    data_dir = OUT / f"data-{args.count}"
-    figures = index_run(data_dir, folder)
+    data_dir = data_dir_for(args)
+    figures = index_run(data_dir, folder, "--index-type", args.index_type)
     figures.update(catalog_mib=round(disk_mib(data_dir / "catalog.sqlite"), 1),
                    index_mib=round(disk_mib(data_dir / "index.faiss"), 1),
                    target_rss_mib=4096, rss_met=figures["peak_tree_rss_mib"] <= 4096)
@@ -123,9 +131,10 @@ def bench_index(args) -> None:
 
 
 def bench_http(args) -> None:
-    data_dir = OUT / f"data-{args.count}"
+    data_dir = data_dir_for(args)
     if not (data_dir / "index.faiss").exists():
-        raise SystemExit(f"run first: python -m bench.scale index --count {args.count}")
+        raise SystemExit(f"run first: python -m bench.scale index --count {args.count} "
+                         f"--index-type {args.index_type}")
     folder = subset(args.count)
     rng = np.random.default_rng(0)
     picks = [folder / f"{i // 1000:04d}" / f"img-{i:07d}.png"
@@ -150,7 +159,7 @@ def bench_http(args) -> None:
     finally:
         stop_server(server)
     ms = np.array(times[10:]) * 1000  # the first few warm the caches
-    show("http", dict(images=args.count, requests=len(ms), p50_ms=round(float(np.median(ms)), 2),
+    show("http", dict(images=args.count, index_type=args.index_type, requests=len(ms), p50_ms=round(float(np.median(ms)), 2),
                       p99_ms=round(float(np.percentile(ms, 99)), 2), server_peak_rss_mib=rss,
                       target_p50_ms=25, met=bool(np.median(ms) <= 25)))
 
@@ -276,6 +285,9 @@ def main() -> None:
                         ("ray", 20_000), ("postgres", 100_000)):
         p = sub.add_parser(name)
         p.add_argument("--count", type=int, default=count)
+    for name in ("index", "http"):  # ivfpq: what the refine step costs through HTTP
+        sub.choices[name].add_argument("--index-type", default="auto",
+                                       choices=("auto", "flat", "ivf", "ivfpq"))
     sub.choices["http"].add_argument("--requests", type=int, default=2000)
     sub.choices["ray"].add_argument("--repeat", type=int, default=3)
     sub.choices["codes"].add_argument("--dim", type=int, default=64)

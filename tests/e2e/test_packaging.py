@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# bench/out can hold a million generated files (bench/scale.py): the wheel needs none of bench/.
 NOT_SOURCE = shutil.ignore_patterns(".venv", ".git", ".hypothesis", ".pytest_cache", "__pycache__",
-                                    "*.egg-info", "build", "dist", "lookalike-data")
+                                    "*.egg-info", "build", "dist", "lookalike-data", "bench")
 
 
 def _run(args: list, timeout: float, **kwargs) -> subprocess.CompletedProcess:
