@@ -57,9 +57,11 @@ def make_files(count: int) -> Path:
         path = root / f"{i // 1000:04d}" / f"img-{i:07d}.png"
         if i % 1000 == 0:
             path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
+        if not path.exists():  # written whole, then renamed: a killed run leaves no stub
             blocks = np.random.default_rng([0, i]).integers(0, 256, (4, 4, 3), dtype=np.uint8)
-            Image.fromarray(blocks).resize((32, 32), Image.Resampling.NEAREST).save(path)
+            part = path.with_suffix(".part")
+            Image.fromarray(blocks).resize((32, 32), Image.Resampling.NEAREST).save(part, "PNG")
+            part.rename(path)
     return root
 
 
