@@ -163,7 +163,8 @@ class RayEncoding:
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # not each start and end
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "disabled"
         # Paths as bytes: Arrow's strings cannot hold a name that is not UTF-8. A block per
-        # batch: Ray would otherwise put a short list in one block, which one actor gets.
+        # batch: Ray would otherwise put a short list in one block, which one actor gets; and
+        # no more actors than blocks (each is a process that takes seconds to start).
         blocks = min(math.ceil(len(paths) / self.batch_size), MAX_BLOCKS)
         items = [{"path": os.fsencode(p)} for p in paths]
         with warnings.catch_warnings():
@@ -173,7 +174,7 @@ class RayEncoding:
             dataset = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
                 RayEncodeActor, fn_constructor_kwargs={"checkpoint": self.checkpoint},
                 batch_size=self.batch_size, batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=self.actors), num_cpus=1,
+                compute=ray.data.ActorPoolStrategy(size=min(self.actors, blocks)), num_cpus=1,
                 max_restarts=0, max_task_retries=0)
         try:
             for batch in dataset.iter_batches(batch_size=self.batch_size, batch_format="numpy"):
