@@ -3,10 +3,11 @@
     python -m bench.scale index    [--count 1000000]  # (a) index N small files end to end
     python -m bench.scale http     [--requests 2000]  # (b) POST /api/search p50/p99, that data dir
     python -m bench.scale codes    [--count 10000000] # (c) IVF-PQ + re-ranking vs exact search
-    python -m bench.scale ray      [--count 20000]    # (d) --engine ray vs local, same files [--repeat 3]
+    python -m bench.scale ray      [--count 20000]    # (d) --engine ray vs local [--repeat 3]
     python -m bench.scale postgres [--count 100000]   # (e) indexing into PostgreSQL vs SQLite
 
-    index and http take --index-type auto|flat|ivf|ivfpq (a data dir per type).
+    index and http take --index-type auto|flat|ivf|ivfpq (a data dir per type); ray
+    runs local, own cluster and running cluster in turn, --repeat rounds, on the same files.
 
 Files are seeded 32×32 PNGs (bench/memory.py's generator) under ``bench/out/scale``,
 made once and reused; the model is an untrained small one (throughput and memory do
@@ -35,7 +36,8 @@ import torch
 from PIL import Image
 
 from indexer.model import build_model, save_checkpoint
-from search.vector_index import REFINE_FACTOR, VectorIndex, build_index, normalise
+from search.vector_index import (INDEX_TYPES, REFINE_FACTOR, VectorIndex, build_index,
+                                 normalise)
 from tests.postgres import Databases, start_cluster
 
 from .load import free_port, multipart, peak_rss_mb, start_server, stop_server, wait_ready
@@ -161,7 +163,8 @@ def bench_http(args) -> None:
     finally:
         stop_server(server)
     ms = np.array(times[10:]) * 1000  # the first few warm the caches
-    show("http", dict(images=args.count, index_type=args.index_type, requests=len(ms), p50_ms=round(float(np.median(ms)), 2),
+    show("http", dict(images=args.count, index_type=args.index_type, requests=len(ms),
+                      p50_ms=round(float(np.median(ms)), 2),
                       p99_ms=round(float(np.percentile(ms, 99)), 2), server_peak_rss_mib=rss,
                       target_p50_ms=25, met=bool(np.median(ms) <= 25)))
 
@@ -288,8 +291,7 @@ def main() -> None:
         p = sub.add_parser(name)
         p.add_argument("--count", type=int, default=count)
     for name in ("index", "http"):  # ivfpq: what the refine step costs through HTTP
-        sub.choices[name].add_argument("--index-type", default="auto",
-                                       choices=("auto", "flat", "ivf", "ivfpq"))
+        sub.choices[name].add_argument("--index-type", default="auto", choices=INDEX_TYPES)
     sub.choices["http"].add_argument("--requests", type=int, default=2000)
     sub.choices["ray"].add_argument("--repeat", type=int, default=3)
     sub.choices["codes"].add_argument("--dim", type=int, default=64)
