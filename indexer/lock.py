@@ -27,6 +27,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
+from search.files import unwritable
 from search.store import LOCK_FILE
 
 # Temp files a writer creates next to its target and renames over it; only a
@@ -78,8 +79,11 @@ class WriterLock:
         """Take the lock or raise :class:`DataDirBusy` at once; never waits."""
         if self._fd is not None:
             raise RuntimeError("this WriterLock is already held")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise unwritable(exc, self.data_dir, existed=False) or exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -93,12 +97,14 @@ class WriterLock:
         try:
             if self.catalog is not None:
                 self.catalog.acquire()
-        except BaseException:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {self.doing}\n".encode(), 0)
+            self.swept = sweep_debris(self.data_dir)
+        except BaseException as exc:
+            # A full disk (the pid's write) or a folder we may not clean must not leave
+            # the flock held by a process that goes on running, as a server does.
             self.release()
-            raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {self.doing}\n".encode(), 0)
-        self.swept = sweep_debris(self.data_dir)
+            raise unwritable(exc, self.data_dir, existed=False) or exc
         return self
 
     def release(self) -> None:
@@ -112,6 +118,8 @@ class WriterLock:
                 _held_fds.discard(fd)
                 try:
                     os.ftruncate(fd, 0)  # no stale pid for the next reader to puzzle over
+                except OSError:
+                    pass  # a read-only or full disk: a stale pid is only a hint (see holder)
                 finally:
                     os.close(fd)
 

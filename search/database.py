@@ -1,17 +1,24 @@
 """Opening the catalog database and keeping its schema at the code's revision."""
 from __future__ import annotations
 
+import fcntl
+import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, make_url
+from sqlalchemy import URL, create_engine, make_url, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
+
+from .files import LOW_SPACE_BYTES, DiskFullError, ReadOnlyError, free_bytes, unwritable
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -21,22 +28,62 @@ class SchemaError(RuntimeError):
 
 
 SQLITE_FULL = 13
+KEPT = "everything committed before is kept"
+# What SQLite says when the catalog's folder or file may not be written (a read-only mount,
+# another user's data dir) or when it cannot even make the WAL's shared-memory file.
+SQLITE_UNWRITABLE = {"SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL"}
+
+
+def storage_error(exc: OperationalError, database: str | Path | None = None) -> OSError | None:
+    """The :class:`~search.files.DiskFullError` or :class:`~search.files.ReadOnlyError` an
+    SQLite error means, when it is one of those; None for anything else (a locked database).
+
+    SQLite rolls the failed transaction back, so the catalog still holds every batch
+    committed before it and the next run carries on from there.
+    """
+    orig = getattr(exc, "orig", None)
+    name = str(getattr(orig, "sqlite_errorname", "") or "")
+    where = _shown(database)
+    catalog = f"the catalog {where}" if where else "the catalog"
+    full = DiskFullError(catalog, kept=KEPT)
+    if getattr(orig, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(orig):
+        return full
+    path = sqlite_file(str(database)) if database else None
+    if "_".join(name.split("_")[:2]) in SQLITE_UNWRITABLE and path is not None:
+        # Opened read-only because the disk was full: that is still the reason.
+        if free_bytes(path.parent) < LOW_SPACE_BYTES:
+            return full
+        if not os.access(path.parent, os.W_OK) or _read_only_mount(path.parent):
+            return ReadOnlyError(catalog)
+    if name.startswith("SQLITE_READONLY"):
+        return ReadOnlyError(catalog)
+    return None
 
 
 def describe_database_error(exc: OperationalError, database: str | Path | None = None) -> str:
-    """A sentence for a person: a full disk is theirs to fix, and it lost nothing committed.
-
-    SQLite rolls the failed transaction back, so the catalog still holds
-    every batch committed before it and the next run carries on from there.
-    """
+    """A sentence for a person: a full disk or a read-only data dir is theirs to fix, and it
+    lost nothing committed."""
+    known = storage_error(exc, database)
+    if known is not None:
+        return str(known)
     orig = getattr(exc, "orig", None)
-    if database and "://" in str(database):  # a URL: its password stays out of the message
-        database = make_url(str(database)).render_as_string(hide_password=True)
-    where = f"the catalog {database}" if database else "the catalog"
-    if getattr(orig, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(orig):
-        return (f"disk full while writing {where} (everything committed before is kept); "
-                "free some space and run the command again")
-    return f"cannot write {where}: {orig if orig is not None else exc}"
+    where = _shown(database)
+    return (f"cannot write {f'the catalog {where}' if where else 'the catalog'}: "
+            f"{orig if orig is not None else exc}")
+
+
+def _shown(database: str | Path | None) -> str:
+    """*database* as a person may see it: a URL keeps its password out of the message."""
+    if database and "://" in str(database):
+        return make_url(str(database)).render_as_string(hide_password=True)
+    return str(database) if database else ""
+
+
+def _read_only_mount(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def alembic_config(url: str) -> Config:
@@ -59,24 +106,61 @@ def upgrade_to_head(engine: Engine) -> None:
     """Bring the database to the code's schema; refuse one written by newer code.
 
     A revision we do not know means a newer Lookalike migrated this
-    database; downgrading it silently could lose data, so we stop.
+    database; downgrading it silently could lose data, so we stop. Two
+    processes starting on an old catalog at once (a server and a cron
+    ``index``) must not both run a migration: the upgrade holds a lock
+    (beside an SQLite file; an advisory lock on a server) and reads the
+    revision again inside it, so the second finds the catalog at head.
     """
     script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
-    current = current_revision(engine)
     head = script.get_current_head()
-    if current == head:
+    if current_revision(engine) == head:
         return
-    known = {r.revision for r in script.walk_revisions()}
-    if current is not None and current not in known:
-        raise SchemaError(
-            f"the catalog at {engine.url.database} has schema revision {current!r}, which this "
-            f"version of Lookalike does not know (its newest is {head!r}); it was probably "
-            "written by a newer Lookalike. Upgrade Lookalike, or use another --data-dir."
-        )
-    cfg = alembic_config(str(engine.url))
-    with engine.begin() as conn:
+    with _migration_lock(engine), engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_KEY})
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current == head:
+            return
+        known = {r.revision for r in script.walk_revisions()}
+        if current is not None and current not in known:
+            raise SchemaError(
+                f"the catalog at {engine.url.database} has schema revision {current!r}, which "
+                f"this version of Lookalike does not know (its newest is {head!r}); it was "
+                "probably written by a newer Lookalike. Upgrade Lookalike, or use another "
+                "--data-dir.")
+        cfg = alembic_config(str(engine.url))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+MIGRATION_KEY = 0x4C4F_4F4D  # "LOOM": the advisory lock migrations take on a server
+MIGRATION_LOCK_SUFFIX = "-upgrade.lock"
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Held while one process migrates an SQLite catalog; others wait here for it.
+
+    A file of its own beside the catalog: ``flock`` on the catalog itself
+    could meet SQLite's own locks where flock is emulated with them (NFS).
+    """
+    path = sqlite_file(str(engine.url))
+    if path is None:
+        yield
+        return
+    lock_path = path.with_name(f".{path.name}{MIGRATION_LOCK_SUFFIX}")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise SchemaError(f"the catalog at {path} needs an upgrade to this version of "
+                          f"Lookalike's schema, but {unwritable(exc, path.parent) or exc}"
+                          ) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits for a process already upgrading
+        yield
+    finally:
+        os.close(fd)
 
 
 CATALOG_FILE = "catalog.sqlite"
@@ -109,12 +193,51 @@ def catalog_exists(url: str) -> bool:
 
 
 def open_database(url: str, migrate: bool = True) -> tuple[Engine, sessionmaker[Session]]:
-    """Engine + session factory for *url*, migrated to head unless told not to."""
+    """Engine + session factory for *url*, migrated to head unless told not to.
+
+    An SQLite catalog that cannot be opened for writing (a read-only mount,
+    another user's data dir, a disk too full for the WAL's shared-memory
+    file) is opened read-only instead, so every command that only reads
+    works; a write then fails with :func:`storage_error`'s sentence.
+    """
     if (path := sqlite_file(url)) is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise unwritable(exc, path.parent, existed=False) or exc
     # A server restarts and drops connections under a long-running app: each pooled
     # connection is checked before use and replaced if it died.
     engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
-    if migrate:
-        upgrade_to_head(engine)
+    try:
+        if migrate:
+            upgrade_to_head(engine)
+        else:
+            engine.connect().close()
+    except OperationalError as exc:
+        if path is None or not path.is_file() or storage_error(exc, url) is None:
+            raise
+        engine.dispose()
+        engine = _read_only_engine(path)
+        if migrate and current_revision(engine) != head_revision():
+            raise SchemaError(f"the catalog at {path} needs an upgrade to this version of "
+                              f"Lookalike's schema, but {storage_error(exc, url)}") from exc
     return engine, sessionmaker(engine, expire_on_commit=False)
+
+
+def _read_only_engine(path: Path) -> Engine:
+    """The SQLite file *path*, read-only: through a writer's shared-memory file when one can
+    be read (then what it commits is seen), else *immutable*, which needs none."""
+    url = URL.create("sqlite", database=f"file:{quote(str(path.resolve()))}",
+                     query={"mode": "ro", "uri": "true"})
+    engine = create_engine(url)
+    try:
+        engine.connect().close()
+        return engine
+    except OperationalError:
+        engine.dispose()
+    return create_engine(url.update_query_dict({"immutable": "1"}))
+
+
+def is_read_only(engine: Engine) -> bool:
+    """Whether *engine* was opened read-only by :func:`open_database`."""
+    return engine.url.query.get("mode") == "ro"

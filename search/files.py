@@ -34,13 +34,43 @@ LOW_SPACE_BYTES = 1 << 20
 class DiskFullError(OSError):
     """No room for the new version of a file; the old one is intact, so freeing space is the fix."""
 
-    def __init__(self, path: str | Path, code: int = errno.ENOSPC, existed: bool = True):
-        kept = "the previous file is kept" if existed else "nothing was written"
+    def __init__(self, path: str | Path, code: int = errno.ENOSPC, existed: bool = True,
+                 kept: str | None = None):
+        kept = kept or ("the previous file is kept" if existed else "nothing was written")
         super().__init__(code, f"{_NO_ROOM.get(code, 'disk full')} while writing {path} ({kept}); "
                                "free some space and run the command again", str(path))
 
     def __str__(self) -> str:
         return self.strerror
+
+
+# A folder this process may not write: a read-only mount, or another user's data dir.
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class ReadOnlyError(OSError):
+    """The data dir cannot be written here; commands that only read it still work."""
+
+    def __init__(self, path: str | Path, code: int = errno.EROFS):
+        super().__init__(code, f"{path} cannot be written ({os.strerror(code).lower()}): "
+                               "this needs a data dir this process may write; commands that "
+                               "only read it (search, stats, check, duplicates, serve) work",
+                         str(path))
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def unwritable(exc: BaseException, path: str | Path, existed: bool = True) -> OSError | None:
+    """*exc* as the one sentence a person gets for it, when it means that *path* cannot be
+    written at all: :class:`DiskFullError` or :class:`ReadOnlyError`; None for anything else."""
+    if isinstance(exc, (DiskFullError, ReadOnlyError)):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in _READ_ONLY:
+        return ReadOnlyError(path, exc.errno)
+    if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+        return DiskFullError(path, exc.errno, existed)
+    return None
 
 
 def file_key(path: str | Path) -> tuple[int, int, int] | None:
@@ -101,10 +131,10 @@ def no_room_errno(exc: BaseException, folder: Path) -> int | None:
         if code is not None:
             return code
         seen = seen.__cause__ or seen.__context__
-    return errno.ENOSPC if _free_bytes(folder) < LOW_SPACE_BYTES else None
+    return errno.ENOSPC if free_bytes(folder) < LOW_SPACE_BYTES else None
 
 
-def _free_bytes(folder: Path) -> float:
+def free_bytes(folder: Path) -> float:
     try:
         return shutil.disk_usage(folder).free
     except OSError:

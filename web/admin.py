@@ -38,9 +38,9 @@ from .answers import Deleted, Exclusion, Exclusions, Job as JobAnswer
 from .api import ID
 from .apispec import ADMIN_SECURITY, request_params, spec
 from .backend import Backend, current_backend
-from .errors import ApiError, NotReady, error_response
+from .errors import ApiError, error_response
 from .schemas import (ADMIN_ERRORS, BUSY, NOT_FOUND, NOT_READY, PATH_ID, DeleteImageQueryString,
-                      answers)
+                      answers, writing)
 from .security import token_matches
 
 log = logging.getLogger(__name__)
@@ -80,17 +80,15 @@ def _writer_lock(backend: Backend, doing: str) -> WriterLock:
         return WriterLock(backend.data_dir, doing, backend.settings.database_url).acquire()
     except DataDirBusy as exc:
         raise ApiError(409, "busy", str(exc)) from None
-    except OSError as exc:  # a read-only data dir: nothing here can write
-        raise NotReady(f"cannot take the writer lock of {backend.data_dir}: "
-                       f"{exc.strerror or exc}") from None
 
 
 # -- DELETE /api/admin/images/<id> ---------------------------------------------------------------
 
 @bp.delete(f"/images/{ID}")
-@admin_operation(query=DeleteImageQueryString, path_parameter_descriptions=PATH_ID, resp=answers({
-    200: (Deleted, "Removed."), 400: "exclude is not true or false.", **ADMIN_ERRORS,
-    404: NOT_FOUND, 409: BUSY}))
+@admin_operation(query=DeleteImageQueryString, path_parameter_descriptions=PATH_ID,
+                 resp=answers(writing({200: (Deleted, "Removed."),
+                                       400: "exclude is not true or false.", **ADMIN_ERRORS,
+                                       404: NOT_FOUND, 409: BUSY})))
 def delete_image(image_id: int):
     """Forget one image: its catalog row, its vector, its cached thumbnail; not its file.
 
@@ -119,9 +117,9 @@ def exclusions():
 
 
 @bp.delete(f"/exclusions/<int(max={ID_MAX}):exclusion_id>")
-@admin_operation(resp=answers({
+@admin_operation(resp=answers(writing({
     200: (Exclusion, "Lifted."), **ADMIN_ERRORS, 404: "No exclusion with that id.",
-    409: BUSY}))
+    409: BUSY})))
 def lift(exclusion_id: int):
     """Let re-indexing add the file (and its content) again; the next run picks it up."""
     backend = current_backend()
@@ -189,10 +187,10 @@ def app_jobs(app: Flask | None = None) -> Jobs:
 
 
 @bp.post("/reindex")
-@admin_operation(resp=answers({
+@admin_operation(resp=answers(writing({
     202: (JobAnswer, "Started; poll status_url (also the Location header)."), **ADMIN_ERRORS,
     409: "busy: another writer holds the data dir's lock; nothing_to_index: no folders are "
-         "configured and the catalog is empty.", 503: NOT_READY}))
+         "configured and the catalog is empty.", 503: NOT_READY})))
 def reindex():
     """Start re-indexing the configured (or the catalog's) folders; 202 with the job.
 

@@ -35,7 +35,7 @@ from .answers import Decided, DuplicatesResponse, Undone
 from .apispec import request_params, spec
 from .backend import current_backend
 from .errors import ApiError
-from .schemas import NOT_READY, DecisionJson, DuplicatesQueryString, answers
+from .schemas import NOT_READY, DecisionJson, DuplicatesQueryString, answers, writing
 from .serialize import image_urls
 
 bp = Blueprint("duplicates", __name__, url_prefix="/api/duplicates")
@@ -172,9 +172,9 @@ def _groups_json(store: Store, groups: list[Group]) -> list[dict[str, Any]]:
 
 
 @bp.post("/decisions")
-@spec.validate(json=DecisionJson, resp=answers({
+@spec.validate(json=DecisionJson, resp=answers(writing({
     201: (Decided, "Recorded; later runs honour it."), 400: "Bad decision.",
-    403: CROSS_SITE, 404: "An image is not in the catalog.", 415: NOT_JSON}))
+    403: CROSS_SITE, 404: "An image is not in the catalog.", 415: NOT_JSON})))
 def decide():
     """Record a decision on a group: ``not_duplicates`` or ``keep`` one of its images.
 
@@ -196,9 +196,9 @@ def decide():
 
 
 @bp.delete(f"/decisions/<int(max={ID_MAX}):decision_id>")
-@spec.validate(path_parameter_descriptions={"decision_id": "A decision's id."}, resp=answers({
+@spec.validate(path_parameter_descriptions={"decision_id": "A decision's id."}, resp=answers(writing({
     200: (Undone, "Forgotten: its groups are pending again."), 403: CROSS_SITE,
-    404: "No decision with that id."}))
+    404: "No decision with that id."})))
 def undo(decision_id: int):
     """Undo a decision."""
     if not undo_decision(current_backend().store, decision_id):

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
+from search.database import storage_error
+from search.files import DiskFullError, ReadOnlyError
 from search.store import NotFound
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,9 @@ HTTP_CODES = {
     500: "internal_error",
     503: "not_ready",
 }
+# A write the data dir cannot take: no room (507 Insufficient Storage, RFC 4918), or a
+# read-only data dir (503: this server cannot write now; reading still works).
+STORAGE_ANSWERS = {DiskFullError: (507, "disk_full"), ReadOnlyError: (503, "read_only")}
 
 
 class ApiError(Exception):
@@ -67,6 +73,16 @@ def _handle_not_found(exc: NotFound):
     return error_response(404, "not_found", str(exc))
 
 
+def _handle_storage(exc: OSError):
+    status, code = STORAGE_ANSWERS[type(exc)]
+    return error_response(status, code, str(exc))
+
+
+def _handle_database(exc: OperationalError):
+    known = storage_error(exc, current_app.config.get("LOOKALIKE_DATABASE_URL"))
+    return _handle_storage(known) if known is not None else _handle_unexpected(exc)
+
+
 def _handle_http(exc: HTTPException):
     if not wants_json():
         return exc
@@ -92,6 +108,9 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, _handle_api_error)
     app.register_error_handler(NotReady, _handle_not_ready)
     app.register_error_handler(NotFound, _handle_not_found)
+    for kind in STORAGE_ANSWERS:
+        app.register_error_handler(kind, _handle_storage)
+    app.register_error_handler(OperationalError, _handle_database)
     for status in (404, 405, 413):
         app.register_error_handler(status, _handle_http)
     app.register_error_handler(HTTPException, _handle_http)

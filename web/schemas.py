@@ -41,7 +41,8 @@ NOTE_HEADER = "X-Lookalike-Note"
 
 ERROR_CODES = ("bad_request", "bad_parameter", "bad_image", "not_found", "method_not_allowed",
                "too_large", "unsupported_media_type", "not_ready", "internal_error", "bad_code",
-               "unauthorized", "admin_disabled", "busy", "nothing_to_index", "cross_site")
+               "unauthorized", "admin_disabled", "busy", "nothing_to_index", "cross_site",
+               "disk_full", "read_only")
 
 # Catalog ids: larger numbers are not ids, a 404 (in a path) or a 400 (in a query).
 IMAGE_ID = "Catalog id of an indexed image."
@@ -221,6 +222,18 @@ UNAUTHORIZED = "Missing or wrong 'Authorization: Bearer <token>'."
 BUSY = ("Another writer (`lookalike index`, a running re-index job, ...) holds the data dir's "
         "lock; try again when it is done.")
 ADMIN_ERRORS = {401: UNAUTHORIZED, 403: DISABLED}
+READ_ONLY = ("read_only: the data dir cannot be written here (a read-only mount, another "
+             "user's folder); everything that only reads still works.")
+DISK_FULL = ("disk_full: no room left where the data dir is; nothing was written and nothing "
+             "lost. Free some space and send it again.")
+
+
+def writing(codes: dict[int, Any]) -> dict[int, Any]:
+    """*codes* of an endpoint that writes to the data dir, with the two answers of a data dir
+    that cannot be written (``web.errors.STORAGE_ANSWERS``)."""
+    unavailable = codes.get(503)
+    return {**codes, 503: f"{unavailable} Or {READ_ONLY}" if unavailable else READ_ONLY,
+            507: DISK_FULL}
 
 
 def answers(codes: dict[int, Any]) -> Response:

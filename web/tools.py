@@ -26,7 +26,7 @@ from .errors import ApiError
 from .fields import SEED_MAX, CodeJson
 from .schemas import (KIND_HEADER, NOTE_HEADER, NOT_READY, UPLOAD_ERRORS, CompressForm,
                       CompressJson, CompressQueryString, DenoiseForm, DenoiseJson,
-                      DenoiseQueryString, answers)
+                      DenoiseQueryString, answers, writing)
 from .serialize import png_bytes, png_data_url
 from .uploads import decode_query, read_upload
 
@@ -99,8 +99,8 @@ def denoise():
 # -- compression -------------------------------------------------------------------------------
 
 @bp.post("/api/compress")
-@spec.validate(query=CompressQueryString, form=CompressForm, json=CompressJson, resp=answers({
-    200: (CompressResponse, "The code and what it costs."), **UPLOAD_ERRORS}))
+@spec.validate(query=CompressQueryString, form=CompressForm, json=CompressJson, resp=answers(
+    writing({200: (CompressResponse, "The code and what it costs."), **UPLOAD_ERRORS})))
 def compress():
     """The upload as a latent code file (the CLI's ``.lkc`` format), with what it costs.
 

@@ -14,10 +14,25 @@ import click
 from indexer.settings import Settings
 
 from . import collection, serving, tools, training
-from .context import Context
+from .context import Context, unwritable_data_dir
 
 
-@click.group()
+class Lookalike(click.Group):
+    """The command group; a data dir that cannot take a write ends any command with the one
+    sentence that says so (and exit status 2), never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            settings = getattr(ctx.obj, "settings", None)
+            known = unwritable_data_dir(exc, settings.database_url if settings else None)
+            if known is None:
+                raise
+            raise known from exc
+
+
+@click.group(cls=Lookalike)
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the catalog, index and model live [default: $LOOKALIKE_DATA_DIR, "
                    "instance/config.py's, or lookalike-data].")

@@ -29,7 +29,7 @@ from search.store import NotFound
 from search.vector_index import INDEX_TYPES, VectorIndexError
 
 from .context import (Context, checked_engine, load_encoder, lock_data_dir, model_option,
-                      pass_ctx, report_failures)
+                      pass_ctx, report_failures, unwritable_data_dir)
 from .training import run_training, training_options
 
 SAMPLE_COLLECTION = Path(indexer.__file__).resolve().parent / "sample"
@@ -100,11 +100,14 @@ def writing(obj: Context) -> Iterator[None]:
     that refuses), as the one-line errors the commands print."""
     try:
         yield
-    except (VectorIndexError, OSError, EncodingError) as exc:
+    except (VectorIndexError, OSError, EncodingError, OperationalError) as exc:
+        known = unwritable_data_dir(exc, obj.settings.database_url)
+        if known is not None:
+            raise known from exc
+        if isinstance(exc, OperationalError):
+            raise click.ClickException(
+                describe_database_error(exc, obj.settings.database_url)) from exc
         raise click.ClickException(str(exc)) from exc
-    except OperationalError as exc:
-        raise click.ClickException(
-            describe_database_error(exc, obj.settings.database_url)) from exc
 
 
 def print_summary(summary: dict, prefix: str = "") -> None:

@@ -9,16 +9,33 @@ from pathlib import Path
 
 import click
 import numpy as np
+from sqlalchemy.exc import OperationalError
 
 from indexer.encoder import TorchEncoder
 from indexer.images import ImageDecodeError, load_image
 from indexer.lock import DataDirBusy, WriterLock
 from indexer.model import CheckpointError
 from indexer.settings import Settings
-from search.database import CATALOG_FILE, SchemaError, sqlite_file
+from search.database import CATALOG_FILE, SchemaError, sqlite_file, storage_error
+from search.files import DiskFullError, ReadOnlyError
 from search.engine import ModelMismatch, SearchEngine
 from search.store import Store
 from search.vector_index import VectorIndexError
+
+
+class Unwritable(click.ClickException):
+    """The data dir cannot take a write (a full disk, a read-only mount): one sentence, exit 2."""
+
+    exit_code = 2
+
+
+def unwritable_data_dir(exc: BaseException, database_url: str | None) -> Unwritable | None:
+    """The :class:`Unwritable` that *exc* means, or None when it means something else."""
+    if isinstance(exc, (DiskFullError, ReadOnlyError)):
+        return Unwritable(str(exc))
+    if isinstance(exc, OperationalError) and (known := storage_error(exc, database_url)):
+        return Unwritable(str(known))
+    return None
 
 
 class Context:
