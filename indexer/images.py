@@ -241,7 +241,7 @@ Box = tuple[int, int, int, int]  # left, top, right, bottom
 
 def clip_box(box: Box, shown: tuple[int, int]) -> Box:
     """*box* inside an image of size *shown*: clipped to it, and at least one pixel (a box
-    with no area, or off the image, becomes the pixel nearest to it)."""
+    with no area becomes the pixel nearest to it; the web refuses one off the image)."""
     width, height = shown
     left, top = min(max(box[0], 0), width - 1), min(max(box[1], 0), height - 1)
     return left, top, min(max(box[2], left + 1), width), min(max(box[3], top + 1), height)

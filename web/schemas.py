@@ -87,7 +87,8 @@ SearchQueryString, SearchForm, SearchJson = upload_models("Search", {
                      "`copies`), so the k results are k different images.", False),
     "box": Box("Search with this region of the image only: x0,y0,x1,y1 in its pixels as "
                "shown (upright), any two opposite corners; clipped to the image, and at "
-               "least one pixel (`query.box` says which region was searched)."),
+               "least one pixel (`query.box` says which region was searched). A box with "
+               "no part on the image is a 400."),
     **FILTERS,
 })
 SimilarQueryString = query_model("Similar", {"k": K, **FILTERS})

@@ -205,6 +205,9 @@ def decode_query(data: bytes, size: int, max_decode_bytes: int | None = None,
         img, (width, height) = open_image(
             data, draft_size=region_draft(data, size, box) if box else size,
             inspect=partial(check_decode_cost, max_bytes=max_decode_bytes))
+        if box and (box[0] >= width or box[1] >= height):
+            raise ApiError(400, "bad_parameter", f"box {','.join(map(str, box))} lies outside "
+                           f"the image, which is {width}×{height} pixels: no part of it is there")
         pixels = prepare(img, size, box, (width, height))
     except ImageDecodeError as exc:
         if isinstance(exc.__cause__, (Image.DecompressionBombError,

@@ -141,8 +141,11 @@ def test_a_region_of_the_query_is_searched_alone(client):
     assert "circle" in left["results"][0]["path"] and "stripes" in right["results"][0]["path"]
     clipped = upload(client, data, k="5", box="48,0,500,500").get_json()
     assert [h["id"] for h in clipped["results"]] == [h["id"] for h in right["results"]]
-    corner = upload(client, data, k="5", box="200,200,300,300").get_json()  # off the image
-    assert corner["query"]["box"] == [95, 47, 96, 48]  # the pixel nearest to it
+    edge = upload(client, data, k="5", box="95,47,300,300").get_json()  # one pixel is on it
+    assert edge["query"]["box"] == [95, 47, 96, 48]
+    for off in ("96,0,300,300", "500,500,900,900", "0,48,10,60"):  # no pixel of it is
+        message = assert_error(upload(client, data, k="5", box=off), 400, "bad_parameter")
+        assert "outside the image, which is 96×48 pixels" in message
     assert "box" in assert_error(upload(client, data, box="1,2,3"), 400, "bad_parameter")
 
 
