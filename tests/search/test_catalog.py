@@ -97,3 +97,53 @@ def test_a_catalog_of_the_previous_release_upgrades_in_place_and_keeps_its_rows(
     assert down.returncode == 0, down.stderr
     with create_engine(url).connect() as conn:
         assert conn.scalar(text("select count(*) from images")) == 2
+
+
+OPENER = """
+import sys, time
+from pathlib import Path
+from search.database import open_database
+print("ready", flush=True)
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.002)
+engine, _ = open_database(sys.argv[1])
+engine.dispose()
+print("opened")
+"""
+
+
+@pytest.mark.parametrize("round_", range(4))
+def test_processes_opening_an_old_catalog_at_once_migrate_it_once(catalog_url, tmp_path,
+                                                                  round_):
+    """A server and a cron ``index`` starting together on an old catalog: one migrates, the
+    others wait for it and find the catalog at head; nobody dies, no row is lost."""
+    url = catalog_url
+    old = _alembic("upgrade", "0003", url=url)
+    assert old.returncode == 0, old.stderr
+    with create_engine(url).begin() as conn:
+        conn.execute(text("insert into models (id, kind, config, checkpoint_path, "
+                          "checkpoint_sha256, latent_dim, created_at) values (1, 'ae', '{}', "
+                          "'/m.pt', 'abc', 4, '2026-01-01')"))
+        for i in (1, 2, 3):
+            conn.execute(text("insert into images (id, path, sha256, size, mtime, width, "
+                              "height, model_id, code, recon_error, indexed_at) values "
+                              f"({i}, '/x/{i}.png', 's{i}', 1, 0, 1, 1, 1, :c, 0, "
+                              "'2026-01-01')"), {"c": b"\0" * 16})
+    go = tmp_path / f"go-{round_}"
+    openers = [subprocess.Popen([sys.executable, "-c", OPENER, url, str(go)], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(6)]
+    for opener in openers:  # every one imported and waiting
+        assert opener.stdout.readline().strip() == "ready"
+    go.touch()
+    for opener in openers:
+        out, err = opener.communicate(timeout=120)
+        assert opener.returncode == 0 and out.strip() == "opened", err
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert conn.scalar(text("select version_num from alembic_version")) == head_revision()
+        assert conn.scalar(text("select count(*) from images")) == 3
+        if engine.dialect.name == "sqlite":
+            assert conn.scalar(text("pragma integrity_check")) == "ok"
+    engine.dispose()
