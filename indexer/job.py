@@ -118,10 +118,11 @@ def index_folder(
     this machine's processes, *workers* decoding, batches of *batch_size*).
     """
     started = time.time()
-    model_id, follow_symlinks = _remember_choices(store, encoder, index_choice, follow_symlinks)
+    root = Path(folder).resolve()
+    model_id, follow_symlinks = _remember_choices(store, encoder, root, index_choice,
+                                                  follow_symlinks)
     with store.sessions() as session:
-        work = plan(session, Path(folder).resolve(), model_id, reencode, progress,
-                    follow_symlinks, prune)
+        work = plan(session, root, model_id, reencode, progress, follow_symlinks, prune)
     summary = IndexSummary.planned(work)
 
     index = store.open_or_rebuild_index(encoder.dim, model_id)
@@ -147,17 +148,19 @@ def index_folder(
     return summary
 
 
-def _remember_choices(store: Store, encoder: TorchEncoder, index_choice: str | None,
-                      follow_symlinks: bool | None) -> tuple[int, bool]:
+def _remember_choices(store: Store, encoder: TorchEncoder, root: Path,
+                      index_choice: str | None, follow_symlinks: bool | None) -> tuple[int, bool]:
     """The model's id, and whether to follow symlinks, after saving what this run chose.
 
     The data dir keeps a choice until a run says otherwise, so a run that
-    does not say (an admin re-index) indexes what the last one did.
+    does not say (an admin re-index) indexes what the last one did; and
+    it keeps the folder as one of its roots, which a re-index covers.
     """
     if index_choice is not None:
         choose_index_type(0, index_choice)  # refuse an unknown type before any work
     with store.sessions() as session, session.begin():
         model_id = register_model(session, encoder).id
+        store.add_root(session, str(root))
         if index_choice is not None:
             store.set_index_choice(session, index_choice)
         if follow_symlinks is not None:

@@ -139,29 +139,13 @@ def _drop_thumbnail(store: Store, sha256: str) -> None:
 
 
 def reindex_folders(configured: str | Iterable[str] | None, store: Store) -> list[str]:
-    """The operator's folders when configured, else the smallest set of folders holding
-    every catalog file (re-indexing one is what ``lookalike index`` on it would do)."""
+    """The operator's folders when configured, else the folders indexed into the data dir
+    (re-indexing one is what ``lookalike index`` on it would do)."""
     if isinstance(configured, str):
         configured = configured.split(os.pathsep)
     if configured:
         return [str(Path(p)) for p in configured if str(p)]
-    with store.sessions() as session:
-        folders = {os.path.dirname(p) for p in session.scalars(select(ImageRecord.path))}
-    return outermost(folders)
-
-
-def outermost(folders: Iterable[str]) -> list[str]:
-    """*folders* without those inside another one of them, sorted.
-
-    A folder sorts before everything inside it, so checking each one's
-    ancestors against the roots kept so far is enough.
-    """
-    roots: set[str] = set()
-    for folder in sorted(set(folders)):
-        path = Path(folder)
-        if not any(str(parent) in roots for parent in (path, *path.parents)):
-            roots.add(str(path))
-    return sorted(roots)
+    return store.roots()
 
 
 def reindex_folder(store: Store, folder: str, encoder: TorchEncoder,

@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "LOOKALIKE_READ_TOKEN": None,
     # Host header values answered; None: the loopback names, plus what serve binds.
     "LOOKALIKE_TRUSTED_HOSTS": None,
-    # Folders POST /api/admin/reindex indexes; unset: the folders of the catalog's files.
+    # Folders POST /api/admin/reindex indexes; unset: the folders indexed into the data dir.
     "LOOKALIKE_INDEX_FOLDERS": None,
 }
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")

@@ -161,6 +161,22 @@ class ExcludedRecord(Base):
     excluded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class RootRecord(Base):
+    """A folder someone indexed (``lookalike index FOLDER``): what a re-index covers.
+
+    Recorded as indexed, not derived from the files: the folders holding
+    files are the leaves of a tree, so a re-index of those would never see
+    a new subfolder, and would read a file moved between two as deleted.
+    No root lies inside another (``Store.add_root``).
+    """
+
+    __tablename__ = "roots"
+
+    id: Mapped[int] = mapped_column(Int64, primary_key=True)
+    path: Mapped[str] = mapped_column(FilePath, unique=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class RetiredRecord(Base):
     """The id an image had before ``index --prune`` removed it: its content gets it back.
 

@@ -11,17 +11,19 @@ Layout::
 """
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from .catalog import ImageRecord, MetaRecord, ModelRecord, decode_path, id_chunks
+from .catalog import (ImageRecord, MetaRecord, ModelRecord, RootRecord, decode_path, id_chunks,
+                      utcnow)
 from .database import database_url, open_database
 from .reader import CatalogReader
 from .vector_index import VectorIndex, VectorIndexError, build_index, load_index
@@ -44,6 +46,20 @@ def data_dir_file(data_dir: str | Path, name: str, override: str | Path | None =
     The one rule for the layout, for the store and for the settings that name it.
     """
     return Path(override) if override else Path(data_dir) / name
+
+
+def outermost(folders: Iterable[str]) -> list[str]:
+    """*folders* without those inside another one of them, sorted.
+
+    A folder sorts before everything inside it, so checking each one's
+    ancestors against the roots kept so far is enough.
+    """
+    roots: set[str] = set()
+    for folder in sorted(set(folders)):
+        path = Path(folder)
+        if not any(str(parent) in roots for parent in (path, *path.parents)):
+            roots.add(str(path))
+    return sorted(roots)
 
 
 def codebook_path(data_dir: str | Path, checkpoint_sha256: str) -> Path:
@@ -236,6 +252,23 @@ class Store:
             query = query.where(ImageRecord.model_id == model_id)
         with self.sessions() as s:
             return set(s.scalars(query))
+
+    def roots(self) -> list[str]:
+        """The folders indexed into this data dir, none inside another; by path."""
+        with self.sessions() as s:
+            return sorted(s.scalars(select(RootRecord.path)))
+
+    def add_root(self, session: Session, folder: str) -> None:
+        """Record *folder* (absolute, resolved) as indexed, in the caller's transaction:
+        nothing when a root holds it already, and it replaces the roots inside it."""
+        roots = set(session.scalars(select(RootRecord.path)))
+        kept = outermost(roots | {folder})
+        if folder in roots or folder not in kept:
+            return
+        inside = roots - set(kept)
+        if inside:
+            session.execute(delete(RootRecord).where(RootRecord.path.in_(inside)))
+        session.add(RootRecord(path=folder, added_at=utcnow()))
 
     def index_choice(self) -> str:
         """The index type this data dir was asked for (auto, flat, ivf, ivfpq): ``auto``

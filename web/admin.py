@@ -7,7 +7,7 @@ never add on their own, so no cross-site form can use them).
 
 No part of a request names a file or folder: a re-index covers the
 folders the operator configured (``LOOKALIKE_INDEX_FOLDERS``) or, when
-none are, the folders the catalog's files are in; a delete names a
+none are, the folders indexed into the data dir; a delete names a
 catalog id, drops its row and vector, and leaves the file on disk alone,
 but records an exclusion so that re-indexing does not bring it back.
 Both take the data dir's writer lock (``indexer.lock``), the same one

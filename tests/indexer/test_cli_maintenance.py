@@ -5,12 +5,14 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import select
 
 from search.catalog import ImageRecord
 from search.store import Store
 
 from ..conftest import invoke
+from ..synthetic import make_collection, make_image
 from .conftest import write_untrained_model
 
 
@@ -68,8 +70,8 @@ def test_reindex_skips_a_folder_that_is_gone_and_keeps_its_images(indexed, colle
     shutil.rmtree(collection)
     result = invoke(indexed, "reindex", "--json")
     assert result.exit_code == 0, result.output
-    statuses = {r["status"] for r in json.loads(result.stdout)}
-    assert statuses == {"skipped"}  # one per class folder: all gone
+    (skipped,) = json.loads(result.stdout)  # the folder indexed, gone as a whole
+    assert skipped["status"] == "skipped" and skipped["folder"] == str(collection.resolve())
     assert catalog(indexed) == before
 
 
@@ -80,3 +82,46 @@ def test_reindex_of_an_empty_data_dir_says_there_is_nothing(tmp_path):
     Store.open(data).close()
     result = invoke(data, "reindex")
     assert result.exit_code == 1 and "nothing to re-index" in result.output
+
+
+def test_reindex_covers_the_folders_as_indexed(untrained_data_dir, tmp_path):
+    """Files moved into a new subfolder keep their ids; images in a new subfolder or right in
+    the folder indexed are added; nothing is removed (#23: a re-index of the folders that
+    held files saw only the leaves, retired the moved files and never saw the new ones)."""
+    root = tmp_path / "p4"
+    make_collection(root, per_class=3)  # root/<class>/<class>-NNN.png, nothing right in root
+    assert invoke(untrained_data_dir, "index", str(root), "--workers", "0").exit_code == 0
+    before = catalog(untrained_data_dir)
+    first_class = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    moved = sorted(first_class.glob("*.png"))[:2]
+    (root / "sub3").mkdir()
+    for path in moved:
+        path.rename(root / "sub3" / path.name)
+    (root / "sub4").mkdir()
+    make_image("red-circles", np.random.default_rng(7)).save(root / "sub4" / "new.png")
+    make_image("green-squares", np.random.default_rng(8)).save(root / "top.png")
+
+    result = invoke(untrained_data_dir, "reindex", "--json")
+    assert result.exit_code == 0, result.output
+    (done,) = json.loads(result.stdout)
+    assert done["folder"] == str(root.resolve())
+    assert (done["moved"], done["added"], done["removed"]) == (2, 2, 0), done
+    after = catalog(untrained_data_dir)
+    for path in moved:
+        assert after[str(root.resolve() / "sub3" / path.name)] == before[str(path.resolve())]
+    assert {str(root.resolve() / "sub4" / "new.png"), str(root.resolve() / "top.png")} <= set(after)
+
+
+def test_the_folders_indexed_are_the_roots_a_reindex_covers(untrained_data_dir, tmp_path):
+    """A folder inside one indexed before adds no root; one around earlier roots replaces them."""
+    outer = tmp_path / "photos"
+    make_collection(outer / "2024", per_class=1)
+    make_collection(outer / "2025", per_class=1, seed=1)
+    years = [str((outer / y).resolve()) for y in ("2024", "2025")]
+    for folder, roots in ((outer / "2024", years[:1]), (outer / "2025", years),
+                          (outer / "2025" / "red-circles", years),
+                          (outer, [str(outer.resolve())])):
+        assert invoke(untrained_data_dir, "index", str(folder), "--workers", "0").exit_code == 0
+        store = Store.open(untrained_data_dir)
+        assert store.roots() == roots, folder
+        store.close()

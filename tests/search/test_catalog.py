@@ -1,6 +1,7 @@
 """Migrations are the only way the schema changes, and they match the ORM."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, select, text
 
-from search.catalog import Base, ImageRecord
+from search.catalog import Base, ImageRecord, RootRecord
 from search.database import SchemaError, head_revision, open_database, upgrade_to_head
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,4 +147,32 @@ def test_processes_opening_an_old_catalog_at_once_migrate_it_once(catalog_url, t
         assert conn.scalar(text("select count(*) from images")) == 3
         if engine.dialect.name == "sqlite":
             assert conn.scalar(text("pragma integrity_check")) == "ok"
+    engine.dispose()
+
+
+def test_an_old_catalog_gets_the_roots_a_reindex_covered_before(catalog_url):
+    """Catalogs from before 0007 knew only their files: they start with the outermost
+    folders holding them (a non-UTF-8 name keeps its bytes)."""
+    url = catalog_url
+    assert _alembic("upgrade", "0006", url=url).returncode == 0
+    odd = os.fsdecode(b"/odd/\xff")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("insert into models (id, kind, config, checkpoint_path, "
+                          "checkpoint_sha256, latent_dim, created_at) values (1, 'ae', '{}', "
+                          ":p, 'abc', 4, '2026-01-01')"), {"p": os.fsencode("/m.pt")
+                                                          if engine.dialect.name == "postgresql"
+                                                          else "/m.pt"})
+        for i, path in enumerate(["/x/a/1.png", "/x/a/deeper/2.png", "/x/b/3.png",
+                                  f"{odd}/4.png"]):
+            stored = (os.fsencode(path) if engine.dialect.name == "postgresql" or path[1] == "o"
+                      else path)
+            conn.execute(text("insert into images (id, path, sha256, size, mtime, width, "
+                              "height, model_id, code, recon_error, indexed_at) values "
+                              "(:i, :p, 's', 1, 0, 1, 1, 1, :c, 0, '2026-01-01')"),
+                         {"i": i + 1, "p": stored, "c": b"\0" * 16})
+    engine.dispose()
+    engine, sessions = open_database(url)
+    with sessions() as session:
+        assert sorted(session.scalars(select(RootRecord.path))) == sorted(["/x/a", "/x/b", odd])
     engine.dispose()

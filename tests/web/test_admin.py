@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from indexer.lock import DataDirBusy, WriterLock
 from search.store import Store
-from indexer.maintenance import outermost
+from search.store import outermost
 from web.security import token_matches
 from indexer.settings import from_environment
 

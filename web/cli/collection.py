@@ -289,8 +289,8 @@ def exclusions(obj: Context, lift_id: int | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def reindex(obj: Context, model: Path | None, as_json: bool) -> None:
-    """Re-index every folder of the collection (LOOKALIKE_INDEX_FOLDERS, or the folders the
-    catalog's files are in); a folder that is not there is skipped and its images kept."""
+    """Re-index every folder of the collection (LOOKALIKE_INDEX_FOLDERS, or the folders
+    indexed into this data dir); a folder that is not there is skipped and its images kept."""
     store = obj.existing_store()
     lock_data_dir(obj, "re-indexing")
     encoder = load_encoder(obj, model)
