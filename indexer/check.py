@@ -18,7 +18,7 @@ from typing import Sequence
 from sqlalchemy import delete, select
 
 from search.catalog import ImageRecord, ModelRecord
-from search.regular_files import sha256_file
+from search.regular_files import check_indexed, sha256_file
 from search.store import Store
 from search.vector_index import VectorIndex, VectorIndexError
 
@@ -43,6 +43,7 @@ class CheckReport:
     extra_in_index: list[int] = field(default_factory=list)
     duplicates_in_index: list[int] = field(default_factory=list)
     missing_files: list[tuple[int, str]] = field(default_factory=list)
+    changed_files: list[tuple[int, str]] = field(default_factory=list)  # not served (web.images)
     stale_model: list[tuple[int, str]] = field(default_factory=list)
     debris: list[str] = field(default_factory=list)
     writer: tuple[int, str] | None = None
@@ -74,6 +75,11 @@ class CheckReport:
         if self.missing_files:
             out.append((f"{len(self.missing_files)} catalog image(s) whose file is gone "
                         "(--repair drops them)", [p for _, p in self.missing_files]))
+        if self.changed_files:
+            out.append((f"{len(self.changed_files)} catalog image(s) whose path no longer leads "
+                        "to the file indexed (changed, replaced, or a link out of the folders "
+                        "indexed); they are not served until `lookalike reindex` sees them "
+                        "again", [p for _, p in self.changed_files]))
         if self.stale_model:
             out.append((f"{len(self.stale_model)} image(s) encoded by another model than "
                         f"{self.model}: run `lookalike index {_folder_of(self.stale_model)} "
@@ -93,6 +99,7 @@ class CheckReport:
     def as_dict(self) -> dict:
         d = asdict(self)
         d["missing_files"] = [{"id": i, "path": p} for i, p in self.missing_files]
+        d["changed_files"] = [{"id": i, "path": p} for i, p in self.changed_files]
         d["stale_model"] = [{"id": i, "path": p} for i, p in self.stale_model]
         d["writer"] = {"pid": self.writer[0], "doing": self.writer[1]} if self.writer else None
         d["repairs"] = [{"done": headline, "items": items} for headline, items in self.repairs]
@@ -124,7 +131,8 @@ def check_data_dir(store: Store, model_path: str | os.PathLike | None = None) ->
     model_path = Path(model_path or store.model_path)
     report = CheckReport(str(store.data_dir), str(model_path), writer=holder(store.data_dir))
     with store.sessions() as s:
-        rows = s.execute(select(ImageRecord.id, ImageRecord.path, ImageRecord.model_id)).all()
+        rows = s.execute(select(ImageRecord.id, ImageRecord.path, ImageRecord.model_id,
+                                ImageRecord.size, ImageRecord.mtime)).all()
         models = list(s.scalars(select(ModelRecord)))
     report.images = len(rows)
     current, dim = _current_model(model_path, models, report, bool(rows))
@@ -134,10 +142,25 @@ def check_data_dir(store: Store, model_path: str | os.PathLike | None = None) ->
     stale = {i for i, _ in report.stale_model}
     expected = {r.id for r in rows} - stale
     _check_index(store, report, expected, {r.id for r in rows}, dim)
-    report.missing_files = sorted((r.id, r.path) for r in rows if not os.path.exists(r.path))
+    _check_files(store, report, rows)
     if report.writer is None:
         report.debris = sorted(str(p) for pat in DEBRIS_PATTERNS for p in store.data_dir.glob(pat))
     return report
+
+
+def _check_files(store: Store, report: CheckReport, rows) -> None:
+    """Fill in the files that are gone, and those that are not the file indexed any more."""
+    roots, follow = store.roots(), store.follows_symlinks()
+    for r in rows:
+        if not os.path.exists(r.path):
+            report.missing_files.append((r.id, r.path))
+            continue
+        try:
+            check_indexed(r.path, r.size, r.mtime, roots, follow)
+        except OSError:
+            report.changed_files.append((r.id, r.path))
+    report.missing_files.sort()
+    report.changed_files.sort()
 
 
 def repair_data_dir(store: Store, model_path: str | os.PathLike | None = None,

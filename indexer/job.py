@@ -22,16 +22,12 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from search.catalog import ImageRecord, ModelRecord, RetiredRecord, utcnow
-from search.store import Store
+from search.store import FOLLOW_SYMLINKS, Store
 from search.vector_index import VectorIndex, choose_index_type
 
 from .encoder import TorchEncoder
 from .encoding import Encoded, Encoding, LocalEncoding
 from .planning import Plan, Planned, plan
-
-
-# Meta key: whether this data dir's runs follow symlinks out of the indexed folder.
-FOLLOW_SYMLINKS = "follow_symlinks"
 
 
 @dataclass
@@ -165,7 +161,7 @@ def _remember_choices(store: Store, encoder: TorchEncoder, root: Path,
             store.set_index_choice(session, index_choice)
         if follow_symlinks is not None:
             store.set_meta(session, FOLLOW_SYMLINKS, "1" if follow_symlinks else "0")
-    return model_id, store.get_meta(FOLLOW_SYMLINKS, "0") == "1"
+    return model_id, store.follows_symlinks()
 
 
 def _apply_plan(store: Store, work: Plan) -> None:

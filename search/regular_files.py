@@ -54,3 +54,54 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+class ChangedFile(OSError):
+    """The catalog's path no longer leads to the file that was indexed."""
+
+
+def open_indexed(path: str, size: int, mtime: float, roots: list[str],
+                 follow_symlinks: bool) -> BinaryIO:
+    """*path* opened for reading, if it is still the file indexed there; else ChangedFile
+    saying why (or the OSError of a file that is gone).
+
+    A folder may be shared or synced: anyone who can write to it could put
+    a symlink to a private image where an indexed file was, and a server
+    that read what the catalog's path now leads to would hand it out. So
+    the path, links resolved, must lie inside a folder that was indexed
+    (unless the data dir follows links out of it), and the file opened
+    must have the size and modification time the catalog recorded.
+    """
+    f = open_regular(_inside(path, roots, follow_symlinks))
+    try:
+        _unchanged(path, os.fstat(f.fileno()), size, mtime)
+        return f
+    except BaseException:
+        f.close()
+        raise
+
+
+def check_indexed(path: str, size: int, mtime: float, roots: list[str],
+                  follow_symlinks: bool) -> None:
+    """What :func:`open_indexed` would say of *path*, from ``stat`` alone (``lookalike check``
+    asks it of every file)."""
+    st = os.stat(_inside(path, roots, follow_symlinks))
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFile(f"{file_type_name(st.st_mode)}, not a regular file")
+    _unchanged(path, st, size, mtime)
+
+
+def _inside(path: str, roots: list[str], follow_symlinks: bool) -> str:
+    """*path* with its links resolved, if that lies inside one of *roots* (or links may
+    lead anywhere); else ChangedFile."""
+    real = os.path.realpath(path)
+    if not follow_symlinks and not any(real == r or real.startswith(r.rstrip(os.sep) + os.sep)
+                                       for r in roots):
+        raise ChangedFile(f"{path} now leads outside the folders indexed")
+    return real
+
+
+def _unchanged(path: str, st: os.stat_result, size: int, mtime: float) -> None:
+    if st.st_size != size or st.st_mtime != mtime:
+        raise ChangedFile(f"{path} changed since it was indexed (its size or time); re-index "
+                          "its folder")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
+from typing import BinaryIO
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from .catalog import (ImageRecord, MetaRecord, ModelRecord, RootRecord, decode_p
                       utcnow)
 from .database import database_url, open_database
 from .reader import CatalogReader
+from .regular_files import open_indexed
 from .vector_index import VectorIndex, VectorIndexError, build_index, load_index
 
 DEFAULT_DATA_DIR = "lookalike-data"
@@ -38,6 +40,8 @@ INDEX_VERSION = "index_version"
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # The index type asked for with `lookalike index --index-type` (auto, flat, ivf).
 INDEX_CHOICE = "index_type"  # meta key: auto, flat, ivf or ivfpq (index --index-type)
+# Meta key: whether this data dir's runs follow symlinks out of the indexed folder.
+FOLLOW_SYMLINKS = "follow_symlinks"
 
 
 def data_dir_file(data_dir: str | Path, name: str, override: str | Path | None = None) -> Path:
@@ -254,9 +258,22 @@ class Store:
             return set(s.scalars(query))
 
     def roots(self) -> list[str]:
-        """The folders indexed into this data dir, none inside another; by path."""
-        with self.sessions() as s:
-            return sorted(s.scalars(select(RootRecord.path)))
+        """The folders indexed into this data dir, none inside another; by path.
+
+        Read for every image a page shows, so through the fast reader.
+        """
+        return sorted(decode_path(p) for p, in self.reader.fetch("SELECT path FROM roots", []))
+
+    def follows_symlinks(self) -> bool:
+        """Whether this data dir's runs index symlinks that lead out of the folder indexed."""
+        return self.get_meta(FOLLOW_SYMLINKS, "0") == "1"
+
+    def open_file(self, row: ImageRecord) -> BinaryIO:
+        """The file of catalog row *row*, opened, if it is still the one indexed
+        (``search.regular_files.open_indexed``); else ChangedFile, or the OSError of a
+        file that is gone."""
+        return open_indexed(row.path, row.size, row.mtime, self.roots(),
+                            self.follows_symlinks())
 
     def add_root(self, session: Session, folder: str) -> None:
         """Record *folder* (absolute, resolved) as indexed, in the caller's transaction:

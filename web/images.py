@@ -8,14 +8,17 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path, PurePath
+from typing import BinaryIO
 from urllib.parse import quote
 
 import numpy as np
 from flask import Blueprint, Response, request, send_file
 from PIL import Image
 
+from search.catalog import ImageRecord
 from search.engine import code_of
-from search.regular_files import open_regular
+from search.regular_files import ChangedFile
+from search.store import Store
 
 from .api import ID
 from .apispec import spec
@@ -35,20 +38,34 @@ bp = Blueprint("images", __name__)
 def thumbnail(image_id: int):
     """JPEG thumbnail, at most 256 px.
 
-    Cached under DATA_DIR/thumbs by the file's sha256.
+    Cached under DATA_DIR/thumbs by the file's sha256, so it shows the content
+    indexed even while the file is away (an unmounted disk); one is made only
+    from the file as indexed (see ``original``).
     """
     backend = current_backend()
     row = backend.record(image_id)
     result: Path | bytes | None = cached_thumbnail(backend.store, row.sha256)
     if result is None:
-        try:
-            result = make_thumbnail(Path(row.path), row.sha256, backend.store)
-        except OriginalUnavailable as exc:
-            raise ApiError(404, "not_found", f"image {image_id} has no readable file any "
-                           f"more ({exc})") from exc
+        with indexed_file(backend.store, row) as f:
+            try:
+                result = make_thumbnail(f, row.sha256, backend.store)
+            except OriginalUnavailable as exc:
+                raise ApiError(404, "not_found", f"image {image_id} has no readable file any "
+                               f"more ({exc})") from exc
     if isinstance(result, bytes):
         return Response(result, mimetype="image/jpeg", headers={"Cache-Control": "no-cache"})
     return send_file(result, mimetype="image/jpeg", etag=row.sha256, conditional=True)
+
+
+def indexed_file(store: Store, row: ImageRecord) -> BinaryIO:
+    """The row's file, opened, or the 404 that says it is gone or is not the one indexed."""
+    try:
+        return store.open_file(row)
+    except ChangedFile as exc:
+        raise ApiError(404, "not_found", f"the file of image {row.id} is not the one indexed "
+                       f"any more: {exc}") from exc
+    except OSError as exc:  # gone, unreadable, or now a FIFO / device / folder
+        raise ApiError(404, "not_found", f"the file of image {row.id} is gone") from exc
 
 
 @bp.get(f"/images/{ID}/reconstruction")
@@ -85,14 +102,13 @@ def original(image_id: int):
     Streamed; 404 once it is gone or no longer an image.
 
     The path comes from the catalog, but the file behind it may have been
-    replaced since it was indexed (by a symlink to something private, say),
-    so its first bytes must still sniff as an image type we index.
+    replaced since it was indexed (by a symlink to something private, say):
+    it must still be the file indexed (``Store.open_file``), and its first
+    bytes must still sniff as an image type we index.
     """
-    row = current_backend().record(image_id)
-    try:
-        f = open_regular(row.path)
-    except OSError as exc:  # gone, unreadable, or now a FIFO / device / folder
-        raise ApiError(404, "not_found", f"the file of image {image_id} is gone") from exc
+    backend = current_backend()
+    row = backend.record(image_id)
+    f = indexed_file(backend.store, row)
     try:
         _fmt, supported = sniff_format(f.read(16))
         if not supported:

@@ -5,6 +5,7 @@ parameter reaches a file the catalog does not name.
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import numpy as np
@@ -14,6 +15,7 @@ from werkzeug.http import parse_options_header
 
 from search.engine import code_of
 
+from ..conftest import run
 from ..synthetic import draw
 from .conftest import HOSTILE_NAME, assert_error, encoder_of, row_for
 
@@ -128,13 +130,40 @@ def test_original_replaced_by_a_non_image_is_not_served(own_client, own_library,
     assert b"hunter2" not in response.data
 
 
-def test_changed_file_is_thumbnailed_but_not_cached(own_client, own_library):
+def test_a_changed_file_is_not_served(own_client, own_library):
     path = own_library.files["square"][3]
     row = row_for(own_library.data_dir, path)
-    draw("stripes", np.random.default_rng(9)).save(path)  # the catalog's sha256 is now stale
-    response = own_client.get(f"/images/{row.id}/thumbnail")
-    assert response.status_code == 200 and response.mimetype == "image/jpeg"
+    draw("stripes", np.random.default_rng(9)).save(path)  # not the content indexed any more
+    for part in ("thumbnail", "original"):
+        message = assert_error(own_client.get(f"/images/{row.id}/{part}"), 404, "not_found")
+        assert "re-index" in message
     assert not (own_library.data_dir / "thumbs" / f"{row.sha256}.jpg").exists()
+
+
+@pytest.mark.parametrize("target", ["outside", "inside"])
+def test_an_indexed_file_swapped_for_a_link_to_another_image_is_not_served(
+        own_client, own_library, tmp_path, target):
+    """Anyone who may write to a shared folder could link an indexed name to any image the
+    server's user can read (#23): served neither as the original nor as a thumbnail, and
+    `lookalike check` reports it."""
+    path = own_library.files["circle"][5]
+    row = row_for(own_library.data_dir, path)
+    if target == "outside":
+        private = tmp_path / "private" / "passport.png"
+        private.parent.mkdir()
+        draw("square", np.random.default_rng(77)).save(private)
+    else:  # another image of the collection: inside the folder indexed, but not this file
+        private = own_library.files["stripes"][4]
+    path.unlink()
+    path.symlink_to(private)
+    for part in ("original", "thumbnail"):
+        response = own_client.get(f"/images/{row.id}/{part}")
+        assert_error(response, 404, "not_found")
+        assert private.read_bytes()[:64] not in response.data
+    result = run(own_library.data_dir, "check", "--json", ok=False)
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["changed_files"] == [{"id": row.id, "path": row.path}]
 
 
 # -- the page ------------------------------------------------------------------------------------

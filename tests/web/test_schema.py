@@ -99,6 +99,10 @@ SCHEMAS = {  # (not an [[operations]] config entry: with one, include() stops na
     # the rest get the documented 400 (bad_code, or bad_request when not base64).
     ("POST", "/api/decompress"): load_schema({**AUTH, "checks": {"positive_data_acceptance": {
         "expected-statuses": ["200", "400", "401", "403", "404", "409", "429", "5xx"]}}}),
+    # Any four numbers are a schema-valid box, but one with no part on the image sent is
+    # the documented 400 (the schema cannot know the image's size).
+    ("POST", "/api/search"): load_schema({**AUTH, "checks": {"positive_data_acceptance": {
+        "expected-statuses": ["200", "400", "401", "403", "404", "409", "429", "5xx"]}}}),
 }
 
 
