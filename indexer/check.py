@@ -141,6 +141,9 @@ def check_data_dir(store: Store, model_path: str | os.PathLike | None = None) ->
                                     if current is None or r.model_id != current.id)
     stale = {i for i, _ in report.stale_model}
     expected = {r.id for r in rows} - stale
+    serving = _serving_model(store, models, current)
+    if serving is not None and serving is not current:  # a new model waits for its re-encode
+        expected, dim = {r.id for r in rows if r.model_id == serving.id}, serving.latent_dim
     _check_index(store, report, expected, {r.id for r in rows}, dim)
     _check_files(store, report, rows)
     if report.writer is None:
@@ -204,6 +207,18 @@ def _current_model(path: Path, models: list[ModelRecord], report: CheckReport,
         return None, None
 
 
+def _serving_model(store: Store, models: list[ModelRecord],
+                   current: ModelRecord | None) -> ModelRecord | None:
+    """The model whose codes the index must hold: *current*, unless the index was built by
+    an earlier model that is kept (models/) while the current one's re-encode has not
+    finished; then that one, which searches still use."""
+    built_by = store.index_model()
+    if (current is not None and current.checkpoint_sha256 == built_by) or not built_by \
+            or not store.archived_model_path(built_by).is_file():
+        return current
+    return next((m for m in models if m.checkpoint_sha256 == built_by), current)
+
+
 def _check_index(store: Store, report: CheckReport, expected: set[int], catalog: set[int],
                  dim: int | None) -> None:
     """Fill in the index findings: readable, right size, exactly the expected ids."""
@@ -232,21 +247,26 @@ def _drop_rows(store: Store, ids: list[int]) -> None:
 
 
 def _rebuild_index(store: Store, model_path: Path) -> str:
-    """A new index from the current model's catalog codes, saved and published."""
+    """A new index from the catalog codes of the model searches use, saved and published."""
     probe = CheckReport(str(store.data_dir), str(model_path))
     with store.sessions() as s:
         models = list(s.scalars(select(ModelRecord)))
     current, dim = _current_model(model_path, models, probe, has_rows=True)
+    serving = _serving_model(store, models, current)
+    if serving is not None:
+        dim = serving.latent_dim
     if dim is None:
         return f"could not rebuild the index: {probe.model_problem}"
     try:
         metric = store.load_index(mmap=True).metric
     except VectorIndexError:
         metric = "cosine"
-    index = (store.rebuild_index(dim, current.id, metric) if current is not None
+    index = (store.rebuild_index(dim, serving.id, metric) if serving is not None
              else VectorIndex.create(dim, metric))
-    store.publish_index(index)
-    return f"rebuilt the index from the catalog's {index.ntotal} code(s) made by {model_path}"
+    store.publish_index(index, serving.checkpoint_sha256 if serving is not None else None)
+    made_by = (store.archived_model_path(serving.checkpoint_sha256)
+               if serving is not None and serving is not current else model_path)
+    return f"rebuilt the index from the catalog's {index.ntotal} code(s) made by {made_by}"
 
 
 def _shown(items: list[str], limit: int = SHOWN) -> list[str]:

@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from search.store import Store
+
 from .model import Checkpoint, load_checkpoint, resolve_device
 from .pixels import to_pixels, to_tensor
 
@@ -57,3 +59,25 @@ class TorchEncoder:
     def reconstruct(self, pixels: np.ndarray) -> np.ndarray:
         """Round trip through the bottleneck; for a denoising model, the denoised image."""
         return self.decode(self.encode(pixels))
+
+
+def load_serving(store: Store, model_path: str | Path, device: str = "auto"
+                 ) -> tuple[TorchEncoder, Path | None]:
+    """The encoder searches use, and the newer checkpoint that waits for its re-encode (or
+    None).
+
+    ``lookalike train`` into a data dir keeps the model that built the index
+    (``Store.archive_model``): until a re-encode with the new one finishes,
+    the index holds the old model's codes, and only the old model's codes
+    compare with them. So while the index says another checkpoint built it
+    and that one is kept, it is the one loaded.
+    """
+    encoder = TorchEncoder.from_path(model_path, device)
+    built_by = store.index_model()
+    if built_by and encoder.sha256 != built_by:
+        kept = store.archived_model_path(built_by)
+        if kept.is_file():
+            older = TorchEncoder.from_path(kept, device)
+            if older.sha256 == built_by:
+                return older, Path(model_path)
+    return encoder, None

@@ -129,17 +129,28 @@ def index_folder(
     bar = tqdm(total=len(work.encode), desc="indexing", unit="img", disable=not progress)
     encoding = encoding or LocalEncoding(encoder, batch_size, workers)
     last_save = time.monotonic()
+    # A new model's codes join its own index, which replaces the one searches use (the
+    # previous model's, built by the checkpoint kept under models/) only when the last
+    # file is re-encoded: an index of half the collection would answer until then.
+    switching = store.index_model() not in (None, encoder.sha256)
     for chunk in encoding([i.path for i in work.encode]):
         _store_batch(store, index, model_id, chunk, by_path, summary)
         bar.update(len(chunk))
-        if save_every is not None and time.monotonic() - last_save >= save_every:
-            store.publish_index(index)
+        if (save_every is not None and not switching
+                and time.monotonic() - last_save >= save_every):
+            store.publish_index(index, encoder.sha256)
             last_save = time.monotonic()
     bar.close()
     wanted = choose_index_type(index.ntotal, store.index_choice())
     if wanted != index.index_type:  # crossed the size limit, or asked for: rebuild from the catalog
         index = store.rebuild_index(encoder.dim, model_id, choice=wanted)
-    store.publish_index(index)
+    if not switching or store.catalog_ids(model_id) == store.catalog_ids():
+        store.publish_index(index, encoder.sha256)
+        store.prune_archived_models()
+    else:
+        summary.warnings.append(
+            "images in other folders are still encoded by the previous model, whose index "
+            "searches keep using until they are re-encoded too: run `lookalike reindex`")
     summary.seconds = time.time() - started
     return summary
 

@@ -6,13 +6,16 @@ Layout::
     DATA_DIR/index.faiss      FAISS index, ids = catalog primary keys
     DATA_DIR/model.pt         the current checkpoint (written by `lookalike train`)
     DATA_DIR/thumbs/          thumbnail cache, by sha256 (``thumbnail_path``)
+    DATA_DIR/models/<sha>.pt  an earlier model.pt, kept while the index it built still serves
     DATA_DIR/pq-<sha>.faiss   PQ codebook of one checkpoint (``codebook_path``; indexer.compression)
     DATA_DIR/.lock            the writer lock (``LOCK_FILE``; indexer.lock): one writer at a time
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
+import shutil
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO
 from dataclasses import dataclass, field
@@ -27,7 +30,8 @@ from .catalog import (ImageRecord, MetaRecord, ModelRecord, RootRecord, decode_p
                       utcnow)
 from .database import database_url, open_database
 from .reader import CatalogReader
-from .regular_files import open_indexed
+from .files import replace_atomically, unwritable
+from .regular_files import open_indexed, sha256_file
 from .vector_index import VectorIndex, VectorIndexError, build_index, load_index
 
 DEFAULT_DATA_DIR = "lookalike-data"
@@ -37,6 +41,9 @@ INDEX_FILE = "index.faiss"
 # Meta keys: the catalog's change counter, and its value when the index was last saved.
 CATALOG_VERSION = "catalog_version"
 INDEX_VERSION = "index_version"
+# Meta key: the sha256 of the checkpoint whose codes the saved index holds.
+INDEX_MODEL = "index_model"
+MODELS_DIR = "models"  # checkpoints kept while an index they built still serves
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # The index type asked for with `lookalike index --index-type` (auto, flat, ivf).
 INDEX_CHOICE = "index_type"  # meta key: auto, flat, ivf or ivfpq (index --index-type)
@@ -236,8 +243,9 @@ class Store:
         """Whether the saved index was written after the catalog's last change."""
         return self.indexed_version() == self.catalog_version()
 
-    def publish_index(self, index: VectorIndex) -> None:
-        """Save *index* atomically, then record the catalog version it reflects.
+    def publish_index(self, index: VectorIndex, model_sha256: str | None = None) -> None:
+        """Save *index* atomically, then record the catalog version it reflects (and, when
+        given, the checkpoint whose codes it holds).
 
         Only the writer-lock holder calls this, with an in-memory index
         that follows every catalog commit so far. A crash between the
@@ -248,7 +256,62 @@ class Store:
         index.save(self.index_path)
         with self.sessions() as session, session.begin():
             self.set_meta(session, INDEX_VERSION, str(version))
+            if model_sha256:
+                self.set_meta(session, INDEX_MODEL, model_sha256)
             self._bump(session, "generation")
+
+    def index_model(self) -> str | None:
+        """The sha256 of the checkpoint that built the saved index; None for an index saved
+        before this was recorded. Read per query (is the loaded model still the one?)."""
+        rows = self.reader.fetch("SELECT value FROM meta WHERE key = {}", [INDEX_MODEL])
+        return rows[0][0] if rows and rows[0][0] else None
+
+    def archived_model_path(self, sha256: str) -> Path:
+        """Where the checkpoint *sha256* is kept once a newer one took model.pt's place."""
+        return self.data_dir / MODELS_DIR / f"{sha256[:16]}.pt"
+
+    def archive_model(self) -> Path | None:
+        """Keep the current model.pt under models/ if codes in the catalog came from it, so
+        the index it built can go on serving while a new model's re-encode runs; its path.
+
+        A hard link where the filesystem has them (no copy, and atomic); else a copy.
+        """
+        if not self.model_path.is_file():
+            return None
+        sha = sha256_file(self.model_path)
+        with self.sessions() as s:
+            used = s.scalar(select(func.count(ImageRecord.id)).join(ModelRecord)
+                            .where(ModelRecord.checkpoint_sha256 == sha))
+        if not used:
+            return None
+        target = self.archived_model_path(sha)
+        if target.is_file() and sha256_file(target) == sha:
+            return target
+        target.parent.mkdir(exist_ok=True)
+        try:
+            tmp = target.with_name(f".{target.name}.link")
+            tmp.unlink(missing_ok=True)
+            os.link(self.model_path, tmp)
+            os.replace(tmp, target)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise unwritable(exc, target.parent, existed=False) or exc
+            replace_atomically(target, lambda t: shutil.copyfile(self.model_path, t), "ckpt")
+        return target
+
+    def prune_archived_models(self) -> list[Path]:
+        """Delete the kept checkpoints that no catalog code and not the index come from."""
+        folder = self.data_dir / MODELS_DIR
+        if not folder.is_dir():
+            return []
+        with self.sessions() as s:
+            used = set(s.scalars(select(ModelRecord.checkpoint_sha256).join(ImageRecord)
+                                 .distinct()))
+        keep = {sha[:16] for sha in used | {self.index_model() or ""} if sha}
+        gone = [p for p in folder.glob("*.pt") if p.stem not in keep]
+        for path in gone:
+            path.unlink(missing_ok=True)
+        return gone
 
     def catalog_ids(self, model_id: int | None = None) -> set[int]:
         query = select(ImageRecord.id)

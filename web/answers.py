@@ -123,6 +123,10 @@ class Stats(Answer):
     latent_dim: int | None = None
     index_type: str | None = None
     index_vectors: int = None
+    index_model: str | None = Field(None, description="The checkpoint whose codes the index "
+                                    "holds, which searches use.")
+    model_waiting_for_reencode: bool = Field(None, description="A newer model waits for "
+                                             "`lookalike reindex` to re-encode the images.")
     index_choice: Literal["auto", "flat", "ivf", "ivfpq"] = None
     catalog_database: str = Field(None, description="sqlite, or the server's: postgresql")
     metric: str | None = None

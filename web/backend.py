@@ -19,7 +19,7 @@ import torch
 from flask import current_app
 
 from indexer.compression import Codebooks, ProductQuantizer, TooFewCodes
-from indexer.encoder import TorchEncoder
+from indexer.encoder import TorchEncoder, load_serving
 from indexer.model import CheckpointError
 from indexer.settings import Settings
 from search.catalog import ImageRecord
@@ -43,10 +43,12 @@ class Backend:
         self._store: Store | None = None
         self._codebooks: Codebooks | None = None
         self._engine: SearchEngine | None = None
-        self._model_key: tuple[int, int, int] | None = None
+        self._model_key: tuple | None = None
+        # A newer model.pt than the one serving, waiting for `lookalike reindex` to re-encode.
+        self.waiting_model: Path | None = None
         self._model_id: tuple[SearchEngine, int] | None = None
         self._verified: VectorIndex | None = None
-        self._broken: tuple[tuple[int, int, int], str] | None = None
+        self._broken: tuple[tuple, str] | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
 
@@ -73,7 +75,8 @@ class Backend:
         return self._store
 
     def search_engine(self) -> SearchEngine:
-        """The engine with the current model, reloading the model if its file changed."""
+        """The engine with the model that built the index (``indexer.encoder.load_serving``),
+        reloaded when the model file changes or a re-encode switches the index to another."""
         store = self.store
         key = file_key(store.model_path)
         if key is None:
@@ -82,6 +85,7 @@ class Backend:
                                f"with `{self.command(f'train -o {store.model_path}')}`.")
             raise NotReady(f"No model yet at {store.model_path}. Run `{self.command()}` to "
                            "train one on your images and index them.")
+        key = (key, None if self.settings.model_is_explicit else store.index_model())
         if self._engine is not None and key == self._model_key:
             self._prepare_thread()
             return self._engine
@@ -90,7 +94,7 @@ class Backend:
                 raise NotReady(self._broken[1])  # same unreadable file: do not reload per request
             if self._engine is None or key != self._model_key:
                 try:
-                    encoder = self._load_encoder(store.model_path)
+                    encoder, self.waiting_model = self._load_encoder(store)
                 except NotReady as exc:
                     self._broken = (key, str(exc))
                     raise
@@ -99,9 +103,12 @@ class Backend:
         self._prepare_thread()
         return self._engine
 
-    def _load_encoder(self, path: Path) -> TorchEncoder:
+    def _load_encoder(self, store: Store) -> tuple[TorchEncoder, Path | None]:
+        path = store.model_path
         try:
-            return TorchEncoder.from_path(path, self.device)
+            if self.settings.model_is_explicit:
+                return TorchEncoder.from_path(path, self.device), None
+            return load_serving(store, path, self.device)
         except (CheckpointError, RuntimeError) as exc:
             raise NotReady(f"The model at {path} cannot be loaded ({exc}). Train a new one "
                            f"with `{self.command('train')}`, then re-encode with "
@@ -178,6 +185,10 @@ class Backend:
                            + self.other_model_message())
 
     def other_model_message(self) -> str:
+        if self.waiting_model is not None:
+            return (f"It is being re-encoded with the new model at {self.waiting_model}; "
+                    "searches use the previous one until every image is (run "
+                    f"`{self.command('reindex').removesuffix(' FOLDER')}` if none is running).")
         return (f"The catalog was encoded with a different model than the one at "
                 f"{self.store.model_path}, so their codes cannot be compared. Re-encode with "
                 f"`{self.command('index --reencode')}`, or set LOOKALIKE_MODEL to the model "

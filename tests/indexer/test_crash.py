@@ -207,7 +207,7 @@ def test_kill_between_a_commit_and_the_index_save_does_not_keep_stale_vectors(
     for i, f in enumerate(sorted(collection.rglob("*.png"))[:3]):
         Image.new("RGB", (48, 48), (250, i * 80, 10)).save(f)
 
-    def killed(self, index):
+    def killed(self, index, model_sha256=None):
         raise Killed
 
     with monkeypatch.context() as m:

@@ -29,7 +29,7 @@ from search.store import NotFound
 from search.vector_index import INDEX_TYPES, VectorIndexError
 
 from .context import (Context, checked_engine, load_encoder, lock_data_dir, model_option,
-                      pass_ctx, report_failures, unwritable_data_dir)
+                      pass_ctx, report_failures, serving_encoder, unwritable_data_dir)
 from .training import run_training, training_options
 
 SAMPLE_COLLECTION = Path(indexer.__file__).resolve().parent / "sample"
@@ -138,7 +138,7 @@ def search(obj: Context, image: Path, k: int, model: Path | None, as_json: bool,
     # One query gains nothing from more OpenMP threads, and on a busy machine the
     # idle ones' spinning turned a 0.1 ms FAISS search into ~25 ms (measured).
     faiss.omp_set_num_threads(1)
-    encoder = load_encoder(obj, model)
+    encoder = serving_encoder(obj, model)
     engine = checked_engine(obj, encoder)
     try:
         # Read whole: the query is named by the user, so a FIFO (/dev/stdin) is fine here.

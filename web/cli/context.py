@@ -11,7 +11,7 @@ import click
 import numpy as np
 from sqlalchemy.exc import OperationalError
 
-from indexer.encoder import TorchEncoder
+from indexer.encoder import TorchEncoder, load_serving
 from indexer.images import ImageDecodeError, load_image
 from indexer.lock import DataDirBusy, WriterLock
 from indexer.model import CheckpointError
@@ -102,6 +102,24 @@ def load_encoder(obj: Context, model: Path | None, device: str = "auto") -> Torc
     except CheckpointError as exc:
         raise click.ClickException(
             f"{exc}. Train one first: lookalike --data-dir {obj.data_dir} train FOLDER") from exc
+
+
+def serving_encoder(obj: Context, model: Path | None) -> TorchEncoder:
+    """The encoder that compares with the index: *model* when given, else the data dir's
+    model, or the earlier one that built the index while the new one's re-encode has not
+    finished (``indexer.encoder.load_serving``; the user is told)."""
+    if model is not None or obj.settings.model_is_explicit or not obj.settings.has_catalog:
+        return load_encoder(obj, model)
+    try:
+        encoder, waiting = load_serving(obj.existing_store(), obj.settings.model_path)
+    except CheckpointError as exc:
+        raise click.ClickException(
+            f"{exc}. Train one first: lookalike --data-dir {obj.data_dir} train FOLDER") from exc
+    if waiting is not None:
+        click.echo(f"note: searching with the model that built the index; the newer {waiting} "
+                   f"takes over once `lookalike --data-dir {obj.data_dir} reindex` has "
+                   "re-encoded every image", err=True)
+    return encoder
 
 
 def checked_engine(obj: Context, encoder: TorchEncoder) -> SearchEngine:

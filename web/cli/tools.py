@@ -22,7 +22,8 @@ from indexer.latent import arithmetic, interpolate, sample_prior
 from indexer.plots import save_grid
 from search.store import codebook_path
 
-from .context import Context, checked_engine, load_encoder, model_option, pass_ctx, read_image
+from .context import (Context, checked_engine, load_encoder, model_option, pass_ctx, read_image,
+                      serving_encoder)
 
 
 def input_file(name: str):
@@ -226,7 +227,7 @@ def duplicates(obj: Context, threshold: float | None, min_size: int, status: str
                as_json: bool, sheet: Path | None, model: Path | None) -> None:
     """Groups of near-duplicates in the catalog: edits, re-saves, resized copies; the one
     to keep (most pixels, then largest file, or the one a reviewer kept) first."""
-    encoder = load_encoder(obj, model)
+    encoder = serving_encoder(obj, model)
     if threshold is None:
         threshold = encoder.copy_threshold or DEFAULT_THRESHOLD
     store = obj.existing_store()

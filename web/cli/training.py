@@ -115,10 +115,22 @@ def run_training(obj: Context, folder: Path, output: Path, kw: dict) -> None:
 @training_options
 @pass_ctx
 def train(obj: Context, folder: Path, output: Path | None, **kw) -> None:
-    """Train an autoencoder on the images under FOLDER."""
+    """Train an autoencoder on the images under FOLDER.
+
+    Into a data dir that has an index, the model that built it is kept
+    (DATA_DIR/models/), and searches go on using it until `lookalike reindex`
+    has re-encoded every image with the new one.
+    """
     if output is None or output.resolve().parent == obj.data_dir.resolve():
         lock_data_dir(obj, "training a model for")
-    run_training(obj, folder, output or obj.store.model_path, kw)
+    target = output or obj.store.model_path
+    replacing = target.resolve() == obj.settings.model_path.resolve()
+    kept = obj.store.archive_model() if replacing else None
+    run_training(obj, folder, target, kw)
+    if kept is not None:
+        click.echo(f"the index was built by the previous model, kept at {kept}: searches use "
+                   "it until every image is re-encoded with the new one. Next: lookalike "
+                   f"--data-dir {obj.data_dir} reindex")
 
 
 @click.command(name="eval")
