@@ -141,18 +141,24 @@ def index_folder(
             store.publish_index(index, encoder.sha256)
             last_save = time.monotonic()
     bar.close()
+    _publish(store, index, encoder, model_id, switching, summary)
+    summary.seconds = time.time() - started
+    return summary
+
+
+def _publish(store: Store, index: VectorIndex, encoder: TorchEncoder, model_id: int,
+             switching: bool, summary: IndexSummary) -> None:
+    """Save the run's index for searches; a new model's only once it encoded every image."""
     wanted = choose_index_type(index.ntotal, store.index_choice())
     if wanted != index.index_type:  # crossed the size limit, or asked for: rebuild from the catalog
         index = store.rebuild_index(encoder.dim, model_id, choice=wanted)
-    if not switching or store.catalog_ids(model_id) == store.catalog_ids():
-        store.publish_index(index, encoder.sha256)
-        store.prune_archived_models()
-    else:
+    if switching and store.catalog_ids(model_id) != store.catalog_ids():
         summary.warnings.append(
             "images in other folders are still encoded by the previous model, whose index "
             "searches keep using until they are re-encoded too: run `lookalike reindex`")
-    summary.seconds = time.time() - started
-    return summary
+        return
+    store.publish_index(index, encoder.sha256)
+    store.prune_archived_models()
 
 
 def _remember_choices(store: Store, encoder: TorchEncoder, root: Path,

@@ -47,6 +47,12 @@ DEFAULTS: dict[str, Any] = {
     # Memory all request bodies together may hold in `lookalike serve`; it sets
     # how many connections waitress accepts at once (see web.cli.serving.server_limits).
     "LOOKALIKE_UPLOAD_MEMORY": 1024 * MB,
+    # Seconds a connection of `lookalike serve` gets to send a request (and more for every
+    # 8 KB that arrives), or to stay idle between requests; 0: waitress's 120 s idle limit.
+    "LOOKALIKE_REQUEST_TIMEOUT": 10,
+    # Connections one client address may hold open at once in `lookalike serve`; 0: no cap
+    # (behind a reverse proxy, every client has the proxy's address).
+    "LOOKALIKE_CLIENT_CONNECTIONS": 8,
     # The data-changing /api/admin endpoints answer 403 until this is set.
     "LOOKALIKE_ADMIN_TOKEN": None,
     # When set, every request needs it (Bearer, or HTTP Basic with it as password).
@@ -81,6 +87,16 @@ def _int(name: str) -> Callable[[str], int]:
     return parse
 
 
+def _number(name: str) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"environment variable {name} must be a number, not {value!r}"
+                             ) from None
+    return parse
+
+
 # environment variable -> (settings key, parser)
 ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "LOOKALIKE_DATA_DIR": ("LOOKALIKE_DATA_DIR", str),
@@ -94,6 +110,10 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "LOOKALIKE_MAX_DECODE_BYTES": ("LOOKALIKE_MAX_DECODE_BYTES",
                                    _int("LOOKALIKE_MAX_DECODE_BYTES")),
     "LOOKALIKE_UPLOAD_MEMORY": ("LOOKALIKE_UPLOAD_MEMORY", _int("LOOKALIKE_UPLOAD_MEMORY")),
+    "LOOKALIKE_REQUEST_TIMEOUT": ("LOOKALIKE_REQUEST_TIMEOUT",
+                                  _number("LOOKALIKE_REQUEST_TIMEOUT")),
+    "LOOKALIKE_CLIENT_CONNECTIONS": ("LOOKALIKE_CLIENT_CONNECTIONS",
+                                     _int("LOOKALIKE_CLIENT_CONNECTIONS")),
     "LOOKALIKE_ADMIN_TOKEN": ("LOOKALIKE_ADMIN_TOKEN", _optional_str),
     "LOOKALIKE_READ_TOKEN": ("LOOKALIKE_READ_TOKEN", _optional_str),
     "LOOKALIKE_TRUSTED_HOSTS": ("LOOKALIKE_TRUSTED_HOSTS", _host_list),

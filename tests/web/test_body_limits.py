@@ -21,7 +21,7 @@ from flask import Flask
 from PIL import Image
 from waitress import create_server
 
-from web.cli.serving import server_limits
+from web.server import server_limits
 from web.uploads import decode_cost
 
 from ..synthetic import flat_png, png_claiming_pixels

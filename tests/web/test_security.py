@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from web.cli.serving import server_limits
+from web.server import server_limits
 from web.security import host_name, trusted_hosts_for
 
 from ..conftest import LOOKALIKE

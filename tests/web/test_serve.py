@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import io
 import json
 import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from indexer.model import load_checkpoint, save_checkpoint
 
@@ -205,3 +209,94 @@ def test_keeps_answering_while_lookalike_index_runs(tmp_path, own_library, own_c
     assert stats["generation"] > generation
     assert stats["images"] == len(own_library.all_files()) + 120
     assert upload(own_client, query).status_code == 200
+
+
+# -- slow clients cannot starve the server (127.0.0.x only, bounded in count and time) ---------
+
+HALF_OPEN = b"POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\n"  # ... and then nothing
+
+
+def connect_from(source: str, port: int) -> socket.socket:
+    """A connection to the server on 127.0.0.1 from another loopback address (another
+    client, as far as the server can tell)."""
+    return socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
+
+
+def closed_by_server(sock: socket.socket, within: float) -> bool:
+    """Whether the server closes *sock* within *within* seconds (it never answers one)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if select.select([sock], [], [], 0.2)[0]:
+            try:
+                if sock.recv(4096) == b"":
+                    return True
+            except ConnectionResetError:
+                return True
+    return False
+
+
+def healthz_within(port: int, seconds: float) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=seconds)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+@pytest.mark.sqlite_only  # the serve process, not the catalog
+def test_half_open_connections_do_not_take_the_server_offline(library, tmp_path):
+    """25 connections that send a request line and a header, then nothing (#23): another
+    client is answered at once, and every one of them is closed within the deadline."""
+    with serving(library.data_dir, tmp_path, LOOKALIKE_REQUEST_TIMEOUT="2") as served:
+        attackers = [connect_from("127.0.0.2", served.port) for _ in range(25)]
+        try:
+            for sock in attackers:
+                sock.sendall(HALF_OPEN)
+            started = time.monotonic()
+            assert healthz_within(served.port, 5) == 200
+            assert time.monotonic() - started < 3
+            assert all(closed_by_server(sock, 6) for sock in attackers)
+        finally:
+            for sock in attackers:
+                sock.close()
+        assert healthz_within(served.port, 5) == 200
+
+
+@pytest.mark.sqlite_only  # the serve process, not the catalog
+def test_a_trickling_request_is_cut_off_and_a_slow_upload_is_not(library, tmp_path):
+    query = library.files["circle"][0].read_bytes()
+    with serving(library.data_dir, tmp_path, LOOKALIKE_REQUEST_TIMEOUT="2") as served:
+        # A byte of headers every 0.3 s: closed at the deadline, long before it could end.
+        trickle = connect_from("127.0.0.3", served.port)
+        started, closed = time.monotonic(), False
+        try:
+            for byte in HALF_OPEN * 4:
+                try:
+                    trickle.sendall(bytes([byte]))
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+                    break
+                if select.select([trickle], [], [], 0.3)[0] and trickle.recv(4096) == b"":
+                    closed = True
+                    break
+        finally:
+            trickle.close()
+        assert closed and time.monotonic() - started < 6
+        # An upload slower than the deadline but steady (a 120 KB PNG at ~40 KB/s) is served.
+        noise = np.random.default_rng(0).integers(0, 256, (160, 256, 3), dtype=np.uint8)
+        out = io.BytesIO()
+        Image.fromarray(noise).save(out, "PNG")
+        head, opening, closing = multipart_head(None)
+        body = opening + out.getvalue() + closing
+        head["Content-Length"] = str(len(body))
+
+        def slowly():
+            for start in range(0, len(body), 4096):
+                time.sleep(0.1)
+                yield body[start:start + 4096]
+
+        started = time.monotonic()
+        status, _, answer = stream(served.port, head, slowly(), chunked=False)
+        assert status == 200, answer[:300]
+        assert time.monotonic() - started > 2.5  # it did take longer than the deadline

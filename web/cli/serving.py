@@ -1,13 +1,13 @@
-"""``lookalike serve``: the web app under waitress, with limits that fit its upload rules."""
+"""``lookalike serve``: the web app under waitress (``web.server``)."""
 from __future__ import annotations
 
 import click
-from waitress import create_server
 
 from indexer.settings import LOOPBACK_HOSTS
 
 from .. import create_app
 from ..security import trusted_hosts_for
+from ..server import make_server
 
 
 @click.command()
@@ -31,9 +31,7 @@ def serve(ctx: click.Context, host: str, port: int, threads: int) -> None:
     _warn_about_exposure(host, hosts, settings)
     backend = app.extensions["lookalike"]
     message = backend.readiness()  # loads the model now, not on the first request
-    server = create_server(app, host=host, port=port, threads=threads,
-                           **server_limits(app.config.get("MAX_CONTENT_LENGTH"),
-                                           app.config.get("LOOKALIKE_UPLOAD_MEMORY"), threads))
+    server = make_server(app, host, port, threads, app.config)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Lookalike serving {backend.data_dir} at http://{shown}:{server.effective_port}/")
     if message:
@@ -56,29 +54,3 @@ def _warn_about_exposure(host: str, hosts: list[str] | None, settings) -> None:
     if hosts is None:
         click.echo("warning: bound to every address with no LOOKALIKE_TRUSTED_HOSTS: any Host "
                    "header is answered (set it to the names clients use)", err=True)
-
-
-def server_limits(max_content_length: int | None, upload_memory: int | None = None,
-                  threads: int = 4) -> dict[str, int]:
-    """waitress's cap on a request body, how much of one it keeps in memory, and connections.
-
-    waitress reads a whole body before the app runs, by default up to
-    1 GiB, so without a cap near the app's limit any client could make it
-    store a gigabyte per connection only to be told 413. The cap is twice
-    ``MAX_CONTENT_LENGTH``: bodies up to that still get the app's JSON 413,
-    longer ones waitress's plain-text 413 as soon as it sees they are too
-    long. Bodies under the cap stay in memory (waitress would spool those
-    over 512 KB to a temp file), because uploads must never touch the disk;
-    the price is up to twice the limit in RAM per connection uploading.
-    So the connections waitress accepts at once are capped too: all of
-    them uploading at the cap stay within *upload_memory*
-    (``LOOKALIKE_UPLOAD_MEMORY``), but never fewer than the threads plus a
-    browser's six parallel connections.
-    """
-    if not max_content_length:
-        return {}
-    cap = 2 * max_content_length
-    limits = {"max_request_body_size": cap, "inbuf_overflow": cap}
-    if upload_memory:
-        limits["connection_limit"] = max(threads + 6, upload_memory // cap)
-    return limits
