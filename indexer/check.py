@@ -47,6 +47,7 @@ class CheckReport:
     stale_model: list[tuple[int, str]] = field(default_factory=list)
     debris: list[str] = field(default_factory=list)
     writer: tuple[int, str] | None = None
+    switch_pending: str | None = None  # the kept model still serving, while model.pt re-encodes
     repairs: list[tuple[str, list[str]]] = field(default_factory=list)
 
     @property
@@ -80,7 +81,13 @@ class CheckReport:
                         "to the file indexed (changed, replaced, or a link out of the folders "
                         "indexed); they are not served until `lookalike reindex` sees them "
                         "again", [p for _, p in self.changed_files]))
-        if self.stale_model:
+        if self.stale_model and self.switch_pending:
+            out.append((f"{len(self.stale_model)} of {self.images} image(s) still to be "
+                        f"re-encoded with the new model {self.model}; searches use the "
+                        f"previous one, kept at {self.switch_pending}, until `lookalike "
+                        "reindex` has done them all (--repair leaves the index alone)",
+                        [p for _, p in self.stale_model]))
+        elif self.stale_model:
             out.append((f"{len(self.stale_model)} image(s) encoded by another model than "
                         f"{self.model}: run `lookalike index {_folder_of(self.stale_model)} "
                         "--reencode` (--repair keeps them)", [p for _, p in self.stale_model]))
@@ -135,16 +142,19 @@ def check_data_dir(store: Store, model_path: str | os.PathLike | None = None) ->
                                 ImageRecord.size, ImageRecord.mtime)).all()
         models = list(s.scalars(select(ModelRecord)))
     report.images = len(rows)
-    current, dim = _current_model(model_path, models, report, bool(rows))
+    current, dim, sha = _current_model(model_path, models, report, bool(rows))
     if current is not None or report.model_problem is None:
         report.stale_model = sorted((r.id, r.path) for r in rows
                                     if current is None or r.model_id != current.id)
     stale = {i for i, _ in report.stale_model}
-    expected = {r.id for r in rows} - stale
-    serving = _serving_model(store, models, current)
-    if serving is not None and serving is not current:  # a new model waits for its re-encode
-        expected, dim = {r.id for r in rows if r.model_id == serving.id}, serving.latent_dim
-    _check_index(store, report, expected, {r.id for r in rows}, dim)
+    kept = store.kept_checkpoint(sha) if sha else None
+    if kept is not None:
+        # The index is the previous model's, serving while this one's re-encode is unfinished:
+        # it matches no one model's rows until then, and rebuilding it would drop images.
+        report.switch_pending = str(kept)
+        _check_index(store, report, set(), None, None)
+    else:
+        _check_index(store, report, {r.id for r in rows} - stale, {r.id for r in rows}, dim)
     _check_files(store, report, rows)
     if report.writer is None:
         report.debris = sorted(str(p) for pat in DEBRIS_PATTERNS for p in store.data_dir.glob(pat))
@@ -181,47 +191,37 @@ def repair_data_dir(store: Store, model_path: str | os.PathLike | None = None,
         _drop_rows(store, [i for i, _ in report.missing_files])
         repairs.append((f"dropped {len(report.missing_files)} catalog image(s) whose file is "
                         "gone", [p for _, p in report.missing_files]))
-    if report.index_needs_rebuild or report.missing_files:
+    if (report.index_needs_rebuild or report.missing_files) and not report.switch_pending:
         repairs.append((_rebuild_index(store, Path(model_path or store.model_path)), []))
     fresh = check_data_dir(store, model_path) if repairs else report
     fresh.repairs = repairs
     return fresh
 
 
-def _current_model(path: Path, models: list[ModelRecord], report: CheckReport,
-                   has_rows: bool) -> tuple[ModelRecord | None, int | None]:
-    """The catalog's record of the model at *path* (None: it made no codes) and its code size."""
+def _current_model(path: Path, models: list[ModelRecord], report: CheckReport, has_rows: bool
+                   ) -> tuple[ModelRecord | None, int | None, str | None]:
+    """The catalog's record of the model at *path* (None: it made no codes), its code size
+    and its sha256."""
     if not path.is_file():
         if has_rows:
             report.model_problem = (f"no model checkpoint at {path}: cannot tell which codes are "
                                     "current (train one, or pass --model)")
-        return None, None
+        return None, None, None
     sha = sha256_file(path)
     for m in models:
         if m.checkpoint_sha256 == sha:
-            return m, m.latent_dim
+            return m, m.latent_dim, sha
     try:
-        return None, load_checkpoint(path).model.config.latent_dim
+        return None, load_checkpoint(path).model.config.latent_dim, sha
     except CheckpointError as exc:
         report.model_problem = str(exc)
-        return None, None
+        return None, None, sha
 
 
-def _serving_model(store: Store, models: list[ModelRecord],
-                   current: ModelRecord | None) -> ModelRecord | None:
-    """The model whose codes the index must hold: *current*, unless the index was built by
-    an earlier model that is kept (models/) while the current one's re-encode has not
-    finished; then that one, which searches still use."""
-    built_by = store.index_model()
-    if (current is not None and current.checkpoint_sha256 == built_by) or not built_by \
-            or not store.archived_model_path(built_by).is_file():
-        return current
-    return next((m for m in models if m.checkpoint_sha256 == built_by), current)
-
-
-def _check_index(store: Store, report: CheckReport, expected: set[int], catalog: set[int],
-                 dim: int | None) -> None:
-    """Fill in the index findings: readable, right size, exactly the expected ids."""
+def _check_index(store: Store, report: CheckReport, expected: set[int],
+                 catalog: set[int] | None, dim: int | None) -> None:
+    """Fill in the index findings: readable, right size, exactly the expected ids (only
+    readable when *catalog* is None)."""
     try:
         index = store.load_index(mmap=True)
     except VectorIndexError as exc:
@@ -230,6 +230,8 @@ def _check_index(store: Store, report: CheckReport, expected: set[int], catalog:
         return
     ids = index.ids().tolist()
     report.index_vectors = len(ids)
+    if catalog is None:
+        return
     if dim is not None and index.dim != dim:
         report.index_problem = (f"the index holds {index.dim}-dimensional vectors but the model "
                                 f"makes {dim}-dimensional codes")
@@ -247,26 +249,21 @@ def _drop_rows(store: Store, ids: list[int]) -> None:
 
 
 def _rebuild_index(store: Store, model_path: Path) -> str:
-    """A new index from the catalog codes of the model searches use, saved and published."""
+    """A new index from the current model's catalog codes, saved and published."""
     probe = CheckReport(str(store.data_dir), str(model_path))
     with store.sessions() as s:
         models = list(s.scalars(select(ModelRecord)))
-    current, dim = _current_model(model_path, models, probe, has_rows=True)
-    serving = _serving_model(store, models, current)
-    if serving is not None:
-        dim = serving.latent_dim
+    current, dim, _ = _current_model(model_path, models, probe, has_rows=True)
     if dim is None:
         return f"could not rebuild the index: {probe.model_problem}"
     try:
         metric = store.load_index(mmap=True).metric
     except VectorIndexError:
         metric = "cosine"
-    index = (store.rebuild_index(dim, serving.id, metric) if serving is not None
+    index = (store.rebuild_index(dim, current.id, metric) if current is not None
              else VectorIndex.create(dim, metric))
-    store.publish_index(index, serving.checkpoint_sha256 if serving is not None else None)
-    made_by = (store.archived_model_path(serving.checkpoint_sha256)
-               if serving is not None and serving is not current else model_path)
-    return f"rebuilt the index from the catalog's {index.ntotal} code(s) made by {made_by}"
+    store.publish_index(index, current.checkpoint_sha256 if current is not None else None)
+    return f"rebuilt the index from the catalog's {index.ntotal} code(s) made by {model_path}"
 
 
 def _shown(items: list[str], limit: int = SHOWN) -> list[str]:

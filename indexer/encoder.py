@@ -73,11 +73,9 @@ def load_serving(store: Store, model_path: str | Path, device: str = "auto"
     and that one is kept, it is the one loaded.
     """
     encoder = TorchEncoder.from_path(model_path, device)
-    built_by = store.index_model()
-    if built_by and encoder.sha256 != built_by:
-        kept = store.archived_model_path(built_by)
-        if kept.is_file():
-            older = TorchEncoder.from_path(kept, device)
-            if older.sha256 == built_by:
-                return older, Path(model_path)
+    kept = store.kept_checkpoint(encoder.sha256)
+    if kept is not None:
+        older = TorchEncoder.from_path(kept, device)
+        if older.sha256 == store.index_model():
+            return older, Path(model_path)
     return encoder, None

@@ -161,7 +161,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def open_image(
-    source: str | os.PathLike | bytes, draft_size: int | None = None,
+    source: str | os.PathLike | bytes | BinaryIO, draft_size: int | None = None,
     inspect: Callable[[Image.Image], None] | None = None,
 ) -> tuple[Image.Image, tuple[int, int]]:
     """Open and fully decode an image; returns it with its original (width, height).
@@ -196,8 +196,11 @@ def open_image(
     return img, original
 
 
-def _source_file(source: str | os.PathLike | bytes) -> BinaryIO:
-    """The bytes, or the file opened as a regular file only (a FIFO must not hang us)."""
+def _source_file(source: str | os.PathLike | bytes | BinaryIO) -> BinaryIO:
+    """The bytes, a file the caller opened, or the file opened as a regular file only (a
+    FIFO must not hang us)."""
+    if hasattr(source, "read"):
+        return source
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise ImageDecodeError("empty file (0 bytes)")

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from search.catalog import ImageRecord, ModelRecord, RetiredRecord, utcnow
+from search.catalog import ImageRecord, ModelRecord, RetiredRecord, path_under, utcnow
 from search.store import FOLLOW_SYMLINKS, Store
 from search.vector_index import VectorIndex, choose_index_type
 
@@ -141,24 +141,60 @@ def index_folder(
             store.publish_index(index, encoder.sha256)
             last_save = time.monotonic()
     bar.close()
-    _publish(store, index, encoder, model_id, switching, summary)
+    _publish(store, index, encoder, model_id, root if switching else None, summary)
     summary.seconds = time.time() - started
     return summary
 
 
 def _publish(store: Store, index: VectorIndex, encoder: TorchEncoder, model_id: int,
-             switching: bool, summary: IndexSummary) -> None:
-    """Save the run's index for searches; a new model's only once it encoded every image."""
+             switching_in: Path | None, summary: IndexSummary) -> None:
+    """Save the run's index for searches. A new model's (*switching_in*: the run's root)
+    waits while images outside the root still have the previous model's codes; images
+    of the root it could not re-encode (unreadable, or kept while missing) are left out."""
     wanted = choose_index_type(index.ntotal, store.index_choice())
     if wanted != index.index_type:  # crossed the size limit, or asked for: rebuild from the catalog
         index = store.rebuild_index(encoder.dim, model_id, choice=wanted)
-    if switching and store.catalog_ids(model_id) != store.catalog_ids():
-        summary.warnings.append(
-            "images in other folders are still encoded by the previous model, whose index "
-            "searches keep using until they are re-encoded too: run `lookalike reindex`")
-        return
+    if switching_in is not None:
+        inside, outside = _left_behind(store, model_id, switching_in)
+        if outside:
+            summary.warnings.append(
+                f"{outside} image(s) outside {switching_in} still have the previous model's "
+                "codes; searches keep using that model until they are re-encoded too: run "
+                "`lookalike reindex`")
+            return
+        if inside:
+            summary.warnings.append(
+                f"{inside} image(s) under {switching_in} could not be re-encoded with the new "
+                "model (unreadable, or missing) and are left out of searches until they are")
     store.publish_index(index, encoder.sha256)
     store.prune_archived_models()
+
+
+def _left_behind(store: Store, model_id: int, root: Path) -> tuple[int, int]:
+    """How many catalog images have another model's codes, under *root* and outside it."""
+    with store.sessions() as session:
+        other = ImageRecord.model_id != model_id
+        inside = session.scalar(select(func.count(ImageRecord.id))
+                                .where(other, path_under(ImageRecord.path, str(root)))) or 0
+        total = session.scalar(select(func.count(ImageRecord.id)).where(other)) or 0
+    return inside, total - inside
+
+
+def finish_switch(store: Store, encoder: TorchEncoder) -> str | None:
+    """After a re-index of every root with a new model: let that model's index serve, though
+    some images could not be re-encoded (unreadable files). A warning saying how many were
+    left out, or None when nothing was waiting (or nothing was re-encoded yet)."""
+    if store.index_model() in (None, encoder.sha256):
+        return None
+    model_id = store.model_id_of(encoder.sha256)
+    index = store.rebuild_index(encoder.dim, model_id) if model_id is not None else None
+    if index is None or index.ntotal == 0:
+        return None
+    left = len(store.catalog_ids()) - index.ntotal
+    store.publish_index(index, encoder.sha256)
+    store.prune_archived_models()
+    return (f"{left} image(s) could not be re-encoded with the new model and are left out of "
+            "searches until a re-index can read them" if left else None)
 
 
 def _remember_choices(store: Store, encoder: TorchEncoder, root: Path,

@@ -32,7 +32,7 @@ from search.store import LOCK_FILE
 
 # Temp files a writer creates next to its target and renames over it; only a
 # writer killed mid-write leaves one behind (see VectorIndex.save, save_checkpoint).
-DEBRIS_PATTERNS = (".index-*.tmp", ".ckpt-*.tmp")
+DEBRIS_PATTERNS = (".index-*.tmp", ".ckpt-*.tmp", "models/.*.link", "models/.ckpt-*.tmp")
 
 _held_fds: set[int] = set()
 

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
@@ -23,7 +23,7 @@ from search.store import NotFound, Store
 from search.vector_index import VectorIndex, VectorIndexError
 
 from .encoder import TorchEncoder
-from .job import index_folder
+from .job import finish_switch, index_folder
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +163,22 @@ def reindex_folder(store: Store, folder: str, encoder: TorchEncoder,
     summary = index_folder(store, folder, encoder, workers=workers, progress=progress).as_dict()
     summary["failures"] = summary["failures"][:KEEP_FAILURES]
     return {"folder": folder, "status": "done", **summary}
+
+
+def reindex_all(store: Store, folders: list[str], encoder: TorchEncoder, workers: int | None = 0,
+                progress: bool = False, done: Callable[[dict[str, Any]], None] | None = None
+                ) -> list[dict[str, Any]]:
+    """:func:`reindex_folder` for each of *folders* (each result handed to *done* as it
+    comes); then, when a new model re-encoded every folder that is there, its index
+    serves, though a few files could not be read (a folder away keeps the previous model
+    serving until it is back)."""
+    results = []
+    for folder in folders:
+        results.append(reindex_folder(store, folder, encoder, workers, progress))
+        if done is not None:
+            done(results[-1])
+    if all(r["status"] == "done" for r in results):
+        warning = finish_switch(store, encoder)
+        if warning:
+            results[-1]["warnings"].append(warning)
+    return results

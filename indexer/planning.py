@@ -156,7 +156,34 @@ def _plan_removals(result: Plan, gone: list, indexed: int, root: Path, prune: bo
             "their rows in case the disk or folder is only unavailable (unmounted, "
             "unplugged, syncing). If the files are really gone, run again with --prune.")
         return
+    away = [] if prune else _in_empty_folders(gone, root)
+    if away:
+        result.kept = len(away)
+        result.warnings.append(
+            f"{len(away)} missing image(s) under {root} were in folders that are there but "
+            "empty, as a disk's mount point is while it is unmounted; kept their rows. If "
+            "the files are really gone, run again with --prune.")
+        kept = {r.id for r in away}
+        gone = [r for r in gone if r.id not in kept]
     result.retire = [(r.id, r.path, r.sha256) for r in gone]
+
+
+def _in_empty_folders(gone: list, root: Path) -> list:
+    """The rows of *gone* whose nearest folder still there (below *root*) is empty."""
+    empty: dict[str, bool] = {}
+
+    def nearest_is_empty(folder: str) -> bool:
+        while not os.path.isdir(folder) and len(folder) > len(str(root)):
+            folder = os.path.dirname(folder)
+        if folder not in empty:
+            try:
+                with os.scandir(folder) as entries:
+                    empty[folder] = len(folder) > len(str(root)) and next(entries, None) is None
+            except OSError:
+                empty[folder] = False
+        return empty[folder]
+
+    return [r for r in gone if nearest_is_empty(os.path.dirname(r.path))]
 
 
 def _reuse_retired_ids(session: Session, work: Plan) -> None:

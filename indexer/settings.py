@@ -45,14 +45,15 @@ DEFAULTS: dict[str, Any] = {
     # Memory one upload may take to decode; bigger images get 413 before decoding.
     "LOOKALIKE_MAX_DECODE_BYTES": 256 * MB,
     # Memory all request bodies together may hold in `lookalike serve`; it sets
-    # how many connections waitress accepts at once (see web.cli.serving.server_limits).
+    # how many connections waitress accepts at once (see web.server.server_limits).
     "LOOKALIKE_UPLOAD_MEMORY": 1024 * MB,
     # Seconds a connection of `lookalike serve` gets to send a request (and more for every
-    # 8 KB that arrives), or to stay idle between requests; 0: waitress's 120 s idle limit.
+    # 8 KB that arrives), or to stay idle between requests; 0: waitress's 120 s idle limit
+    # (web.server).
     "LOOKALIKE_REQUEST_TIMEOUT": 10,
-    # Connections one client address may hold open at once in `lookalike serve`; 0: no cap
-    # (behind a reverse proxy, every client has the proxy's address).
-    "LOOKALIKE_CLIENT_CONNECTIONS": 8,
+    # Connections one client address may hold open at once in `lookalike serve` (a browser
+    # uses 6); 0: no cap (behind a reverse proxy, every client has the proxy's address).
+    "LOOKALIKE_CLIENT_CONNECTIONS": 10,
     # The data-changing /api/admin endpoints answer 403 until this is set.
     "LOOKALIKE_ADMIN_TOKEN": None,
     # When set, every request needs it (Bearer, or HTTP Basic with it as password).
@@ -63,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "LOOKALIKE_INDEX_FOLDERS": None,
 }
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+NON_NEGATIVE = ("LOOKALIKE_REQUEST_TIMEOUT", "LOOKALIKE_CLIENT_CONNECTIONS")
 
 
 def _optional_str(value: str) -> str | None:
@@ -202,6 +204,9 @@ class Settings:
             folders = _path_list(folders)
         if isinstance(values.get("LOOKALIKE_TRUSTED_HOSTS"), str):
             values["LOOKALIKE_TRUSTED_HOSTS"] = _host_list(values["LOOKALIKE_TRUSTED_HOSTS"])
+        for key in NON_NEGATIVE:
+            if float(values.get(key) or 0) < 0:
+                raise ValueError(f"{key} must be 0 or more, not {values[key]!r}")
         values.update(
             LOOKALIKE_DATA_DIR=str(data_dir),
             LOOKALIKE_DATABASE_URL=_anchored_url(values.get("LOOKALIKE_DATABASE_URL"), data_dir),

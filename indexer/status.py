@@ -18,9 +18,7 @@ def collect_stats(store: Store) -> dict:
         model = s.scalar(select(ModelRecord).where(ModelRecord.checkpoint_sha256 == sha))
         encoded = s.scalar(select(func.count(ImageRecord.id))
                            .where(ImageRecord.model_id == (model.id if model else -1))) or 0
-    built_by = store.index_model()
-    kept = store.archived_model_path(built_by) if built_by and built_by != sha else None
-    waiting = kept is not None and kept.is_file()
+    kept = store.kept_checkpoint(sha)
     try:
         index = store.load_index(mmap=True)
         index_info = {"index_type": index.faiss_class, "index_vectors": index.ntotal,
@@ -36,10 +34,10 @@ def collect_stats(store: Store) -> dict:
         "encoded_with_model": encoded,
         "latent_dim": model.latent_dim if model else None,
         **index_info,
-        # The checkpoint whose codes the index holds, which searches use: model.pt, or the
-        # previous model kept while model.pt waits for `lookalike reindex` to re-encode.
-        "index_model": str(kept if waiting else store.model_path) if built_by or sha else None,
-        "model_waiting_for_reencode": waiting,
+        # The checkpoint file whose codes the index holds, which searches use: model.pt, or
+        # the previous model kept while model.pt waits for `lookalike reindex` to re-encode.
+        "index_model": str(kept or store.model_path) if sha else None,
+        "model_waiting_for_reencode": kept is not None,
         "index_choice": store.index_choice(),  # auto, flat, ivf or ivfpq: `index --index-type`
         "catalog_database": store.sql_engine.dialect.name,
         "generation": store.index_generation(),

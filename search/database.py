@@ -30,32 +30,42 @@ class SchemaError(RuntimeError):
 SQLITE_FULL = 13
 KEPT = "everything committed before is kept"
 # What SQLite says when the catalog's folder or file may not be written (a read-only mount,
-# another user's data dir) or when it cannot even make the WAL's shared-memory file.
-SQLITE_UNWRITABLE = {"SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL"}
+# another user's data dir) or when it cannot even make the WAL's shared-memory file; the
+# words stand in for the error names on Python 3.10, whose sqlite3 does not give them.
+SQLITE_UNWRITABLE = {"SQLITE_READONLY": "readonly database",
+                     "SQLITE_CANTOPEN": "unable to open database file",
+                     "SQLITE_IOERR": "disk I/O error"}
+# PostgreSQL's SQLSTATEs for the same: disk_full, read_only_sql_transaction.
+PG_DISK_FULL, PG_READ_ONLY = "53100", "25006"
 
 
 def storage_error(exc: OperationalError, database: str | Path | None = None) -> OSError | None:
-    """The :class:`~search.files.DiskFullError` or :class:`~search.files.ReadOnlyError` an
-    SQLite error means, when it is one of those; None for anything else (a locked database).
+    """The :class:`~search.files.DiskFullError` or :class:`~search.files.ReadOnlyError` a
+    database error means, when it is one of those; None for anything else (a locked database).
 
-    SQLite rolls the failed transaction back, so the catalog still holds every batch
-    committed before it and the next run carries on from there.
+    The database rolls the failed transaction back, so the catalog still holds every
+    batch committed before it and the next run carries on from there.
     """
     orig = getattr(exc, "orig", None)
-    name = str(getattr(orig, "sqlite_errorname", "") or "")
+    text = str(orig)
     where = _shown(database)
     catalog = f"the catalog {where}" if where else "the catalog"
-    full = DiskFullError(catalog, kept=KEPT)
-    if getattr(orig, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(orig):
-        return full
+    sqlstate = getattr(orig, "sqlstate", None)
+    if (getattr(orig, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in text
+            or sqlstate == PG_DISK_FULL):
+        return DiskFullError(catalog, kept=KEPT)
+    if sqlstate == PG_READ_ONLY:
+        return ReadOnlyError(catalog)
+    name = "_".join(str(getattr(orig, "sqlite_errorname", "") or "").split("_")[:2])
+    unwritable = name in SQLITE_UNWRITABLE or any(w in text for w in SQLITE_UNWRITABLE.values())
     path = sqlite_file(str(database)) if database else None
-    if "_".join(name.split("_")[:2]) in SQLITE_UNWRITABLE and path is not None:
-        # Opened read-only because the disk was full: that is still the reason.
-        if free_bytes(path.parent) < LOW_SPACE_BYTES:
-            return full
+    if unwritable and path is not None:
         if not os.access(path.parent, os.W_OK) or _read_only_mount(path.parent):
             return ReadOnlyError(catalog)
-    if name.startswith("SQLITE_READONLY"):
+        # Opened read-only because the disk was full: that is still the reason.
+        if free_bytes(path.parent) < LOW_SPACE_BYTES:
+            return DiskFullError(catalog, kept=KEPT)
+    if name == "SQLITE_READONLY" or "readonly database" in text:
         return ReadOnlyError(catalog)
     return None
 
@@ -238,6 +248,13 @@ def _read_only_engine(path: Path) -> Engine:
     return create_engine(url.update_query_dict({"immutable": "1"}))
 
 
-def is_read_only(engine: Engine) -> bool:
-    """Whether *engine* was opened read-only by :func:`open_database`."""
-    return engine.url.query.get("mode") == "ro"
+def access_of(engine: Engine) -> int:
+    """How *engine* was opened by :func:`open_database`: READ_WRITE, READ_ONLY (it sees what
+    a writer commits) or IMMUTABLE (it assumes the file never changes)."""
+    query = engine.url.query
+    if query.get("mode") != "ro":
+        return READ_WRITE
+    return IMMUTABLE if query.get("immutable") == "1" else READ_ONLY
+
+
+IMMUTABLE, READ_ONLY, READ_WRITE = 0, 1, 2

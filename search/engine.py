@@ -134,7 +134,8 @@ class SearchEngine:
             return index.search(query, n)
         # A filtered search's deep n gets a shorter margin: the catalog reads every code.
         _, shortlist = index.search(query, n + min(n, REFINE_MOST) * (REFINE_FACTOR - 1))
-        codes = self.store.codes_of([int(i) for i in shortlist[0] if i != -1])
+        codes = self.store.codes_of([int(i) for i in shortlist[0] if i != -1],
+                                    getattr(self.encoder, "sha256", None))
         ids = np.array([i for i in codes if len(codes[i]) == index.dim], np.int64)
         if not len(ids):
             return np.zeros((1, 0), np.float32), np.zeros((1, 0), np.int64)

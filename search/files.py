@@ -112,6 +112,8 @@ def replace_atomically(path: str | Path, write: Callable[[str], None], prefix: s
             Path(tmp).unlink(missing_ok=True)
         if code is not None:
             raise DiskFullError(path, code, existed) from exc
+        if isinstance(exc, OSError) and exc.errno in _READ_ONLY:
+            raise ReadOnlyError(path.parent, exc.errno) from exc
         raise
     if durable:
         fsync_directory(path.parent)

@@ -74,6 +74,11 @@ def open_indexed(path: str, size: int, mtime: float, roots: list[str],
     """
     f = open_regular(_inside(path, roots, follow_symlinks))
     try:
+        # A folder on the way could have been swapped for a link since realpath looked:
+        # what was opened is checked again, where the OS can say what it is (Linux).
+        opened = f"/proc/self/fd/{f.fileno()}"
+        if os.path.islink(opened):
+            _inside(os.readlink(opened), roots, follow_symlinks)
         _unchanged(path, os.fstat(f.fileno()), size, mtime)
         return f
     except BaseException:

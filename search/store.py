@@ -6,7 +6,7 @@ Layout::
     DATA_DIR/index.faiss      FAISS index, ids = catalog primary keys
     DATA_DIR/model.pt         the current checkpoint (written by `lookalike train`)
     DATA_DIR/thumbs/          thumbnail cache, by sha256 (``thumbnail_path``)
-    DATA_DIR/models/<sha>.pt  an earlier model.pt, kept while the index it built still serves
+    DATA_DIR/models/<sha16>.pt an earlier model.pt, kept while the index it built still serves
     DATA_DIR/pq-<sha>.faiss   PQ codebook of one checkpoint (``codebook_path``; indexer.compression)
     DATA_DIR/.lock            the writer lock (``LOCK_FILE``; indexer.lock): one writer at a time
 """
@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .catalog import (ImageRecord, MetaRecord, ModelRecord, RootRecord, decode_path, id_chunks,
                       utcnow)
-from .database import database_url, open_database
+from .database import access_of, database_url, open_database
 from .reader import CatalogReader
 from .files import replace_atomically, unwritable
 from .regular_files import open_indexed, sha256_file
@@ -108,6 +108,12 @@ class Store:
                    Path(model_file) if model_file else None)
 
     @property
+    def access(self) -> int:
+        """How the catalog could be opened: ``search.database.READ_WRITE``, ``READ_ONLY`` or
+        ``IMMUTABLE`` (a full disk or a read-only folder; see ``open_database``)."""
+        return access_of(self.sql_engine)
+
+    @property
     def sql_engine(self) -> Engine:
         """The SQLAlchemy engine behind ``sessions``."""
         return self.sessions.kw["bind"]
@@ -176,13 +182,19 @@ class Store:
                                  [int(i) for i in ids])
         return {int(i): (decode_path(path), err) for i, path, err in rows}
 
-    def codes_of(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
-        """The stored raw codes of these catalog rows, by id (ids not there are absent)."""
+    def codes_of(self, ids: Sequence[int], model_sha256: str | None = None
+                 ) -> dict[int, np.ndarray]:
+        """The stored raw codes of these catalog rows, by id (ids not there are absent);
+        with *model_sha256*, only codes that checkpoint made (the others compare as noise:
+        a re-encode with a new model rewrites them one batch at a time)."""
         found: dict[int, np.ndarray] = {}
+        query = select(ImageRecord.id, ImageRecord.code)
+        if model_sha256 is not None:
+            query = query.join(ModelRecord).where(ModelRecord.checkpoint_sha256 == model_sha256)
         with self.sessions() as s:
             for chunk in id_chunks(ids):
                 found.update((int(i), np.frombuffer(code, np.float32)) for i, code in s.execute(
-                    select(ImageRecord.id, ImageRecord.code).where(ImageRecord.id.in_(chunk))))
+                    query.where(ImageRecord.id.in_(chunk))))
         return found
 
     def file_facts(self, ids: Sequence[int]) -> dict[int, tuple[str, int]]:
@@ -270,26 +282,47 @@ class Store:
         """Where the checkpoint *sha256* is kept once a newer one took model.pt's place."""
         return self.data_dir / MODELS_DIR / f"{sha256[:16]}.pt"
 
-    def archive_model(self) -> Path | None:
-        """Keep the current model.pt under models/ if codes in the catalog came from it, so
-        the index it built can go on serving while a new model's re-encode runs; its path.
+    def kept_checkpoint(self, current_sha256: str | None) -> Path | None:
+        """The kept checkpoint that built the index, while the current model (sha256
+        *current_sha256*) is another one waiting for its re-encode; else None.
 
-        A hard link where the filesystem has them (no copy, and atomic); else a copy.
+        The one answer to "which model do searches use" (``indexer.encoder.load_serving``,
+        ``lookalike check`` and ``stats``).
+        """
+        built_by = self.index_model()
+        if not built_by or built_by == current_sha256:
+            return None
+        kept = self.archived_model_path(built_by)
+        return kept if kept.is_file() else None
+
+    def archive_model(self) -> Path | None:
+        """Keep the current model.pt under models/ if it built the index, so that index can
+        go on serving while a new model's re-encode runs; the kept file's path, or None.
+
+        A hard link where the filesystem has them (no copy, and atomic); else a copy. An
+        index saved before the store recorded its model is judged by a few of its rows.
         """
         if not self.model_path.is_file():
             return None
         sha = sha256_file(self.model_path)
-        with self.sessions() as s:
-            used = s.scalar(select(func.count(ImageRecord.id)).join(ModelRecord)
-                            .where(ModelRecord.checkpoint_sha256 == sha))
-        if not used:
+        built_by = self.index_model()
+        if built_by is None and self.index_is_current():
+            try:
+                sampled = self.checkpoints_of([int(i) for i in self.load_index().ids()[:8]])
+            except VectorIndexError:
+                sampled = set()
+            if sampled == {sha}:
+                with self.sessions() as session, session.begin():
+                    self.set_meta(session, INDEX_MODEL, sha)
+                built_by = sha
+        if built_by != sha:
             return None
         target = self.archived_model_path(sha)
         if target.is_file() and sha256_file(target) == sha:
             return target
-        target.parent.mkdir(exist_ok=True)
         try:
-            tmp = target.with_name(f".{target.name}.link")
+            target.parent.mkdir(exist_ok=True)
+            tmp = target.with_name(f".{target.name}.link")  # indexer.lock sweeps a stray one
             tmp.unlink(missing_ok=True)
             os.link(self.model_path, tmp)
             os.replace(tmp, target)
@@ -323,13 +356,15 @@ class Store:
     def roots(self) -> list[str]:
         """The folders indexed into this data dir, none inside another; by path.
 
-        Read for every image a page shows, so through the fast reader.
+        Read for every original served, so through the fast reader.
         """
         return sorted(decode_path(p) for p, in self.reader.fetch("SELECT path FROM roots", []))
 
     def follows_symlinks(self) -> bool:
-        """Whether this data dir's runs index symlinks that lead out of the folder indexed."""
-        return self.get_meta(FOLLOW_SYMLINKS, "0") == "1"
+        """Whether this data dir's runs index symlinks that lead out of the folder indexed
+        (read with every original served, so through the fast reader)."""
+        rows = self.reader.fetch("SELECT value FROM meta WHERE key = {}", [FOLLOW_SYMLINKS])
+        return bool(rows) and rows[0][0] == "1"
 
     def open_file(self, row: ImageRecord) -> BinaryIO:
         """The file of catalog row *row*, opened, if it is still the one indexed

@@ -29,16 +29,17 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 
 from indexer.encoder import TorchEncoder
 from indexer.lock import DataDirBusy, WriterLock
-from indexer.maintenance import (lift_exclusion, list_exclusions, reindex_folder,
-                                 reindex_folders, remove_image)
+from indexer.maintenance import (lift_exclusion, list_exclusions, reindex_all, reindex_folders,
+                                 remove_image)
 from search.catalog import ID_MAX
+from search.files import DiskFullError, ReadOnlyError
 from search.store import Store
 
 from .answers import Deleted, Exclusion, Exclusions, Job as JobAnswer
 from .api import ID
 from .apispec import ADMIN_SECURITY, request_params, spec
 from .backend import Backend, current_backend
-from .errors import ApiError, error_response
+from .errors import ApiError, NotReady, error_response
 from .schemas import (ADMIN_ERRORS, BUSY, NOT_FOUND, NOT_READY, PATH_ID, DeleteImageQueryString,
                       answers, writing)
 from .security import token_matches
@@ -80,6 +81,11 @@ def _writer_lock(backend: Backend, doing: str) -> WriterLock:
         return WriterLock(backend.data_dir, doing, backend.settings.database_url).acquire()
     except DataDirBusy as exc:
         raise ApiError(409, "busy", str(exc)) from None
+    except (DiskFullError, ReadOnlyError):
+        raise  # web.errors answers them
+    except OSError as exc:  # no locks on this filesystem (ENOLCK), say
+        raise NotReady(f"cannot take the writer lock of {backend.data_dir}: "
+                       f"{exc.strerror or exc}") from None
 
 
 # -- DELETE /api/admin/images/<id> ---------------------------------------------------------------
@@ -197,7 +203,7 @@ def reindex():
     The request body, if any, is ignored: no folder can be named here.
     """
     backend = current_backend()
-    encoder = backend.search_engine().encoder  # 503 without a model; the job encodes with it
+    encoder = backend.indexing_encoder()  # 503 without a model; the job encodes with it
     folders = reindex_folders(current_app.config.get("LOOKALIKE_INDEX_FOLDERS"), backend.store)
     if not folders:
         raise ApiError(409, "nothing_to_index", "no LOOKALIKE_INDEX_FOLDERS are configured "
@@ -234,8 +240,7 @@ def run_job(job: Job, store: Store, encoder: TorchEncoder, lock: WriterLock) -> 
     status, error = "failed", "interrupted"
     try:
         torch.set_flush_denormal(True)  # a per-thread CPU flag; see Backend._prepare_thread
-        for folder in job.folders:
-            job.results.append(reindex_folder(store, folder, encoder, workers=0))
+        reindex_all(store, job.folders, encoder, workers=0, done=job.results.append)
         status, error = "done", None
     except Exception as exc:  # a job must report, not vanish with its thread
         log.exception("re-index job %s failed", job.id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import faiss
@@ -23,13 +24,15 @@ from indexer.encoder import TorchEncoder, load_serving
 from indexer.model import CheckpointError
 from indexer.settings import Settings
 from search.catalog import ImageRecord
-from search.database import SchemaError
+from search.database import READ_WRITE, SchemaError
 from search.engine import ModelMismatch, SearchEngine
 from search.files import file_key
 from search.store import DEFAULT_DATA_DIR, Store
 from search.vector_index import VectorIndex, VectorIndexError
 
 from .errors import NotReady
+
+REOPEN_SECONDS = 30  # between tries to open a read-only catalog for writing again
 
 
 class Backend:
@@ -51,6 +54,7 @@ class Backend:
         self._broken: tuple[tuple, str] | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._reopen_at = 0.0
 
     # -- what to tell a person who has not indexed anything yet -------------------------
 
@@ -64,14 +68,31 @@ class Backend:
 
     @property
     def store(self) -> Store:
-        """The data dir's store, opened (and its catalog migrated) on first use."""
-        if self._store is None:
-            with self._lock:
-                if self._store is None:
-                    try:
-                        self._store = self.settings.open_store()
-                    except SchemaError as exc:
-                        raise NotReady(str(exc)) from exc
+        """The data dir's store, opened (and its catalog migrated) on first use.
+
+        A catalog that could only be opened read-only (a full disk, a read-only folder)
+        is tried again every REOPEN_SECONDS: once space is freed, or a writer's
+        shared-memory file appears, the app writes again, or sees what the writer commits.
+        """
+        store = self._store
+        if store is not None and (store.access == READ_WRITE
+                                  or time.monotonic() < self._reopen_at):
+            return store
+        with self._lock:
+            if self._store is None or (self._store.access < READ_WRITE
+                                       and time.monotonic() >= self._reopen_at):
+                try:
+                    fresh = self.settings.open_store()
+                except SchemaError as exc:
+                    raise NotReady(str(exc)) from exc
+                if self._store is None or fresh.access > self._store.access:
+                    # Nothing built on the old store may outlive it (the engine holds it);
+                    # its connections are left to close with it, as other threads may use them.
+                    self._store, self._engine, self._codebooks = fresh, None, None
+                    self._model_key = self._model_id = self._verified = None
+                else:
+                    fresh.close()
+                self._reopen_at = time.monotonic() + REOPEN_SECONDS
         return self._store
 
     def search_engine(self) -> SearchEngine:
@@ -102,6 +123,17 @@ class Backend:
                 self._model_key, self._broken = key, None
         self._prepare_thread()
         return self._engine
+
+    def indexing_encoder(self) -> TorchEncoder:
+        """The model a re-index encodes with: the data dir's own, also while the previous
+        one still serves searches (``waiting_model``)."""
+        engine = self.search_engine()
+        if self.waiting_model is None:
+            return engine.encoder
+        try:
+            return TorchEncoder.from_path(self.waiting_model, self.device)
+        except (CheckpointError, RuntimeError) as exc:
+            raise NotReady(f"The model at {self.waiting_model} cannot be loaded ({exc}).") from exc
 
     def _load_encoder(self, store: Store) -> tuple[TorchEncoder, Path | None]:
         path = store.model_path

@@ -74,7 +74,7 @@ def _handle_not_found(exc: NotFound):
 
 
 def _handle_storage(exc: OSError):
-    status, code = STORAGE_ANSWERS[type(exc)]
+    status, code = next(a for kind, a in STORAGE_ANSWERS.items() if isinstance(exc, kind))
     return error_response(status, code, str(exc))
 
 

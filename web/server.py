@@ -16,7 +16,8 @@ every other client out for two minutes. So here:
   for that long is closed too;
 * one client address may hold at most ``LOOKALIKE_CLIENT_CONNECTIONS`` at
   once (0: no cap, for a server behind a proxy, where every client has
-  the proxy's address); a connection over it is closed at once.
+  the proxy's address); a connection over it closes that address's
+  longest-idle one, or, when all of them are busy, is closed itself.
 """
 from __future__ import annotations
 
@@ -71,14 +72,28 @@ class GuardedChannel(HTTPChannel):
         super().__init__(server, sock, addr, adj, map)
         self.request_started = self.creation_time
         self.request_bytes = 0
-        if self.per_client and self._others_from_here() >= self.per_client:
-            log.warning("closed a connection from %s: it already has %d open", addr[0],
-                        self.per_client)
-            self.handle_close()
+        if self.per_client:
+            self._keep_within_budget()
 
-    def _others_from_here(self) -> int:
-        return sum(1 for ch in self.server.active_channels.values()
-                   if ch is not self and ch.addr and ch.addr[0] == self.addr[0])
+    def _keep_within_budget(self) -> None:
+        """Over its address's budget, a connection makes room by closing that address's
+        longest-idle one (a browser's spare keep-alive); with none idle, it is closed."""
+        mine = [ch for ch in self.server.active_channels.values()
+                if ch is not self and ch.addr and ch.addr[0] == self.addr[0]
+                and not ch.will_close]
+        if len(mine) < self.per_client:
+            return
+        idle = [ch for ch in mine if isinstance(ch, GuardedChannel) and ch.idle()]
+        if idle:
+            min(idle, key=lambda ch: ch.last_activity).will_close = True
+            return
+        _warn_once_a_minute(f"closed connections from {self.addr[0]}: it has "
+                            f"{self.per_client} open, none of them idle")
+        self.handle_close()
+
+    def idle(self) -> bool:
+        """Neither sending a request nor being answered: a kept-alive connection."""
+        return self.request is None and not self.requests and not self.total_outbufs_len
 
     def received(self, data: bytes) -> bool:
         if self.request is None:  # the first bytes of a new request
@@ -89,11 +104,22 @@ class GuardedChannel(HTTPChannel):
     def overdue(self, now: float, timeout: float) -> bool:
         """Whether this connection has had its time: for the request it is sending, or,
         idle, for the next one. One being answered is the server's business."""
-        if self.requests:
+        if self.requests or self.total_outbufs_len:
             return False
         if self.request is None:
             return now - self.last_activity > timeout
         return now - self.request_started > timeout + self.request_bytes / MIN_RATE
+
+
+_last_warning = [0.0]
+
+
+def _warn_once_a_minute(message: str) -> None:
+    """A flood of refused connections is one line a minute in the log, not one each."""
+    now = time.monotonic()
+    if now - _last_warning[0] >= 60:
+        _last_warning[0] = now
+        log.warning(message)
 
 
 def make_server(app: Flask, host: str, port: int, threads: int,

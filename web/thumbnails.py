@@ -38,11 +38,14 @@ def make_thumbnail(source: BinaryIO, expected_sha256: str, store: Store) -> Path
     the indexed file any more: OriginalUnavailable, as for one that is gone.
     """
     try:
-        data = source.read()
-        if hashlib.sha256(data).hexdigest() != expected_sha256:
+        digest = hashlib.sha256()
+        while block := source.read(1 << 20):
+            digest.update(block)
+        if digest.hexdigest() != expected_sha256:
             raise OriginalUnavailable("its content changed since it was indexed; re-index "
                                       "its folder")
-        img, _ = open_image(data, draft_size=THUMBNAIL_SIZE // 2)
+        source.seek(0)
+        img, _ = open_image(source, draft_size=THUMBNAIL_SIZE // 2)
         img = to_rgb(ImageOps.exif_transpose(img) or img)
         img.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
     except (OSError, ImageDecodeError) as exc:

@@ -125,3 +125,24 @@ def test_the_folders_indexed_are_the_roots_a_reindex_covers(untrained_data_dir, 
         store = Store.open(untrained_data_dir)
         assert store.roots() == roots, folder
         store.close()
+
+
+def test_a_folder_left_empty_keeps_its_rows_and_one_deleted_loses_them(untrained_data_dir,
+                                                                       tmp_path):
+    """An unmounted disk's mount point is an empty folder: its images are kept (as for a
+    whole folder gone); a folder deleted with its files is a deletion."""
+    root = tmp_path / "photos"
+    make_collection(root, per_class=4)
+    assert invoke(untrained_data_dir, "index", str(root), "--workers", "0").exit_code == 0
+    before = catalog(untrained_data_dir)
+    mount_point = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    for path in mount_point.iterdir():
+        path.unlink()
+    result = invoke(untrained_data_dir, "index", str(root), "--workers", "0", "--json")
+    summary = json.loads(result.output)
+    assert (summary["kept"], summary["removed"]) == (4, 0), summary
+    assert "empty" in summary["warnings"][0] and catalog(untrained_data_dir) == before
+    mount_point.rmdir()
+    summary = json.loads(invoke(untrained_data_dir, "index", str(root), "--workers", "0",
+                                "--json").output)
+    assert (summary["kept"], summary["removed"]) == (0, 4), summary

@@ -3,14 +3,18 @@ searches go on with it through the whole re-encode, which then switches atomical
 every search answered 503 until a full re-encode, with no way back)."""
 from __future__ import annotations
 
+import json
 import threading
+import time
 
 import pytest
+from sqlalchemy import delete
 
 from indexer.encoder import TorchEncoder
 from indexer.encoding import LocalEncoding
 from indexer.job import index_folder
-from search.store import Store
+from search.catalog import MetaRecord
+from search.store import INDEX_MODEL, Store
 
 from ..conftest import run
 from .conftest import image_id, ok_json, upload
@@ -63,8 +67,10 @@ def test_a_new_model_waits_for_its_re_encode_while_the_old_one_serves(apps, own_
     store = Store.open(data_dir)
     encoder = TorchEncoder.from_path(store.model_path, "cpu")
     encoding = PausedEncoding(encoder)
-    job = threading.Thread(target=index_folder, args=(store, own_library.collection, encoder),
-                           kwargs=dict(progress=False, save_every=0, encoding=encoding))
+    summaries = []
+    job = threading.Thread(target=lambda: summaries.append(index_folder(
+        store, own_library.collection, encoder, progress=False, save_every=0,
+        encoding=encoding)))
     job.start()
     try:
         assert encoding.paused.wait(120)
@@ -78,6 +84,7 @@ def test_a_new_model_waits_for_its_re_encode_while_the_old_one_serves(apps, own_
         encoding.go_on.set()
         job.join(120)
     store.close()
+    assert summaries and summaries[0].failed == 0 and not summaries[0].warnings
 
     # Done: the index holds the new model's codes, searches use it, the old model is gone.
     stats = ok_json(client, "/api/stats")
@@ -94,6 +101,60 @@ def test_check_while_a_new_model_waits_keeps_the_index_that_serves(apps, own_lib
     run(data_dir, "train", str(own_library.collection), *NEW_MODEL)
     args = ["check", "--repair"] if repair else ["check"]
     report = run(data_dir, *args, ok=False).output
-    assert "encoded by another model" in report and "rebuilt" not in report
+    assert "still to be re-encoded with the new model" in report and "rebuilt" not in report
     client = apps(data_dir).test_client()
     assert first_hit(client, query) == image_id(data_dir, query)
+
+
+def test_the_admin_reindex_switches_to_the_new_model(apps, own_library):
+    """The web's re-index encodes with the new model, not the one still serving."""
+    data_dir, query = own_library.data_dir, own_library.files["stripes"][3]
+    client = apps(data_dir, LOOKALIKE_ADMIN_TOKEN="t").test_client()
+    old_sha = ok_json(client, "/api/stats")["model_sha256"]
+    run(data_dir, "train", str(own_library.collection), *NEW_MODEL)
+    started = client.post("/api/admin/reindex", headers={"Authorization": "Bearer t"})
+    assert started.status_code == 202, started.get_data(as_text=True)
+    done = wait_for_job(client, started.get_json()["id"])
+    assert done["status"] == "done", done
+    stats = ok_json(client, "/api/stats")
+    assert stats["model_waiting_for_reencode"] is False and stats["model_sha256"] != old_sha
+    assert first_hit(client, query) == image_id(data_dir, query)
+
+
+def test_images_that_cannot_be_re_encoded_do_not_hold_the_switch_back(apps, own_library):
+    """Rows kept for files that are away (their folder is there but empty, as an unmounted
+    disk's mount point is) keep the previous model's codes; the new model serves all the
+    same, those images are left out of searches, and the run says so."""
+    data_dir = own_library.data_dir
+    client = apps(data_dir).test_client()
+    run(data_dir, "train", str(own_library.collection), *NEW_MODEL)
+    for path in own_library.files["stripes"]:
+        path.unlink()
+    report = json.loads(run(data_dir, "reindex", "--json").output)
+    assert report[0]["removed"] == 0 and report[0]["kept"] == len(own_library.files["stripes"])
+    assert any("left out of searches" in w for r in report for w in r["warnings"]), report
+    assert ok_json(client, "/api/stats")["model_waiting_for_reencode"] is False
+    query = own_library.files["square"][2]
+    assert first_hit(client, query) == image_id(data_dir, query)
+
+
+def test_a_data_dir_from_before_keeps_its_model_too(apps, own_library):
+    """An index saved before the store recorded which model built it: judged by its rows."""
+    data_dir, query = own_library.data_dir, own_library.files["square"][4]
+    store = Store.open(data_dir)
+    with store.sessions() as session, session.begin():
+        session.execute(delete(MetaRecord).where(MetaRecord.key == INDEX_MODEL))
+    store.close()
+    trained = run(data_dir, "train", str(own_library.collection), *NEW_MODEL)
+    assert "kept at" in trained.output
+    assert first_hit(apps(data_dir).test_client(), query) == image_id(data_dir, query)
+
+
+def wait_for_job(client, job_id: str, limit: float = 120.0) -> dict:
+    deadline = time.monotonic() + limit
+    while True:
+        body = client.get(f"/api/admin/jobs/{job_id}", headers={"Authorization": "Bearer t"}
+                          ).get_json()
+        if body["status"] != "running" or time.monotonic() > deadline:
+            return body
+        time.sleep(0.05)

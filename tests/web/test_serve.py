@@ -254,9 +254,9 @@ def test_half_open_connections_do_not_take_the_server_offline(library, tmp_path)
             for sock in attackers:
                 sock.sendall(HALF_OPEN)
             started = time.monotonic()
-            assert healthz_within(served.port, 5) == 200
-            assert time.monotonic() - started < 3
-            assert all(closed_by_server(sock, 6) for sock in attackers)
+            assert healthz_within(served.port, 8) == 200
+            assert time.monotonic() - started < 5  # not the 2 minutes it once took
+            assert all(closed_by_server(sock, 10) for sock in attackers)
         finally:
             for sock in attackers:
                 sock.close()
@@ -282,7 +282,7 @@ def test_a_trickling_request_is_cut_off_and_a_slow_upload_is_not(library, tmp_pa
                     break
         finally:
             trickle.close()
-        assert closed and time.monotonic() - started < 6
+        assert closed and time.monotonic() - started < 10  # the trickle would take 50 s
         # An upload slower than the deadline but steady (a 120 KB PNG at ~40 KB/s) is served.
         noise = np.random.default_rng(0).integers(0, 256, (160, 256, 3), dtype=np.uint8)
         out = io.BytesIO()

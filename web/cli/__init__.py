@@ -26,7 +26,9 @@ class Lookalike(click.Group):
             return super().invoke(ctx)
         except Exception as exc:
             settings = getattr(ctx.obj, "settings", None)
-            known = unwritable_data_dir(exc, settings.database_url if settings else None)
+            # A command may have said it already, as a ClickException: its cause decides.
+            cause = exc.__cause__ if isinstance(exc, click.ClickException) else exc
+            known = unwritable_data_dir(cause, settings.database_url if settings else None)
             if known is None:
                 raise
             raise known from exc

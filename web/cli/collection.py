@@ -18,13 +18,13 @@ from indexer.check import check_data_dir, repair_data_dir
 from indexer.images import ImageDecodeError, load_image
 from indexer.encoding import ENGINES, EncodingError, make_encoding
 from indexer.job import index_folder
-from indexer.maintenance import (lift_exclusion, list_exclusions, reindex_folder,
-                                 reindex_folders, remove_image)
+from indexer.maintenance import (lift_exclusion, list_exclusions, reindex_all, reindex_folders,
+                                 remove_image)
 from indexer.plots import save_result_sheet
 from indexer.status import collect_stats
 from search.catalog import ID_MAX
 from search.database import describe_database_error
-from search.engine import SearchEngine, code_of
+from search.engine import SearchEngine
 from search.store import NotFound
 from search.vector_index import INDEX_TYPES, VectorIndexError
 
@@ -159,8 +159,11 @@ def search(obj: Context, image: Path, k: int, model: Path | None, as_json: bool,
 
 def write_sheet(engine: SearchEngine, pixels, code, hits, path: Path) -> None:
     encoder = engine.encoder
-    codes = np.stack([code] + [code_of(engine.record(h.id)) for h in hits])
-    recons = encoder.decode(codes)
+    # Codes of this model only: during a switch to a new model, re-encoded rows hold the
+    # new one's, which this decoder would turn into noise (or fail on, at another size).
+    stored = engine.store.codes_of([h.id for h in hits], encoder.sha256)
+    blank = np.zeros_like(code)
+    recons = encoder.decode(np.stack([code] + [stored.get(h.id, blank) for h in hits]))
     tiles = []
     for h, recon in zip(hits, recons[1:]):
         try:
@@ -299,8 +302,7 @@ def reindex(obj: Context, model: Path | None, as_json: bool) -> None:
         raise click.ClickException("nothing to re-index: no LOOKALIKE_INDEX_FOLDERS are "
                                    "configured and the catalog is empty")
     with writing(obj):
-        results = [reindex_folder(store, f, encoder, workers=None, progress=not obj.quiet)
-                   for f in folders]
+        results = reindex_all(store, folders, encoder, workers=None, progress=not obj.quiet)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return

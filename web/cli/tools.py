@@ -195,7 +195,7 @@ def interpolate_cmd(obj: Context, image_a: Path, image_b: Path, steps: int, outp
 def arithmetic_cmd(obj: Context, image_a: Path, image_b: Path, image_c: Path, k: int,
                    output: Path, model: Path | None) -> None:
     """Decode A − B + C and list its K nearest indexed images."""
-    encoder = load_encoder(obj, model)
+    encoder = serving_encoder(obj, model)
     codes = encoder.encode(np.stack([read_image(p, encoder.image_size)
                                      for p in (image_a, image_b, image_c)]))
     result = arithmetic(*codes)

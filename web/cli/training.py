@@ -124,7 +124,9 @@ def train(obj: Context, folder: Path, output: Path | None, **kw) -> None:
     if output is None or output.resolve().parent == obj.data_dir.resolve():
         lock_data_dir(obj, "training a model for")
     target = output or obj.store.model_path
-    replacing = target.resolve() == obj.settings.model_path.resolve()
+    # LOOKALIKE_MODEL is the operator's own file: searches load it as it is, nothing is kept.
+    replacing = (target.resolve() == obj.settings.model_path.resolve()
+                 and not obj.settings.model_is_explicit)
     kept = obj.store.archive_model() if replacing else None
     run_training(obj, folder, target, kw)
     if kept is not None:
