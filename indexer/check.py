@@ -18,6 +18,7 @@ from typing import Sequence
 from sqlalchemy import delete, select
 
 from search.catalog import ImageRecord, ModelRecord
+from search.checkpoints import kept_checkpoint
 from search.regular_files import check_indexed, sha256_file
 from search.store import Store
 from search.vector_index import VectorIndex, VectorIndexError
@@ -147,7 +148,7 @@ def check_data_dir(store: Store, model_path: str | os.PathLike | None = None) ->
         report.stale_model = sorted((r.id, r.path) for r in rows
                                     if current is None or r.model_id != current.id)
     stale = {i for i, _ in report.stale_model}
-    kept = store.kept_checkpoint(sha) if sha else None
+    kept = kept_checkpoint(store, sha) if sha else None
     if kept is not None:
         # The index is the previous model's, serving while this one's re-encode is unfinished:
         # it matches no one model's rows until then, and rebuilding it would drop images.

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from search.checkpoints import kept_checkpoint
 from search.store import Store
 
 from .model import Checkpoint, load_checkpoint, resolve_device
@@ -67,13 +68,13 @@ def load_serving(store: Store, model_path: str | Path, device: str = "auto"
     None).
 
     ``lookalike train`` into a data dir keeps the model that built the index
-    (``Store.archive_model``): until a re-encode with the new one finishes,
+    (``search.checkpoints``): until a re-encode with the new one finishes,
     the index holds the old model's codes, and only the old model's codes
     compare with them. So while the index says another checkpoint built it
     and that one is kept, it is the one loaded.
     """
     encoder = TorchEncoder.from_path(model_path, device)
-    kept = store.kept_checkpoint(encoder.sha256)
+    kept = kept_checkpoint(store, encoder.sha256)
     if kept is not None:
         older = TorchEncoder.from_path(kept, device)
         if older.sha256 == store.index_model():

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from search.catalog import ImageRecord, ModelRecord, RetiredRecord, path_under, utcnow
+from search.checkpoints import prune_kept
 from search.store import FOLLOW_SYMLINKS, Store
 from search.vector_index import VectorIndex, choose_index_type
 
@@ -167,7 +168,7 @@ def _publish(store: Store, index: VectorIndex, encoder: TorchEncoder, model_id: 
                 f"{inside} image(s) under {switching_in} could not be re-encoded with the new "
                 "model (unreadable, or missing) and are left out of searches until they are")
     store.publish_index(index, encoder.sha256)
-    store.prune_archived_models()
+    prune_kept(store)
 
 
 def _left_behind(store: Store, model_id: int, root: Path) -> tuple[int, int]:
@@ -192,7 +193,7 @@ def finish_switch(store: Store, encoder: TorchEncoder) -> str | None:
         return None
     left = len(store.catalog_ids()) - index.ntotal
     store.publish_index(index, encoder.sha256)
-    store.prune_archived_models()
+    prune_kept(store)
     return (f"{left} image(s) could not be re-encoded with the new model and are left out of "
             "searches until a re-index can read them" if left else None)
 

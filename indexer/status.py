@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from search.catalog import ExcludedRecord, ImageRecord, ModelRecord
+from search.checkpoints import kept_checkpoint
 from search.regular_files import sha256_file
 from search.store import Store
 from search.vector_index import VectorIndexError
@@ -18,7 +19,7 @@ def collect_stats(store: Store) -> dict:
         model = s.scalar(select(ModelRecord).where(ModelRecord.checkpoint_sha256 == sha))
         encoded = s.scalar(select(func.count(ImageRecord.id))
                            .where(ImageRecord.model_id == (model.id if model else -1))) or 0
-    kept = store.kept_checkpoint(sha)
+    kept = kept_checkpoint(store, sha)
     try:
         index = store.load_index(mmap=True)
         index_info = {"index_type": index.faiss_class, "index_vectors": index.ntotal,

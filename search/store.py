@@ -6,16 +6,14 @@ Layout::
     DATA_DIR/index.faiss      FAISS index, ids = catalog primary keys
     DATA_DIR/model.pt         the current checkpoint (written by `lookalike train`)
     DATA_DIR/thumbs/          thumbnail cache, by sha256 (``thumbnail_path``)
-    DATA_DIR/models/<sha16>.pt an earlier model.pt, kept while the index it built still serves
+    DATA_DIR/models/          earlier checkpoints, kept while an index they built serves (search.checkpoints)
     DATA_DIR/pq-<sha>.faiss   PQ codebook of one checkpoint (``codebook_path``; indexer.compression)
     DATA_DIR/.lock            the writer lock (``LOCK_FILE``; indexer.lock): one writer at a time
 """
 from __future__ import annotations
 
-import errno
 import os
 import re
-import shutil
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO
 from dataclasses import dataclass, field
@@ -30,8 +28,7 @@ from .catalog import (ImageRecord, MetaRecord, ModelRecord, RootRecord, decode_p
                       utcnow)
 from .database import access_of, database_url, open_database
 from .reader import CatalogReader
-from .files import replace_atomically, unwritable
-from .regular_files import open_indexed, sha256_file
+from .regular_files import open_indexed
 from .vector_index import VectorIndex, VectorIndexError, build_index, load_index
 
 DEFAULT_DATA_DIR = "lookalike-data"
@@ -43,7 +40,6 @@ CATALOG_VERSION = "catalog_version"
 INDEX_VERSION = "index_version"
 # Meta key: the sha256 of the checkpoint whose codes the saved index holds.
 INDEX_MODEL = "index_model"
-MODELS_DIR = "models"  # checkpoints kept while an index they built still serves
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # The index type asked for with `lookalike index --index-type` (auto, flat, ivf).
 INDEX_CHOICE = "index_type"  # meta key: auto, flat, ivf or ivfpq (index --index-type)
@@ -277,74 +273,6 @@ class Store:
         before this was recorded. Read per query (is the loaded model still the one?)."""
         rows = self.reader.fetch("SELECT value FROM meta WHERE key = {}", [INDEX_MODEL])
         return rows[0][0] if rows and rows[0][0] else None
-
-    def archived_model_path(self, sha256: str) -> Path:
-        """Where the checkpoint *sha256* is kept once a newer one took model.pt's place."""
-        return self.data_dir / MODELS_DIR / f"{sha256[:16]}.pt"
-
-    def kept_checkpoint(self, current_sha256: str | None) -> Path | None:
-        """The kept checkpoint that built the index, while the current model (sha256
-        *current_sha256*) is another one waiting for its re-encode; else None.
-
-        The one answer to "which model do searches use" (``indexer.encoder.load_serving``,
-        ``lookalike check`` and ``stats``).
-        """
-        built_by = self.index_model()
-        if not built_by or built_by == current_sha256:
-            return None
-        kept = self.archived_model_path(built_by)
-        return kept if kept.is_file() else None
-
-    def archive_model(self) -> Path | None:
-        """Keep the current model.pt under models/ if it built the index, so that index can
-        go on serving while a new model's re-encode runs; the kept file's path, or None.
-
-        A hard link where the filesystem has them (no copy, and atomic); else a copy. An
-        index saved before the store recorded its model is judged by a few of its rows.
-        """
-        if not self.model_path.is_file():
-            return None
-        sha = sha256_file(self.model_path)
-        built_by = self.index_model()
-        if built_by is None and self.index_is_current():
-            try:
-                sampled = self.checkpoints_of([int(i) for i in self.load_index().ids()[:8]])
-            except VectorIndexError:
-                sampled = set()
-            if sampled == {sha}:
-                with self.sessions() as session, session.begin():
-                    self.set_meta(session, INDEX_MODEL, sha)
-                built_by = sha
-        if built_by != sha:
-            return None
-        target = self.archived_model_path(sha)
-        if target.is_file() and sha256_file(target) == sha:
-            return target
-        try:
-            target.parent.mkdir(exist_ok=True)
-            tmp = target.with_name(f".{target.name}.link")  # indexer.lock sweeps a stray one
-            tmp.unlink(missing_ok=True)
-            os.link(self.model_path, tmp)
-            os.replace(tmp, target)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                raise unwritable(exc, target.parent, existed=False) or exc
-            replace_atomically(target, lambda t: shutil.copyfile(self.model_path, t), "ckpt")
-        return target
-
-    def prune_archived_models(self) -> list[Path]:
-        """Delete the kept checkpoints that no catalog code and not the index come from."""
-        folder = self.data_dir / MODELS_DIR
-        if not folder.is_dir():
-            return []
-        with self.sessions() as s:
-            used = set(s.scalars(select(ModelRecord.checkpoint_sha256).join(ImageRecord)
-                                 .distinct()))
-        keep = {sha[:16] for sha in used | {self.index_model() or ""} if sha}
-        gone = [p for p in folder.glob("*.pt") if p.stem not in keep]
-        for path in gone:
-            path.unlink(missing_ok=True)
-        return gone
 
     def catalog_ids(self, model_id: int | None = None) -> set[int]:
         query = select(ImageRecord.id)

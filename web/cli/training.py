@@ -12,6 +12,7 @@ from indexer.model import KINDS, AEConfig, ModelConfigError
 from indexer.noise import NOISES
 from indexer.train import (DEFAULT_BUDGET, DEFAULT_INVARIANCE, VALIDATIONS, TrainConfig,
                            TrainingError, train_folder)
+from search.checkpoints import keep_current_model
 
 from .context import Context, load_encoder, lock_data_dir, model_option, pass_ctx, report_failures
 
@@ -127,7 +128,7 @@ def train(obj: Context, folder: Path, output: Path | None, **kw) -> None:
     # LOOKALIKE_MODEL is the operator's own file: searches load it as it is, nothing is kept.
     replacing = (target.resolve() == obj.settings.model_path.resolve()
                  and not obj.settings.model_is_explicit)
-    kept = obj.store.archive_model() if replacing else None
+    kept = keep_current_model(obj.store) if replacing else None
     run_training(obj, folder, target, kw)
     if kept is not None:
         click.echo(f"the index was built by the previous model, kept at {kept}: searches use "
