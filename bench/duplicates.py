@@ -34,7 +34,7 @@ from scipy.sparse.csgraph import connected_components
 
 from bench.copies import OUT, build, lookalike
 from indexer.duplicates import (DEFAULT_THRESHOLD, complete_linkage_groups, cut_components,
-                                keep_apart, neighbour_graph)
+                                keep_apart, model_threshold, neighbour_graph)
 from indexer.encoder import TorchEncoder
 from indexer.images import load_image
 from search.vector_index import normalise
@@ -72,8 +72,10 @@ def hash_groups(bits: np.ndarray, max_distance: int) -> list[list[int]]:
 
 
 def codes_of(encoder: TorchEncoder, paths: list[Path]) -> np.ndarray:
+    """The copy parts of their codes: what ``lookalike duplicates`` groups by."""
     pixels = np.stack([load_image(p, encoder.image_size) for p in paths])
-    return np.concatenate([encoder.encode(pixels[i:i + 64]) for i in range(0, len(pixels), 64)])
+    return np.concatenate([encoder.encode(pixels[i:i + 64])[:, encoder.copy_part]
+                           for i in range(0, len(pixels), 64)])
 
 
 def calibrate(codes: np.ndarray, labels: list[str]) -> tuple[float, dict]:
@@ -100,9 +102,8 @@ def quality() -> None:
     print("| method | threshold | pair precision | pair recall | pair F1 |\n| --- | ---: | ---: | ---: | ---: |")
     rows = [("Lookalike, default threshold", DEFAULT_THRESHOLD),
             ("Lookalike, calibrated here", calibrated)]
-    if encoder.copy_threshold is not None:  # recorded at training, on its own held-out views
-        rows.insert(0, ("Lookalike, the model's copy threshold (its default)",
-                        encoder.copy_threshold))
+    own = model_threshold(encoder.copy_threshold, encoder.separates_copies)
+    rows.insert(0, ("Lookalike, the model's own threshold (its default)", own))
     for name, threshold in rows:
         s = pair_scores(complete_linkage_groups(q_codes, threshold), q_labels)
         print(f"| {name} | {threshold:.2f} | {s['precision']:.3f} | {s['recall']:.3f} | "

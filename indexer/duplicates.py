@@ -34,8 +34,9 @@ from search.vector_index import normalise
 from .decisions import KEEP, NOT_DUPLICATES, Decision
 
 # Calibrated by bench/duplicates.py on the edited-copies benchmark (BENCHMARKS.md); used
-# for checkpoints without their own copy threshold (indexer.validation.copy_threshold).
+# for checkpoints without their own copy threshold (indexer.validation.copy_calibration).
 DEFAULT_THRESHOLD = 0.37
+IDENTICAL = 1.0  # the threshold of a model that cannot tell copies apart: identical codes only
 LINKAGE_LIMIT = 3000  # larger components are cut greedily: a dense linkage is O(n²) memory
 MAX_PAIRS = 50_000_000  # candidate pairs held at once (~600 MB); a lower threshold is refused
 CHUNK = 4096  # codes whose neighbours one range search returns
@@ -202,14 +203,15 @@ def _greedy_cut(codes: np.ndarray, graph: csr_matrix, component: list[int],
 
 
 def collapse_hits(store: Store, hits: list[Hit], threshold: float = DEFAULT_THRESHOLD,
-                  ) -> list[tuple[Hit, list[Hit]]]:
+                  part: slice = slice(None)) -> list[tuple[Hit, list[Hit]]]:
     """Search results with each near-duplicate folded under the best-ranked hit it copies
-    (cosine ≥ *threshold* between their stored codes), in rank order."""
+    (cosine ≥ *threshold* between the copy parts *part* of their stored codes), in rank
+    order."""
     stored = store.codes_of([h.id for h in hits])
     hits = [h for h in hits if h.id in stored]  # one removed since the search is shown nowhere
     if not hits:
         return []
-    codes = normalise(np.stack([stored[h.id] for h in hits]))
+    codes = normalise(np.stack([stored[h.id][part] for h in hits]))
     sims = codes @ codes.T
     kept: list[int] = []  # rows of the hits shown, best first
     folded: dict[int, list[Hit]] = {}
@@ -230,9 +232,10 @@ class Candidates:
     splits."""
 
     contents: list[list]  # the catalog rows of each distinct content (sha256)
-    codes: np.ndarray  # one normalised code per content
+    codes: np.ndarray  # one normalised code (its copy part) per content
     graph: csr_matrix
     threshold: float
+    part: slice = field(default_factory=lambda: slice(None))  # the copy part of the codes
     near: list[list[int]] = field(init=False)  # the cut before decisions, rows of codes
     row_of: dict[str, int] = field(init=False)  # sha256 -> row in codes
 
@@ -245,14 +248,34 @@ def find_candidates(store: Store, checkpoint_sha256: str,
                     threshold: float = DEFAULT_THRESHOLD) -> Candidates:
     """Every pair of this checkpoint's images that may be copies, one code per content."""
     by_content: dict[str, list] = defaultdict(list)
+    part = copy_part_of(store, checkpoint_sha256)
     for row in _rows(store, checkpoint_sha256):
         by_content[row.sha256].append(row)
     contents = list(by_content.values())
     if len(contents) < 2:
         return Candidates(contents, np.zeros((len(contents), 1), np.float32),
-                          csr_matrix((len(contents),) * 2, dtype=np.int8), threshold)
-    codes = normalise(np.stack([np.frombuffer(c[0].code, np.float32) for c in contents]))
-    return Candidates(contents, codes, neighbour_graph(codes, threshold), threshold)
+                          csr_matrix((len(contents),) * 2, dtype=np.int8), threshold, part)
+    codes = normalise(np.stack([np.frombuffer(c[0].code, np.float32)[part] for c in contents]))
+    return Candidates(contents, codes, neighbour_graph(codes, threshold), threshold, part)
+
+
+def copy_part_of(store: Store, checkpoint_sha256: str) -> slice:
+    """The numbers of this checkpoint's codes that tell copies apart (``AEConfig.copy_dim``,
+    as the catalog recorded the model's config; all of them for models from before)."""
+    with store.sessions() as s:
+        config = s.scalar(select(ModelRecord.config)
+                          .where(ModelRecord.checkpoint_sha256 == checkpoint_sha256)) or {}
+    return slice(0, config.get("copy_dim") or None)
+
+
+def model_threshold(copy_threshold: float | None, separates_copies: bool) -> float:
+    """The threshold grouping uses unless asked for another: the model's own calibration
+    (``indexer.validation.copy_calibration``); 1.0, identical codes only, for a model that
+    could not tell copies from look-alikes in its collection; DEFAULT_THRESHOLD for a
+    checkpoint from before calibration."""
+    if copy_threshold is not None:
+        return copy_threshold
+    return DEFAULT_THRESHOLD if separates_copies else IDENTICAL
 
 
 def group_candidates(candidates: Candidates, decisions: Sequence[Decision] = (),
@@ -274,10 +297,11 @@ def group_candidates(candidates: Candidates, decisions: Sequence[Decision] = (),
         for content in decision.contents:
             covering[content].append(decision)
     groups = []
-    for part in parts:
-        rows = [r for i in part for r in candidates.contents[i]]
+    for members in parts:
+        rows = [r for i in members for r in candidates.contents[i]]
         if len(rows) >= min_size:
-            groups.append(_group(rows, len(part) == 1, _settling(covering, rows)))
+            groups.append(_group(rows, len(members) == 1, _settling(covering, rows),
+                                 candidates.part))
     return sorted(groups, key=lambda g: (-len(g.members), g.id))
 
 
@@ -311,7 +335,7 @@ def _rows(store: Store, checkpoint_sha256: str) -> list:
         return list(s.execute(query))
 
 
-def _group(rows: list, exact: bool, decision: Decision | None) -> Group:
+def _group(rows: list, exact: bool, decision: Decision | None, part: slice) -> Group:
     """Members in keeping order (the kept image first, when decided), each with its code's
     similarity to the first."""
     rows = sorted(rows, key=_keeping_order)
@@ -320,7 +344,7 @@ def _group(rows: list, exact: bool, decision: Decision | None) -> Group:
         same = [r for r in rows if r.sha256 == decision.keep_sha256]  # covers() saw one
         kept = next((r for r in same if r.id == decision.keep_id), same[0])
         rows = [kept] + [r for r in rows if r is not kept]
-    codes = normalise(np.stack([np.frombuffer(r.code, np.float32) for r in rows]))
+    codes = normalise(np.stack([np.frombuffer(r.code, np.float32)[part] for r in rows]))
     sims = codes @ codes[0]
     return Group([Member(r.id, r.path, r.width, r.height, r.size, float(s))
                   for r, s in zip(rows, sims)], exact, largest, decision)

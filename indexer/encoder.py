@@ -30,8 +30,13 @@ class TorchEncoder:
         # Reconstruction MSE above this (a held-out percentile, see indexer.validation)
         # marks an image as unlike the training collection.
         self.anomaly_threshold: float | None = checkpoint.facts.get("anomaly_threshold")
-        # Code similarity of an edited copy, for this model (indexer.validation.copy_threshold).
+        # The numbers of a code that tell copies apart, and the similarity from which two
+        # images are copies for this model (indexer.validation.copy_calibration); a model
+        # that could not tell copies from look-alikes on its collection has no threshold.
+        self.copy_part = checkpoint.model.config.copy_part
+        copies = checkpoint.facts.get("copies") or {}
         self.copy_threshold: float | None = checkpoint.facts.get("copy_threshold")
+        self.separates_copies: bool = copies.get("separable", True)
 
     @classmethod
     def from_path(cls, path: str | Path, device: str = "auto") -> "TorchEncoder":

@@ -81,7 +81,11 @@ def register_model(session: Session, encoder: TorchEncoder) -> ModelRecord:
     row = session.scalar(select(ModelRecord).where(ModelRecord.checkpoint_sha256 == ckpt.sha256))
     if row is None:
         cfg = ckpt.model.config
-        row = ModelRecord(kind=cfg.kind, config=cfg.to_dict(), checkpoint_path=str(ckpt.path),
+        # How the model came to be and what it can tell apart, for `lookalike stats`, which
+        # reads the catalog and never loads a checkpoint (that would import torch).
+        told = {k: ckpt.facts[k] for k in ("recipe", "copies") if k in ckpt.facts}
+        row = ModelRecord(kind=cfg.kind, config={**cfg.to_dict(), **told},
+                          checkpoint_path=str(ckpt.path),
                           checkpoint_sha256=ckpt.sha256, latent_dim=cfg.latent_dim)
         session.add(row)
         session.flush()

@@ -57,9 +57,18 @@ class AEConfig:
     padding: int = 1
     kind: str = "ae"
     tied: bool = False
+    # The code's first copy_dim numbers are its copy part: the part the view-invariance term
+    # acts on, which near-duplicate grouping reads. Search and the decoder read the whole
+    # code. 0: the whole code is the copy part (every checkpoint from before the split).
+    copy_dim: int = 0
 
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
+
+    @property
+    def copy_part(self) -> slice:
+        """The numbers of a code that tell copies apart (see ``copy_dim``)."""
+        return slice(0, self.copy_dim or self.latent_dim)
 
     @property
     def depth(self) -> int:
@@ -76,6 +85,9 @@ class AEConfig:
             raise ModelConfigError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
         if self.image_size < 1 or self.channels < 1 or self.latent_dim < 1:
             raise ModelConfigError("image_size, channels and latent_dim must be positive")
+        if not 0 <= self.copy_dim <= self.latent_dim:
+            raise ModelConfigError(f"the copy part ({self.copy_dim}) must fit in the code "
+                                   f"({self.latent_dim} numbers)")
         if self.kind == "linear":
             return []
         if not self.widths or any(w < 1 for w in self.widths):
@@ -106,6 +118,26 @@ class AEConfig:
     def from_dict(cls, d: dict[str, Any]) -> "AEConfig":
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# How much the copy part counts in a search's cosine (the detail part: the rest).
+COPY_WEIGHT = 0.6
+
+
+def split_code(z: torch.Tensor, copy_dim: int) -> torch.Tensor:
+    """A code whose copy part and detail part each lie on a sphere, the copy part weighted
+    COPY_WEIGHT: the cosine of two such codes is 0.6 of their copy parts' cosine and 0.4
+    of their details'. Unweighted, the detail part (which keeps pixels) drowned the copy
+    part in a search for an edited copy: bench/copies.py mAP 0.78 for the whole code,
+    0.925 for its copy part alone, 0.906 at this weight, where Fashion-MNIST's mAP stays
+    that of the whole code. The scale keeps a code's length √D, like an unconstrained
+    code's, for the decoder. *copy_dim* 0: the code as it is (no split).
+    """
+    if not copy_dim or copy_dim >= z.shape[1]:
+        return z
+    scale = z.shape[1] ** 0.5 / (COPY_WEIGHT ** 2 + (1 - COPY_WEIGHT) ** 2) ** 0.5
+    return torch.cat([F.normalize(z[:, :copy_dim], dim=1) * COPY_WEIGHT,
+                      F.normalize(z[:, copy_dim:], dim=1) * (1 - COPY_WEIGHT)], 1) * scale
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -191,7 +223,8 @@ class ConvAutoencoder(Autoencoder):
         return self.to_latent(h.flatten(1))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self._heads(x)[:, : self.config.latent_dim]
+        z = self._heads(x)[:, : self.config.latent_dim]
+        return split_code(z, self.config.copy_dim) if self.config.kind != "vae" else z
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         c = self.config

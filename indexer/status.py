@@ -34,6 +34,10 @@ def collect_stats(store: Store) -> dict:
         "model_kind": model.kind if model else None,
         "encoded_with_model": encoded,
         "latent_dim": model.latent_dim if model else None,
+        # The code's layout: its first copy_dim numbers are what duplicate grouping reads.
+        "copy_dim": (model.config.get("copy_dim") or model.latent_dim) if model else None,
+        "recipe": _recipe(model.config.get("recipe")) if model else None,
+        "copies": model.config.get("copies") if model else None,
         **index_info,
         # The checkpoint file whose codes the index holds, which searches use: model.pt, or
         # the previous model kept while model.pt waits for `lookalike reindex` to re-encode.
@@ -43,3 +47,12 @@ def collect_stats(store: Store) -> dict:
         "catalog_database": store.sql_engine.dialect.name,
         "generation": store.index_generation(),
     }
+
+
+def _recipe(recipe: dict | None) -> str | None:
+    """The training recipe in a line: its loss, λ and where the term acts."""
+    if not recipe:
+        return None
+    if not recipe.get("invariance"):
+        return recipe.get("loss")
+    return f"{recipe.get('loss')}; λ = {recipe['invariance']:g} on {recipe.get('acts_on')}"

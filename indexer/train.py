@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -27,8 +27,8 @@ from .noise import NOISES, corrupt
 from .pixels import to_pixels, to_tensor
 from .training_data import (NotEnoughImages, batches_of, data_fingerprint, load_folder, passes,
                             split_indices, view_pair)
-from .validation import (History, copy_threshold, error_facts, per_image_errors,
-                         validation_inputs)
+from .validation import (COLLECTION_SAMPLE, History, copy_calibration, error_facts,
+                         per_image_errors, validation_inputs)
 
 
 class TrainingError(RuntimeError):
@@ -37,6 +37,8 @@ class TrainingError(RuntimeError):
 
 DEFAULT_BUDGET = 600  # optimizer steps: ≤ 10 minutes on 2 CPU cores at 64 px (BENCHMARKS.md)
 DEFAULT_INVARIANCE = 0.1  # λ; 0 is the seed's plain autoencoder (BENCHMARKS.md: λ = 0.1 vs 1)
+DEFAULT_LATENT = 128  # numbers in a code
+DEFAULT_COPY_PART = 64  # of which the invariance term acts on the first (AEConfig.copy_dim)
 MAX_IMAGES = 20_000  # a larger collection is sampled: the budget could not show it more
 VALIDATIONS = 20  # held-out checks in a run, at most one per pass over the data
 
@@ -103,13 +105,16 @@ class Recipe:
     config: TrainConfig
     views: Views | None = None
     head: torch.nn.Module | None = None
+    copy_part: slice = field(default_factory=lambda: slice(None))  # what the term acts on
 
     @classmethod
     def build(cls, config: TrainConfig, model_config: AEConfig) -> "Recipe":
         if config.invariance == 0:
             return cls(config)
-        head = ProjectionHead(model_config.latent_dim) if config.head else torch.nn.Identity()
-        return cls(config, Views(model_config.image_size, config.edits, config.min_crop), head)
+        width = model_config.copy_part.stop
+        head = ProjectionHead(width) if config.head else torch.nn.Identity()
+        return cls(config, Views(model_config.image_size, config.edits, config.min_crop), head,
+                   model_config.copy_part)
 
     @property
     def contrastive(self) -> bool:
@@ -133,9 +138,10 @@ class Recipe:
         if self.views is None:
             return {"invariance": 0.0, "edits": ["flip"] if self.config.augment else [],
                     "loss": "reconstruction"}
+        part = f"the code's first {self.copy_part.stop} numbers (its copy part)"
         return {"invariance": self.config.invariance, "edits": list(self.views.edits),
                 "augmentations": self.views.describe(), "temperature": self.config.temperature,
-                "acts_on": "projection head" if self.config.head else "code",
+                "acts_on": f"projection head on the {part}" if self.config.head else part,
                 "loss": "reconstruction of two views + λ · NT-Xent (Chen et al. 2020)"}
 
 
@@ -150,7 +156,7 @@ def step_loss(model: Autoencoder, recipe: Recipe, x: torch.Tensor,
     out = model.loss(inputs, x, c.beta)
     if not recipe.contrastive:
         return out.total
-    a, b = recipe.head(out.code).chunk(2)
+    a, b = recipe.head(out.code[:, recipe.copy_part]).chunk(2)
     return out.total + c.invariance * nt_xent(a, b, c.temperature)
 
 
@@ -263,9 +269,13 @@ def fit(
     if history.best_state is not None:
         model.load_state_dict(history.best_state)
     model.eval()
+    others = np.random.default_rng(c.seed).permutation(train_idx)
+    sample = torch.from_numpy(np.concatenate([val_idx, others])[:COLLECTION_SAMPLE])
+    copies = copy_calibration(model, data[sample], device, c.seed + 2)
     return model, {
         **error_facts(per_image_errors(model, val_batches, device)),
-        "copy_threshold": copy_threshold(model, val_batches, device, c.seed + 2),
+        "copies": copies,
+        "copy_threshold": copies["threshold"],
         **history.facts(schedule.steps, len(train_idx)),
         "n_train": int(len(train_idx)),
         "n_val": int(len(val_idx)),

@@ -123,6 +123,11 @@ class Stats(Answer):
     latent_dim: int | None = None
     index_type: str | None = None
     index_vectors: int = None
+    copy_dim: int | None = Field(None, description="The code's first numbers, its copy "
+                                 "part: what duplicate grouping reads.")
+    recipe: str | None = Field(None, description="How the model was trained.")
+    copies: dict[str, Any] | None = Field(None, description="The model's copy calibration: "
+                                          "threshold, separable, and what it measured.")
     index_model: str | None = Field(None, description="The checkpoint whose codes the index "
                                     "holds, which searches use.")
     model_waiting_for_reencode: bool = Field(None, description="A newer model waits for "
@@ -303,10 +308,15 @@ class StatusCounts(Answer):
 
 class DuplicatesResponse(Answer):
     threshold: float = Field(description="The one applied.")
-    model_threshold: float | None = Field(description="The model's copy threshold, calibrated "
-                                                      "when it was trained on its own held-out "
-                                                      "images: the one applied without "
-                                                      "`threshold` (else 0.37).")
+    model_threshold: float = Field(description="The one applied without `threshold`: the "
+                                   "model's copy threshold, calibrated when it was trained "
+                                   "(edited views of held-out images against their nearest "
+                                   "other images); 1.0 (identical codes only) when it could "
+                                   "not tell copies from look-alikes; 0.37 for older models.")
+    model_separates_copies: bool = Field(description="Whether the model told edited copies "
+                                         "from look-alikes on its own collection; when not, "
+                                         "only identical images group unless `threshold` "
+                                         "says otherwise.")
     status: Literal["pending", "reviewed", "all"]
     page: int
     per_page: int

@@ -6,7 +6,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 
 from indexer.anomalies import is_anomalous, reconstruction_error
-from indexer.duplicates import DEFAULT_THRESHOLD, collapse_hits
+from indexer.duplicates import collapse_hits, model_threshold
 from indexer.status import collect_stats
 from search.catalog import ID_MAX
 from search.engine import MAX_K, code_of
@@ -72,11 +72,12 @@ def collapsed_search(engine: Any, code: Any, k: int, index: Any,
                      filters: Filters = Filters()) -> list:
     """The k best different images, each with the copies folded under it. Copies take
     places in the ranking, so the search looks further until k remain (or all are seen)."""
-    threshold = getattr(engine.encoder, "copy_threshold", None) or DEFAULT_THRESHOLD
+    encoder = engine.encoder
+    threshold = model_threshold(encoder.copy_threshold, encoder.separates_copies)
     depth = COLLAPSE_DEPTH * k
     while True:
         hits = engine.search_code(code, min(depth, MAX_K), index=index, filters=filters)
-        folded = collapse_hits(engine.store, hits, threshold)
+        folded = collapse_hits(engine.store, hits, threshold, encoder.copy_part)
         if len(folded) >= k or len(hits) < min(depth, MAX_K) or depth >= MAX_K:
             return folded[:k]
         depth *= 2

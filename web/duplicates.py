@@ -26,8 +26,8 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 
 from indexer.decisions import (BadDecision, UnknownImages, list_decisions, record_decision,
                                undo_decision)
-from indexer.duplicates import (DEFAULT_THRESHOLD, Group, TooManyPairs,
-                                find_candidates, group_candidates, with_status)
+from indexer.duplicates import (Group, TooManyPairs, find_candidates, group_candidates,
+                                model_threshold, with_status)
 from search.catalog import ID_MAX
 from search.store import Store
 
@@ -137,9 +137,8 @@ def duplicates():
     params = request_params()
     engine, _index = current_backend().ready_search_engine()
     store, encoder = engine.store, engine.encoder
-    model_threshold = encoder.copy_threshold
-    threshold = params.threshold if params.threshold is not None else \
-        model_threshold or DEFAULT_THRESHOLD
+    own = model_threshold(encoder.copy_threshold, encoder.separates_copies)
+    threshold = params.threshold if params.threshold is not None else own
     try:
         every = group_cache(current_app).groups(store, encoder.sha256, threshold,
                                                 params.min_size)
@@ -149,7 +148,8 @@ def duplicates():
     start = (params.page - 1) * params.per_page
     page = chosen[start:start + params.per_page]
     reviewed = len(with_status(every, "reviewed"))
-    return jsonify(threshold=threshold, model_threshold=model_threshold, status=params.status,
+    return jsonify(threshold=threshold, model_threshold=own,
+                   model_separates_copies=encoder.separates_copies, status=params.status,
                    page=params.page, per_page=params.per_page,
                    pages=math.ceil(len(chosen) / params.per_page), total=len(chosen),
                    counts={"pending": len(every) - reviewed, "reviewed": reviewed},

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 import indexer.duplicates as duplicates
-from indexer.duplicates import complete_linkage_groups
+from indexer.duplicates import IDENTICAL, complete_linkage_groups, model_threshold
 from indexer.encoder import TorchEncoder
-from indexer.validation import best_f1_threshold
+from indexer.validation import best_f1_threshold, precise_threshold
 
 from ..conftest import run
 
@@ -103,12 +103,15 @@ def test_the_best_f1_cut_between_true_and_false_pairs():
     assert best_f1_threshold(np.array([0.9, 0.95]), np.array([0.1, 0.2])) == 0.9
 
 
-def test_training_records_the_models_copy_threshold_and_duplicates_uses_it(data_dir,
-                                                                            collection):
-    threshold = TorchEncoder.from_path(data_dir / "model.pt", "cpu").copy_threshold
-    assert threshold is not None and -1 <= threshold <= 1
+def test_training_records_the_models_copy_calibration_and_duplicates_uses_it(data_dir,
+                                                                              collection):
+    encoder = TorchEncoder.from_path(data_dir / "model.pt", "cpu")
+    copies = encoder.checkpoint.facts["copies"]
+    assert copies["threshold"] == encoder.copy_threshold
+    assert copies["separable"] == encoder.separates_copies == (copies["threshold"] is not None)
     run(data_dir, "index", str(collection), "--workers", "0")
-    assert duplicate_groups(data_dir)["threshold"] == threshold
+    own = model_threshold(encoder.copy_threshold, encoder.separates_copies)
+    assert duplicate_groups(data_dir)["threshold"] == own
     assert duplicate_groups(data_dir, "--threshold", "0.5")["threshold"] == 0.5
 
 
@@ -125,3 +128,13 @@ def test_chunked_search_finds_the_same_groups(monkeypatch):
     whole = sorted(map(sorted, complete_linkage_groups(codes, 0.8)))
     monkeypatch.setattr(duplicates, "CHUNK", 5)
     assert sorted(map(sorted, complete_linkage_groups(codes, 0.8))) == whole and whole
+
+
+def test_the_precise_cut_and_the_models_own_threshold():
+    copies, look_alikes = np.array([0.95, 0.9, 0.85, 0.6]), np.array([0.5, 0.88, 0.7, 0.3])
+    assert precise_threshold(copies, look_alikes, 0.9) == 0.9  # 2 copies, 0 look-alikes
+    assert precise_threshold(copies, look_alikes, 0.7) == 0.85  # 3 copies, 1 look-alike
+    assert precise_threshold(np.array([0.5]), np.array([0.9]), 0.9) is None
+    assert model_threshold(0.7, True) == 0.7
+    assert model_threshold(None, False) == IDENTICAL == 1.0  # cannot tell: identical only
+    assert model_threshold(None, True) == 0.37  # a checkpoint from before calibration

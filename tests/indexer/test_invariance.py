@@ -1,6 +1,7 @@
 """The view-invariance recipe: edited views, the NT-Xent term, the step budget, the record."""
 from __future__ import annotations
 
+import io
 import random
 from dataclasses import replace
 
@@ -8,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from indexer.augment import EDITS, JpegArtefacts, PasteText, Sepia, Views
+from indexer.augment import EDITS, Border, JpegArtefacts, PasteText, Sepia, Views
 from indexer.invariance import nt_xent
 from indexer.model import AEConfig, load_checkpoint
 from indexer.train import Schedule, TrainConfig, TrainingError, fit
@@ -28,13 +30,15 @@ def _pixels(n: int, seed: int = 0, size: int = 32) -> np.ndarray:
 
 
 def _view_retrieval(model, pixels: np.ndarray, seed: int = 5) -> tuple[float, float]:
-    """(share of views whose nearest other view is their partner, same − other cosine)."""
+    """(share of views whose nearest other view is their partner, same − other cosine), in
+    the part of the code that duplicate grouping reads."""
     torch.manual_seed(seed), random.seed(seed)
     views = Views(pixels.shape[1])
     batch = torch.from_numpy(pixels)
+    part = model.config.copy_part
     with torch.no_grad():
-        a = torch.nn.functional.normalize(model.encode(views(batch)), dim=1)
-        b = torch.nn.functional.normalize(model.encode(views(batch)), dim=1)
+        a = torch.nn.functional.normalize(model.encode(views(batch))[:, part], dim=1)
+        b = torch.nn.functional.normalize(model.encode(views(batch))[:, part], dim=1)
     sim = a @ b.T
     same = sim.diag()
     others = (sim.sum(1) - same) / (len(sim) - 1)
@@ -62,17 +66,37 @@ def test_every_edit_runs_on_its_own(edit):
     assert out.shape == (4, 3, 32, 32) and torch.isfinite(out).all()
 
 
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return 10 * np.log10(1 / ((a - b) ** 2).mean().item())
+
+
 def test_our_own_edits():
-    grey = torch.full((3, 8, 8), 100, dtype=torch.uint8)
-    sepia = Sepia()(grey)
-    assert sepia[:, 0, 0].tolist() == [135, 120, 93]  # 100 · row sums of the sepia matrix
-    random.seed(0)
-    img = torch.from_numpy(_pixels(1)[0]).permute(2, 0, 1).contiguous()
-    texted = PasteText()(img)
-    assert texted.shape == img.shape and (texted != img).any()
-    saved = JpegArtefacts((30, 30))(img)
-    assert saved.shape == img.shape and (saved != img).any()
-    assert (saved.float() - img.float()).abs().mean() < 20  # artefacts, not a new image
+    grey = torch.full((2, 3, 8, 8), 100 / 255)
+    sepia = Sepia(p=1.0)(grey)
+    assert (sepia[0, :, 0, 0] * 255).round().tolist() == [135, 120, 94]  # 100 · row sums
+    torch.manual_seed(0), random.seed(0)
+    batch = torch.from_numpy(_pixels(8)).permute(0, 3, 1, 2).float() / 255
+    texted = PasteText(32, p=1.0)(batch)
+    changed = (texted != batch).flatten(1).any(1)
+    assert texted.shape == batch.shape and changed.all()
+    assert ((texted != batch).float().mean() < 0.3)  # a caption, not a new image
+    framed = Border(p=1.0, side=(1.3, 1.3))(batch)
+    corners = torch.stack([framed[:, :, 0, 0], framed[:, :, -1, -1]])
+    assert ((corners == 0) | (corners == 1)).all()  # a plain black or white canvas
+
+
+@pytest.mark.parametrize("quality", [30, 60, 90])
+def test_jpeg_artefacts_are_those_of_a_jpeg_save_at_that_quality(quality):
+    """Ours (batched, in torch) against Pillow's libjpeg at the same quality."""
+    img = _pixels(1, size=64)[0]
+    out = io.BytesIO()
+    Image.fromarray(img).save(out, "JPEG", quality=quality)
+    pillow = torch.from_numpy(np.asarray(Image.open(out)).copy()).permute(2, 0, 1) / 255
+    x = torch.from_numpy(img).permute(2, 0, 1)[None] / 255
+    ours = JpegArtefacts(p=1.0, quality=(quality, quality))(x)[0]
+    assert not torch.equal(ours, x[0])
+    assert abs(_psnr(ours, x[0]) - _psnr(pillow, x[0])) < 2.5  # as lossy as libjpeg, ±2.5 dB
+    assert _psnr(ours, pillow) > 30  # and lossy in the same places
 
 
 def test_unknown_edit_and_bad_crop_are_refused():
@@ -91,13 +115,15 @@ def test_nt_xent_prefers_matching_pairs():
 
 
 def test_invariance_brings_two_views_of_one_image_together():
-    """After a short training, an edited view lies nearer its partner than the other images' views."""
+    """After a short training, an edited view lies nearer its partner than the other images'
+    views, in the code's copy part (the term acts there; the decoder reads the whole code)."""
     pixels, held_out = distinct_images(96), distinct_images(24, seed=1)
     results = {}
     for lam in (1.0, 0.0):
-        model, _ = fit(pixels, AEConfig(image_size=32, widths=(8, 16, 32), latent_dim=16),
-                       TrainConfig(budget=40, batch_size=32, invariance=lam, device="cpu",
-                                   patience=40), progress=False)
+        config = AEConfig(image_size=32, widths=(8, 16, 32), latent_dim=32,
+                          copy_dim=16 if lam else 0)
+        model, _ = fit(pixels, config, TrainConfig(budget=80, batch_size=32, invariance=lam,
+                                                   device="cpu", patience=80), progress=False)
         results[lam] = _view_retrieval(model.eval(), held_out)
     top1, gap = results[1.0]
     assert gap > 0 and top1 > 2 / 24  # views of one image closer than views of two images
@@ -190,5 +216,6 @@ def test_the_recipe_trains_every_search_kind_and_the_projection_head(kind, head)
                        TrainConfig(budget=4, batch_size=8, head=head, device="cpu"),
                        progress=False)
     assert np.isfinite(facts["val_losses"]).all() and facts["steps_run"] == 4
-    assert facts["recipe"]["acts_on"] == ("projection head" if head else "code")
+    part = f"the code's first {TINY.latent_dim} numbers (its copy part)"  # TINY: no split
+    assert facts["recipe"]["acts_on"] == (f"projection head on the {part}" if head else part)
     assert not any(k.startswith("net.") for k in model.state_dict())  # the head is not stored

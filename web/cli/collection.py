@@ -22,6 +22,7 @@ from indexer.maintenance import (lift_exclusion, list_exclusions, reindex_all, r
                                  remove_image)
 from indexer.plots import save_result_sheet
 from indexer.status import collect_stats
+from indexer.train import DEFAULT_LATENT
 from search.catalog import ID_MAX
 from search.database import describe_database_error
 from search.engine import SearchEngine
@@ -223,7 +224,8 @@ def demo(obj: Context, epochs: int, k: int) -> None:
     if not store.model_path.exists():
         obj.echo(f"training a model on the sample collection ({folder})")
         run_training(obj, folder, store.model_path,
-                      dict(image_size=32, latent_dim=64, epochs=epochs, batch_size=64, lr=2e-3,
+                      dict(image_size=32, latent_dim=DEFAULT_LATENT, epochs=epochs,
+                           batch_size=64, lr=2e-3,
                            weight_decay=1e-4, patience=10, seed=0, device="auto"))
     encoder = load_encoder(obj, None)
     summary = index_folder(store, folder, encoder, progress=not obj.quiet)

@@ -15,7 +15,7 @@ from indexer.compression import (DTYPES, Codebooks, CompressionError, ProductQua
                                  smallest_png)
 from indexer.decisions import list_decisions
 from indexer.duplicates import (DEFAULT_THRESHOLD, STATUSES, TooManyPairs, find_duplicates,
-                                with_status)
+                                model_threshold, with_status)
 from indexer.encoder import TorchEncoder
 from indexer.images import ImageDecodeError, load_image
 from indexer.latent import arithmetic, interpolate, sample_prior
@@ -210,9 +210,10 @@ def arithmetic_cmd(obj: Context, image_a: Path, image_b: Path, image_c: Path, k:
 
 @click.command()
 @click.option("--threshold", type=click.FloatRange(-1, 1),
-              help="Cosine similarity every pair in a group reaches (exact copies: always) "
-                   "[default: the model's copy threshold, calibrated when it was trained, "
-                   f"else {DEFAULT_THRESHOLD}].")
+              help="Cosine similarity of the codes' copy parts every pair in a group "
+                   "reaches (exact copies: always) [default: the model's copy threshold, "
+                   "calibrated when it was trained; 1.0, identical images only, when it could "
+                   f"not tell copies from look-alikes; {DEFAULT_THRESHOLD} for older models].")
 @click.option("--min-size", type=click.IntRange(2), default=2, show_default=True,
               help="Smallest group listed.")
 @click.option("--status", type=click.Choice(STATUSES), default="pending", show_default=True,
@@ -229,7 +230,7 @@ def duplicates(obj: Context, threshold: float | None, min_size: int, status: str
     to keep (most pixels, then largest file, or the one a reviewer kept) first."""
     encoder = serving_encoder(obj, model)
     if threshold is None:
-        threshold = encoder.copy_threshold or DEFAULT_THRESHOLD
+        threshold = model_threshold(encoder.copy_threshold, encoder.separates_copies)
     store = obj.existing_store()
     try:
         every = find_duplicates(store, encoder.sha256, threshold, min_size, list_decisions(store))

@@ -10,8 +10,8 @@ from indexer.augment import DEFAULT_EDITS, EDITS, MIN_CROP
 from indexer.retrieval import EvaluationError, evaluate_collection
 from indexer.model import KINDS, AEConfig, ModelConfigError
 from indexer.noise import NOISES
-from indexer.train import (DEFAULT_BUDGET, DEFAULT_INVARIANCE, VALIDATIONS, TrainConfig,
-                           TrainingError, train_folder)
+from indexer.train import (DEFAULT_BUDGET, DEFAULT_COPY_PART, DEFAULT_INVARIANCE,
+                           DEFAULT_LATENT, VALIDATIONS, TrainConfig, TrainingError, train_folder)
 from search.checkpoints import keep_current_model
 
 from .context import Context, load_encoder, lock_data_dir, model_option, pass_ctx, report_failures
@@ -36,7 +36,14 @@ def training_options(f):
                           "BENCHMARKS.md)."),
         click.option("--min-crop", type=click.FloatRange(0, 1, min_open=True), default=MIN_CROP,
                      show_default=True, help="Smallest random crop, as a fraction of the area."),
-        click.option("--latent-dim", type=click.IntRange(1), default=64, show_default=True),
+        click.option("--latent-dim", type=click.IntRange(1), default=DEFAULT_LATENT,
+                     show_default=True, help="Numbers in a code; search compares them all."),
+        click.option("--copy-dim", type=click.IntRange(0), default=DEFAULT_COPY_PART,
+                     show_default=True,
+                     help="The code's first numbers that the invariance term acts on and "
+                          "duplicate grouping reads (its copy part); the decoder reads the "
+                          "whole code, so reconstructions keep their detail. 0: the whole "
+                          "code (so with λ = 0)."),
         click.option("--image-size", type=click.IntRange(4), default=64, show_default=True,
                      help="Images are resized to this square; must divide by 2^layers."),
         click.option("--widths", default="32,64,128,256", show_default=True,
@@ -70,8 +77,12 @@ def training_configs(kw: dict) -> tuple[AEConfig, TrainConfig]:
         widths = tuple(int(w) for w in str(kw.get("widths") or "32,64,128,256").split(","))
     except ValueError as exc:
         raise click.BadParameter("--widths must be comma-separated integers, e.g. 32,64,128") from exc
+    invariance = kw.get("invariance", DEFAULT_INVARIANCE)
+    # The copy part takes at most half the code: the rest keeps the detail reconstructions need.
+    copy_dim = (min(kw.get("copy_dim", DEFAULT_COPY_PART), kw["latent_dim"] // 2)
+                if invariance > 0 else 0)
     model = AEConfig(image_size=kw["image_size"], latent_dim=kw["latent_dim"], widths=widths,
-                     kind=kw.get("kind", "ae"), tied=kw.get("tied", False))
+                     kind=kw.get("kind", "ae"), tied=kw.get("tied", False), copy_dim=copy_dim)
     edits = tuple(e.strip() for e in str(kw.get("edits", ",".join(DEFAULT_EDITS))).split(",")
                   if e.strip())
     try:
@@ -79,7 +90,7 @@ def training_configs(kw: dict) -> tuple[AEConfig, TrainConfig]:
                             batch_size=kw["batch_size"], lr=kw["lr"],
                             weight_decay=kw["weight_decay"], patience=kw["patience"],
                             seed=kw["seed"], device=kw["device"],
-                            invariance=kw.get("invariance", DEFAULT_INVARIANCE), edits=edits,
+                            invariance=invariance, edits=edits,
                             min_crop=kw.get("min_crop", MIN_CROP), head=kw.get("head", False),
                             beta=kw.get("beta", 1.0),
                             noise=kw.get("noise", "gaussian"), noise_level=kw.get("noise_level", 0.3))

@@ -92,8 +92,16 @@
 
   function describe(body) {
     const at = String(Number(body.threshold.toFixed(4)));
-    const whose = body.threshold === body.model_threshold ? " (the model's threshold)" : "";
     const counts = `${body.counts.pending} to review, ${body.counts.reviewed} reviewed`;
+    if (body.threshold === body.model_threshold && !body.model_separates_copies) {
+      // The model's own word: on this collection its codes cannot tell an edited copy
+      // from a look-alike, so it groups only identical images unless asked for a threshold.
+      return `${body.total} group(s) ${STATUS_WORDS[body.status]}: identical images only. ` +
+        "On this collection the model cannot tell edited copies from images that merely " +
+        "look alike, so it groups only identical images; set a similarity to look " +
+        `further. ${counts}.`;
+    }
+    const whose = body.threshold === body.model_threshold ? " (the model's threshold)" : "";
     return `${body.total} group(s) ${STATUS_WORDS[body.status]} at similarity ≥ ${at}${whose}; ` +
       `${counts}.`;
   }

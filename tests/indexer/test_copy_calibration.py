@@ -1,0 +1,120 @@
+"""Which images are copies: the copy part of the code, and the threshold each model calibrates
+on its own collection against the image each one already looks most like there (not random
+pairs), so a collection of look-alikes does not get its look-alikes filed as copies, and
+edited copies in a collection of distinct photos are grouped."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from bench.indexing import photo_like
+from indexer.encoder import TorchEncoder
+
+from ..conftest import run
+
+pytestmark = pytest.mark.any_catalog  # grouping reads the catalog through code tested on both
+
+# A small model that trains in seconds on 32 px images; the default recipe otherwise.
+TRAIN = ("--budget", "200", "--image-size", "32", "--widths", "16,32,64", "--latent-dim", "32",
+         "--copy-dim", "16", "--batch-size", "32")
+
+
+def photos(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    """*count* distinct photo-like images (no two are copies)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    paths = []
+    for i in range(count):
+        paths.append(folder / f"photo-{i:03d}.jpg")
+        photo_like(rng, 96, 96).save(paths[-1], quality=92)
+    return paths
+
+
+def edited(src: Path, out: Path, seed: int) -> None:
+    """An edited copy as people make them: cropped, brightened, re-saved at a lower quality."""
+    rng = np.random.default_rng(seed)
+    img = Image.open(src)
+    inset = int(rng.integers(3, 10))
+    img = img.crop((inset, inset, img.width - inset, img.height - inset)).resize((96, 96))
+    ImageEnhance.Brightness(img).enhance(float(rng.uniform(0.85, 1.2))).save(out, quality=70)
+
+
+def groups(data_dir: Path, *args: str) -> list[set[str]]:
+    found = json.loads(run(data_dir, "duplicates", "--json", *args).output)
+    return [{Path(i["path"]).name for i in g["images"]} for g in found["groups"]]
+
+
+def test_planted_copies_among_distinct_photos_are_grouped(tmp_path):
+    folder = tmp_path / "photos"
+    originals = photos(folder, 60)
+    planted = originals[:3]
+    for n, src in enumerate(planted):
+        edited(src, folder / f"{src.stem}-copy.jpg", seed=n)
+    run(tmp_path / "data", "train", str(folder), *TRAIN)
+    run(tmp_path / "data", "index", str(folder), "--workers", "0")
+    encoder = TorchEncoder.from_path(tmp_path / "data" / "model.pt", "cpu")
+    assert encoder.separates_copies and encoder.copy_threshold is not None
+    found = groups(tmp_path / "data")
+    for src in planted:
+        assert any({src.name, f"{src.stem}-copy.jpg"} <= g for g in found), found
+    strays = [g for g in found if not any(g <= {s.name, f"{s.stem}-copy.jpg"} for s in planted)]
+    # A model this small files a few look-alikes too (its calibration allows a tenth of the
+    # collection's nearest look-alikes: some of those may be copies); the default recipe's
+    # full-size models on real photos: bench/duplicates.py.
+    assert sum(map(len, strays)) <= len(originals) // 5, strays
+
+
+def test_a_collection_of_look_alikes_groups_only_identical_images(data_dir, collection):
+    """The session's model on its collection of look-alikes (three kinds of shapes): it
+    cannot tell an edited copy from another image of the same kind, says so, and groups
+    only identical images; a threshold asked for still groups by similarity."""
+    encoder = TorchEncoder.from_path(data_dir / "model.pt", "cpu")
+    facts = encoder.checkpoint.facts["copies"]
+    assert not encoder.separates_copies and facts["threshold"] is None
+    assert facts["copy_similarity_median"] < facts["look_alike_similarity_median"]
+    twin = sorted(collection.rglob("*.png"))[0]
+    shutil.copy(twin, collection / "twin.png")
+    run(data_dir, "index", str(collection), "--workers", "0")
+    assert groups(data_dir) == [{twin.name, "twin.png"}]
+    assert len(groups(data_dir, "--threshold", "0.9")) > 1
+    shown = json.loads(run(data_dir, "duplicates", "--json").output)
+    assert shown["threshold"] == 1.0
+
+
+def test_stats_show_the_code_layout_the_recipe_and_the_calibration(tmp_path):
+    folder = tmp_path / "photos"
+    photos(folder, 24)
+    run(tmp_path / "data", "train", str(folder), *TRAIN)
+    run(tmp_path / "data", "index", str(folder), "--workers", "0")
+    facts = TorchEncoder.from_path(tmp_path / "data" / "model.pt", "cpu").checkpoint.facts
+    stats = json.loads(run(tmp_path / "data", "stats", "--json").output)
+    assert (stats["latent_dim"], stats["copy_dim"]) == (32, 16)
+    assert "λ = 0.1 on the code's first 16 numbers (its copy part)" in stats["recipe"]
+    assert stats["copies"] == facts["copies"]
+    text = run(tmp_path / "data", "stats").output
+    assert "copy_dim: 16" in text and "separable" in text
+
+
+def test_a_checkpoint_from_before_the_split_keeps_working(data_dir, collection):
+    """No copy_dim (the whole code is the copy part) and no calibration: duplicates group as
+    they did, at the threshold the checkpoint recorded (or 0.37)."""
+    import torch
+
+    payload = torch.load(data_dir / "model.pt", weights_only=False)
+    payload["config"].pop("copy_dim")
+    facts = payload["facts"]
+    facts.pop("copies")
+    facts["copy_threshold"] = 0.5
+    torch.save(payload, data_dir / "model.pt")
+    encoder = TorchEncoder.from_path(data_dir / "model.pt", "cpu")
+    assert encoder.copy_part == slice(0, encoder.dim) and encoder.separates_copies
+    run(data_dir, "index", str(collection), "--workers", "0")
+    assert json.loads(run(data_dir, "duplicates", "--json").output)["threshold"] == 0.5
+    hits = json.loads(run(data_dir, "search", str(sorted(collection.rglob("*.png"))[0]),
+                          "--json").output)["results"]
+    assert hits[0]["similarity"] > 0.999
