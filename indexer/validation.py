@@ -152,6 +152,8 @@ def copy_calibration(model: Autoencoder, images: torch.Tensor, device: torch.dev
     probes = images[:PROBES]
     if len(probes) < 4 or len(images) < 2:
         return {"threshold": None, "separable": False, "reason": "too few images"}
+    if model.config.channels != 3:  # the edits are of colour photos (bench/autoencoders.py)
+        return {"threshold": None, "separable": False, "reason": "not colour images"}
     part = model.config.copy_part
     model.eval()
 
