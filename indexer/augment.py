@@ -59,8 +59,8 @@ class Border(nn.Module):
 
 
 class Jitter(nn.Module):
-    """Brightness, contrast and saturation factors in [1 − s, 1 + s], in a random order per
-    image, as torchvision's ColorJitter applies them (and photo apps: as factors; kornia's
+    """Brightness, contrast and saturation factors in [1 − s, 1 + s] per image, in a random
+    order per batch, as torchvision's ColorJitter applies them (and photo apps: as factors; kornia's
     ColorJitter adds the brightness, and its ColorJiggle trained denoisers that lost about
     1 dB against torchvision's, so the few lines are our own)."""
 

@@ -36,7 +36,9 @@ from .decisions import KEEP, NOT_DUPLICATES, Decision
 # Calibrated by bench/duplicates.py on the edited-copies benchmark (BENCHMARKS.md); used
 # for checkpoints without their own copy threshold (indexer.validation.copy_calibration).
 DEFAULT_THRESHOLD = 0.37
-IDENTICAL = 1.0  # the threshold of a model that cannot tell copies apart: identical codes only
+# The threshold of a model that cannot tell copies apart: identical codes only (float32
+# cosines of a code with itself come out a few units in the last place below 1).
+IDENTICAL = 0.9999
 LINKAGE_LIMIT = 3000  # larger components are cut greedily: a dense linkage is O(n²) memory
 MAX_PAIRS = 50_000_000  # candidate pairs held at once (~600 MB); a lower threshold is refused
 CHUNK = 4096  # codes whose neighbours one range search returns
@@ -270,8 +272,8 @@ def copy_part_of(store: Store, checkpoint_sha256: str) -> slice:
 
 def model_threshold(copy_threshold: float | None, separates_copies: bool) -> float:
     """The threshold grouping uses unless asked for another: the model's own calibration
-    (``indexer.validation.copy_calibration``); 1.0, identical codes only, for a model that
-    could not tell copies from look-alikes in its collection; DEFAULT_THRESHOLD for a
+    (``indexer.validation.copy_calibration``); identical codes only for a model that
+    could not tell copies from look-alikes in its collection (IDENTICAL); DEFAULT_THRESHOLD for a
     checkpoint from before calibration."""
     if copy_threshold is not None:
         return copy_threshold

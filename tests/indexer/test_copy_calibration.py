@@ -13,6 +13,7 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from bench.indexing import photo_like
+from indexer.duplicates import IDENTICAL
 from indexer.encoder import TorchEncoder
 
 from ..conftest import run
@@ -83,7 +84,7 @@ def test_a_collection_of_look_alikes_groups_only_identical_images(data_dir, coll
     assert groups(data_dir) == [{twin.name, "twin.png"}]
     assert len(groups(data_dir, "--threshold", "0.9")) > 1
     shown = json.loads(run(data_dir, "duplicates", "--json").output)
-    assert shown["threshold"] == 1.0
+    assert shown["threshold"] == IDENTICAL
 
 
 def test_stats_show_the_code_layout_the_recipe_and_the_calibration(tmp_path):

@@ -212,7 +212,7 @@ def arithmetic_cmd(obj: Context, image_a: Path, image_b: Path, image_c: Path, k:
 @click.option("--threshold", type=click.FloatRange(-1, 1),
               help="Cosine similarity of the codes' copy parts every pair in a group "
                    "reaches (exact copies: always) [default: the model's copy threshold, "
-                   "calibrated when it was trained; 1.0, identical images only, when it could "
+                   "calibrated when it was trained; 0.9999, identical images only, when it could "
                    f"not tell copies from look-alikes; {DEFAULT_THRESHOLD} for older models].")
 @click.option("--min-size", type=click.IntRange(2), default=2, show_default=True,
               help="Smallest group listed.")

@@ -41,9 +41,9 @@ def training_options(f):
         click.option("--copy-dim", type=click.IntRange(0), default=DEFAULT_COPY_PART,
                      show_default=True,
                      help="The code's first numbers that the invariance term acts on and "
-                          "duplicate grouping reads (its copy part); the decoder reads the "
-                          "whole code, so reconstructions keep their detail. 0: the whole "
-                          "code (so with λ = 0)."),
+                          "duplicate grouping reads (its copy part): at most half the code, "
+                          "the rest keeping the detail the decoder needs. 0, and always with "
+                          "λ = 0: the whole code."),
         click.option("--image-size", type=click.IntRange(4), default=64, show_default=True,
                      help="Images are resized to this square; must divide by 2^layers."),
         click.option("--widths", default="32,64,128,256", show_default=True,
