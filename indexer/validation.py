@@ -83,17 +83,20 @@ def fixed_view_pairs(batches: Sequence[torch.Tensor], views: Views,
 
     Kept in host memory; ``indexer.train.validation_loss`` moves one batch at a time to the device.
     """
-    with torch.random.fork_rng(), _python_random(seed):
-        torch.manual_seed(seed)
+    with _seeded(seed):
         return [view_pair(b, views, torch.device("cpu")) for b in batches]
 
 
 @contextmanager
-def _python_random(seed: int) -> Iterator[None]:
+def _seeded(seed: int) -> Iterator[None]:
+    """Torch's and Python's generators seeded for the block, and given back after it, so
+    what validation draws leaves training's draws as they were."""
     state = random.getstate()
     random.seed(seed)
     try:
-        yield
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            yield
     finally:
         random.setstate(state)
 
@@ -162,8 +165,7 @@ def copy_calibration(model: Autoencoder, images: torch.Tensor, device: torch.dev
                for i in range(0, len(x), 256)]
         return torch.nn.functional.normalize(torch.cat(out), dim=1).cpu()
 
-    with torch.random.fork_rng(), _python_random(seed):
-        torch.manual_seed(seed)
+    with _seeded(seed):
         edited = Views(model.config.image_size)(probes)
     everyone = codes(to_tensor(images, torch.device("cpu")))
     copies = (codes(edited) * everyone[:len(probes)]).sum(1).numpy()
@@ -198,13 +200,3 @@ def precise_threshold(true: np.ndarray, false: np.ndarray, precision: float) -> 
     wrong = len(false) - np.searchsorted(false, cuts)
     good = np.flatnonzero((found > 0) & (found >= precision * (found + wrong)))
     return round(float(cuts[good[0]]), 4) if len(good) else None
-
-
-def best_f1_threshold(true: np.ndarray, false: np.ndarray) -> float:
-    """The cut with the best F1 when pairs scoring ≥ it are called copies."""
-    cuts = np.unique(np.concatenate([true, false]))
-    true, false = np.sort(true), np.sort(false)
-    found = len(true) - np.searchsorted(true, cuts)  # true pairs at or above each cut
-    wrong = len(false) - np.searchsorted(false, cuts)
-    f1 = 2 * found / (len(true) + found + wrong)
-    return round(float(cuts[int(np.argmax(f1))]), 4)

@@ -12,7 +12,7 @@ from PIL import Image
 import indexer.duplicates as duplicates
 from indexer.duplicates import IDENTICAL, complete_linkage_groups, model_threshold
 from indexer.encoder import TorchEncoder
-from indexer.validation import best_f1_threshold, precise_threshold
+from indexer.validation import precise_threshold
 
 from ..conftest import run
 
@@ -95,12 +95,6 @@ def test_duplicates_of_a_data_dir_that_is_not_there_is_a_clear_error(untrained_d
     assert result.exit_code == 1 and "nothing indexed" in result.output
     bad = run(untrained_data_dir, "duplicates", "--threshold", "2", ok=False)
     assert bad.exit_code == 2 and "--threshold" in bad.output
-
-
-def test_the_best_f1_cut_between_true_and_false_pairs():
-    true, false = np.array([0.9, 0.8, 0.7]), np.array([0.1, 0.2, 0.75, 0.3])
-    assert best_f1_threshold(true, false) == 0.7  # 3 found, 1 wrong beats 2 found, 0 wrong
-    assert best_f1_threshold(np.array([0.9, 0.95]), np.array([0.1, 0.2])) == 0.9
 
 
 def test_training_records_the_models_copy_calibration_and_duplicates_uses_it(data_dir,
