@@ -9,6 +9,13 @@ images the model was trained on) and measured on the held-out copies,
 which the model never saw. pHash and dHash (imagehash, 64 bits, computed
 on the full files) group by connected components at Hamming ≤ t, as peers
 do, with t chosen on the held-out set itself (an oracle, their best case).
+The duplicate finders people run on their photo folders score on the same
+held-out files in the same run, each at its own default and at the setting
+a sweep on the held-out set finds best (the same oracle): czkawka (its
+Python bindings, ``pip install czkawka``), difPy (``pip install difpy``;
+both come with ``pip install -e '.[bench]'``) and findimagedupes (Debian:
+``apt-get install findimagedupes``). One that is missing is skipped with a
+line saying so.
 
 Scale: 100k random 64-d codes with planted copies (40k photos with 0-4
 noisy copies each, the rest single), grouped at the default threshold;
@@ -20,8 +27,15 @@ wall time and the process's peak RSS.
 from __future__ import annotations
 
 import argparse
+import functools
 import resource
+import shutil
+import subprocess
+import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import version
 from itertools import combinations
 from pathlib import Path
 
@@ -40,6 +54,17 @@ from indexer.images import load_image
 from search.vector_index import normalise
 
 MODEL_DIR = OUT / "data-Lookalike__default_"
+CZKAWKA_DEFAULT = 10  # what czkawka's ImageSimilarity() sets (8×8 gradient hash, Lanczos3)
+FINDIMAGEDUPES_DEFAULT = 25  # its -t 90 %: bits = floor(2.56 (100 - percent)) of 256
+# findimagedupes runs a shell function VIEW on each group; this one prints a file a line
+# and a blank line after the group, which paths with spaces survive.
+FINDIMAGEDUPES_VIEW = 'VIEW(){ printf "%s\\n" "$@"; echo; }'
+# difPy's "similarity" is a mean squared error over 50×50 thumbnails ("similar" is 5),
+# computed on uint8 pixels, so each squared difference wraps modulo 256 (4.2.1): it never
+# passes 255, and unrelated pictures land near 105, hence the sweep's range.
+DIFPY_MSE = (0, 0.5, 1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95, 100, 105, 110,
+             120, 140, 170, 200, 255)
+DEFAULT_REPEATS = 4  # further default runs, to show a tool whose groups vary run to run
 
 
 def labelled(folder: Path) -> tuple[list[Path], list[str]]:
@@ -69,6 +94,146 @@ def hash_groups(bits: np.ndarray, max_distance: int) -> list[list[int]]:
     for row, label in enumerate(labels):
         parts.setdefault(int(label), []).append(row)
     return [g for g in parts.values() if len(g) > 1]
+
+
+class PeerMissing(Exception):
+    """A duplicate finder that is not installed here: the bench says so and goes on."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A duplicate finder people use, asked for its groups of the query rows at one setting."""
+    name: str  # with its version
+    default: object  # the tool's own default setting
+    settings: Sequence  # the sweep for its oracle row, strictest first so ties keep the strictest
+    groups: Callable[[object], list[list[int]]]
+    describe: Callable[[object], str]
+
+
+def rows_of(groups: Iterable[Iterable[str | Path]], index: dict[Path, int]) -> list[list[int]]:
+    """A tool's groups of files as groups of rows; paths resolved, since each tool prints its own."""
+    found = []
+    for group in groups:
+        rows = sorted({index[path] for path in map(lambda p: Path(p).resolve(), group)
+                       if path in index})
+        if len(rows) > 1:
+            found.append(rows)
+    return found
+
+
+def czkawka_peer(folder: Path, index: dict[Path, int], workdir: Path) -> Peer:
+    """czkawka's similar-images search through its Python bindings (a recursive folder scan)."""
+    try:
+        from czkawka import ImageSimilarity
+    except ImportError as e:
+        raise PeerMissing(f"not installed ({e}); pip install czkawka") from e
+
+    def groups(level: int) -> list[list[int]]:
+        finder = ImageSimilarity()  # no cache: the bindings turn czkawka's off
+        finder.set_directories([folder])
+        finder.set_similarity(level)
+        return rows_of(finder.find_similar(), index)
+
+    return Peer(f"czkawka {version('czkawka')}", CZKAWKA_DEFAULT, range(0, 51), groups,
+                lambda level: f"similarity {level}")
+
+
+def findimagedupes_peer(folder: Path, index: dict[Path, int], workdir: Path) -> Peer:
+    """findimagedupes (a 256-bit fingerprint, groups are connected components at ≤ t bits).
+
+    Its fingerprints go to a database in *workdir*, so the sweep after the first run
+    compares without fingerprinting again.
+    """
+    exe = shutil.which("findimagedupes")
+    if exe is None:
+        raise PeerMissing("not on PATH (Debian: apt-get install findimagedupes)")
+    fingerprints = workdir / "findimagedupes.db"
+
+    def groups(bits: int) -> list[list[int]]:
+        run = subprocess.run([exe, "-q", "-R", "-f", str(fingerprints), "-t", f"{bits}b",
+                              "-i", FINDIMAGEDUPES_VIEW, "--", str(folder)],
+                             capture_output=True, text=True)
+        if run.returncode > 1:  # 1 is warnings only
+            raise RuntimeError(f"findimagedupes exited {run.returncode}: {run.stderr.strip()}")
+        return rows_of((block.splitlines() for block in run.stdout.split("\n\n")), index)
+
+    name = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
+    return Peer(name, FINDIMAGEDUPES_DEFAULT, range(0, 129), groups,
+                lambda bits: f"≤ {bits} of 256 bits ({100 - bits / 2.56:.0f} %)")
+
+
+def difpy_peer(folder: Path, index: dict[Path, int], workdir: Path) -> Peer:
+    """difPy: MSE between 50×50 thumbnails, by default of same-sized images only.
+
+    Its sweep covers same_dim too: edited copies are cropped or framed, so its
+    default never compares most of them.
+    """
+    try:
+        import difPy
+    except ImportError as e:
+        raise PeerMissing(f"not installed ({e}); pip install difpy") from e
+    built = functools.cache(lambda: difPy.build(str(folder), show_progress=False))
+
+    def groups(setting: tuple) -> list[list[int]]:
+        similarity, same_dim = setting
+        found = difPy.search(built(), similarity=similarity, same_dim=same_dim,
+                             show_progress=False).result
+        # Each result is a file and its matches, which is how difPy shows a group.
+        return rows_of(([key, *(match for match, _ in matches)] for key, matches in found.items()),
+                       index)
+
+    def describe(setting: tuple) -> str:
+        similarity, same_dim = setting
+        mse = "MSE 0 (“duplicates”)" if similarity == "duplicates" else f"MSE ≤ {similarity}"
+        return f"{mse}, {'same size only' if same_dim else 'any size'}"
+
+    return Peer(f"difPy {version('difpy')}", ("duplicates", True),
+                [(mse, same_dim) for same_dim in (True, False) for mse in DIFPY_MSE],
+                groups, describe)
+
+
+def table_row(name: str, setting: str, s: dict[str, float]) -> str:
+    """A row of quality()'s table, F1 not in bold: the bold rows are Lookalike's."""
+    return (f"| {name} | {setting} | {s['precision']:.3f} | {s['recall']:.3f} | "
+            f"{s['f1']:.3f} |")
+
+
+def peer_rows(peer: Peer, labels: list[str]) -> tuple[list[str], str]:
+    """Its default and its oracle setting as table rows, and a line with their wall times."""
+    started = time.perf_counter()
+    default = pair_scores(peer.groups(peer.default), labels)
+    first = time.perf_counter()
+    best, scores = max(((s, pair_scores(peer.groups(s), labels)) for s in peer.settings),
+                       key=lambda ss: ss[1]["f1"])
+    swept = time.perf_counter()
+    f1s = [default["f1"]] + [pair_scores(peer.groups(peer.default), labels)["f1"]
+                             for _ in range(DEFAULT_REPEATS)]
+    note = (f"{peer.name}: default run {first - started:.2f} s from the files, "
+            f"sweep of {len(peer.settings)} settings {swept - first:.1f} s")
+    if max(f1s) - min(f1s) > 1e-9:  # then its oracle row is its luckiest run as well
+        note += (f"; its groups vary run to run, default pair F1 over {len(f1s)} runs "
+                 f"{min(f1s):.3f}–{max(f1s):.3f}")
+    return [table_row(f"{peer.name}, its default", peer.describe(peer.default), default),
+            table_row(f"{peer.name}, oracle setting", peer.describe(best), scores)], note
+
+
+def peers(paths: list[Path], labels: list[str]) -> list[str]:
+    """The peers' rows, printed into the table; returns the lines to print after it."""
+    folder = paths[0].parent.parent.resolve()  # queries/<photo>/<copy>.jpg
+    index = {p.resolve(): row for row, p in enumerate(paths)}
+    notes = []
+    with tempfile.TemporaryDirectory(prefix="lookalike-peers-") as tmp:
+        for make in (czkawka_peer, difpy_peer, findimagedupes_peer):
+            name = make.__name__.removesuffix("_peer")
+            try:
+                peer = make(folder, index, Path(tmp))
+            except PeerMissing as e:
+                notes.append(f"{name} skipped: {e}")
+                continue
+            rows, note = peer_rows(peer, labels)
+            print("\n".join(rows))
+            notes.append(note)
+    return notes
 
 
 def codes_of(encoder: TorchEncoder, paths: list[Path]) -> np.ndarray:
@@ -114,6 +279,8 @@ def quality() -> None:
                    key=lambda ts: ts[1]["f1"])
         print(f"| {name}, oracle Hamming threshold | ≤ {t} | {s['precision']:.3f} | "
               f"{s['recall']:.3f} | {s['f1']:.3f} |")
+    notes = peers(q_paths, q_labels)
+    print("\n" + "\n".join(notes))
 
 
 def scale(n: int, dim: int = 64, seed: int = 0) -> None:
