@@ -130,6 +130,10 @@ PROBES = 512  # of which this many get an edited copy
 COPY_PRECISION = 0.9  # of the pairs the threshold calls copies, at least this share must be
 POSSIBLY_COPIES = 0.1  # share of a collection's images taken to have a copy in it already
 MIN_RECALL = 0.25  # of the (harshly) edited copies; a threshold that finds fewer cannot tell
+COPY_LEVEL = 0.1  # a neighbour closer than this share's worst edited copy is copy-close…
+GAP = 0.1  # …and, with the ones above it, a copy already there when the next falls this far
+GROUP = 2  # copies an image must hold for that: a lone close neighbour may be a look-alike
+NEIGHBOURS = 20  # ranks looked at for that drop: more copies of one image than this are rare
 
 
 @torch.no_grad()
@@ -148,9 +152,11 @@ def copy_calibration(model: Autoencoder, images: torch.Tensor, device: torch.dev
     least COPY_PRECISION of the pairs above it are copies, counting one copy and one
     nearest look-alike per probe. Where that cut keeps fewer than MIN_RECALL of the
     copies, the model cannot tell copies from look-alikes here: it says so (``separable``:
-    false), gives no threshold, and only identical images group. Precision first: where
-    most images already have copies in the collection, those are the nearest look-alikes
-    too, and the model says it cannot tell (a person can still ask for a threshold).
+    false), gives no threshold, and only identical images group. Where an image already
+    has copies in the collection, those are its nearest images: ``nearest_look_alikes``
+    looks past them when they stand apart as a group (before, a folder where every photo
+    had copies made the model say it could not tell), and the closest POSSIBLY_COPIES of
+    the rest do not count against the threshold either.
     """
     probes = images[:PROBES]
     if len(probes) < 4 or len(images) < 2:
@@ -171,7 +177,7 @@ def copy_calibration(model: Autoencoder, images: torch.Tensor, device: torch.dev
     copies = (codes(edited) * everyone[:len(probes)]).sum(1).numpy()
     sims = everyone[:len(probes)] @ everyone.T
     sims[torch.arange(len(probes)), torch.arange(len(probes))] = -2.0  # not itself
-    look_alikes = sims.max(1).values.numpy()
+    look_alikes, held = nearest_look_alikes(sims.numpy(), float(np.quantile(copies, COPY_LEVEL)))
     # The nearest image of a probe that has a copy in the collection is that copy: the
     # closest POSSIBLY_COPIES of the look-alikes do not count against the threshold.
     kept = look_alikes[look_alikes <= np.quantile(look_alikes, 1 - POSSIBLY_COPIES)]
@@ -184,11 +190,38 @@ def copy_calibration(model: Autoencoder, images: torch.Tensor, device: torch.dev
         "copy_recall": round(recall, 4),  # of the probes' copies, at the threshold
         "look_alike_rate": (round(float((look_alikes >= threshold).mean()), 4)
                             if threshold is not None else None),  # nearest look-alikes passing
+        "holding_copies": round(float(held.mean()), 4),  # probes whose copies stood apart
         "copy_similarity_median": round(float(np.median(copies)), 4),
-        "look_alike_similarity_median": round(float(np.median(look_alikes)), 4),
+        # of each probe's nearest image, copy or not: what an edited copy must stand out from
+        "look_alike_similarity_median": round(float(np.median(sims.max(1).values.numpy())), 4),
         "probes": int(len(probes)),
         "sample": int(len(images)),
     }
+
+
+def nearest_look_alikes(sims: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each probe's nearest image that is not a copy of it already in the collection, and
+    whether it held such copies.
+
+    *sims*: the probes' similarities to the sample, each to itself below −1. Copies and
+    look-alikes differ in how they lie around an image more than in how close they are:
+    a photo's copies stand apart as a small group, the closest at least as close as an
+    edited copy (*level*), then a drop of GAP or more before the other photos begin; a
+    garment's look-alikes fade into one another. So where the largest step down a probe's
+    ranked neighbours starts at or above *level*, is at least GAP and has at least GROUP
+    neighbours above it, those are taken as its copies and its nearest look-alike is the
+    first one below; otherwise it is the nearest of all. Measured with the default
+    recipe: 78 % of the probes of bench/copies.py's training folder (every photo with
+    nine copies) held copies that way, 2 % of the Fashion-MNIST demo's.
+    """
+    ranked = -np.sort(-sims, axis=1)[:, :min(NEIGHBOURS + 1, sims.shape[1] - 1)]  # not itself
+    if ranked.shape[1] < 2:
+        return ranked[:, 0], np.zeros(len(ranked), bool)
+    drops = np.where(ranked[:, :-1] >= level, ranked[:, :-1] - ranked[:, 1:], 0.0)
+    step = drops.argmax(1)
+    rows = np.arange(len(ranked))
+    held = (drops[rows, step] >= GAP) & (step + 1 >= GROUP)
+    return np.where(held, ranked[rows, step + 1], ranked[:, 0]), held
 
 
 def precise_threshold(true: np.ndarray, false: np.ndarray, precision: float) -> float | None:

@@ -70,6 +70,31 @@ def test_planted_copies_among_distinct_photos_are_grouped(tmp_path):
     assert sum(map(len, strays)) <= len(originals) // 5, strays
 
 
+def test_a_collection_where_every_photo_has_copies_is_grouped(tmp_path):
+    """Each photo's nearest images are its own copies here, so they cannot serve as the
+    look-alikes the threshold must beat: the calibration sees them stand apart as groups
+    and still finds a threshold (before, it said it could not tell)."""
+    folder = tmp_path / "photos"
+    originals = photos(folder, 30)
+    for n, src in enumerate(originals):
+        for k in range(3):
+            edited(src, folder / f"{src.stem}-copy{k}.jpg", seed=10 * n + k)
+    run(tmp_path / "data", "train", str(folder), *TRAIN)
+    run(tmp_path / "data", "index", str(folder), "--workers", "0")
+    encoder = TorchEncoder.from_path(tmp_path / "data" / "model.pt", "cpu")
+    assert encoder.separates_copies, encoder.checkpoint.facts["copies"]
+    assert encoder.checkpoint.facts["copies"]["holding_copies"] > 0.5
+    found = groups(tmp_path / "data")
+    whole = [src for src in originals
+             if any({src.name, *(f"{src.stem}-copy{k}.jpg" for k in range(3))} <= g for g in found)]
+    assert len(whole) >= len(originals) * 0.8, found
+    # A model this small takes a few pairs of photos for one (the look-alikes of the test
+    # above); whole groups of copies still, never a chain through the collection.
+    sources = [{name.split("-copy")[0].removesuffix(".jpg") for name in g} for g in found]
+    assert sum(len(s) > 1 for s in sources) <= len(found) // 5, found
+    assert max(map(len, sources)) <= 2, found
+
+
 def test_a_collection_of_look_alikes_groups_only_identical_images(data_dir, collection):
     """The session's model on its collection of look-alikes (three kinds of shapes): it
     cannot tell an edited copy from another image of the same kind, says so, and groups
@@ -119,3 +144,19 @@ def test_a_checkpoint_from_before_the_split_keeps_working(data_dir, collection):
     hits = json.loads(run(data_dir, "search", str(sorted(collection.rglob("*.png"))[0]),
                           "--json").output)["results"]
     assert hits[0]["similarity"] > 0.999
+
+
+def test_copies_stand_apart_where_look_alikes_fade_into_one_another():
+    """The shape the calibration reads: a group of close neighbours then a drop (copies),
+    against a slope with no drop (look-alikes), and a lone close neighbour (either)."""
+    from indexer.validation import nearest_look_alikes
+
+    rng = np.random.default_rng(0)
+    itself = -2.0
+    groups = [itself, 0.97, 0.95, 0.93, *rng.uniform(0.2, 0.5, 30)]
+    slope = [itself, *np.linspace(0.97, 0.6, 33)]
+    lone = [itself, 0.96, *rng.uniform(0.2, 0.5, 32)]
+    negatives, held = nearest_look_alikes(np.array([groups, slope, lone]), level=0.8)
+    assert held.tolist() == [True, False, False]
+    assert negatives[0] == pytest.approx(max(groups[4:]))
+    assert negatives[1:].tolist() == pytest.approx([0.97, 0.96])
