@@ -58,7 +58,7 @@ def main() -> None:
     runs = [rate(args.size, args.batch_size, args.steps) for _ in range(args.rounds)]
     step = statistics.median(r[0] for r in runs)
     views = statistics.median(r[1] for r in runs)
-    print(f"{args.size} px, batch {args.batch_size} (two views each): {1 / step:.2f} steps/s, "
+    print(f"{args.size} px, batch {args.batch_size} (the image and two views): {1 / step:.2f} steps/s, "
           f"{step * 1000:.0f} ms a step, of which views {views * 1000:.0f} ms "
           f"({views / step:.0%}); median of {args.rounds} rounds of {args.steps} steps")
 

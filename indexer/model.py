@@ -155,7 +155,6 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 class Loss(NamedTuple):
     total: torch.Tensor  # what to minimise
     mse: torch.Tensor  # per-pixel reconstruction MSE, detached
-    code: torch.Tensor  # the search codes of the inputs (μ for a VAE), for the invariance term
 
 
 class Autoencoder(nn.Module, abc.ABC):
@@ -175,13 +174,13 @@ class Autoencoder(nn.Module, abc.ABC):
         return self.decode(self.encode(x))
 
     def loss(self, x: torch.Tensor, target: torch.Tensor, beta: float = 1.0) -> Loss:
-        """The reconstruction loss for inputs *x*, with the codes it went through.
+        """The reconstruction loss for inputs *x*.
 
         *target* differs from *x* for a denoising autoencoder (clean vs corrupted).
         """
         code = self.encode(x)
         mse = F.mse_loss(self.decode(code), target)
-        return Loss(mse, mse.detach(), code)
+        return Loss(mse, mse.detach())
 
 
 class ConvAutoencoder(Autoencoder):
@@ -258,7 +257,7 @@ class ConvAutoencoder(Autoencoder):
         sse = (recon - target).pow(2).flatten(1).sum(1)
         # Negative ELBO with a Gaussian likelihood, per pixel so it reads like the MSE.
         loss = (sse + beta * kl_divergence(mu, logvar)).mean() / recon[0].numel()
-        return Loss(loss, F.mse_loss(recon, target).detach(), mu)
+        return Loss(loss, F.mse_loss(recon, target).detach())
 
 
 class LinearAutoencoder(Autoencoder):

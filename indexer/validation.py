@@ -17,10 +17,10 @@ import torch
 from .augment import Views
 from .model import Autoencoder
 from .pixels import to_tensor
-from .training_data import view_pair
+from .training_data import image_and_views
 
 ANOMALY_PERCENTILE = 99.0
-VALIDATION_PAIRS = 512  # held-out images whose view pairs each check scores (they cost 2 passes)
+VALIDATION_IMAGES = 512  # held-out images each check scores with their views (3 passes each)
 
 
 @dataclass
@@ -68,23 +68,22 @@ class History:
 
 def validation_inputs(batches: list[torch.Tensor], views: Views | None, batch_size: int,
                       seed: int) -> list[torch.Tensor]:
-    """What each round scores: the held-out batches, or for λ > 0 view pairs of some of them.
-
-    The pairs are drawn once, so every round scores the same views.
+    """What each round scores: the held-out batches, or for λ > 0 some of them with their
+    views (``training_data.image_and_views``), drawn once so every round scores the same.
     """
     if views is None:
         return batches
-    return fixed_view_pairs(batches[:max(1, VALIDATION_PAIRS // batch_size)], views, seed)
+    return fixed_views(batches[:max(1, VALIDATION_IMAGES // batch_size)], views, seed)
 
 
-def fixed_view_pairs(batches: Sequence[torch.Tensor], views: Views,
-                     seed: int) -> list[torch.Tensor]:
+def fixed_views(batches: Sequence[torch.Tensor], views: Views,
+                seed: int) -> list[torch.Tensor]:
     """The validation views, drawn with their own seed so training's draws are untouched.
 
     Kept in host memory; ``indexer.train.validation_loss`` moves one batch at a time to the device.
     """
     with _seeded(seed):
-        return [view_pair(b, views, torch.device("cpu")) for b in batches]
+        return [image_and_views(b, views, torch.device("cpu")) for b in batches]
 
 
 @contextmanager
