@@ -6,7 +6,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from alembic import command
 from alembic.config import Config
@@ -155,7 +155,7 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
     A file of its own beside the catalog: ``flock`` on the catalog itself
     could meet SQLite's own locks where flock is emulated with them (NFS).
     """
-    path = sqlite_file(str(engine.url))
+    path = sqlite_file(engine.url)
     if path is None:
         yield
         return
@@ -180,10 +180,19 @@ def database_url(data_dir: str | Path) -> str:
     return f"sqlite:///{Path(data_dir).resolve() / CATALOG_FILE}"
 
 
-def sqlite_file(url: str) -> Path | None:
-    """The file a SQLite URL names (maybe relative); None for other databases and :memory:."""
-    prefix = "sqlite:///"
-    rest = url[len(prefix):] if url.startswith(prefix) else ""
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file a SQLite URL names (maybe relative); None for other databases and :memory:.
+
+    An engine's URL object is read as it is: ``str(url)`` percent-encodes a path that is
+    not ASCII (a data dir named ``Ähnliche``), which names no file.
+    """
+    if isinstance(url, URL):
+        rest = url.database or "" if url.get_backend_name() == "sqlite" else ""
+        if rest.startswith("file:"):  # the read-only URI form (_read_only_engine)
+            rest = unquote(rest[len("file:"):])
+    else:
+        prefix = "sqlite:///"
+        rest = url[len(prefix):] if url.startswith(prefix) else ""
     return Path(rest) if rest and not rest.startswith(":memory:") else None
 
 

@@ -176,3 +176,18 @@ def test_an_old_catalog_gets_the_roots_a_reindex_covered_before(catalog_url):
     with sessions() as session:
         assert sorted(session.scalars(select(RootRecord.path))) == sorted(["/x/a", "/x/b", odd])
     engine.dispose()
+
+
+@pytest.mark.sqlite_only
+def test_an_old_catalog_in_a_folder_named_in_any_script_is_upgraded(tmp_path):
+    """The upgrade's lock file lies beside the catalog, found from the engine's URL, whose
+    text form percent-encodes a name that is not ASCII: "Ähnliche λ" named no folder."""
+    folder = tmp_path / "Ähnliche λ"
+    folder.mkdir()
+    url = f"sqlite:///{folder / 'catalog.sqlite'}"
+    assert _alembic("upgrade", "0006", url=url).returncode == 0
+    engine, _ = open_database(url)
+    with engine.connect() as conn:
+        assert conn.scalar(text("select version_num from alembic_version")) == head_revision()
+    assert (folder / ".catalog.sqlite-upgrade.lock").exists()
+    assert not any(p.name.startswith("%") for p in tmp_path.rglob("*"))
