@@ -4,7 +4,7 @@ Protocol: train on the 60k training images, index them, query with the
 10k test images; relevant = same class. The same run scores raw pixels and
 PCA at the latent's dimension (see ``lookalike eval``).
 
-    python -m bench.fashion_mnist [--budget 600] [--invariance 1] [--latent-dim 64]
+    python -m bench.fashion_mnist [--budget N] [--invariance 1] [--latent-dim 64]
 
 Needs ``apt-get install -y dataset-fashion-mnist``. Work files go to
 bench/out/ (ignored by git); a finished model is reused unless --retrain.
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from bench.fmnist import export_folder
+from indexer.train import DEFAULT_BUDGET, DEFAULT_LATENT
 
 OUT = Path(__file__).resolve().parent / "out"
 TARGET_MAP, TARGET_P10, TARGET_GAIN = 0.55, 0.85, 0.10
@@ -34,11 +35,12 @@ def lookalike(data_dir: Path, *args: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, help="at most this many passes (default: the budget)")
-    ap.add_argument("--budget", type=int, default=600, help="optimizer steps (lookalike's default)")
+    ap.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
+                    help="optimizer steps (lookalike's default)")
     ap.add_argument("--invariance", type=float, default=None,
                     help="λ (default: lookalike train's default)")
     ap.add_argument("--edits", default=None, help="training edits (default: lookalike's)")
-    ap.add_argument("--latent-dim", type=int, default=64)
+    ap.add_argument("--latent-dim", type=int, default=DEFAULT_LATENT)
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--widths", default="32,64,128,256")
     ap.add_argument("--batch-size", type=int, default=128)

@@ -176,11 +176,15 @@ def copy_calibration(model: Autoencoder, images: torch.Tensor, device: torch.dev
     copies = (codes(edited) * everyone[:len(probes)]).sum(1).numpy()
     sims = everyone[:len(probes)] @ everyone.T
     sims[torch.arange(len(probes)), torch.arange(len(probes))] = -2.0  # not itself
-    look_alikes, held = nearest_look_alikes(sims.numpy(), float(np.quantile(copies, COPY_LEVEL)))
+    look_alikes, held, farthest = nearest_look_alikes(sims.numpy(),
+                                                      float(np.quantile(copies, COPY_LEVEL)))
     # The nearest image of a probe that has a copy in the collection is that copy: the
     # closest POSSIBLY_COPIES of the look-alikes do not count against the threshold.
     kept = look_alikes[look_alikes <= np.quantile(look_alikes, 1 - POSSIBLY_COPIES)]
-    threshold = precise_threshold(copies, kept, COPY_PRECISION)
+    # The copies a collection holds show how far its own edits go, often further than the
+    # probes' edits: the farthest of each probe's counts as a copy the threshold must keep.
+    threshold = precise_threshold(np.concatenate([copies, farthest[held]]), kept,
+                                  COPY_PRECISION)
     recall = float((copies >= threshold).mean()) if threshold is not None else 0.0
     separable = recall >= MIN_RECALL
     return {
@@ -198,9 +202,10 @@ def copy_calibration(model: Autoencoder, images: torch.Tensor, device: torch.dev
     }
 
 
-def nearest_look_alikes(sims: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each probe's nearest image that is not a copy of it already in the collection, and
-    whether it held such copies.
+def nearest_look_alikes(sims: np.ndarray,
+                        level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each probe's nearest image that is not a copy of it already in the collection,
+    whether it held such copies, and (where it did) the farthest of them.
 
     *sims*: the probes' similarities to the sample, each to itself below −1. Copies and
     look-alikes differ in how they lie around an image more than in how close they are:
@@ -215,12 +220,12 @@ def nearest_look_alikes(sims: np.ndarray, level: float) -> tuple[np.ndarray, np.
     """
     ranked = -np.sort(-sims, axis=1)[:, :min(NEIGHBOURS + 1, sims.shape[1] - 1)]  # not itself
     if ranked.shape[1] < 2:
-        return ranked[:, 0], np.zeros(len(ranked), bool)
+        return ranked[:, 0], np.zeros(len(ranked), bool), ranked[:, 0]
     drops = np.where(ranked[:, :-1] >= level, ranked[:, :-1] - ranked[:, 1:], 0.0)
     step = drops.argmax(1)
     rows = np.arange(len(ranked))
     held = (drops[rows, step] >= GAP) & (step + 1 >= GROUP)
-    return np.where(held, ranked[rows, step + 1], ranked[:, 0]), held
+    return np.where(held, ranked[rows, step + 1], ranked[:, 0]), held, ranked[rows, step]
 
 
 def precise_threshold(true: np.ndarray, false: np.ndarray, precision: float) -> float | None:
