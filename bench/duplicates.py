@@ -13,7 +13,7 @@ The duplicate finders people run on their photo folders score on the same
 held-out files in the same run, each at its own default and at the setting
 a sweep on the held-out set finds best (the same oracle): czkawka (its
 Python bindings, ``pip install czkawka``), difPy (``pip install difpy``;
-both come with ``pip install -e '.[bench]'``) and findimagedupes (Debian:
+both come with ``pip install -e '.[peers]'``) and findimagedupes (Debian:
 ``apt-get install findimagedupes``). One that is missing is skipped with a
 line saying so.
 

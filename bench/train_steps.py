@@ -3,8 +3,8 @@ views take: run it from two checkouts, one after the other, to compare them on o
 
     python -m bench.train_steps [--size 64] [--batch-size 64] [--steps 30] [--rounds 3]
 
-A step is what ``indexer.train.train_one_epoch`` does per batch: two edited views of each
-image (``Recipe.inputs``), the loss, backward, an AdamW step. Random pixels: the step's
+A step is what ``indexer.train.train_one_epoch`` does per batch: each image and two edited
+views of it (``Recipe.inputs``), the loss, backward, an AdamW step. Random pixels: the step's
 cost does not depend on what the images show.
 """
 from __future__ import annotations

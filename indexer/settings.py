@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from search.database import catalog_exists, database_url, sqlite_file
+from search.database import catalog_exists, database_url, sqlite_file, sqlite_url
 from search.store import DEFAULT_DATA_DIR, INDEX_FILE, MODEL_FILE, Store, data_dir_file
 
 MB = 1024 * 1024
@@ -170,7 +170,7 @@ def _anchored_url(url: str | None, data_dir: Path) -> str:
     if not url:
         return database_url(data_dir)
     path = sqlite_file(url)
-    return f"sqlite:///{_absolute(path)}" if path is not None else url
+    return sqlite_url(_absolute(path)) if path is not None else url
 
 
 @dataclass(frozen=True)

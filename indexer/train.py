@@ -47,10 +47,10 @@ VALIDATIONS = 20  # held-out checks in a run, at most one per pass over the data
 class TrainConfig:
     """How a model is trained; stored in its checkpoint with the facts of the run.
 
-    ``invariance`` (λ) > 0: every step sees two edited views of each image
-    (``edits``, see ``indexer.augment``) and adds λ · NT-Xent between their
-    codes to the reconstruction of each view. λ = 0: the plain recipe, one
-    view with random flips and reconstruction only.
+    ``invariance`` (λ) > 0: every step sees each image and two edited views of
+    it (``edits``, see ``indexer.augment``) and adds λ · NT-Xent between the
+    views' copy parts to the reconstruction of the image. λ = 0: the plain
+    recipe, the image with random flips and reconstruction only.
     """
 
     epochs: int | None = None  # at most this many passes over the data; None: the budget decides
@@ -128,7 +128,7 @@ class Recipe:
         """What a step trains on: the image, flipped half the time, and for λ > 0 two edited
         views of it after it (``training_data.image_and_views``)."""
         if self.views is not None:
-            return image_and_views(batch, self.views, device)
+            return image_and_views(batch, self.views, device, self.config.augment)
         x = to_tensor(batch, device)
         if self.config.augment:
             flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(device)
@@ -265,9 +265,12 @@ def fit(
     model, recipe, device = _start(model_config, c)
     train_idx, val_idx = split_indices(len(pixels), c.val_fraction, c.seed)
     data = torch.from_numpy(np.require(pixels, requirements=["C", "W"]))
-    gen = torch.Generator().manual_seed(c.seed)  # the run's shuffles, flips and noise
+    # The run's shuffles, and for λ = 0 its flips and noise; the views and their image's
+    # flips draw from the global generators, seeded in _start.
+    gen = torch.Generator().manual_seed(c.seed)
     val_batches = batches_of(data, val_idx, c.batch_size, None)
-    val_inputs = validation_inputs(val_batches, recipe.views, c.batch_size, c.seed + 1)
+    val_inputs = validation_inputs(val_batches, recipe.views, c.batch_size, c.seed + 1,
+                                   c.augment)
     schedule = Schedule.plan(len(train_idx), c)
     rounds = schedule.rounds(passes(data, train_idx, c.batch_size, gen, whole=recipe.contrastive))
     started = time.time()

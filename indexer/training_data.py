@@ -96,12 +96,14 @@ def passes(data: torch.Tensor, idx: np.ndarray, size: int, gen: torch.Generator,
         yield from batches_of(data, idx, size, gen, whole)
 
 
-def image_and_views(batch: torch.Tensor, views: Views, device: torch.device) -> torch.Tensor:
-    """Each image (mirrored half the time) and two edited views of it, stacked: rows i,
-    N + i and 2N + i show the same image. The image is what the decoder learns to rebuild;
-    the views are what the invariance term pulls together."""
+def image_and_views(batch: torch.Tensor, views: Views, device: torch.device,
+                    mirror: bool = True) -> torch.Tensor:
+    """Each image (*mirror*: mirrored half the time) and two edited views of it, stacked:
+    rows i, N + i and 2N + i show the same image. The image is what the decoder learns to
+    rebuild; the views are what the invariance term pulls together."""
     x = batch.permute(0, 3, 1, 2).float().div_(255)
-    flip = torch.rand(len(x)) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    if mirror:
+        flip = (torch.rand(len(x)) < 0.5).to(x.device)
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     triple = torch.cat([x, views(batch), views(batch)])
     return triple.to(device).contiguous(memory_format=torch.channels_last)

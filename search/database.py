@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL, create_engine, make_url, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -84,6 +84,8 @@ def describe_database_error(exc: OperationalError, database: str | Path | None =
 
 def _shown(database: str | Path | None) -> str:
     """*database* as a person may see it: a URL keeps its password out of the message."""
+    if database and (path := sqlite_file(str(database))) is not None:
+        return str(path)
     if database and "://" in str(database):
         return make_url(str(database)).render_as_string(hide_password=True)
     return str(database) if database else ""
@@ -177,23 +179,33 @@ CATALOG_FILE = "catalog.sqlite"
 
 
 def database_url(data_dir: str | Path) -> str:
-    return f"sqlite:///{Path(data_dir).resolve() / CATALOG_FILE}"
+    return sqlite_url(Path(data_dir).resolve() / CATALOG_FILE)
+
+
+def sqlite_url(path: str | Path) -> str:
+    """The URL of the SQLite file *path*, quoted so it reads back as that file whatever the
+    name holds: an f-string URL sent a data dir named ``a?b`` to a file ``a`` and could not
+    open one whose name holds a ``%``."""
+    return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
 
 
 def sqlite_file(url: str | URL) -> Path | None:
     """The file a SQLite URL names (maybe relative); None for other databases and :memory:.
 
-    An engine's URL object is read as it is: ``str(url)`` percent-encodes a path that is
-    not ASCII (a data dir named ``Ähnliche``), which names no file.
+    Read as SQLAlchemy reads it, so it is the file the engine opens: ``str(engine.url)``
+    percent-encodes a name that is not ASCII (a data dir named ``Ähnliche``).
     """
-    if isinstance(url, URL):
-        rest = url.database or "" if url.get_backend_name() == "sqlite" else ""
-        if rest.startswith("file:"):  # the read-only URI form (_read_only_engine)
-            rest = unquote(rest[len("file:"):])
-    else:
-        prefix = "sqlite:///"
-        rest = url[len(prefix):] if url.startswith(prefix) else ""
-    return Path(rest) if rest and not rest.startswith(":memory:") else None
+    if not isinstance(url, URL):
+        try:
+            url = make_url(url)
+        except ArgumentError:
+            return None
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    name = url.database
+    if name.startswith("file:"):  # the read-only URI form (_read_only_engine)
+        name = unquote(name[len("file:"):])
+    return None if name.startswith(":memory:") else Path(name)
 
 
 def catalog_exists(url: str) -> bool:

@@ -156,8 +156,13 @@ def test_copies_stand_apart_where_look_alikes_fade_into_one_another():
     groups = [itself, 0.97, 0.95, 0.93, *rng.uniform(0.2, 0.5, 30)]
     slope = [itself, *np.linspace(0.97, 0.6, 33)]
     lone = [itself, 0.96, *rng.uniform(0.2, 0.5, 32)]
-    negatives, held, farthest = nearest_look_alikes(np.array([groups, slope, lone]), level=0.8)
-    assert held.tolist() == [True, False, False]
+    far = [itself, 0.75, 0.74, *rng.uniform(0.2, 0.5, 31)]  # a group, but not copy-close
+    rows = np.array([groups, slope, lone, far])
+    negatives, held, farthest = nearest_look_alikes(rows, level=0.8)
+    assert held.tolist() == [True, False, False, False]
     assert negatives[0] == pytest.approx(max(groups[4:]))
     assert farthest[0] == pytest.approx(0.93)
-    assert negatives[1:].tolist() == pytest.approx([0.97, 0.96])
+    assert negatives[1:].tolist() == pytest.approx([0.97, 0.96, 0.75])
+    # A sample smaller than the ranks looked at, and one of two images.
+    assert nearest_look_alikes(rows[:, :6], level=0.8)[1].tolist() == [True, False, False, False]
+    assert nearest_look_alikes(np.array([[itself, 0.99]]), level=0.8)[0].tolist() == [0.99]

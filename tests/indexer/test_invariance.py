@@ -117,6 +117,26 @@ def test_nt_xent_prefers_matching_pairs():
     assert matched < np.log(15)  # better than chance among the 2N − 1 candidates
 
 
+def test_a_step_sees_the_image_it_rebuilds_then_two_views_of_it():
+    """What the decoder is scored against is the image itself (mirrored or not), not an
+    edited view: rows 0..N−1 are the images, N..2N−1 and 2N..3N−1 their views."""
+    from indexer.training_data import image_and_views
+
+    batch = torch.from_numpy(distinct_images(6, size=32))
+    images = batch.permute(0, 3, 1, 2).float() / 255
+    views = Views(32, ("crop", "jitter"))
+    torch.manual_seed(0)
+    x = image_and_views(batch, views, torch.device("cpu"))
+    assert x.shape == (18, 3, 32, 32)
+    first = x[:6]
+    as_is = (first - images).abs().flatten(1).amax(1) < 1e-6
+    mirrored = (first - images.flip(-1)).abs().flatten(1).amax(1) < 1e-6
+    assert bool((as_is | mirrored).all()) and mirrored.any() and as_is.any()
+    assert not torch.allclose(x[6:12], images) and not torch.allclose(x[6:12], x[12:])
+    plain = image_and_views(batch, views, torch.device("cpu"), mirror=False)
+    assert torch.equal(plain[:6], images)
+
+
 def test_invariance_brings_two_views_of_one_image_together():
     """After a short training, an edited view lies nearer its partner than the other images'
     views, in the code's copy part (the term acts there; the decoder reads the whole code)."""
