@@ -191,3 +191,18 @@ def test_an_old_catalog_in_a_folder_named_in_any_script_is_upgraded(tmp_path):
         assert conn.scalar(text("select version_num from alembic_version")) == head_revision()
     assert (folder / ".catalog.sqlite-upgrade.lock").exists()
     assert not any(p.name.startswith("%") for p in tmp_path.rglob("*"))
+
+
+@pytest.mark.sqlite_only
+def test_a_data_dir_name_with_url_characters_gets_its_own_catalog(tmp_path):
+    """A URL made by pasting the path in sent "a?b" to a file "a" and failed on "%41"."""
+    from search.database import database_url, sqlite_file
+
+    folder = tmp_path / "a?b #c x%41y"
+    folder.mkdir()
+    url = database_url(folder)
+    assert sqlite_file(url) == folder / "catalog.sqlite"
+    engine, _ = open_database(url)
+    engine.dispose()
+    assert (folder / "catalog.sqlite").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]
