@@ -155,6 +155,7 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 class Loss(NamedTuple):
     total: torch.Tensor  # what to minimise
     mse: torch.Tensor  # per-pixel reconstruction MSE, detached
+    code: torch.Tensor  # the search codes of every input row (μ for a VAE)
 
 
 class Autoencoder(nn.Module, abc.ABC):
@@ -174,13 +175,16 @@ class Autoencoder(nn.Module, abc.ABC):
         return self.decode(self.encode(x))
 
     def loss(self, x: torch.Tensor, target: torch.Tensor, beta: float = 1.0) -> Loss:
-        """The reconstruction loss for inputs *x*.
+        """The reconstruction loss of the first len(*target*) rows of *x*, and the codes of
+        all of them.
 
-        *target* differs from *x* for a denoising autoencoder (clean vs corrupted).
+        *target* differs from those rows for a denoising autoencoder (clean vs corrupted).
+        Rows past it are only encoded (the edited views of the invariance term): one pass
+        over all of them keeps BatchNorm's statistics those of what the model sees.
         """
         code = self.encode(x)
-        mse = F.mse_loss(self.decode(code), target)
-        return Loss(mse, mse.detach())
+        mse = F.mse_loss(self.decode(code[:len(target)]), target)
+        return Loss(mse, mse.detach(), code)
 
 
 class ConvAutoencoder(Autoencoder):
@@ -249,7 +253,8 @@ class ConvAutoencoder(Autoencoder):
         if self.config.kind != "vae":
             return super().loss(x, target, beta)
         heads = self._heads(x)
-        mu, logvar = heads.chunk(2, dim=1)
+        codes, _ = heads.chunk(2, dim=1)
+        mu, logvar = heads[:len(target)].chunk(2, dim=1)
         logvar = logvar.clamp(-10, 10)
         # Reparameterisation trick (Kingma & Welling 2013): z = μ + σ·ε, ε ~ N(0, I).
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
@@ -257,7 +262,7 @@ class ConvAutoencoder(Autoencoder):
         sse = (recon - target).pow(2).flatten(1).sum(1)
         # Negative ELBO with a Gaussian likelihood, per pixel so it reads like the MSE.
         loss = (sse + beta * kl_divergence(mu, logvar)).mean() / recon[0].numel()
-        return Loss(loss, F.mse_loss(recon, target).detach())
+        return Loss(loss, F.mse_loss(recon, target).detach(), codes)
 
 
 class LinearAutoencoder(Autoencoder):
