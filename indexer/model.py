@@ -155,7 +155,6 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 class Loss(NamedTuple):
     total: torch.Tensor  # what to minimise
     mse: torch.Tensor  # per-pixel reconstruction MSE, detached
-    code: torch.Tensor  # the search codes of every input row (μ for a VAE)
 
 
 class Autoencoder(nn.Module, abc.ABC):
@@ -175,16 +174,13 @@ class Autoencoder(nn.Module, abc.ABC):
         return self.decode(self.encode(x))
 
     def loss(self, x: torch.Tensor, target: torch.Tensor, beta: float = 1.0) -> Loss:
-        """The reconstruction loss of the first len(*target*) rows of *x*, and the codes of
-        all of them.
+        """The reconstruction loss for inputs *x*.
 
-        *target* differs from those rows for a denoising autoencoder (clean vs corrupted).
-        Rows past it are only encoded (the edited views of the invariance term): one pass
-        over all of them keeps BatchNorm's statistics those of what the model sees.
+        *target* differs from *x* for a denoising autoencoder (clean vs corrupted).
         """
         code = self.encode(x)
-        mse = F.mse_loss(self.decode(code[:len(target)]), target)
-        return Loss(mse, mse.detach(), code)
+        mse = F.mse_loss(self.decode(code), target)
+        return Loss(mse, mse.detach())
 
 
 class ConvAutoencoder(Autoencoder):
@@ -253,8 +249,7 @@ class ConvAutoencoder(Autoencoder):
         if self.config.kind != "vae":
             return super().loss(x, target, beta)
         heads = self._heads(x)
-        codes, _ = heads.chunk(2, dim=1)
-        mu, logvar = heads[:len(target)].chunk(2, dim=1)
+        mu, logvar = heads.chunk(2, dim=1)
         logvar = logvar.clamp(-10, 10)
         # Reparameterisation trick (Kingma & Welling 2013): z = μ + σ·ε, ε ~ N(0, I).
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
@@ -262,7 +257,7 @@ class ConvAutoencoder(Autoencoder):
         sse = (recon - target).pow(2).flatten(1).sum(1)
         # Negative ELBO with a Gaussian likelihood, per pixel so it reads like the MSE.
         loss = (sse + beta * kl_divergence(mu, logvar)).mean() / recon[0].numel()
-        return Loss(loss, F.mse_loss(recon, target).detach(), codes)
+        return Loss(loss, F.mse_loss(recon, target).detach())
 
 
 class LinearAutoencoder(Autoencoder):
