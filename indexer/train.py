@@ -152,9 +152,11 @@ def step_loss(model: Autoencoder, recipe: Recipe, x: torch.Tensor,
     """The training objective on prepared inputs *x* (the image and two views when λ > 0).
 
     The decoder rebuilds the image, not its edited views: rebuilding a crop's borders and
-    pasted text cost the clean images 0.6 dB of PSNR on Fashion-MNIST at the same cost per
-    step (the encoder sees three batches, the decoder one, instead of two each). A
-    denoising model sees corrupted inputs and is scored against the clean ones.
+    pasted text cost the clean images 0.4–0.6 dB of PSNR on Fashion-MNIST at the same cost per
+    step (the encoder sees three batches, the decoder one, instead of two each). The image
+    and the views are encoded apart: one pass over all three gave 0.2–0.4 dB more and
+    found copies less well (BENCHMARKS.md). A denoising model sees corrupted inputs and is
+    scored against the clean ones.
     """
     c = recipe.config
     if recipe.contrastive:
