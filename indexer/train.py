@@ -35,7 +35,7 @@ class TrainingError(RuntimeError):
     """Training cannot start or cannot produce a model (no images, bad split)."""
 
 
-DEFAULT_BUDGET = 1000  # optimizer steps: ≤ 5 minutes on 2 CPU cores at 64 px, 10k photos (BENCHMARKS.md)
+DEFAULT_BUDGET = 1000  # optimizer steps: 10k photos train in ≤ 5 minutes on 2 CPU cores (BENCHMARKS.md)
 DEFAULT_INVARIANCE = 0.1  # λ; 0 is the seed's plain autoencoder (BENCHMARKS.md: λ = 0.1 vs 1)
 DEFAULT_LATENT = 128  # numbers in a code
 DEFAULT_COPY_PART = 64  # of which the invariance term acts on the first (AEConfig.copy_dim)
