@@ -26,7 +26,7 @@ from .plots import save_loss_curve, save_reconstruction_grid
 from .noise import NOISES, corrupt
 from .pixels import to_pixels, to_tensor
 from .training_data import (NotEnoughImages, batches_of, data_fingerprint, image_and_views,
-                            load_folder, passes, split_indices)
+                            load_folder, mirrored_half, passes, split_indices)
 from .validation import (COLLECTION_SAMPLE, History, copy_calibration, error_facts,
                          per_image_errors, validation_inputs)
 
@@ -130,10 +130,7 @@ class Recipe:
         if self.views is not None:
             return image_and_views(batch, self.views, device, self.config.augment)
         x = to_tensor(batch, device)
-        if self.config.augment:
-            flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(device)
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        return x
+        return mirrored_half(x, generator) if self.config.augment else x
 
     def describe(self) -> dict[str, Any]:
         if self.views is None:

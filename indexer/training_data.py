@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from .augment import Views
 from .images import Decoded, decode_many, walk_images
+from .pixels import to_tensor
 
 
 class NotEnoughImages(RuntimeError):
@@ -101,9 +102,14 @@ def image_and_views(batch: torch.Tensor, views: Views, device: torch.device,
     """Each image (*mirror*: mirrored half the time) and two edited views of it, stacked:
     rows i, N + i and 2N + i show the same image. The image is what the decoder learns to
     rebuild; the views are what the invariance term pulls together."""
-    x = batch.permute(0, 3, 1, 2).float().div_(255)
+    x = to_tensor(batch)
     if mirror:
-        flip = (torch.rand(len(x)) < 0.5).to(x.device)
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        x = mirrored_half(x)
     triple = torch.cat([x, views(batch), views(batch)])
     return triple.to(device).contiguous(memory_format=torch.channels_last)
+
+
+def mirrored_half(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The images of *x*, each mirrored left to right with chance ½."""
+    flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
