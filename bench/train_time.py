@@ -27,6 +27,8 @@ from bench.indexing import photo_like
 OUT = Path(__file__).resolve().parent / "out"
 SIZE = (1600, 1200)
 TARGET_S = 300  # #24: the default training, with every quality target met, in ≤ 5 minutes
+PHOTOS = OUT / f"photos-{SIZE[0]}x{SIZE[1]}"
+DATA = OUT / "train-time-data"  # its model is also bench/calibration.py's collection without copies
 
 
 def _make(args: tuple[Path, int]) -> None:
@@ -52,11 +54,11 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=10_000)
     ap.add_argument("train_args", nargs="*", help="extra lookalike train options")
     args = ap.parse_args()
-    folder = OUT / f"photos-{SIZE[0]}x{SIZE[1]}"
+    folder = PHOTOS
     t = time.time()
     make_photos(folder, args.count)
     print(f"{args.count} JPEGs {SIZE[0]}x{SIZE[1]} under {folder} ({time.time() - t:.0f} s to make/check)")
-    data_dir = OUT / "train-time-data"
+    data_dir = DATA
     cmd = [sys.executable, "-m", "web.cli", "--data-dir", str(data_dir), "train", str(folder),
            "-o", str(data_dir / "model.pt"), *args.train_args]
     started = time.perf_counter()
