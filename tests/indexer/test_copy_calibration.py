@@ -50,24 +50,36 @@ def groups(data_dir: Path, *args: str) -> list[set[str]]:
     return [{Path(i["path"]).name for i in g["images"]} for g in found["groups"]]
 
 
-def test_planted_copies_among_distinct_photos_are_grouped(tmp_path):
+def test_distinct_photos_make_no_groups_and_planted_copies_among_them_do(tmp_path):
+    """The same 40 distinct photos, first alone, then with three edited copies of ten of
+    them; the model trained on each calibrates its own threshold. Before, a tenth of a
+    collection's nearest look-alikes passed it by construction: ten of these photos, alone,
+    were filed as copies in four groups, and with the copies planted 12 of 17 groups
+    joined two or three photos (now 0, and 6 of 14 join two)."""
     folder = tmp_path / "photos"
-    originals = photos(folder, 60)
-    planted = originals[:3]
+    originals = photos(folder, 40)
+    run(tmp_path / "alone", "train", str(folder), *TRAIN)
+    run(tmp_path / "alone", "index", str(folder), "--workers", "0")
+    assert groups(tmp_path / "alone") == []
+
+    planted = originals[:10]
     for n, src in enumerate(planted):
-        edited(src, folder / f"{src.stem}-copy.jpg", seed=n)
-    run(tmp_path / "data", "train", str(folder), *TRAIN)
-    run(tmp_path / "data", "index", str(folder), "--workers", "0")
-    encoder = TorchEncoder.from_path(tmp_path / "data" / "model.pt", "cpu")
-    assert encoder.separates_copies and encoder.copy_threshold is not None
-    found = groups(tmp_path / "data")
-    for src in planted:
-        assert any({src.name, f"{src.stem}-copy.jpg"} <= g for g in found), found
-    strays = [g for g in found if not any(g <= {s.name, f"{s.stem}-copy.jpg"} for s in planted)]
-    # A model this small files a few look-alikes too (its calibration allows a tenth of the
-    # collection's nearest look-alikes: some of those may be copies); the default recipe's
-    # full-size models on real photos: bench/duplicates.py.
-    assert sum(map(len, strays)) <= len(originals) // 5, strays
+        for k in range(3):
+            edited(src, folder / f"{src.stem}-copy{k}.jpg", seed=10 * n + k)
+    run(tmp_path / "planted", "train", str(folder), *TRAIN)
+    run(tmp_path / "planted", "index", str(folder), "--workers", "0")
+    encoder = TorchEncoder.from_path(tmp_path / "planted" / "model.pt", "cpu")
+    assert encoder.separates_copies, encoder.checkpoint.facts["copies"]
+    found = groups(tmp_path / "planted")
+    whole = [src for src in planted
+             if any({src.name, *(f"{src.stem}-copy{k}.jpg" for k in range(3))} <= g for g in found)]
+    assert len(whole) >= len(planted) * 0.8, found
+    # A model this small (200 steps at 32 px) sees some of these photos as closely as
+    # their harshly edited copies, so it joins a pair of them now and then where the
+    # collection holds copies; never a chain. The default recipe: bench/calibration.py.
+    sources = [{name.split("-copy")[0].removesuffix(".jpg") for name in g} for g in found]
+    assert max(map(len, sources)) <= 2, found
+    assert sum(len(s) > 1 for s in sources) <= len(found) // 2, found
 
 
 def test_a_collection_where_every_photo_has_copies_is_grouped(tmp_path):
@@ -89,9 +101,12 @@ def test_a_collection_where_every_photo_has_copies_is_grouped(tmp_path):
              if any({src.name, *(f"{src.stem}-copy{k}.jpg" for k in range(3))} <= g for g in found)]
     assert len(whole) >= len(originals) * 0.8, found
     # A model this small takes a few pairs of photos for one (the look-alikes of the test
-    # above); whole groups of copies still, never a chain through the collection.
+    # above); whole groups of copies still, never a chain through the collection. (Since
+    # the threshold sets aside as many look-alikes as the probes holding copies, here
+    # nearly all, 7 of 23 groups join two photos, where a tenth set aside joined 5 of 25;
+    # on the default recipe's copies folder pair F1 rose from 0.85–0.88 to 0.89–0.91.)
     sources = [{name.split("-copy")[0].removesuffix(".jpg") for name in g} for g in found]
-    assert sum(len(s) > 1 for s in sources) <= len(found) // 5, found
+    assert sum(len(s) > 1 for s in sources) <= len(found) // 3, found
     assert max(map(len, sources)) <= 2, found
 
 
@@ -163,6 +178,8 @@ def test_copies_stand_apart_where_look_alikes_fade_into_one_another():
     assert negatives[0] == pytest.approx(max(groups[4:]))
     assert farthest[0] == pytest.approx(0.93)
     assert negatives[1:].tolist() == pytest.approx([0.97, 0.96, 0.75])
-    # A sample smaller than the ranks looked at, and one of two images.
-    assert nearest_look_alikes(rows[:, :6], level=0.8)[1].tolist() == [True, False, False, False]
+    # A sample smaller than the ranks looked at: five neighbours cannot show a fall that
+    # stands out from the usual step (three of them are the group's own); one of two images.
+    assert not nearest_look_alikes(rows[:, :6], level=0.8)[1].any()
+    assert nearest_look_alikes(rows[:, :12], level=0.8)[1].tolist() == [True, False, False, False]
     assert nearest_look_alikes(np.array([[itself, 0.99]]), level=0.8)[0].tolist() == [0.99]
