@@ -128,6 +128,8 @@ def error_facts(errors: np.ndarray) -> dict[str, Any]:
 COLLECTION_SAMPLE = 2000  # images of the collection the calibration compares with each other
 PROBES = 512  # of which this many get an edited copy
 COPY_PRECISION = 0.99  # of the pairs the threshold calls copies, at least this share must be
+EDITS_PER_PROBE = 4  # edited copies of each probe (with one, a threshold moved by up to 0.34
+#                       from one order of the same sample to another)
 MIN_RECALL = 0.25  # of the (harshly) edited copies; a threshold that finds fewer cannot tell
 COPY_LEVEL = 0.1  # a neighbour closer than this share's worst edited copy is copy-close…
 GAP = 0.1  # …and, with the ones above it, a copy already there when the next falls this far…
@@ -143,12 +145,12 @@ def copy_calibration(model: Autoencoder, images: torch.Tensor, device: torch.dev
     this model and this collection: the ``copies`` facts of its checkpoint.
 
     *images* (uint8 NHWC) are a sample of the collection, held-out images first. Each of
-    the first PROBES gets an edited copy (the default edits, drawn with their own seed),
-    compared with its original. What the copies must stand apart from is not a random
-    pair but the image each probe already looks most like in the sample: on a collection
-    of look-alikes (a shop's sneakers, a bird feeder's visitors) that one is far closer
-    than most random pairs, and a threshold that only beat random pairs (as before) filed
-    370 of the demo's 400 garments as copies. An image's copies already in the
+    the first PROBES gets EDITS_PER_PROBE edited copies (the default edits, drawn with
+    their own seed), compared with its original. What the copies must stand apart from is
+    not a random pair but the image each probe already looks most like in the sample: on
+    a collection of look-alikes (a shop's sneakers, a bird feeder's visitors) that one is
+    far closer than most random pairs, and a threshold that only beat random pairs (as
+    before) filed 370 of the demo's 400 garments as copies. An image's copies already in the
     collection are its nearest images, so ``nearest_look_alikes`` looks past them where
     they stand apart as a group. The threshold is the lowest cut at which at least
     COPY_PRECISION of the pairs above it are copies. Where that cut keeps fewer than
@@ -161,12 +163,15 @@ def copy_calibration(model: Autoencoder, images: torch.Tensor, device: torch.dev
     if model.config.channels != 3:  # the edits are of colour photos (bench/autoencoders.py)
         return {"threshold": None, "separable": False, "reason": "not colour images"}
     model.eval()
-    with _seeded(seed):
-        edited = Views(model.config.image_size)(probes)
     everyone = _copy_parts(model, to_tensor(images, torch.device("cpu")), device)
     if not torch.isfinite(everyone).all():  # a run that diverged: no similarity means anything
         return {"threshold": None, "separable": False, "reason": "codes not finite"}
-    copies = (_copy_parts(model, edited, device) * everyone[:len(probes)]).sum(1).numpy()
+    views, copies = Views(model.config.image_size), []
+    with _seeded(seed):
+        for _ in range(EDITS_PER_PROBE):  # one batch of edits at a time: 1.6 GB at 256 px
+            copies.append((_copy_parts(model, views(probes), device)
+                           * everyone[:len(probes)]).sum(1).numpy())
+    copies = np.concatenate(copies)
     sims = everyone[:len(probes)] @ everyone.T
     sims[torch.arange(len(probes)), torch.arange(len(probes))] = -2.0  # not itself
     look_alikes, held, farthest = nearest_look_alikes(sims.numpy(),
@@ -182,8 +187,9 @@ def copy_calibration(model: Autoencoder, images: torch.Tensor, device: torch.dev
     # Precision is that of the pairs a cut would group, and in a collection that holds
     # copies many of the close pairs are those copies: each probe holding some adds its
     # farthest one as a copy pair, next to its edited copy and its one look-alike.
-    positives = np.concatenate([copies, farthest[held]])
-    threshold = precise_threshold(positives, kept, COPY_PRECISION)
+    # (Each probe's pairs count EDITS_PER_PROBE times, its edited copies once each.)
+    positives = np.concatenate([copies, np.repeat(farthest[held], EDITS_PER_PROBE)])
+    threshold = precise_threshold(positives, np.repeat(kept, EDITS_PER_PROBE), COPY_PRECISION)
     if threshold is not None and held.any():
         # Below the drop of a probe holding copies lies another photo, or a copy edited
         # harder than the group above it: never group below the middle of those (where
