@@ -50,6 +50,30 @@ def groups(data_dir: Path, *args: str) -> list[set[str]]:
     return [{Path(i["path"]).name for i in g["images"]} for g in found["groups"]]
 
 
+def plant_copies(originals: list[Path], copies: int = 3) -> None:
+    for n, src in enumerate(originals):
+        for k in range(copies):
+            edited(src, src.with_name(f"{src.stem}-copy{k}.jpg"), seed=10 * n + k)
+
+
+def trained_and_indexed(data_dir: Path, folder: Path) -> TorchEncoder:
+    run(data_dir, "train", str(folder), *TRAIN)
+    run(data_dir, "index", str(folder), "--workers", "0")
+    return TorchEncoder.from_path(data_dir / "model.pt", "cpu")
+
+
+def whole(originals: list[Path], found: list[set[str]], copies: int = 3) -> list[Path]:
+    """The originals that share one group with all their copies."""
+    return [src for src in originals
+            if any({src.name, *(f"{src.stem}-copy{k}.jpg" for k in range(copies))} <= g
+                   for g in found)]
+
+
+def photos_in(found: list[set[str]]) -> list[set[str]]:
+    """Each group's photos: an original and its copies count as one."""
+    return [{name.split("-copy")[0].removesuffix(".jpg") for name in g} for g in found]
+
+
 def test_distinct_photos_make_no_groups_and_planted_copies_among_them_do(tmp_path):
     """The same 40 distinct photos, first alone, then with three edited copies of ten of
     them; the model trained on each calibrates its own threshold. Before, a tenth of a
@@ -58,28 +82,20 @@ def test_distinct_photos_make_no_groups_and_planted_copies_among_them_do(tmp_pat
     joined two or three photos (now 0, and 6 of 14 join two)."""
     folder = tmp_path / "photos"
     originals = photos(folder, 40)
-    run(tmp_path / "alone", "train", str(folder), *TRAIN)
-    run(tmp_path / "alone", "index", str(folder), "--workers", "0")
+    trained_and_indexed(tmp_path / "alone", folder)
     assert groups(tmp_path / "alone") == []
 
     planted = originals[:10]
-    for n, src in enumerate(planted):
-        for k in range(3):
-            edited(src, folder / f"{src.stem}-copy{k}.jpg", seed=10 * n + k)
-    run(tmp_path / "planted", "train", str(folder), *TRAIN)
-    run(tmp_path / "planted", "index", str(folder), "--workers", "0")
-    encoder = TorchEncoder.from_path(tmp_path / "planted" / "model.pt", "cpu")
+    plant_copies(planted)
+    encoder = trained_and_indexed(tmp_path / "planted", folder)
     assert encoder.separates_copies, encoder.checkpoint.facts["copies"]
     found = groups(tmp_path / "planted")
-    whole = [src for src in planted
-             if any({src.name, *(f"{src.stem}-copy{k}.jpg" for k in range(3))} <= g for g in found)]
-    assert len(whole) >= len(planted) * 0.8, found
+    assert len(whole(planted, found)) >= len(planted) * 0.8, found
     # A model this small (200 steps at 32 px) sees some of these photos as closely as
     # their harshly edited copies, so it joins a pair of them now and then where the
     # collection holds copies; never a chain. The default recipe: bench/calibration.py.
-    sources = [{name.split("-copy")[0].removesuffix(".jpg") for name in g} for g in found]
-    assert max(map(len, sources)) <= 2, found
-    assert sum(len(s) > 1 for s in sources) <= len(found) // 2, found
+    assert max(map(len, photos_in(found))) <= 2, found
+    assert sum(len(s) > 1 for s in photos_in(found)) <= len(found) // 2, found
 
 
 def test_a_collection_where_every_photo_has_copies_is_grouped(tmp_path):
@@ -88,26 +104,19 @@ def test_a_collection_where_every_photo_has_copies_is_grouped(tmp_path):
     and still finds a threshold (before, it said it could not tell)."""
     folder = tmp_path / "photos"
     originals = photos(folder, 30)
-    for n, src in enumerate(originals):
-        for k in range(3):
-            edited(src, folder / f"{src.stem}-copy{k}.jpg", seed=10 * n + k)
-    run(tmp_path / "data", "train", str(folder), *TRAIN)
-    run(tmp_path / "data", "index", str(folder), "--workers", "0")
-    encoder = TorchEncoder.from_path(tmp_path / "data" / "model.pt", "cpu")
+    plant_copies(originals)
+    encoder = trained_and_indexed(tmp_path / "data", folder)
     assert encoder.separates_copies, encoder.checkpoint.facts["copies"]
     assert encoder.checkpoint.facts["copies"]["holding_copies"] > 0.5
     found = groups(tmp_path / "data")
-    whole = [src for src in originals
-             if any({src.name, *(f"{src.stem}-copy{k}.jpg" for k in range(3))} <= g for g in found)]
-    assert len(whole) >= len(originals) * 0.8, found
+    assert len(whole(originals, found)) >= len(originals) * 0.8, found
     # A model this small takes a few pairs of photos for one (the look-alikes of the test
     # above); whole groups of copies still, never a chain through the collection. (Since
     # the threshold sets aside as many look-alikes as the probes holding copies, here
     # nearly all, 7 of 23 groups join two photos, where a tenth set aside joined 5 of 25;
-    # on the default recipe's copies folder pair F1 rose from 0.85–0.88 to 0.89–0.91.)
-    sources = [{name.split("-copy")[0].removesuffix(".jpg") for name in g} for g in found]
-    assert sum(len(s) > 1 for s in sources) <= len(found) // 3, found
-    assert max(map(len, sources)) <= 2, found
+    # on the default recipe's copies folder pair F1 rose from 0.85–0.88 to 0.88.)
+    assert sum(len(s) > 1 for s in photos_in(found)) <= len(found) // 3, found
+    assert max(map(len, photos_in(found))) <= 2, found
 
 
 def test_a_collection_of_look_alikes_groups_only_identical_images(data_dir, collection):
@@ -130,9 +139,7 @@ def test_a_collection_of_look_alikes_groups_only_identical_images(data_dir, coll
 def test_stats_show_the_code_layout_the_recipe_and_the_calibration(tmp_path):
     folder = tmp_path / "photos"
     photos(folder, 24)
-    run(tmp_path / "data", "train", str(folder), *TRAIN)
-    run(tmp_path / "data", "index", str(folder), "--workers", "0")
-    facts = TorchEncoder.from_path(tmp_path / "data" / "model.pt", "cpu").checkpoint.facts
+    facts = trained_and_indexed(tmp_path / "data", folder).checkpoint.facts
     stats = json.loads(run(tmp_path / "data", "stats", "--json").output)
     assert (stats["latent_dim"], stats["copy_dim"]) == (32, 16)
     assert "λ = 0.1 on the code's first 16 numbers (its copy part)" in stats["recipe"]
