@@ -176,6 +176,30 @@ def copy_calibration(model: Autoencoder, images: torch.Tensor, device: torch.dev
     sims[torch.arange(len(probes)), torch.arange(len(probes))] = -2.0  # not itself
     look_alikes, held, farthest = nearest_look_alikes(sims.numpy(),
                                                       float(np.quantile(copies, COPY_LEVEL)))
+    threshold = threshold_for(copies, look_alikes, held, farthest)
+    recall = float((copies >= threshold).mean()) if threshold is not None else 0.0
+    separable = recall >= MIN_RECALL
+    return {
+        "threshold": threshold if separable else None,
+        "separable": separable,
+        "copy_recall": round(recall, 4),  # of the probes' copies, at the threshold
+        "look_alike_rate": (round(float((look_alikes >= threshold).mean()), 4)
+                            if threshold is not None else None),  # nearest look-alikes passing
+        "holding_copies": round(float(held.mean()), 4),  # probes whose copies stood apart
+        "copy_similarity_median": round(float(np.median(copies)), 4),
+        # of each probe's nearest image, copy or not: what an edited copy must stand out from
+        "look_alike_similarity_median": round(float(np.median(sims.max(1).values.numpy())), 4),
+        "probes": int(len(probes)),
+        "sample": int(len(images)),
+    }
+
+
+def threshold_for(copies: np.ndarray, look_alikes: np.ndarray, held: np.ndarray,
+                  farthest: np.ndarray) -> float | None:
+    """Where the cut between copies and look-alikes goes, from what ``copy_calibration``
+    measured: the probes' edited copies (EDITS_PER_PROBE rows of probes, one after the
+    other) and, per probe, its nearest look-alike, whether it held copies and the farthest
+    of those (``nearest_look_alikes``). None where no cut is precise enough."""
     # The nearest image of a probe that has a copy in the collection is that copy. The probes
     # seen holding copies tell what share of the collection has some, at least: that share
     # of the closest look-alikes (copies too, where a group did not stand apart) does not
@@ -195,21 +219,7 @@ def copy_calibration(model: Autoencoder, images: torch.Tensor, device: torch.dev
         # harder than the group above it: never group below the middle of those (where
         # nearly every probe holds copies, little else is left to set the threshold by).
         threshold = max(threshold, round(float(np.median(look_alikes[held])), 4))
-    recall = float((copies >= threshold).mean()) if threshold is not None else 0.0
-    separable = recall >= MIN_RECALL
-    return {
-        "threshold": threshold if separable else None,
-        "separable": separable,
-        "copy_recall": round(recall, 4),  # of the probes' copies, at the threshold
-        "look_alike_rate": (round(float((look_alikes >= threshold).mean()), 4)
-                            if threshold is not None else None),  # nearest look-alikes passing
-        "holding_copies": round(holding, 4),  # probes whose copies stood apart
-        "copy_similarity_median": round(float(np.median(copies)), 4),
-        # of each probe's nearest image, copy or not: what an edited copy must stand out from
-        "look_alike_similarity_median": round(float(np.median(sims.max(1).values.numpy())), 4),
-        "probes": int(len(probes)),
-        "sample": int(len(images)),
-    }
+    return threshold
 
 
 def _copy_parts(model: Autoencoder, x: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -190,3 +190,18 @@ def test_copies_stand_apart_where_look_alikes_fade_into_one_another():
     assert not nearest_look_alikes(rows[:, :6], level=0.8)[1].any()
     assert nearest_look_alikes(rows[:, :12], level=0.8)[1].tolist() == [True, False, False, False]
     assert nearest_look_alikes(np.array([[itself, 0.99]]), level=0.8)[0].tolist() == [0.99]
+
+
+def test_the_threshold_lets_through_a_hundredth_of_look_alikes_and_never_sinks_below_held_ones():
+    """Where no probe holds copies, every nearest look-alike counts against the cut (a
+    tenth used to be set aside, and passed); where every probe does, the cut stays above
+    the middle of the look-alikes below their groups."""
+    from indexer.validation import EDITS_PER_PROBE, threshold_for
+
+    look = np.linspace(0.2, 0.9, 100)
+    copies = np.full(EDITS_PER_PROBE * 100, 0.95)
+    threshold = threshold_for(copies, look, np.zeros(100, bool), np.zeros(100))
+    assert (look >= threshold).sum() <= 1
+    held = np.ones(100, bool)
+    assert threshold_for(copies, look, held, np.full(100, 0.9)) == pytest.approx(np.median(look),
+                                                                              abs=1e-4)
