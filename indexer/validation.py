@@ -166,8 +166,9 @@ def copy_calibration(model: Autoencoder, images: torch.Tensor, device: torch.dev
     everyone = _copy_parts(model, to_tensor(images, torch.device("cpu")), device)
     if not torch.isfinite(everyone).all():  # a run that diverged: no similarity means anything
         return {"threshold": None, "separable": False, "reason": "codes not finite"}
-    views, copies = Views(model.config.image_size), []
-    with _seeded(seed):
+    copies = []
+    with _seeded(seed):  # the views' own draws (a bank of text) too
+        views = Views(model.config.image_size)
         for _ in range(EDITS_PER_PROBE):  # one batch of edits at a time: 1.6 GB at 256 px
             copies.append((_copy_parts(model, views(probes), device)
                            * everyone[:len(probes)]).sum(1).numpy())
