@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from bench.copies import OUT as COPIES
-from bench.duplicates import codes_of, labelled, pair_scores
+from bench.duplicates import codes_of, copy_codes, labelled, pair_scores
 from bench.train_time import DATA as TRAIN_TIME_DATA, PHOTOS
 from indexer.duplicates import complete_linkage_groups, model_threshold
 from indexer.encoder import TorchEncoder
@@ -58,15 +58,15 @@ def calibrated(encoder: TorchEncoder, images: torch.Tensor) -> tuple[dict, str]:
 
 
 def with_copies() -> None:
+    paths = sorted((COPIES / "db").rglob("*.jpg"))
+    q_paths, q_labels = labelled(COPIES / "queries")
     for name in COPIES_MODELS:
         checkpoint = COPIES / name / "model.pt"
         if not checkpoint.exists():
             print(f"copies  {name}: no model (python -m bench.copies first)")
             continue
         encoder = TorchEncoder.from_path(checkpoint, "cpu")
-        paths = sorted((COPIES / "db").rglob("*.jpg"))
         facts, shown = calibrated(encoder, sample(paths, encoder.image_size)[0])
-        q_paths, q_labels = labelled(COPIES / "queries")
         threshold = model_threshold(facts["threshold"], facts["separable"])
         f1 = pair_scores(complete_linkage_groups(codes_of(encoder, q_paths), threshold),
                          q_labels)["f1"]
@@ -82,7 +82,8 @@ def without_copies() -> None:
     images, paths = sample(sorted(PHOTOS.rglob("*.jpg")), encoder.image_size)
     facts, shown = calibrated(encoder, images)
     threshold = model_threshold(facts["threshold"], facts["separable"])
-    grouped = sum(map(len, complete_linkage_groups(codes_of(encoder, paths), threshold)))
+    grouped = sum(map(len, complete_linkage_groups(copy_codes(encoder, images.numpy()),
+                                                   threshold)))
     print(f"no copies  {len(paths)} photo-like JPEGs  {shown}  images in groups "
           f"{grouped} ({grouped / len(paths):.1%})", flush=True)
 

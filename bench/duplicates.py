@@ -238,7 +238,11 @@ def peers(paths: list[Path], labels: list[str]) -> list[str]:
 
 def codes_of(encoder: TorchEncoder, paths: list[Path]) -> np.ndarray:
     """The copy parts of their codes: what ``lookalike duplicates`` groups by."""
-    pixels = np.stack([load_image(p, encoder.image_size) for p in paths])
+    return copy_codes(encoder, np.stack([load_image(p, encoder.image_size) for p in paths]))
+
+
+def copy_codes(encoder: TorchEncoder, pixels: np.ndarray) -> np.ndarray:
+    """``codes_of`` for images already decoded (uint8 NHWC at the model's size)."""
     return np.concatenate([encoder.encode(pixels[i:i + 64])[:, encoder.copy_part]
                            for i in range(0, len(pixels), 64)])
 

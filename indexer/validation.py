@@ -202,9 +202,9 @@ def threshold_for(copies: np.ndarray, look_alikes: np.ndarray, held: np.ndarray,
     farthest of those (``nearest_look_alikes``). None where no cut is precise enough.
     Apart from the measuring so that a rule can be tried on what was measured
     (``bench/calibration.py``)."""
-    rounds, rest = divmod(len(copies), max(len(look_alikes), 1))
-    if not len(look_alikes) or rest:
+    if not len(look_alikes) or len(copies) % len(look_alikes):
         raise ValueError(f"{len(copies)} edited copies for {len(look_alikes)} probes")
+    rounds = len(copies) // len(look_alikes)
     # The nearest image of a probe that has a copy in the collection is that copy. The probes
     # seen holding copies tell what share of the collection has some, at least: that share
     # of the closest look-alikes (copies too, where a group did not stand apart) does not

@@ -311,8 +311,9 @@ class DuplicatesResponse(Answer):
     model_threshold: float = Field(description="The one applied without `threshold`: the "
                                    "model's copy threshold, calibrated when it was trained "
                                    "(edited views of held-out images against their nearest "
-                                   "other images, past any copies they already have); 0.9999 (identical codes only) when it could "
-                                   "not tell copies from look-alikes; 0.37 for older models.")
+                                   "other images, past any copies they already have); 0.9999 "
+                                   "(identical codes only) when it could not tell copies from "
+                                   "look-alikes; 0.37 for older models.")
     model_separates_copies: bool = Field(description="Whether the model told edited copies "
                                          "from look-alikes on its own collection; when not, "
                                          "only identical images group unless `threshold` "
