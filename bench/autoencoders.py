@@ -18,11 +18,9 @@ import numpy as np
 import torch
 
 from bench.fmnist import CLASSES, load
+from indexer.model import AEConfig, corrupt
 from indexer.retrieval import pca_projection
-from indexer.model import AEConfig
-from indexer.noise import corrupt
 from indexer.train import TrainConfig, fit
-
 
 LIMIT: int | None = None  # --limit: a smoke run on the first N images of each split
 

@@ -34,11 +34,12 @@ import torch
 
 from bench.copies import OUT as COPIES
 from bench.duplicates import codes_of, copy_codes, labelled, pair_scores
-from bench.train_time import DATA as TRAIN_TIME_DATA, PHOTOS
-from indexer.duplicates import complete_linkage_groups, model_threshold
-from indexer.encoder import TorchEncoder
+from bench.train_time import DATA as TRAIN_TIME_DATA
+from bench.train_time import PHOTOS
+from indexer.encoding import TorchEncoder
 from indexer.images import load_image
 from indexer.validation import COLLECTION_SAMPLE, copy_calibration
+from search.duplicates import complete_linkage_groups, model_threshold
 
 COPIES_MODELS = ("data-Lookalike__default_", "data-seed_1", "data-seed_2")
 

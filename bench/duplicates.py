@@ -47,10 +47,10 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from bench.copies import OUT, build, lookalike
-from indexer.duplicates import (DEFAULT_THRESHOLD, complete_linkage_groups, cut_components,
-                                keep_apart, model_threshold, neighbour_graph)
-from indexer.encoder import TorchEncoder
+from indexer.encoding import TorchEncoder
 from indexer.images import load_image
+from search.duplicates import (DEFAULT_THRESHOLD, complete_linkage_groups, cut_components,
+                               keep_apart, model_threshold, neighbour_graph)
 from search.vector_index import normalise
 
 MODEL_DIR = OUT / "data-Lookalike__default_"

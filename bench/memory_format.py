@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from indexer.encoder import TorchEncoder
+from indexer.encoding import TorchEncoder
 from indexer.model import AEConfig, Checkpoint, build_model
 
 

@@ -59,7 +59,7 @@ def build_data_dir(data_dir: Path, n_images: int, image_size: int, latent_dim: i
                    seed: int, log) -> dict:
     from sqlalchemy import insert
 
-    from indexer.encoder import TorchEncoder
+    from indexer.encoding import TorchEncoder
     from indexer.job import register_model
     from indexer.model import AEConfig, save_checkpoint
     from indexer.train import TrainConfig, fit
@@ -108,7 +108,7 @@ def build_data_dir(data_dir: Path, n_images: int, image_size: int, latent_dim: i
 
 def describe(data_dir: Path) -> dict:
     """The facts ``build_data_dir`` reports, read back from a data dir it built."""
-    from indexer.encoder import TorchEncoder
+    from indexer.encoding import TorchEncoder
     from search.store import Store
 
     store = Store.open(data_dir)
@@ -184,10 +184,10 @@ def run(args: argparse.Namespace) -> dict:
     import faiss
     import torch
 
-    from indexer.encoder import TorchEncoder
+    from indexer.encoding import TorchEncoder
     from indexer.images import load_image
     from search.store import Store
-    from web import create_app
+    from web.app import create_app
 
     log = (lambda msg: print(msg, file=sys.stderr)) if not args.quiet else (lambda msg: None)
     with tempfile.TemporaryDirectory(prefix="lookalike-bench-") as tmp:

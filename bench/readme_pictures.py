@@ -14,12 +14,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from indexer.encoder import TorchEncoder
-from indexer.latent import interpolate, sample_prior
-from indexer.model import AEConfig, Checkpoint
-from indexer.noise import corrupt
+from indexer.encoding import TorchEncoder
+from indexer.model import (AEConfig, Checkpoint, corrupt, interpolate, sample_prior, to_pixels,
+                           to_tensor)
 from indexer.train import TrainConfig, fit
-from indexer.pixels import to_pixels, to_tensor
 from indexer.training_data import load_folder
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,11 +19,11 @@ from sqlalchemy import delete, select
 
 from search.catalog import ImageRecord, ModelRecord
 from search.checkpoints import kept_checkpoint
+from search.lock import DEBRIS_PATTERNS, holder
 from search.regular_files import check_indexed, sha256_file
 from search.store import Store
 from search.vector_index import VectorIndex, VectorIndexError
 
-from .lock import DEBRIS_PATTERNS, holder
 from .model import CheckpointError, load_checkpoint
 
 SHOWN = 10  # paths listed per problem in the text report

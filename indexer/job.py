@@ -8,7 +8,7 @@ end, and rebuilt from the catalog whenever the two disagree (different
 ids, or a catalog version the saved index does not reflect), so a run
 killed at any moment loses at most the batch in flight, and the next run
 picks up where it stopped. The caller holds the data dir's writer lock
-(``indexer.lock``): the job assumes no one else writes meanwhile.
+(``search.lock``): the job assumes no one else writes meanwhile.
 """
 from __future__ import annotations
 
@@ -26,8 +26,7 @@ from search.checkpoints import prune_kept
 from search.store import FOLLOW_SYMLINKS, Store
 from search.vector_index import VectorIndex, choose_index_type
 
-from .encoder import TorchEncoder
-from .encoding import Encoded, Encoding, LocalEncoding
+from .encoding import Encoded, Encoding, LocalEncoding, TorchEncoder
 from .planning import Plan, Planned, plan
 
 

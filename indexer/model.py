@@ -1,7 +1,10 @@
-"""The convolutional autoencoder and its checkpoints.
+"""The autoencoder family: its configs, its layers, its checkpoints, and what it reads and
+writes (pixels ⇄ tensors, the denoising corruptions, walks in the latent space).
 
-A checkpoint holds the model's config next to its weights (as in
-pytorch/examples and nanoGPT), so a checkpoint alone rebuilds its model.
+A checkpoint holds the model's config next to its weights, as nanoGPT's does
+(``model_args`` saved beside the state dict), so a checkpoint alone rebuilds its
+model. Training is ``indexer.train``; this module is all that encoding, the web
+app's tools and the benches need of a model, so none of them loads the training code.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -357,3 +361,74 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("CUDA was requested but no CUDA device is available")
     return torch.device(name)
+
+
+# -- pixels ⇄ tensors: the one conversion between images as arrays and what the model takes --
+# Images travel as uint8 arrays (N, S, S, 3), as decoded; the model takes
+# float (N, 3, S, S) in [0, 1]. A permuted NHWC tensor is already
+# channels-last in memory, which is how the model's convolutions run fastest
+# on a CPU, so that layout is kept rather than copied back.
+
+def to_tensor(pixels: np.ndarray | torch.Tensor,
+              device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 (N, S, S, 3) → float (N, 3, S, S) in [0, 1] on *device*, channels-last."""
+    if isinstance(pixels, np.ndarray):
+        pixels = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.uint8))
+    x = pixels.to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def to_pixels(images: torch.Tensor) -> np.ndarray:
+    """float (N, 3, S, S) in [0, 1] → uint8 (N, S, S, 3), on the host."""
+    return images.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+# -- input corruption for denoising autoencoders, in training and in the denoise tool -------
+# Vincent et al., "Extracting and Composing Robust Features with Denoising
+# Autoencoders" (2008).
+
+NOISES = ("gaussian", "salt-and-pepper", "masking")
+
+
+def corrupt(x: torch.Tensor, noise: str, level: float,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """Corrupted copy of *x* (pixels in [0, 1]) for denoising training and benchmarks.
+
+    Vincent et al., "Extracting and Composing Robust Features with
+    Denoising Autoencoders" (2008): gaussian (σ = level), salt-and-pepper
+    and masking (that fraction of pixels set to 0/1, or to 0).
+    """
+    if noise not in NOISES:
+        raise ValueError(f"noise must be one of {NOISES}, not {noise!r}")
+    if noise == "gaussian":
+        n = torch.randn(x.shape, generator=generator).to(x.device)
+        return (x + level * n).clamp(0, 1)
+    pick = (torch.rand((x.shape[0], 1, *x.shape[2:]), generator=generator) < level).to(x.device)
+    if noise == "masking":
+        return x.masked_fill(pick, 0.0)
+    salt = (torch.rand((x.shape[0], 1, *x.shape[2:]), generator=generator) < 0.5).to(x.device)
+    return torch.where(pick, salt.float().expand_as(x), x)
+
+
+# -- walking the latent space: sampling, interpolation and arithmetic ------------------------
+# Meaningful for a variational autoencoder, whose KL term pulls codes
+# towards N(0, I) so that the prior can be sampled and straight lines
+# between codes decode to plausible images (Kingma & Welling 2013). For the
+# other kinds these run too, but samples from N(0, I) may decode to noise.
+
+def sample_prior(dim: int, n: int, seed: int | None = None) -> np.ndarray:
+    """*n* codes drawn from the VAE prior N(0, I)."""
+    return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+
+
+def interpolate(a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
+    """*steps* codes on the straight line from *a* to *b*, both ends included."""
+    if steps < 2:
+        raise ValueError("interpolation needs at least 2 steps")
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+    return ((1 - t) * a[None] + t * b[None]).astype(np.float32)
+
+
+def arithmetic(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """a − b + c: "the glasses of a, taken off b, put on c"."""
+    return (a - b + c).astype(np.float32)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from .pixels import to_pixels, to_tensor
+from .model import to_pixels, to_tensor
 
 
 def save_loss_curve(train: Sequence[float], val: Sequence[float], path: str | Path) -> None:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from search.catalog import ImageRecord, ModelRecord, path_under
 from search.store import Store
 
-from .encoder import TorchEncoder
+from .encoding import TorchEncoder
 from .images import decode_many, walk_images
 
 

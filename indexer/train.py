@@ -1,10 +1,16 @@
-"""Training the autoencoder on a folder of images.
+"""Training the autoencoder on a folder of images: the recipe, its losses, the loop.
 
-The loop follows pytorch/examples: explicit ``train_one_epoch`` and
-``validation_loss`` functions, a config dataclass, and a checkpoint that records
-how the weights came to be. How the pixels get from the folder into
-batches is ``indexer.training_data``; what the held-out images decide
-(the best round, when to stop, the anomaly threshold) is ``indexer.validation``.
+Laid out as torchvision's reference training scripts are
+(``references/classification/train.py``): a ``train_one_epoch`` over batches, an
+evaluation function (``validation_loss``), and the run's config (a dataclass here,
+as nanoGPT's) stored in the checkpoint with the facts of the run. One step's loss is
+the model's own (reconstruction, and the VAE's KL term of Kingma & Welling 2013:
+``Autoencoder.loss``) on inputs corrupted for a denoising model (Vincent et al. 2008),
+plus the view-invariance term of Chen et al. 2020 below. The other modules of
+training each answer one question: how the pixels get from the folder into batches
+(``indexer.training_data``), which edits make a copy (``indexer.augment``), and what
+the held-out images decide (the best round, when to stop, the anomaly and copy
+thresholds: ``indexer.validation``).
 """
 from __future__ import annotations
 
@@ -17,14 +23,14 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from .augment import DEFAULT_EDITS, EDITS, MIN_CROP, Views
-from .invariance import ProjectionHead, nt_xent
-from .model import AEConfig, Autoencoder, build_model, resolve_device, save_checkpoint
+from .model import (NOISES, AEConfig, Autoencoder, build_model, corrupt, resolve_device,
+                    save_checkpoint, to_pixels, to_tensor)
 from .plots import save_loss_curve, save_reconstruction_grid
-from .noise import NOISES, corrupt
-from .pixels import to_pixels, to_tensor
 from .training_data import (NotEnoughImages, batches_of, data_fingerprint, image_and_views,
                             load_folder, mirrored_half, passes, split_indices)
 from .validation import (COLLECTION_SAMPLE, History, copy_calibration, error_facts,
@@ -96,6 +102,46 @@ class TrainConfig:
         for failed, message in problems:
             if failed:
                 raise TrainingError(message)
+
+
+# -- the view-invariance term: two edited views of one image should get one code ------------
+# Reconstruction alone teaches the code to keep pixels, so a cropped or
+# re-coloured copy lands far from its original. Pulling the codes of two
+# views together, against the other images of the batch, teaches the code
+# what edits to ignore (SimCLR: Chen et al., "A Simple Framework for
+# Contrastive Learning of Visual Representations", 2020).
+
+class ProjectionHead(nn.Module):
+    """A small MLP between the code and the contrastive loss; never stored with the model.
+
+    Chen et al. (2020) found the loss works best on such a projection for
+    linear classification: the head may discard what the views disagree on
+    without the code losing it. Search compares the codes themselves, and
+    on bench/copies.py the term on the code beat the head by 0.15 mAP, so
+    the head is an option (``--head``), not the default.
+    """
+
+    def __init__(self, latent_dim: int, hidden: int = 256, out: int = 128):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(latent_dim, hidden), nn.BatchNorm1d(hidden),
+                                 nn.ReLU(inplace=True), nn.Linear(hidden, out))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+    """NT-Xent (normalised temperature-scaled cross entropy), Chen et al. 2020, eq. 1.
+
+    Row i of *a* and row i of *b* are two views of one image: each must pick
+    its partner out of the 2N − 1 other rows by cosine similarity / τ.
+    """
+    z = F.normalize(torch.cat([a, b]), dim=1)
+    sim = z @ z.T / temperature
+    n = a.shape[0]
+    sim.fill_diagonal_(float("-inf"))  # a view is not its own partner
+    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(sim, partner)
 
 
 @dataclass
@@ -306,7 +352,7 @@ def _start(model_config: AEConfig, config: TrainConfig) -> tuple[Autoencoder, Re
     random.seed(config.seed)  # the edits' own draws (indexer.augment)
     device = resolve_device(config.device)
     # Channels-last (NHWC) weights and batches: oneDNN's CPU convolutions train
-    # ~12% faster that way, and encode batches ~20% faster (indexer.encoder).
+    # ~12% faster that way, and encode batches ~20% faster (indexer.encoding).
     model = build_model(model_config).to(device, memory_format=torch.channels_last)
     recipe = Recipe.build(config, model_config)
     if recipe.head is not None:

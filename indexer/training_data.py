@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .augment import Views
 from .images import Decoded, decode_many, walk_images
-from .pixels import to_tensor
+from .model import to_tensor
 
 
 class NotEnoughImages(RuntimeError):

@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 from .augment import Views
-from .model import Autoencoder
-from .pixels import to_tensor
+from .model import Autoencoder, to_tensor
 from .training_data import image_and_views
 
 ANOMALY_PERCENTILE = 99.0

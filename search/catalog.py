@@ -10,22 +10,8 @@ import os
 from datetime import datetime, timezone
 from typing import Any, Iterator, Optional, Sequence
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Index,
-    cast,
-    func,
-    literal,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    String,
-    TypeDecorator,
-    event,
-)
+from sqlalchemy import (JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
+                        String, TypeDecorator, cast, event, func, literal)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 

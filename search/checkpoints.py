@@ -34,7 +34,7 @@ def kept_checkpoint(store: Store, current_sha256: str | None) -> Path | None:
     """The kept checkpoint that built the index, while the current model (sha256
     *current_sha256*) is another one waiting for its re-encode; else None.
 
-    The one answer to "which model do searches use" (``indexer.encoder.load_serving``,
+    The one answer to "which model do searches use" (``indexer.encoding.load_serving``,
     ``lookalike check`` and ``stats``).
     """
     built_by = store.index_model()
@@ -64,7 +64,7 @@ def keep_current_model(store: Store) -> Path | None:
         return target
     try:
         target.parent.mkdir(exist_ok=True)
-        tmp = target.with_name(f".{target.name}.link")  # indexer.lock sweeps a stray one
+        tmp = target.with_name(f".{target.name}.link")  # search.lock sweeps a stray one
         tmp.unlink(missing_ok=True)
         os.link(store.model_path, tmp)
         os.replace(tmp, target)

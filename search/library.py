@@ -1,4 +1,5 @@
-"""Browsing the catalog: its images a page at a time, sorted and filtered, and its folders.
+"""Browsing the catalog: its images a page at a time, sorted and filtered, its folders,
+and what the data dir holds in all (``collect_stats``: images, model, index).
 
 One :class:`Filters` serves the library listing and the search filters, so a
 folder or a date range means the same everywhere. A file's date is when the
@@ -15,8 +16,11 @@ from typing import Any, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import defer
 
-from .catalog import ImageRecord, id_chunks, path_under
+from .catalog import ExcludedRecord, ImageRecord, ModelRecord, id_chunks, path_under
+from .checkpoints import kept_checkpoint
+from .regular_files import sha256_file
 from .store import Store
+from .vector_index import VectorIndexError
 
 SORTS = ("indexed", "date", "error", "name")
 
@@ -121,3 +125,53 @@ def _outermost(folder: str, direct: Counter) -> str:
             root = parent
         current = parent
     return root
+
+
+# -- what the data dir holds: `lookalike stats`, /api/stats ---------------------------------
+
+def collect_stats(store: Store) -> dict:
+    sha = sha256_file(store.model_path) if store.model_path.exists() else None
+    with store.sessions() as s:
+        images = s.scalar(select(func.count(ImageRecord.id))) or 0
+        excluded = s.scalar(select(func.count(ExcludedRecord.id))) or 0
+        # The model file in use, not merely the newest one the catalog has seen.
+        model = s.scalar(select(ModelRecord).where(ModelRecord.checkpoint_sha256 == sha))
+        encoded = s.scalar(select(func.count(ImageRecord.id))
+                           .where(ImageRecord.model_id == (model.id if model else -1))) or 0
+    kept = kept_checkpoint(store, sha)
+    try:
+        index = store.load_index(mmap=True)
+        index_info = {"index_type": index.faiss_class, "index_vectors": index.ntotal,
+                      "metric": index.metric}
+    except VectorIndexError:
+        index_info = {"index_type": None, "index_vectors": 0, "metric": None}
+    return {
+        "data_dir": str(store.data_dir),
+        "images": images,
+        "excluded": excluded,  # deleted through the admin API; re-indexing skips them
+        "model": str(store.model_path) if store.model_path.exists() else None,
+        "model_kind": model.kind if model else None,
+        "encoded_with_model": encoded,
+        "latent_dim": model.latent_dim if model else None,
+        # The code's layout: its first copy_dim numbers are what duplicate grouping reads.
+        "copy_dim": (model.config.get("copy_dim") or model.latent_dim) if model else None,
+        "recipe": _recipe(model.config.get("recipe")) if model else None,
+        "copies": model.config.get("copies") if model else None,
+        **index_info,
+        # The checkpoint file whose codes the index holds, which searches use: model.pt, or
+        # the previous model kept while model.pt waits for `lookalike reindex` to re-encode.
+        "index_model": str(kept or store.model_path) if sha else None,
+        "model_waiting_for_reencode": kept is not None,
+        "index_choice": store.index_choice(),  # auto, flat, ivf or ivfpq: `index --index-type`
+        "catalog_database": store.sql_engine.dialect.name,
+        "generation": store.index_generation(),
+    }
+
+
+def _recipe(recipe: dict | None) -> str | None:
+    """The training recipe in a line: its loss, λ and where the term acts."""
+    if not recipe:
+        return None
+    if not recipe.get("invariance"):
+        return recipe.get("loss")
+    return f"{recipe.get('loss')}; λ = {recipe['invariance']:g} on {recipe.get('acts_on')}"

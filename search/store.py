@@ -8,16 +8,15 @@ Layout::
     DATA_DIR/thumbs/          thumbnail cache, by sha256 (``thumbnail_path``)
     DATA_DIR/models/          earlier checkpoints, kept while an index they built serves (search.checkpoints)
     DATA_DIR/pq-<sha>.faiss   PQ codebook of one checkpoint (``codebook_path``; indexer.compression)
-    DATA_DIR/.lock            the writer lock (``LOCK_FILE``; indexer.lock): one writer at a time
+    DATA_DIR/.lock            the writer lock (``LOCK_FILE``; search.lock): one writer at a time
 """
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Sequence
-from typing import BinaryIO
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from sqlalchemy import delete, func, select

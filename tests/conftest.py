@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import indexer.settings
+import search.settings
 import search.store
 from indexer.model import AEConfig
 from indexer.train import TrainConfig
@@ -95,7 +95,7 @@ def catalog_server(request):
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(search.store, "database_url", databases.url)
-            patch.setattr(indexer.settings, "database_url", databases.url)
+            patch.setattr(search.settings, "database_url", databases.url)
             yield databases
     finally:
         databases.close(drop=cluster is None)

@@ -1,22 +1,23 @@
 """The shape of the house, read from the source with ``ast``: rooms depend one way
 (web → indexer → search), modules import no cycle and no other module's private names,
-and no file or function grows past what a newcomer can read at once; the tests are
-kept by room too, in files of readable size."""
+our own code is imported at the top of a module, and a command that serves nothing
+loads no web framework. Modules are split by concept, not by length, so no size is
+checked here. The tests are kept by room too."""
 from __future__ import annotations
 
 import ast
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 ROOMS = ("search", "indexer", "web")  # each may import only those before it
-MAX_FILE_LINES = 400
-MAX_FUNCTION_LINES = 60
-TEST_ROOMS = ("search", "indexer", "web", "e2e")  # tests/<room>/; e2e: the real script, a browser
-MAX_TEST_FILE_LINES = 500
+# tests/<room>/; cli: the command line, beside web/cli; e2e: the real script, a browser
+TEST_ROOMS = ("search", "indexer", "web", "cli", "e2e")
+WEB_FRAMEWORK = ("flask", "werkzeug", "waitress", "pydantic", "spectree")
 
 
 def module_name(path: Path) -> str:
@@ -44,7 +45,18 @@ def imported(module: str, path: Path) -> list[tuple[str, str | None]]:
     return [(m, n) for m, n in found if m.split(".")[0] in ROOMS]
 
 
+def lazy_commands() -> dict[str, str]:
+    """``web.cli.COMMANDS`` read from the source: command name → module it is imported from
+    when it runs (click's lazy group), an edge the import statements do not show."""
+    tree = ast.parse(MODULES["web.cli"].read_text())
+    value = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                 and [getattr(t, "id", None) for t in node.targets] == ["COMMANDS"])
+    return {name: "web.cli." + where.partition(":")[0]
+            for name, where in ast.literal_eval(value).items()}
+
+
 GRAPH = {m: imported(m, p) for m, p in MODULES.items()}
+GRAPH["web.cli"] += [(module, None) for module in sorted(set(lazy_commands().values()))]
 
 
 def test_the_source_is_found():
@@ -181,17 +193,6 @@ def test_rooms_are_imported_at_the_top():
     assert hidden == []
 
 
-@pytest.mark.parametrize("module", sorted(MODULES))
-def test_files_and_functions_stay_short(module):
-    source = MODULES[module].read_text()
-    assert len(source.splitlines()) <= MAX_FILE_LINES
-    long = [(node.name, node.end_lineno - node.lineno + 1)
-            for node in ast.walk(ast.parse(source))
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
-    assert long == []
-
-
 def test_tests_are_kept_by_room():
     tests = ROOT / "tests"
     assert sorted(p.name for p in tests.glob("test_*.py")) == ["test_architecture.py"]
@@ -200,16 +201,67 @@ def test_tests_are_kept_by_room():
         assert (tests / room / "__init__.py").is_file(), room
 
 
-def test_test_files_stay_short():
-    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines())
-             for p in sorted((ROOT / "tests").rglob("*.py"))}
-    assert {path: n for path, n in sizes.items() if n > MAX_TEST_FILE_LINES} == {}
+def test_the_lower_rooms_tests_use_no_front_end():
+    """A test of ``search`` or ``indexer`` (and what every room's tests share) sets up its data
+    through those rooms, never through the command line or the app: a change to a front end
+    must not break the tests of the rooms below it."""
+    shared = [p for p in (ROOT / "tests").glob("*.py") if p.name != "test_architecture.py"]
+    lower = [*shared, *(ROOT / "tests" / "search").glob("*.py"),
+             *(ROOT / "tests" / "indexer").glob("*.py")]
+    found = []
+    for path in lower:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            found += [f"{path.relative_to(ROOT)}:{node.lineno}" for n in names
+                      if n.split(".")[0] == "web"]
+    assert found == []
 
 
-def test_commands_start_without_the_slow_imports():
-    """torchvision and matplotlib add ~2 s to every start; only training and pictures need them."""
-    code = ("import sys, web.cli, web; web.create_app; "
-            "print(sorted(m for m in ('torchvision', 'matplotlib') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         check=True)
-    assert out.stdout.split() == ["[]"]
+def test_every_command_names_a_command_of_its_module():
+    for name, module in lazy_commands().items():
+        defined = {node.name for node in ast.parse(MODULES[module].read_text()).body
+                   if isinstance(node, ast.FunctionDef)}
+        function = ast.literal_eval(next(
+            node.value for node in ast.parse(MODULES["web.cli"].read_text()).body
+            if isinstance(node, ast.Assign)
+            and [getattr(t, "id", None) for t in node.targets] == ["COMMANDS"]))[name]
+        assert function.partition(":")[2] in defined, name
+
+
+def loaded_by(commands: list[list[str]]) -> list[list[str]]:
+    """The heavy modules one process holds after loading each batch of commands in turn."""
+    heavy = (*WEB_FRAMEWORK, "torch", "torchvision", "matplotlib")
+    code = ("import json, sys; from web.cli import cli; out = []\n"
+            f"for batch in {commands!r}:\n"
+            "    [cli.get_command(None, name) for name in batch]\n"
+            f"    out.append(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+            "print(json.dumps(out))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def test_a_command_loads_only_what_it_uses():
+    """The catalog's commands need neither torch nor a web framework; no command but ``serve``
+    needs a web framework; and torchvision and matplotlib (~2 s a start) are loaded by the
+    functions that train or draw, never by loading a command."""
+    catalog = ["stats", "remove", "exclusions"]
+    served = ["serve"]
+    model = sorted(set(lazy_commands()) - set(catalog) - set(served))
+    after_catalog, after_model, after_serve = loaded_by([catalog, model, served])
+    assert after_catalog == []
+    assert after_model == ["torch"]
+    assert set(after_serve) == {*WEB_FRAMEWORK, "torch"}
+
+
+def test_lookalike_stats_imports_no_web_framework(tmp_path):
+    """The acceptance check itself: ``python -X importtime`` on a real ``lookalike stats``."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "web.cli", "--data-dir",
+                           str(tmp_path / "data"), "stats"], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert "nothing indexed" in done.stderr  # it ran the command, not only the imports
+    imported = {line.rpartition("|")[2].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "search.library" in imported
+    assert {m.split(".")[0] for m in imported} & {*WEB_FRAMEWORK, "torch"} == set()

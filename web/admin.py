@@ -10,7 +10,7 @@ folders the operator configured (``LOOKALIKE_INDEX_FOLDERS``) or, when
 none are, the folders indexed into the data dir; a delete names a
 catalog id, drops its row and vector, and leaves the file on disk alone,
 but records an exclusion so that re-indexing does not bring it back.
-Both take the data dir's writer lock (``indexer.lock``), the same one
+Both take the data dir's writer lock (``search.lock``), the same one
 ``lookalike index`` takes, so they never interleave with another writer:
 a busy data dir is a 409.
 """
@@ -27,15 +27,16 @@ from typing import Any, Callable
 import torch
 from flask import Blueprint, Flask, current_app, jsonify, request
 
-from indexer.encoder import TorchEncoder
-from indexer.lock import DataDirBusy, WriterLock
-from indexer.maintenance import (lift_exclusion, list_exclusions, reindex_all, reindex_folders,
-                                 remove_image)
+from indexer.encoding import TorchEncoder
+from indexer.maintenance import reindex_all, reindex_folders
 from search.catalog import ID_MAX
+from search.exclusions import lift_exclusion, list_exclusions, remove_image
 from search.files import DiskFullError, ReadOnlyError
+from search.lock import DataDirBusy, WriterLock
 from search.store import Store
 
-from .answers import Deleted, Exclusion, Exclusions, Job as JobAnswer
+from .answers import Deleted, Exclusion, Exclusions
+from .answers import Job as JobAnswer
 from .api import ID
 from .apispec import ADMIN_SECURITY, request_params, spec
 from .backend import Backend, current_backend

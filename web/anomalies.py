@@ -1,4 +1,4 @@
-"""``/api/anomalies``: the collection's outliers, worst reconstructed first (``indexer.anomalies``)."""
+"""``/api/anomalies``: the collection's outliers, worst reconstructed first (``search.anomalies``)."""
 from __future__ import annotations
 
 from pathlib import PurePath
@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
-from indexer.anomalies import NoThreshold, Outlier, find_outliers, is_anomalous
+from search.anomalies import NoThreshold, Outlier, find_outliers, is_anomalous
 
 from .answers import AnomaliesResponse
 from .apispec import request_params, spec

@@ -5,12 +5,11 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
-from indexer.anomalies import is_anomalous, reconstruction_error
-from indexer.duplicates import collapse_hits, model_threshold
-from indexer.status import collect_stats
+from search.anomalies import is_anomalous, reconstruction_error
 from search.catalog import ID_MAX
+from search.duplicates import collapse_hits, model_threshold
 from search.engine import MAX_K, code_of
-from search.library import Filters
+from search.library import Filters, collect_stats
 
 from .answers import Health, Image, OpenApiDocument, SearchResponse, SimilarResponse, Stats
 from .apispec import openapi_document, request_params, spec

@@ -20,13 +20,13 @@ import torch
 from flask import current_app
 
 from indexer.compression import Codebooks, ProductQuantizer, TooFewCodes
-from indexer.encoder import TorchEncoder, load_serving
+from indexer.encoding import TorchEncoder, load_serving
 from indexer.model import CheckpointError
-from indexer.settings import Settings
 from search.catalog import ImageRecord
 from search.database import READ_WRITE, SchemaError
 from search.engine import ModelMismatch, SearchEngine
 from search.files import file_key
+from search.settings import Settings
 from search.store import DEFAULT_DATA_DIR, Store
 from search.vector_index import VectorIndex, VectorIndexError
 
@@ -96,7 +96,7 @@ class Backend:
         return self._store
 
     def search_engine(self) -> SearchEngine:
-        """The engine with the model that built the index (``indexer.encoder.load_serving``),
+        """The engine with the model that built the index (``indexer.encoding.load_serving``),
         reloaded when the model file changes or a re-encode switches the index to another."""
         store = self.store
         key = file_key(store.model_path)

@@ -1,5 +1,5 @@
 """``/api/duplicates``: the library's near-duplicate groups a page at a time, and the
-reviewer's decisions on them (``indexer.duplicates``, ``indexer.decisions``).
+reviewer's decisions on them (``search.duplicates``, ``search.decisions``).
 
 Grouping a large library costs a range search over every code (about a
 minute for 100k images on two cores), so the candidates and their cut are
@@ -24,11 +24,11 @@ from urllib.parse import urlsplit
 import faiss
 from flask import Blueprint, Flask, current_app, jsonify, request
 
-from indexer.decisions import (BadDecision, UnknownImages, list_decisions, record_decision,
-                               undo_decision)
-from indexer.duplicates import (Group, TooManyPairs, find_candidates, group_candidates,
-                                model_threshold, with_status)
 from search.catalog import ID_MAX
+from search.decisions import (BadDecision, UnknownImages, list_decisions, record_decision,
+                              undo_decision)
+from search.duplicates import (Group, TooManyPairs, find_candidates, group_candidates,
+                               model_threshold, with_status)
 from search.store import Store
 
 from .answers import Decided, DuplicatesResponse, Undone

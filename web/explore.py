@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, jsonify
 
-from indexer.latent import arithmetic as combine
-from indexer.latent import interpolate as line
-from indexer.latent import sample_prior
+from indexer.model import arithmetic as combine
+from indexer.model import interpolate as line
+from indexer.model import sample_prior
 from search.engine import SearchEngine, code_of
 
 from .answers import ArithmeticResponse, InterpolateResponse, SampleResponse

@@ -17,9 +17,9 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 from spectree import Response
 
 from indexer.compression import DTYPES, MIN_CODES
-from indexer.decisions import KINDS
-from indexer.duplicates import STATUSES
 from search.catalog import ID_MAX
+from search.decisions import KINDS
+from search.duplicates import STATUSES
 from search.library import SORTS
 
 from .fields import (SEED_MAX, Box, Choice, Day, Flag, Number, Param, Place, QueryString, Text,

@@ -17,7 +17,7 @@ import hmac
 
 from flask import Flask, Response, current_app, request
 
-from indexer.settings import LOOPBACK_HOSTS
+from search.settings import LOOPBACK_HOSTS
 
 from .errors import error_response
 

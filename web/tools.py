@@ -14,17 +14,16 @@ import numpy as np
 import torch
 from flask import Blueprint, Response, jsonify, request
 
-from indexer.compression import (CompressionError, code_dtype, compress_code,
-                                 decompress_code, psnr, smallest_png)
-from indexer.pixels import to_pixels, to_tensor
-from indexer.noise import corrupt
+from indexer.compression import (CompressionError, code_dtype, compress_code, decompress_code,
+                                 psnr, smallest_png)
+from indexer.model import corrupt, to_pixels, to_tensor
 
 from .answers import CompressResponse, DenoiseResponse
 from .apispec import spec
 from .backend import current_backend
 from .errors import ApiError
 from .fields import SEED_MAX, CodeJson
-from .schemas import (KIND_HEADER, NOTE_HEADER, NOT_READY, UPLOAD_ERRORS, CompressForm,
+from .schemas import (KIND_HEADER, NOT_READY, NOTE_HEADER, UPLOAD_ERRORS, CompressForm,
                       CompressJson, CompressQueryString, DenoiseForm, DenoiseJson,
                       DenoiseQueryString, answers, writing)
 from .serialize import png_bytes, png_data_url

@@ -21,7 +21,7 @@ from werkzeug.exceptions import BadRequest
 
 from indexer.images import (MAX_IMAGE_PIXELS, SUPPORTED_FORMATS, SUPPORTED_MEDIA, Box,
                             ImageDecodeError, clip_box, open_image, prepare)
-from indexer.settings import DEFAULTS
+from search.settings import DEFAULTS
 
 from .apispec import request_params
 from .errors import ApiError

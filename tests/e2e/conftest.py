@@ -48,7 +48,7 @@ def running_app(data_dir: Path) -> Iterator[str]:
     """The real app over HTTP on an ephemeral 127.0.0.1 port, in a background thread."""
     from werkzeug.serving import make_server
 
-    from web import create_app
+    from web.app import create_app
 
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("LOOKALIKE_")}
     # threads 0: leave torch's process-wide thread count to the other test modules

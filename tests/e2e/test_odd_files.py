@@ -19,7 +19,7 @@ from PIL import Image
 
 from search.catalog import ImageRecord
 from search.store import Store
-from web import create_app
+from web.app import create_app
 
 from ..conftest import LOOKALIKE
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from indexer.lock import DataDirBusy, WriterLock
+from search.lock import DataDirBusy, WriterLock
 from web.cli import cli
 
 pytestmark = pytest.mark.postgresql_only
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 HOLD = """
 import sys
 import time
-from indexer.lock import WriterLock
+from search.lock import WriterLock
 held = WriterLock(sys.argv[1], "indexing", sys.argv[2]).acquire()
 print("held", flush=True)
 sys.stdin.read()

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from bench.indexing import photo_like
-from indexer.duplicates import IDENTICAL
-from indexer.encoder import TorchEncoder
+from indexer.encoding import TorchEncoder
+from search.duplicates import IDENTICAL
 
 from ..conftest import run
 

@@ -24,10 +24,10 @@ from PIL import Image
 from sqlalchemy import select, text
 
 from indexer.check import check_data_dir
-from indexer.encoder import TorchEncoder
+from indexer.encoding import TorchEncoder
 from indexer.job import index_folder
-from search.regular_files import sha256_file
 from search.catalog import ImageRecord
+from search.regular_files import sha256_file
 from search.store import Store
 from search.vector_index import load_index, normalise
 

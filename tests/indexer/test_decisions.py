@@ -7,11 +7,11 @@ from datetime import datetime
 
 import pytest
 
-import indexer.duplicates as duplicates
-from indexer.decisions import (KEEP, NOT_DUPLICATES, BadDecision, Decision, UnknownImages,
-                               list_decisions, record_decision, undo_decision)
-from indexer.duplicates import complete_linkage_groups, find_duplicates, with_status
-from indexer.encoder import TorchEncoder
+import search.duplicates as duplicates
+from indexer.encoding import TorchEncoder
+from search.decisions import (KEEP, NOT_DUPLICATES, BadDecision, Decision, UnknownImages,
+                              list_decisions, record_decision, undo_decision)
+from search.duplicates import complete_linkage_groups, find_duplicates, with_status
 from search.store import Store
 
 from ..conftest import run

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import indexer.duplicates as duplicates
-from indexer.duplicates import IDENTICAL, complete_linkage_groups, model_threshold
-from indexer.encoder import TorchEncoder
+import search.duplicates as duplicates
+from indexer.encoding import TorchEncoder
 from indexer.validation import precise_threshold
+from search.duplicates import IDENTICAL, complete_linkage_groups, model_threshold
 
 from ..conftest import run
 

@@ -13,9 +13,8 @@ from PIL import Image
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from indexer.augment import EDITS, Border, JpegArtefacts, PasteText, Sepia, Views
-from indexer.invariance import nt_xent
 from indexer.model import AEConfig, load_checkpoint
-from indexer.train import Schedule, TrainConfig, TrainingError, fit
+from indexer.train import Schedule, TrainConfig, TrainingError, fit, nt_xent
 from web.cli import cli
 
 from ..conftest import TINY

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.lock import DataDirBusy, WriterLock
+from search.lock import DataDirBusy, WriterLock
 
 from ..conftest import invoke
 from ..synthetic import make_collection
@@ -32,7 +32,7 @@ def model_dir(untrained_data_dir) -> Path:
 
 def lock_holder(data_dir: Path) -> subprocess.Popen:
     """Another process that takes the writer lock and sleeps; returns once it holds it."""
-    code = ("import sys, time; from indexer.lock import WriterLock; "
+    code = ("import sys, time; from search.lock import WriterLock; "
             "WriterLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(120)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(data_dir)], cwd=REPO,
                             stdout=subprocess.PIPE, text=True)
@@ -135,7 +135,7 @@ def test_a_failure_while_taking_the_lock_releases_everything(tmp_path, monkeypat
     (data_dir / ".lock").write_text("")  # a full disk can still open an existing file
     before = _open_fds()
     if where == "sweep_debris":
-        monkeypatch.setattr("indexer.lock.sweep_debris", _enospc)
+        monkeypatch.setattr("search.lock.sweep_debris", _enospc)
     elif where == "fcntl.flock":
         def no_locks(fd, op):
             raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))

@@ -11,13 +11,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from web.cli import cli
-from indexer.compression import (Codebooks, CompressionError, compress_code, decompress_code,
-                                 psnr)
+from indexer.compression import Codebooks, CompressionError, compress_code, decompress_code, psnr
 from indexer.images import load_image
-from indexer.latent import arithmetic, interpolate, sample_prior
-from indexer.model import load_checkpoint
+from indexer.model import arithmetic, interpolate, load_checkpoint, sample_prior
 from search.store import Store, codebook_path
+from web.cli import cli
 
 from ..conftest import TINY
 

@@ -21,15 +21,15 @@ from flask import Flask
 from PIL import Image
 from sqlalchemy import select
 
-from indexer.encoder import TorchEncoder
+from indexer.encoding import TorchEncoder
 from indexer.images import load_image
 from indexer.job import index_folder
 from indexer.model import AEConfig, save_checkpoint
 from indexer.train import fit
 from search.catalog import ImageRecord
 from search.store import Store
-from web import create_app
 from web.admin import app_jobs
+from web.app import create_app
 
 from ..conftest import QUICK_TRAIN, TINY
 from ..synthetic import write_collection

@@ -16,11 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexer.lock import DataDirBusy, WriterLock
-from search.store import Store
-from search.store import outermost
+from search.lock import DataDirBusy, WriterLock
+from search.settings import from_environment
+from search.store import Store, outermost
 from web.security import token_matches
-from indexer.settings import from_environment
 
 from ..synthetic import draw
 from .conftest import (HOSTILE_NAME, Library, assert_error, build_library, close_app, image_id,

@@ -7,8 +7,8 @@ import json
 import pytest
 from PIL import Image
 
-import indexer.duplicates as duplicates
-from indexer.decisions import list_decisions
+import search.duplicates as duplicates
+from search.decisions import list_decisions
 from search.store import Store
 
 from ..conftest import run

@@ -10,8 +10,7 @@ import time
 import pytest
 from sqlalchemy import delete
 
-from indexer.encoder import TorchEncoder
-from indexer.encoding import LocalEncoding
+from indexer.encoding import LocalEncoding, TorchEncoder
 from indexer.job import index_folder
 from search.catalog import MetaRecord
 from search.store import INDEX_MODEL, Store

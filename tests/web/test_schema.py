@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from indexer.images import SUPPORTED_FORMATS
-from web import openapi_document
+from web.app import openapi_document
 
 from ..synthetic import SHAPES, draw, png_bytes
 from .conftest import build_library, close_app, make_app

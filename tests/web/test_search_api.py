@@ -19,16 +19,15 @@ import pytest
 from PIL import Image, features
 from sqlalchemy import select
 
-from indexer.settings import MB
 from search.catalog import ImageRecord
 from search.engine import code_of
+from search.settings import MB
 from search.store import Store
 from search.vector_index import normalise
 
 from ..conftest import TINY
 from ..synthetic import draw, png_bytes, png_claiming_pixels
 from .conftest import assert_error, index_more, row_for, upload
-
 
 # -- health, stats, OpenAPI --------------------------------------------------------------------
 

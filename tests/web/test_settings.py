@@ -14,12 +14,11 @@ from flask import Flask
 
 import web
 from indexer.model import build_model, save_checkpoint
-from indexer.settings import MB, Settings
-from web import create_app
+from search.settings import MB, Settings
+from web.app import create_app
 
 from ..conftest import TINY
 from .conftest import assert_error, index_more, row_for, upload
-
 
 # -- settings ----------------------------------------------------------------------------------
 
@@ -99,7 +98,7 @@ def test_index_and_model_paths_from_settings(apps, tmp_path, library, copy_data_
 def test_flask_cli_finds_the_factory():
     from flask.cli import ScriptInfo
 
-    assert isinstance(ScriptInfo(app_import_path="web").load_app(), Flask)
+    assert isinstance(ScriptInfo(app_import_path="web.app").load_app(), Flask)
 
 
 # -- not ready: no model, no index, empty, mismatched --------------------------------------------

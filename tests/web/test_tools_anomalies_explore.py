@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from indexer.compression import DTYPES
-from indexer.latent import sample_prior
-from indexer.model import load_checkpoint, save_checkpoint
+from indexer.model import load_checkpoint, sample_prior, save_checkpoint
 
 from .conftest import (Library, assert_error, catalog_errors, close, data_url_pixels, encoder_of,
                        image_id, index_more, pixels_of)

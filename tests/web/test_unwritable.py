@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from indexer.lock import WriterLock
+from search.lock import WriterLock
 
 from ..mounts import fill, read_only_view, tmpfs
 from .conftest import Library, assert_error, image_id, ok_json, upload

@@ -1,25 +1,48 @@
-"""The ``lookalike`` command line: every command, registered here, and the console entry point.
+"""The ``lookalike`` command line: every command, named here, and the console entry point.
 
 Commands only parse options, call ``indexer``/``search`` (``serve`` the
 web app) and print; the work lives in those rooms, shared with the web
-API. The group is assembled in this one module from the commands of its
-siblings, so what it holds never depends on which module was imported first.
+API. The group names every command in this one module, so what it holds never
+depends on which module was imported first, and imports a command's module only
+when that command runs (click's lazy group): ``lookalike stats`` loads no web
+framework and no torch, ``lookalike serve`` loads Flask.
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import click
 
-from indexer.settings import Settings
+from search.settings import Settings
 
-from . import collection, serving, tools, training
 from .context import Context, unwritable_data_dir
+
+# name → "module:function" of each command, its module relative to this package.
+COMMANDS = {
+    "train": "training:train", "eval": "training:eval_command",
+    "index": "collection:index", "search": "collection:search", "demo": "collection:demo",
+    "stats": "catalog:stats", "check": "collection:check", "remove": "catalog:remove",
+    "exclusions": "catalog:exclusions", "reindex": "collection:reindex",
+    "denoise": "tools:denoise", "anomalies": "tools:anomalies", "compress": "tools:compress",
+    "decompress": "tools:decompress", "sample": "tools:sample",
+    "interpolate": "tools:interpolate_cmd", "arithmetic": "tools:arithmetic_cmd",
+    "duplicates": "tools:duplicates", "serve": "serving:serve",
+}
 
 
 class Lookalike(click.Group):
     """The command group; a data dir that cannot take a write ends any command with the one
     sentence that says so (and exit status 2), never a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, _, name = COMMANDS[cmd_name].partition(":")
+        return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -49,16 +72,6 @@ def cli(ctx: click.Context, data_dir: Path, quiet: bool) -> None:
     except (ValueError, OSError, SyntaxError) as exc:
         raise click.ClickException(f"bad settings: {exc}") from exc
     ctx.obj = Context(settings, quiet)
-
-
-COMMANDS = (
-    training.train, collection.index, collection.search, training.eval_command, collection.stats,
-    collection.check, collection.demo, collection.remove, collection.exclusions,
-    collection.reindex, tools.denoise, tools.anomalies, tools.compress, tools.decompress,
-    tools.sample, tools.interpolate_cmd, tools.arithmetic_cmd, tools.duplicates, serving.serve,
-)
-for _command in COMMANDS:
-    cli.add_command(_command)
 
 
 def main() -> None:

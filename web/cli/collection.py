@@ -1,36 +1,28 @@
-"""Commands over a data dir: index, search, stats, check, demo, and keeping the collection
-(remove, exclusions, reindex; ``indexer.maintenance``)."""
+"""Commands that read the collection's images with its model: index, search, demo, check
+(catalog, index, files and model agree) and reindex (``indexer.maintenance``)."""
 from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import click
 import faiss
 import numpy as np
-from sqlalchemy.exc import OperationalError
 
 import indexer
 from indexer.check import check_data_dir, repair_data_dir
-from indexer.images import ImageDecodeError, load_image
 from indexer.encoding import ENGINES, EncodingError, make_encoding
+from indexer.images import ImageDecodeError, load_image
 from indexer.job import index_folder
-from indexer.maintenance import (lift_exclusion, list_exclusions, reindex_all, reindex_folders,
-                                 remove_image)
+from indexer.maintenance import reindex_all, reindex_folders
 from indexer.plots import save_result_sheet
-from indexer.status import collect_stats
 from indexer.train import DEFAULT_LATENT
-from search.catalog import ID_MAX
-from search.database import describe_database_error
 from search.engine import SearchEngine
-from search.store import NotFound
-from search.vector_index import INDEX_TYPES, VectorIndexError
+from search.vector_index import INDEX_TYPES
 
-from .context import (Context, checked_engine, load_encoder, lock_data_dir, model_option,
-                      pass_ctx, report_failures, serving_encoder, unwritable_data_dir)
+from .context import Context, lock_data_dir, model_option, pass_ctx, report_failures, writing
+from .encoders import checked_engine, load_encoder, serving_encoder
 from .training import run_training, training_options
 
 SAMPLE_COLLECTION = Path(indexer.__file__).resolve().parent / "sample"
@@ -84,7 +76,7 @@ def index(obj: Context, folder: Path, model: Path | None, reencode: bool, encode
         encoding = make_encoding(engine, encoder, encode_batch, workers, ray_address, ray_actors)
     except EncodingError as exc:
         raise click.ClickException(str(exc)) from exc
-    with writing(obj):
+    with writing(obj, EncodingError):
         summary = index_folder(obj.store, folder, encoder, progress=not obj.quiet,
                                reencode=reencode, save_every=save_every, index_choice=index_type,
                                follow_symlinks=follow_symlinks, prune=prune,
@@ -93,22 +85,6 @@ def index(obj: Context, folder: Path, model: Path | None, reencode: bool, encode
         click.echo(json.dumps(summary, indent=2))
     else:
         print_summary(summary)
-
-
-@contextmanager
-def writing(obj: Context) -> Iterator[None]:
-    """What a write to the data dir can meet (a full disk, a damaged index, a database
-    that refuses), as the one-line errors the commands print."""
-    try:
-        yield
-    except (VectorIndexError, OSError, EncodingError, OperationalError) as exc:
-        known = unwritable_data_dir(exc, obj.settings.database_url)
-        if known is not None:
-            raise known from exc
-        if isinstance(exc, OperationalError):
-            raise click.ClickException(
-                describe_database_error(exc, obj.settings.database_url)) from exc
-        raise click.ClickException(str(exc)) from exc
 
 
 def print_summary(summary: dict, prefix: str = "") -> None:
@@ -176,19 +152,6 @@ def write_sheet(engine: SearchEngine, pixels, code, hits, path: Path) -> None:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True)
-@pass_ctx
-def stats(obj: Context, as_json: bool) -> None:
-    """What the data dir holds: images, model, index."""
-    info = collect_stats(obj.existing_store())
-    if as_json:
-        click.echo(json.dumps(info, indent=2))
-    else:
-        for key, value in info.items():
-            click.echo(f"{key:>16}: {value}")
-
-
-@click.command()
 @click.option("--repair", is_flag=True,
               help="Fix what can be fixed without losing data (takes the writer lock).")
 @model_option("Checkpoint the codes should come from")
@@ -242,51 +205,6 @@ def demo(obj: Context, epochs: int, k: int) -> None:
     sheet = store.data_dir / "demo-results.png"
     write_sheet(engine, pixels, code, hits, sheet)
     click.echo(f"result sheet (query, hits; reconstructions below): {sheet}")
-
-
-# -- keeping the collection: what the operator's /api/admin endpoints do, from a shell -------
-
-@click.command()
-@click.argument("image_id", type=click.IntRange(0, ID_MAX))
-@click.option("--exclude/--no-exclude", default=True, show_default=True,
-              help="Also keep re-indexing from adding the file (or its content) back.")
-@pass_ctx
-def remove(obj: Context, image_id: int, exclude: bool) -> None:
-    """Remove image IMAGE_ID from the catalog and the index; its file stays on disk."""
-    store = obj.existing_store()
-    lock_data_dir(obj, "removing an image from")
-    try:
-        with writing(obj):
-            removal = remove_image(store, image_id, exclude)
-    except NotFound as exc:
-        raise click.ClickException(str(exc)) from exc
-    lifted = (f" (excluded: lift with `lookalike exclusions --lift {removal.exclusion_id}`)"
-              if removal.exclusion_id is not None else "")
-    click.echo(f"removed {removal.id}: {removal.path}{lifted}")
-
-
-@click.command()
-@click.option("--lift", "lift_id", type=click.IntRange(0, ID_MAX),
-              help="Lift this exclusion: the next re-index adds the file again.")
-@click.option("--json", "as_json", is_flag=True)
-@pass_ctx
-def exclusions(obj: Context, lift_id: int | None, as_json: bool) -> None:
-    """The images re-indexing skips (removed with `lookalike remove` or the admin API)."""
-    store = obj.existing_store()
-    if lift_id is not None:
-        lock_data_dir(obj, "lifting an exclusion in")
-        try:
-            shown = [lift_exclusion(store, lift_id)]
-        except NotFound as exc:
-            raise click.ClickException(str(exc)) from exc
-    else:
-        shown = list_exclusions(store)
-    if as_json:
-        click.echo(json.dumps([e.as_dict() for e in shown], indent=2))
-        return
-    verb = "lifted " if lift_id is not None else ""
-    for e in shown:
-        click.echo(f"{verb}{e.id:6d}  {e.sha256[:12]}  {e.path}")
 
 
 @click.command()

@@ -1,24 +1,24 @@
-"""What every command shares: settings, the store, the writer lock, the model, errors.
+"""What every command shares: settings, the store, the writer lock, errors.
 
 Domain errors become ``click.ClickException`` in the commands and the
-helpers here, at the edge, and nowhere else.
+helpers here, at the edge, and nowhere else. What commands that use a model
+share is ``web.cli.encoders``: this module loads no torch, so ``lookalike stats``
+does not either.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import click
-import numpy as np
 from sqlalchemy.exc import OperationalError
 
-from indexer.encoder import TorchEncoder, load_serving
-from indexer.images import ImageDecodeError, load_image
-from indexer.lock import DataDirBusy, WriterLock
-from indexer.model import CheckpointError
-from indexer.settings import Settings
-from search.database import CATALOG_FILE, SchemaError, sqlite_file, storage_error
+from search.database import (CATALOG_FILE, SchemaError, describe_database_error, sqlite_file,
+                             storage_error)
 from search.files import DiskFullError, ReadOnlyError
-from search.engine import ModelMismatch, SearchEngine
+from search.lock import DataDirBusy, WriterLock
+from search.settings import Settings
 from search.store import Store
 from search.vector_index import VectorIndexError
 
@@ -87,63 +87,12 @@ def lock_data_dir(obj: Context, doing: str) -> WriterLock:
     """Hold the data dir's writer lock until the command ends, or refuse at once.
 
     Two writers would each keep an index in memory that misses the
-    other's commits; see indexer.lock.
+    other's commits; see search.lock.
     """
     try:
         return click.get_current_context().with_resource(WriterLock(obj.data_dir, doing, obj.settings.database_url))
     except DataDirBusy as exc:
         raise click.ClickException(str(exc)) from exc
-
-
-def load_encoder(obj: Context, model: Path | None, device: str = "auto") -> TorchEncoder:
-    path = model or obj.settings.model_path
-    try:
-        return TorchEncoder.from_path(path, device)
-    except CheckpointError as exc:
-        raise click.ClickException(
-            f"{exc}. Train one first: lookalike --data-dir {obj.data_dir} train FOLDER") from exc
-
-
-def serving_encoder(obj: Context, model: Path | None) -> TorchEncoder:
-    """The encoder that compares with the index: *model* when given, else the data dir's
-    model, or the earlier one that built the index while the new one's re-encode has not
-    finished (``indexer.encoder.load_serving``; the user is told)."""
-    if model is not None or obj.settings.model_is_explicit or not obj.settings.has_catalog:
-        return load_encoder(obj, model)
-    try:
-        encoder, waiting = load_serving(obj.existing_store(), obj.settings.model_path)
-    except CheckpointError as exc:
-        raise click.ClickException(
-            f"{exc}. Train one first: lookalike --data-dir {obj.data_dir} train FOLDER") from exc
-    if waiting is not None:
-        click.echo(f"note: searching with the model that built the index; the newer {waiting} "
-                   f"takes over once `lookalike --data-dir {obj.data_dir} reindex` has "
-                   "re-encoded every image", err=True)
-    return encoder
-
-
-def checked_engine(obj: Context, encoder: TorchEncoder) -> SearchEngine:
-    """A search engine over the data dir's index, refused when another model built it."""
-    engine = SearchEngine(obj.existing_store(), encoder)
-    try:
-        engine.check_index(engine.index())
-    except VectorIndexError as exc:
-        raise click.ClickException(
-            f"{exc}. Index a folder first: lookalike --data-dir {obj.data_dir} index FOLDER"
-        ) from exc
-    except ModelMismatch as exc:
-        raise click.ClickException(
-            f"{exc}. Re-encode with: lookalike --data-dir {obj.data_dir} index --reencode "
-            "FOLDER (or pass --model with the checkpoint that built it)") from exc
-    return engine
-
-
-def read_image(path: Path, size: int) -> np.ndarray:
-    """An image the user named, as the model's input, or a ClickException saying why not."""
-    try:
-        return load_image(path, size)
-    except ImageDecodeError as exc:
-        raise click.ClickException(f"{path}: {exc}") from exc
 
 
 def report_failures(failures: list[tuple[str, str]]) -> None:
@@ -152,3 +101,20 @@ def report_failures(failures: list[tuple[str, str]]) -> None:
     click.echo(f"skipped {len(failures)} file(s):", err=True)
     for path, reason in failures:
         click.echo(f"  {path}: {reason}", err=True)
+
+
+@contextmanager
+def writing(obj: Context, *expected: type[Exception]) -> Iterator[None]:
+    """What a write to the data dir can meet (a full disk, a damaged index, a database
+    that refuses, and the *expected* errors of the work itself), as the one-line errors
+    the commands print."""
+    try:
+        yield
+    except (VectorIndexError, OSError, OperationalError, *expected) as exc:
+        known = unwritable_data_dir(exc, obj.settings.database_url)
+        if known is not None:
+            raise known from exc
+        if isinstance(exc, OperationalError):
+            raise click.ClickException(
+                describe_database_error(exc, obj.settings.database_url)) from exc
+        raise click.ClickException(str(exc)) from exc

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import click
 
-from indexer.settings import LOOPBACK_HOSTS
+from search.settings import LOOPBACK_HOSTS
 
-from .. import create_app
+from ..app import create_app
 from ..security import trusted_hosts_for
 from ..server import make_server
 

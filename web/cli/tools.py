@@ -9,21 +9,21 @@ import click
 import numpy as np
 from PIL import Image
 
-from indexer.anomalies import NoThreshold, find_outliers
 from indexer.compression import (DTYPES, Codebooks, CompressionError, ProductQuantizer,
                                  TooFewCodes, code_dtype, compress_code, decompress_code, psnr,
                                  smallest_png)
-from indexer.decisions import list_decisions
-from indexer.duplicates import (DEFAULT_THRESHOLD, STATUSES, TooManyPairs, find_duplicates,
-                                model_threshold, with_status)
-from indexer.encoder import TorchEncoder
+from indexer.encoding import TorchEncoder
 from indexer.images import ImageDecodeError, load_image
-from indexer.latent import arithmetic, interpolate, sample_prior
+from indexer.model import arithmetic, interpolate, sample_prior
 from indexer.plots import save_grid
+from search.anomalies import NoThreshold, find_outliers
+from search.decisions import list_decisions
+from search.duplicates import (DEFAULT_THRESHOLD, STATUSES, TooManyPairs, find_duplicates,
+                               model_threshold, with_status)
 from search.store import codebook_path
 
-from .context import (Context, checked_engine, load_encoder, model_option, pass_ctx, read_image,
-                      serving_encoder)
+from .context import Context, model_option, pass_ctx
+from .encoders import checked_engine, load_encoder, read_image, serving_encoder
 
 
 def input_file(name: str):

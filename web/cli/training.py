@@ -7,14 +7,14 @@ from pathlib import Path
 import click
 
 from indexer.augment import DEFAULT_EDITS, EDITS, MIN_CROP
+from indexer.model import KINDS, NOISES, AEConfig, ModelConfigError
 from indexer.retrieval import EvaluationError, evaluate_collection
-from indexer.model import KINDS, AEConfig, ModelConfigError
-from indexer.noise import NOISES
-from indexer.train import (DEFAULT_BUDGET, DEFAULT_COPY_PART, DEFAULT_INVARIANCE,
-                           DEFAULT_LATENT, VALIDATIONS, TrainConfig, TrainingError, train_folder)
+from indexer.train import (DEFAULT_BUDGET, DEFAULT_COPY_PART, DEFAULT_INVARIANCE, DEFAULT_LATENT,
+                           VALIDATIONS, TrainConfig, TrainingError, train_folder)
 from search.checkpoints import keep_current_model
 
-from .context import Context, load_encoder, lock_data_dir, model_option, pass_ctx, report_failures
+from .context import Context, lock_data_dir, model_option, pass_ctx, report_failures
+from .encoders import load_encoder
 
 
 def training_options(f):

@@ -8,7 +8,7 @@ in a group is within the threshold and one chain of weak links (a ~ b ~ c
 with a far from c) does not merge a whole library. A component too large
 for a dense linkage is cut greedily around its best-connected images.
 
-A reviewer's decisions (``indexer.decisions``) are honoured here: contents
+A reviewer's decisions (``search.decisions``) are honoured here: contents
 they called "not duplicates" never share a group again (a group holding two
 is cut again with their distance made the largest there is, so complete
 linkage cannot join them), and a group they settled carries its decision.
@@ -26,12 +26,11 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from sqlalchemy import select
 
-from search.catalog import ImageRecord, ModelRecord
-from search.engine import Hit
-from search.store import Store
-from search.vector_index import normalise
-
+from .catalog import ImageRecord, ModelRecord
 from .decisions import KEEP, NOT_DUPLICATES, Decision
+from .engine import Hit
+from .store import Store
+from .vector_index import normalise
 
 # Calibrated by bench/duplicates.py on the edited-copies benchmark (BENCHMARKS.md); used
 # for checkpoints without their own copy threshold (indexer.validation.copy_calibration).

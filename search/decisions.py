@@ -16,8 +16,8 @@ from typing import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from search.catalog import DecisionContent, DecisionRecord, ImageRecord
-from search.store import Store
+from .catalog import DecisionContent, DecisionRecord, ImageRecord
+from .store import Store
 
 NOT_DUPLICATES = "not_duplicates"
 KEEP = "keep"

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from search.database import catalog_exists, database_url, sqlite_file, sqlite_url
-from search.store import DEFAULT_DATA_DIR, INDEX_FILE, MODEL_FILE, Store, data_dir_file
+from .database import catalog_exists, database_url, sqlite_file, sqlite_url
+from .store import DEFAULT_DATA_DIR, INDEX_FILE, MODEL_FILE, Store, data_dir_file
 
 MB = 1024 * 1024
 INSTANCE_FILE = "config.py"

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import func, select
 
-from search.catalog import ImageRecord, ModelRecord
-from search.store import Store
+from .catalog import ImageRecord, ModelRecord
+from .store import Store
 
 
 class NoThreshold(ValueError):

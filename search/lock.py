@@ -27,8 +27,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from search.files import unwritable
-from search.store import LOCK_FILE
+from .files import unwritable
+from .store import LOCK_FILE
 
 # Temp files a writer creates next to its target and renames over it; only a
 # writer killed mid-write leaves one behind (see VectorIndex.save, save_checkpoint).
