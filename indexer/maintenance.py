@@ -7,7 +7,6 @@ index`` does. Removing an image and its exclusion need no model: they are
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -19,14 +18,10 @@ from .job import finish_switch, index_folder
 KEEP_FAILURES = 100  # unreadable files listed per folder in a re-index result
 
 
-def reindex_folders(configured: str | Iterable[str] | None, store: Store) -> list[str]:
-    """The operator's folders when configured, else the folders indexed into the data dir
-    (re-indexing one is what ``lookalike index`` on it would do)."""
-    if isinstance(configured, str):
-        configured = configured.split(os.pathsep)
-    if configured:
-        return [str(Path(p)) for p in configured if str(p)]
-    return store.roots()
+def reindex_folders(configured: Iterable[str] | None, store: Store) -> list[str]:
+    """The operator's folders (``Settings.index_folders``) when configured, else the folders
+    indexed into the data dir (re-indexing one is what ``lookalike index`` on it would do)."""
+    return list(configured) if configured else store.roots()
 
 
 def reindex_folder(store: Store, folder: str, encoder: TorchEncoder,

@@ -47,6 +47,9 @@ DEFAULT_LATENT = 128  # numbers in a code
 DEFAULT_COPY_PART = 64  # of which the invariance term acts on the first (AEConfig.copy_dim)
 MAX_IMAGES = 20_000  # a larger collection is sampled: the budget could not show it more
 VALIDATIONS = 20  # held-out checks in a run, at most one per pass over the data
+# The model `lookalike train` and `index` make unless told otherwise (AEConfig's own defaults
+# describe the checkpoints of earlier versions, which had no copy part).
+DEFAULT_MODEL = AEConfig(latent_dim=DEFAULT_LATENT, copy_dim=DEFAULT_COPY_PART)
 
 
 @dataclass

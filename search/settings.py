@@ -63,6 +63,10 @@ DEFAULTS: dict[str, Any] = {
     # Folders POST /api/admin/reindex indexes; unset: the folders indexed into the data dir.
     "LOOKALIKE_INDEX_FOLDERS": None,
 }
+# Fields where unset is a value of its own (no upload limit, no token, the loopback names,
+# the folders indexed into the data dir); any other unset field takes its default.
+MAY_BE_UNSET = ("max_content_length", "admin_token", "read_token", "trusted_hosts",
+                "index_folders")
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 NON_NEGATIVE = ("LOOKALIKE_REQUEST_TIMEOUT", "LOOKALIKE_CLIENT_CONNECTIONS")
 
@@ -173,22 +177,64 @@ def _anchored_url(url: str | None, data_dir: Path) -> str:
     return sqlite_url(_absolute(path)) if path is not None else url
 
 
+# settings key → the Settings field that holds it, typed; the paths are fields of their own.
+FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "LOOKALIKE_DEVICE": ("device", str),
+    "LOOKALIKE_INFERENCE_THREADS": ("inference_threads", int),
+    "MAX_CONTENT_LENGTH": ("max_content_length", int),
+    "LOOKALIKE_MAX_DECODE_BYTES": ("max_decode_bytes", int),
+    "LOOKALIKE_UPLOAD_MEMORY": ("upload_memory", int),
+    "LOOKALIKE_REQUEST_TIMEOUT": ("request_timeout", float),
+    "LOOKALIKE_CLIENT_CONNECTIONS": ("client_connections", int),
+    "LOOKALIKE_ADMIN_TOKEN": ("admin_token", str),
+    "LOOKALIKE_READ_TOKEN": ("read_token", str),
+    "LOOKALIKE_TRUSTED_HOSTS": ("trusted_hosts", tuple),
+    "LOOKALIKE_INDEX_FOLDERS": ("index_folders", tuple),
+}
+
+
+def _typed(key: str, kind: Callable[[Any], Any], value: Any) -> Any:
+    """*value* as its field's type; None (and an empty text) means unset."""
+    if value is None or value == "":
+        return None
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be {'a number' if kind in (int, float) else 'text'}, "
+                         f"not {value!r}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Where everything lives, as absolute paths, plus every other setting by its key."""
+    """Every setting, typed and resolved (paths absolute): what the command line and the web
+    app both read, the same way, and nothing else does."""
 
     data_dir: Path
     database_url: str
     index_path: Path
     model_path: Path
     instance_path: Path
-    values: Mapping[str, Any]
+    model_is_explicit: bool = False  # LOOKALIKE_MODEL names the model, not the data dir
+    device: str = DEFAULTS["LOOKALIKE_DEVICE"]
+    inference_threads: int = DEFAULTS["LOOKALIKE_INFERENCE_THREADS"]
+    max_content_length: int | None = DEFAULTS["MAX_CONTENT_LENGTH"]
+    max_decode_bytes: int = DEFAULTS["LOOKALIKE_MAX_DECODE_BYTES"]
+    upload_memory: int = DEFAULTS["LOOKALIKE_UPLOAD_MEMORY"]
+    request_timeout: float = DEFAULTS["LOOKALIKE_REQUEST_TIMEOUT"]
+    client_connections: int = DEFAULTS["LOOKALIKE_CLIENT_CONNECTIONS"]
+    admin_token: str | None = None
+    read_token: str | None = None
+    trusted_hosts: tuple[str, ...] | None = None  # None: the loopback names
+    index_folders: tuple[str, ...] | None = None  # None: the folders indexed into the data dir
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,
              environ: Mapping[str, str] | None = None,
              instance_path: str | os.PathLike | None = None) -> "Settings":
-        """Defaults → instance file → environment → *overrides*, then every path anchored."""
+        """Defaults → instance file → environment → *overrides*, then every path anchored.
+
+        Keys that are not settings (a test config's ``TESTING``, say) are left to the caller.
+        """
         environ = os.environ if environ is None else environ
         instance = _absolute(instance_path or environ.get("LOOKALIKE_INSTANCE_PATH")
                              or default_instance_path())
@@ -199,29 +245,23 @@ class Settings:
         data_dir = _absolute(values["LOOKALIKE_DATA_DIR"])
         index = values.get("LOOKALIKE_INDEX_PATH")
         model = values.get("LOOKALIKE_MODEL")
-        folders = values.get("LOOKALIKE_INDEX_FOLDERS")
-        if isinstance(folders, str):
-            folders = _path_list(folders)
+        if isinstance(values.get("LOOKALIKE_INDEX_FOLDERS"), str):
+            values["LOOKALIKE_INDEX_FOLDERS"] = _path_list(values["LOOKALIKE_INDEX_FOLDERS"])
         if isinstance(values.get("LOOKALIKE_TRUSTED_HOSTS"), str):
             values["LOOKALIKE_TRUSTED_HOSTS"] = _host_list(values["LOOKALIKE_TRUSTED_HOSTS"])
+        if values.get("LOOKALIKE_INDEX_FOLDERS"):
+            values["LOOKALIKE_INDEX_FOLDERS"] = [str(_absolute(f))
+                                                 for f in values["LOOKALIKE_INDEX_FOLDERS"]]
+        typed = {name: _typed(key, kind, values.get(key)) for key, (name, kind) in FIELDS.items()}
+        typed = {n: v for n, v in typed.items() if v is not None or n in MAY_BE_UNSET}
         for key in NON_NEGATIVE:
-            if float(values.get(key) or 0) < 0:
+            if (typed[FIELDS[key][0]] or 0) < 0:
                 raise ValueError(f"{key} must be 0 or more, not {values[key]!r}")
-        values.update(
-            LOOKALIKE_DATA_DIR=str(data_dir),
-            LOOKALIKE_DATABASE_URL=_anchored_url(values.get("LOOKALIKE_DATABASE_URL"), data_dir),
-            LOOKALIKE_INDEX_PATH=str(_absolute(index)) if index else None,
-            LOOKALIKE_MODEL=str(_absolute(model)) if model else None,
-            LOOKALIKE_INDEX_FOLDERS=[str(_absolute(f)) for f in folders] if folders else None)
-        return cls(data_dir=data_dir, database_url=values["LOOKALIKE_DATABASE_URL"],
+        url = _anchored_url(values.get("LOOKALIKE_DATABASE_URL"), data_dir)
+        return cls(data_dir=data_dir, database_url=url,
                    index_path=data_dir_file(data_dir, INDEX_FILE, index and _absolute(index)),
                    model_path=data_dir_file(data_dir, MODEL_FILE, model and _absolute(model)),
-                   instance_path=instance, values=values)
-
-    @property
-    def model_is_explicit(self) -> bool:
-        """Whether LOOKALIKE_MODEL names the model (rather than the data dir's default)."""
-        return bool(self.values.get("LOOKALIKE_MODEL"))
+                   instance_path=instance, model_is_explicit=bool(model), **typed)
 
     @property
     def has_catalog(self) -> bool:
@@ -231,9 +271,3 @@ class Settings:
     def open_store(self) -> Store:
         """The data dir's store (catalog migrated to head), with these settings' file paths."""
         return Store.open(self.data_dir, self.database_url, self.index_path, self.model_path)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.values[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)

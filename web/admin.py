@@ -39,8 +39,8 @@ from .answers import Deleted, Exclusion, Exclusions
 from .answers import Job as JobAnswer
 from .api import ID
 from .apispec import ADMIN_SECURITY, request_params, spec
-from .backend import Backend, current_backend
-from .errors import ApiError, NotReady, error_response
+from .backend import Backend, NotReady, current_backend, current_settings
+from .errors import ApiError, error_response
 from .schemas import (ADMIN_ERRORS, BUSY, NOT_FOUND, NOT_READY, PATH_ID, DeleteImageQueryString,
                       answers, writing)
 from .security import token_matches
@@ -64,7 +64,7 @@ def admin_operation(**declared: Any) -> Callable:
 @bp.before_request
 def _authorize():
     """403 while disabled, 401 without the right bearer token; None lets the view run."""
-    token = current_app.config.get("LOOKALIKE_ADMIN_TOKEN")
+    token = current_settings().admin_token
     if not token:
         return error_response(403, "admin_disabled", "the admin endpoints are disabled; the "
                               "operator enables them by setting LOOKALIKE_ADMIN_TOKEN")
@@ -205,7 +205,7 @@ def reindex():
     """
     backend = current_backend()
     encoder = backend.indexing_encoder()  # 503 without a model; the job encodes with it
-    folders = reindex_folders(current_app.config.get("LOOKALIKE_INDEX_FOLDERS"), backend.store)
+    folders = reindex_folders(backend.settings.index_folders, backend.store)
     if not folders:
         raise ApiError(409, "nothing_to_index", "no LOOKALIKE_INDEX_FOLDERS are configured "
                        "and the catalog is empty: there is nothing to re-index")

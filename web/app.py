@@ -31,7 +31,10 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     app = Flask(__name__, instance_path=str(settings.instance_path), static_folder=None)
     app.request_class = InMemoryRequest
     app.json.sort_keys = False
-    app.config.from_mapping(settings.values)
+    # Flask's own keys; ours are read from the settings object (``current_settings``).
+    app.config.from_mapping({k: v for k, v in (test_config or {}).items()
+                             if not k.startswith("LOOKALIKE_") and k != "MAX_CONTENT_LENGTH"})
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
 
     app.extensions["lookalike"] = Backend(settings)
     register_error_handlers(app)

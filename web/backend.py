@@ -30,9 +30,11 @@ from search.settings import Settings
 from search.store import DEFAULT_DATA_DIR, Store
 from search.vector_index import VectorIndex, VectorIndexError
 
-from .errors import NotReady
-
 REOPEN_SECONDS = 30  # between tries to open a read-only catalog for writing again
+
+
+class NotReady(Exception):
+    """No usable model or index yet; the message says which command to run."""
 
 
 class Backend:
@@ -41,8 +43,8 @@ class Backend:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.data_dir = settings.data_dir
-        self.device: str = settings.get("LOOKALIKE_DEVICE", "auto")
-        self.threads = int(settings.get("LOOKALIKE_INFERENCE_THREADS", 1))
+        self.device = settings.device
+        self.threads = settings.inference_threads
         self._store: Store | None = None
         self._codebooks: Codebooks | None = None
         self._engine: SearchEngine | None = None
@@ -252,3 +254,8 @@ class Backend:
 def current_backend() -> Backend:
     """The backend of the app handling this request."""
     return current_app.extensions["lookalike"]
+
+
+def current_settings() -> Settings:
+    """The settings of the app handling this request: the one way the web reads a setting."""
+    return current_backend().settings

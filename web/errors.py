@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, jsonify, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
 from search.database import storage_error
 from search.files import DiskFullError, ReadOnlyError
 from search.store import NotFound
+
+from .backend import NotReady, current_settings
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +49,6 @@ class ApiError(Exception):
         self.message = message
 
 
-class NotReady(Exception):
-    """No usable model or index yet; the message says which command to run."""
-
-
 def error_response(status: int, code: str, message: str) -> tuple[Response, int]:
     """The only place a JSON error body is built."""
     return jsonify({"error": {"code": code, "message": message}}), status
@@ -79,7 +77,7 @@ def _handle_storage(exc: OSError):
 
 
 def _handle_database(exc: OperationalError):
-    known = storage_error(exc, current_app.config.get("LOOKALIKE_DATABASE_URL"))
+    known = storage_error(exc, current_settings().database_url)
     return _handle_storage(known) if known is not None else _handle_unexpected(exc)
 
 

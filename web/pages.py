@@ -11,8 +11,7 @@ from pathlib import Path
 
 from flask import Blueprint, abort, redirect, render_template, request, send_file, url_for
 
-from .backend import current_backend
-from .errors import NotReady
+from .backend import NotReady, current_backend
 from .explore import example_ids
 from .schemas import (K_DEFAULT, K_MAX, MAX_NOISE, PER_PAGE_DEFAULT, PER_PAGE_MAX, SAMPLES_MAX,
                       STEPS_MAX, STEPS_MIN, TOP_MAX)

@@ -15,10 +15,11 @@ import base64
 import binascii
 import hmac
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 
 from search.settings import LOOPBACK_HOSTS
 
+from .backend import current_settings
 from .errors import error_response
 
 # The page loads nothing from the network and runs no inline script, so a
@@ -37,7 +38,7 @@ def install(app: Flask) -> None:
     app.after_request(_security_headers)
 
 
-def trusted_hosts_for(bound: str, configured: list[str] | None) -> list[str] | None:
+def trusted_hosts_for(bound: str, configured: tuple[str, ...] | None) -> tuple[str, ...] | None:
     """The Host allow-list for a server bound to *bound*; None accepts any host.
 
     Configured hosts win. Bound to loopback: that address and the loopback
@@ -46,12 +47,12 @@ def trusted_hosts_for(bound: str, configured: list[str] | None) -> list[str] | N
     list, and ``lookalike serve`` says so.
     """
     if configured:
-        return list(configured)
+        return tuple(configured)
     if bound in ("0.0.0.0", "::", ""):
         return None
     if bound in LOOPBACK_HOSTS or bound.startswith("127."):
-        return sorted({bound, *LOOPBACK_HOSTS})
-    return [bound]
+        return tuple(sorted({bound, *LOOPBACK_HOSTS}))
+    return (bound,)
 
 
 def host_name(header: str) -> str | None:
@@ -70,10 +71,8 @@ def host_name(header: str) -> str | None:
 
 
 def _check_host():
-    trusted = current_app.config.get("LOOKALIKE_TRUSTED_HOSTS")
-    if trusted is None:
-        trusted = LOOPBACK_HOSTS
-    if trusted == ["*"]:
+    trusted = current_settings().trusted_hosts or LOOPBACK_HOSTS
+    if trusted == ("*",):
         return None
     name = host_name(request.headers.get("Host", ""))
     if name is None or name not in {h.lower().strip("[]") for h in trusted}:
@@ -84,10 +83,10 @@ def _check_host():
 
 
 def _check_read_token():
-    read = current_app.config.get("LOOKALIKE_READ_TOKEN")
-    if not read:
+    settings = current_settings()
+    if not settings.read_token:
         return None
-    tokens = [t for t in (read, current_app.config.get("LOOKALIKE_ADMIN_TOKEN")) if t]
+    tokens = [t for t in (settings.read_token, settings.admin_token) if t]
     header = request.headers.get("Authorization", "")
     if any(token_matches(header, str(t)) for t in tokens):
         return None

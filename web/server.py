@@ -24,12 +24,14 @@ from __future__ import annotations
 import logging
 import time
 from functools import partial
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Flask
 from waitress import create_server
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
+
+from search.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -122,18 +124,16 @@ def _warn_once_a_minute(message: str) -> None:
         log.warning(message)
 
 
-def make_server(app: Flask, host: str, port: int, threads: int,
-                settings: Mapping[str, Any]) -> Any:
+def make_server(app: Flask, host: str, port: int, threads: int, settings: Settings) -> Any:
     """The waitress server for *app*, with ``server_limits`` and the guards (see the module);
     one server, or waitress's several when *host* names more than one address."""
     sockets: dict = {}
     server = create_server(app, map=sockets, host=host, port=port, threads=threads,
                            cleanup_interval=CHECK_EVERY,
-                           **server_limits(settings.get("MAX_CONTENT_LENGTH"),
-                                           settings.get("LOOKALIKE_UPLOAD_MEMORY"), threads))
-    timeout = float(settings.get("LOOKALIKE_REQUEST_TIMEOUT") or 0)
-    channel = type("Channel", (GuardedChannel,),
-                   {"per_client": int(settings.get("LOOKALIKE_CLIENT_CONNECTIONS") or 0)})
+                           **server_limits(settings.max_content_length,
+                                           settings.upload_memory, threads))
+    timeout = settings.request_timeout
+    channel = type("Channel", (GuardedChannel,), {"per_client": settings.client_connections})
     for listener in {id(s): s for s in sockets.values() if isinstance(s, BaseWSGIServer)
                      }.values():
         listener.channel_class = channel

@@ -15,7 +15,7 @@ from functools import partial
 from typing import IO, Any
 
 import numpy as np
-from flask import Request, current_app, has_app_context, request
+from flask import Request, has_app_context, request
 from PIL import Image
 from werkzeug.exceptions import BadRequest
 
@@ -24,6 +24,7 @@ from indexer.images import (MAX_IMAGE_PIXELS, SUPPORTED_FORMATS, SUPPORTED_MEDIA
 from search.settings import DEFAULTS
 
 from .apispec import request_params
+from .backend import current_settings
 from .errors import ApiError
 
 
@@ -148,9 +149,8 @@ def check_decode_cost(img: Image.Image, max_bytes: int | None = None) -> None:
     pixel mode, so ordinary photos and screenshots stay well inside it.
     """
     if max_bytes is None:
-        settings = current_app.config if has_app_context() else DEFAULTS
-        max_bytes = int(settings.get("LOOKALIKE_MAX_DECODE_BYTES",
-                                     DEFAULTS["LOOKALIKE_MAX_DECODE_BYTES"]))
+        max_bytes = (current_settings().max_decode_bytes if has_app_context()
+                      else DEFAULTS["LOOKALIKE_MAX_DECODE_BYTES"])
     width, height, mode, cost = decode_cost(img)
     if cost <= max_bytes:
         return

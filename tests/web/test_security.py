@@ -49,9 +49,9 @@ def test_configured_hosts_replace_the_default(library):
 
 def test_trusted_hosts_for_the_bound_address():
     assert set(trusted_hosts_for("127.0.0.1", None)) == {"127.0.0.1", "localhost", "::1"}
-    assert trusted_hosts_for("192.0.2.7", None) == ["192.0.2.7"]
+    assert trusted_hosts_for("192.0.2.7", None) == ("192.0.2.7",)
     assert trusted_hosts_for("0.0.0.0", None) is None
-    assert trusted_hosts_for("0.0.0.0", ["photos.lan"]) == ["photos.lan"]
+    assert trusted_hosts_for("0.0.0.0", ("photos.lan",)) == ("photos.lan",)
     assert host_name("[::1]:80") == "::1" and host_name("Example.COM:1") == "example.com"
 
 

@@ -14,7 +14,7 @@ from flask import Flask
 
 import web
 from indexer.model import build_model, save_checkpoint
-from search.settings import MB, Settings
+from search.settings import MB
 from web.app import create_app
 
 from ..conftest import TINY
@@ -25,44 +25,12 @@ from .conftest import assert_error, index_more, row_for, upload
 def test_defaults(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     app = create_app()
-    assert app.config["MAX_CONTENT_LENGTH"] == 20 * MB
+    assert app.config["MAX_CONTENT_LENGTH"] == 20 * MB  # Flask's own limit, from the settings
+    settings = app.extensions["lookalike"].settings
     # relative defaults are anchored to the working directory once, at start-up
-    assert app.config["LOOKALIKE_DATA_DIR"] == str(tmp_path / "lookalike-data")
+    assert settings.data_dir == tmp_path / "lookalike-data"
     assert app.instance_path == str(Path(web.__file__).resolve().parent.parent / "instance")
-    assert app.config["LOOKALIKE_MODEL"] is None
-
-
-def test_settings_precedence_defaults_instance_environment_overrides(tmp_path):
-    (tmp_path / "config.py").write_text(
-        "LOOKALIKE_DATA_DIR = '/from-instance'\n"
-        "LOOKALIKE_MODEL = '/instance/model.pt'\n"
-        "MAX_CONTENT_LENGTH = 123\n")
-    environ = {"LOOKALIKE_DATA_DIR": "/from-env", "LOOKALIKE_MAX_CONTENT_LENGTH": "456",
-               "LOOKALIKE_INSTANCE_PATH": str(tmp_path)}
-
-    settings = Settings.load(None, environ)
-    assert settings["LOOKALIKE_DATA_DIR"] == "/from-env"
-    assert settings.model_path == Path("/instance/model.pt")
-    assert settings["MAX_CONTENT_LENGTH"] == 456
-    assert settings["LOOKALIKE_DEVICE"] == "auto"  # default survives
-
-    settings = Settings.load({"LOOKALIKE_DATA_DIR": "/from-test"}, environ)
-    assert settings.data_dir == Path("/from-test")
-    assert settings.index_path == Path("/from-test/index.faiss")
-
-
-def test_relative_paths_are_anchored_once(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    settings = Settings.load({"LOOKALIKE_DATA_DIR": "d", "LOOKALIKE_MODEL": "m/model.pt",
-                              "LOOKALIKE_DATABASE_URL": "sqlite:///db/c.sqlite"}, {})
-    monkeypatch.chdir("/")
-    assert settings.data_dir == tmp_path / "d"
-    assert settings.model_path == tmp_path / "m" / "model.pt"
-    assert settings.database_url == f"sqlite:///{tmp_path / 'db' / 'c.sqlite'}"
-    store = settings.open_store()  # the layout inside the data dir is the store's
-    assert store.thumbnail_path("0" * 64) == tmp_path / "d" / "thumbs" / f"{'0' * 64}.jpg"
-    assert store.model_path == settings.model_path
-    store.close()
+    assert not settings.model_is_explicit
 
 
 def test_environment_reaches_the_app(monkeypatch, library):

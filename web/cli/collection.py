@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -17,13 +18,13 @@ from indexer.images import ImageDecodeError, load_image
 from indexer.job import index_folder
 from indexer.maintenance import reindex_all, reindex_folders
 from indexer.plots import save_result_sheet
-from indexer.train import DEFAULT_LATENT
+from indexer.train import DEFAULT_MODEL, TrainConfig
 from search.engine import SearchEngine
 from search.vector_index import INDEX_TYPES
 
 from .context import Context, lock_data_dir, model_option, pass_ctx, report_failures, writing
 from .encoders import checked_engine, load_encoder, serving_encoder
-from .training import run_training, training_options
+from .training import run_training, training_configs, training_options
 
 SAMPLE_COLLECTION = Path(indexer.__file__).resolve().parent / "sample"
 
@@ -70,7 +71,7 @@ def index(obj: Context, folder: Path, model: Path | None, reencode: bool, encode
     lock_data_dir(obj, "indexing")
     if model is None and not obj.store.model_path.exists():
         obj.echo(f"no model at {obj.store.model_path} yet: training one on {folder} first")
-        run_training(obj, folder, obj.store.model_path, kw)
+        run_training(obj, folder, obj.store.model_path, *training_configs(obj, kw))
     encoder = load_encoder(obj, model, kw["device"])
     try:
         encoding = make_encoding(engine, encoder, encode_batch, workers, ray_address, ray_actors)
@@ -186,10 +187,8 @@ def demo(obj: Context, epochs: int, k: int) -> None:
     store = obj.store
     if not store.model_path.exists():
         obj.echo(f"training a model on the sample collection ({folder})")
-        run_training(obj, folder, store.model_path,
-                      dict(image_size=32, latent_dim=DEFAULT_LATENT, epochs=epochs,
-                           batch_size=64, lr=2e-3,
-                           weight_decay=1e-4, patience=10, seed=0, device="auto"))
+        run_training(obj, folder, store.model_path, replace(DEFAULT_MODEL, image_size=32),
+                     TrainConfig(epochs=epochs, patience=10, device=obj.settings.device))
     encoder = load_encoder(obj, None)
     summary = index_folder(store, folder, encoder, progress=not obj.quiet)
     click.echo(f"indexed the sample: added {summary.added}, unchanged {summary.unchanged}, "
@@ -217,7 +216,7 @@ def reindex(obj: Context, model: Path | None, as_json: bool) -> None:
     store = obj.existing_store()
     lock_data_dir(obj, "re-indexing")
     encoder = load_encoder(obj, model)
-    folders = reindex_folders(obj.settings.get("LOOKALIKE_INDEX_FOLDERS"), store)
+    folders = reindex_folders(obj.settings.index_folders, store)
     if not folders:
         raise click.ClickException("nothing to re-index: no LOOKALIKE_INDEX_FOLDERS are "
                                    "configured and the catalog is empty")

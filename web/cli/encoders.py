@@ -9,20 +9,36 @@ import numpy as np
 
 from indexer.encoding import TorchEncoder, load_serving
 from indexer.images import ImageDecodeError, load_image
-from indexer.model import CheckpointError
+from indexer.model import CheckpointError, resolve_device
 from search.engine import ModelMismatch, SearchEngine
 from search.vector_index import VectorIndexError
 
 from .context import Context
 
 
-def load_encoder(obj: Context, model: Path | None, device: str = "auto") -> TorchEncoder:
-    path = model or obj.settings.model_path
+def chosen_device(obj: Context, device: str | None = None) -> str:
+    """*device*, else ``LOOKALIKE_DEVICE``'s; refused at once where it is not there."""
+    device = device or obj.settings.device
     try:
-        return TorchEncoder.from_path(path, device)
+        resolve_device(device)
+    except RuntimeError as exc:  # CUDA asked for where there is none
+        raise click.ClickException(f"{exc} (device {device!r}: --device or LOOKALIKE_DEVICE)"
+                                   ) from exc
+    return device
+
+
+def no_model(obj: Context, exc: CheckpointError) -> click.ClickException:
+    return click.ClickException(
+        f"{exc}. Train one first: lookalike --data-dir {obj.data_dir} train FOLDER")
+
+
+def load_encoder(obj: Context, model: Path | None, device: str | None = None) -> TorchEncoder:
+    """*model* or the data dir's, on *device* or ``LOOKALIKE_DEVICE``'s."""
+    device = chosen_device(obj, device)
+    try:
+        return TorchEncoder.from_path(model or obj.settings.model_path, device)
     except CheckpointError as exc:
-        raise click.ClickException(
-            f"{exc}. Train one first: lookalike --data-dir {obj.data_dir} train FOLDER") from exc
+        raise no_model(obj, exc) from exc
 
 
 def serving_encoder(obj: Context, model: Path | None) -> TorchEncoder:
@@ -31,11 +47,11 @@ def serving_encoder(obj: Context, model: Path | None) -> TorchEncoder:
     finished (``indexer.encoding.load_serving``; the user is told)."""
     if model is not None or obj.settings.model_is_explicit or not obj.settings.has_catalog:
         return load_encoder(obj, model)
+    device = chosen_device(obj)
     try:
-        encoder, waiting = load_serving(obj.existing_store(), obj.settings.model_path)
+        encoder, waiting = load_serving(obj.existing_store(), obj.settings.model_path, device)
     except CheckpointError as exc:
-        raise click.ClickException(
-            f"{exc}. Train one first: lookalike --data-dir {obj.data_dir} train FOLDER") from exc
+        raise no_model(obj, exc) from exc
     if waiting is not None:
         click.echo(f"note: searching with the model that built the index; the newer {waiting} "
                    f"takes over once `lookalike --data-dir {obj.data_dir} reindex` has "

@@ -1,9 +1,11 @@
 """``lookalike serve``: the web app under waitress (``web.server``)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import click
 
-from search.settings import LOOPBACK_HOSTS
+from search.settings import LOOPBACK_HOSTS, Settings
 
 from ..app import create_app
 from ..security import trusted_hosts_for
@@ -24,14 +26,13 @@ def serve(ctx: click.Context, host: str, port: int, threads: int) -> None:
     Settings come from instance/config.py and LOOKALIKE_* environment
     variables; --data-dir, when given, overrides them.
     """
-    settings = ctx.obj.settings
-    hosts = trusted_hosts_for(host, settings.get("LOOKALIKE_TRUSTED_HOSTS"))
+    hosts = trusted_hosts_for(host, ctx.obj.settings.trusted_hosts)
+    settings = replace(ctx.obj.settings, trusted_hosts=hosts or ("*",))
     app = create_app(settings=settings)
-    app.config["LOOKALIKE_TRUSTED_HOSTS"] = hosts if hosts is not None else ["*"]
     _warn_about_exposure(host, hosts, settings)
     backend = app.extensions["lookalike"]
     message = backend.readiness()  # loads the model now, not on the first request
-    server = make_server(app, host, port, threads, app.config)
+    server = make_server(app, host, port, threads, settings)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Lookalike serving {backend.data_dir} at http://{shown}:{server.effective_port}/")
     if message:
@@ -45,10 +46,10 @@ def serve(ctx: click.Context, host: str, port: int, threads: int) -> None:
         backend.close()
 
 
-def _warn_about_exposure(host: str, hosts: list[str] | None, settings) -> None:
+def _warn_about_exposure(host: str, hosts: tuple[str, ...] | None, settings: Settings) -> None:
     """Say so when the library is open to the network without a read token or host list."""
     loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
-    if not loopback and not settings.get("LOOKALIKE_READ_TOKEN"):
+    if not loopback and not settings.read_token:
         click.echo(f"warning: serving {host} without LOOKALIKE_READ_TOKEN: anyone who can "
                    "reach this port can browse and download the whole library", err=True)
     if hosts is None:

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from indexer.augment import DEFAULT_EDITS, EDITS, MIN_CROP
+from indexer.augment import EDITS
 from indexer.model import KINDS, NOISES, AEConfig, ModelConfigError
 from indexer.retrieval import EvaluationError, evaluate_collection
-from indexer.train import (DEFAULT_BUDGET, DEFAULT_COPY_PART, DEFAULT_INVARIANCE, DEFAULT_LATENT,
-                           VALIDATIONS, TrainConfig, TrainingError, train_folder)
+from indexer.train import DEFAULT_MODEL, VALIDATIONS, TrainConfig, TrainingError, train_folder
 from search.checkpoints import keep_current_model
 
 from .context import Context, lock_data_dir, model_option, pass_ctx, report_failures
@@ -18,89 +18,98 @@ from .encoders import load_encoder
 
 
 def training_options(f):
+    """The options of a training run; their defaults are the dataclasses' (``DEFAULT_MODEL``,
+    ``TrainConfig``), read here, so that a default is written in one place."""
+    model, run = DEFAULT_MODEL, TrainConfig()
     options = [
-        click.option("--budget", type=click.IntRange(1), default=DEFAULT_BUDGET, show_default=True,
+        click.option("--budget", type=click.IntRange(1), default=run.budget, show_default=True,
                      help="Optimizer steps; larger collections are sampled, so any trains in "
                           "bounded time."),
-        click.option("--epochs", type=click.IntRange(1),
+        click.option("--epochs", type=click.IntRange(1), default=run.epochs,
                      help="At most this many passes over the images (default: the budget decides)."),
-        click.option("--invariance", type=click.FloatRange(0), default=DEFAULT_INVARIANCE,
+        click.option("--invariance", type=click.FloatRange(0), default=run.invariance,
                      show_default=True,
                      help="λ: weight of the term that gives edited copies of an image one code "
                           "(0: plain autoencoder, reconstruction only)."),
-        click.option("--edits", default=",".join(DEFAULT_EDITS), show_default=True,
+        click.option("--edits", default=",".join(run.edits), show_default=True,
                      help=f"Edits the training views get when λ > 0: any of {', '.join(EDITS)}."),
-        click.option("--head/--no-head", default=False, show_default=True,
+        click.option("--head/--no-head", default=run.head, show_default=True,
                      help="--head: the invariance term acts through a small projection head, as "
                           "in SimCLR, instead of on the search code itself (worse for search: "
                           "BENCHMARKS.md)."),
-        click.option("--min-crop", type=click.FloatRange(0, 1, min_open=True), default=MIN_CROP,
-                     show_default=True, help="Smallest random crop, as a fraction of the area."),
-        click.option("--latent-dim", type=click.IntRange(1), default=DEFAULT_LATENT,
+        click.option("--min-crop", type=click.FloatRange(0, 1, min_open=True),
+                     default=run.min_crop, show_default=True,
+                     help="Smallest random crop, as a fraction of the area."),
+        click.option("--latent-dim", type=click.IntRange(1), default=model.latent_dim,
                      show_default=True, help="Numbers in a code; search compares them all."),
-        click.option("--copy-dim", type=click.IntRange(0), default=DEFAULT_COPY_PART,
+        click.option("--copy-dim", type=click.IntRange(0), default=model.copy_dim,
                      show_default=True,
                      help="The code's first numbers that the invariance term acts on and "
                           "duplicate grouping reads (its copy part): at most half the code, "
                           "the rest keeping the detail the decoder needs. 0, and always with "
                           "λ = 0: the whole code."),
-        click.option("--image-size", type=click.IntRange(4), default=64, show_default=True,
+        click.option("--image-size", type=click.IntRange(4), default=model.image_size,
+                     show_default=True,
                      help="Images are resized to this square; must divide by 2^layers."),
-        click.option("--widths", default="32,64,128,256", show_default=True,
+        click.option("--widths", default=",".join(map(str, model.widths)), show_default=True,
                      help="Channels of each encoder layer (each layer halves the size)."),
-        click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True),
-        click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True),
-        click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True),
-        click.option("--patience", type=click.IntRange(1), default=5, show_default=True,
+        click.option("--batch-size", type=click.IntRange(1), default=run.batch_size,
+                     show_default=True),
+        click.option("--lr", type=click.FloatRange(0, min_open=True), default=run.lr,
+                     show_default=True),
+        click.option("--weight-decay", type=click.FloatRange(0), default=run.weight_decay,
+                     show_default=True),
+        click.option("--patience", type=click.IntRange(1), default=run.patience,
+                     show_default=True,
                      help="Stop after this many validations without a better loss "
                           f"(one every pass or every 1/{VALIDATIONS} of the budget)."),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-                     show_default=True),
-        click.option("--kind", type=click.Choice(list(KINDS)), default="ae", show_default=True,
+        click.option("--seed", type=int, default=run.seed, show_default=True),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+                     help="Where to train [default: LOOKALIKE_DEVICE, or auto: CUDA when "
+                          "present]."),
+        click.option("--kind", type=click.Choice(list(KINDS)), default=model.kind,
+                     show_default=True,
                      help="ae plain, dae denoising, vae variational, linear (the PCA baseline)."),
-        click.option("--tied", is_flag=True, help="Decoder reuses the encoder's weights transposed."),
-        click.option("--beta", type=click.FloatRange(0), default=1.0, show_default=True,
+        click.option("--tied", is_flag=True, default=model.tied,
+                     help="Decoder reuses the encoder's weights transposed."),
+        click.option("--beta", type=click.FloatRange(0), default=run.beta, show_default=True,
                      help="VAE: weight of the KL term."),
-        click.option("--noise", type=click.Choice(list(NOISES)), default="gaussian",
+        click.option("--noise", type=click.Choice(list(NOISES)), default=run.noise,
                      show_default=True, help="DAE: input corruption used in training."),
-        click.option("--noise-level", type=click.FloatRange(0, 1), default=0.3, show_default=True,
-                     help="DAE: σ for gaussian, else the fraction of pixels hit."),
+        click.option("--noise-level", type=click.FloatRange(0, 1), default=run.noise_level,
+                     show_default=True, help="DAE: σ for gaussian, else the fraction of pixels hit."),
     ]
     for option in reversed(options):
         f = option(f)
     return f
 
 
-def training_configs(kw: dict) -> tuple[AEConfig, TrainConfig]:
+def training_configs(obj: Context, kw: dict) -> tuple[AEConfig, TrainConfig]:
+    """The configs the options of :func:`training_options` (all of them, in *kw*) ask for."""
     try:
-        widths = tuple(int(w) for w in str(kw.get("widths") or "32,64,128,256").split(","))
+        widths = tuple(int(w) for w in str(kw["widths"]).split(","))
     except ValueError as exc:
         raise click.BadParameter("--widths must be comma-separated integers, e.g. 32,64,128") from exc
-    invariance = kw.get("invariance", DEFAULT_INVARIANCE)
     # The copy part takes at most half the code: the rest keeps the detail reconstructions need.
-    copy_dim = (min(kw.get("copy_dim", DEFAULT_COPY_PART), kw["latent_dim"] // 2)
-                if invariance > 0 else 0)
-    model = AEConfig(image_size=kw["image_size"], latent_dim=kw["latent_dim"], widths=widths,
-                     kind=kw.get("kind", "ae"), tied=kw.get("tied", False), copy_dim=copy_dim)
-    edits = tuple(e.strip() for e in str(kw.get("edits", ",".join(DEFAULT_EDITS))).split(",")
-                  if e.strip())
+    copy_dim = min(kw["copy_dim"], kw["latent_dim"] // 2) if kw["invariance"] > 0 else 0
+    model = replace(DEFAULT_MODEL, image_size=kw["image_size"], latent_dim=kw["latent_dim"],
+                    widths=widths, kind=kw["kind"], tied=kw["tied"], copy_dim=copy_dim)
+    edits = tuple(e.strip() for e in str(kw["edits"]).split(",") if e.strip())
     try:
-        train = TrainConfig(epochs=kw.get("epochs"), budget=kw.get("budget", DEFAULT_BUDGET),
+        train = TrainConfig(epochs=kw["epochs"], budget=kw["budget"],
                             batch_size=kw["batch_size"], lr=kw["lr"],
                             weight_decay=kw["weight_decay"], patience=kw["patience"],
-                            seed=kw["seed"], device=kw["device"],
-                            invariance=invariance, edits=edits,
-                            min_crop=kw.get("min_crop", MIN_CROP), head=kw.get("head", False),
-                            beta=kw.get("beta", 1.0),
-                            noise=kw.get("noise", "gaussian"), noise_level=kw.get("noise_level", 0.3))
+                            seed=kw["seed"], device=kw["device"] or obj.settings.device,
+                            invariance=kw["invariance"], edits=edits, min_crop=kw["min_crop"],
+                            head=kw["head"], beta=kw["beta"], noise=kw["noise"],
+                            noise_level=kw["noise_level"])
     except TrainingError as exc:  # checked before thousands of files are decoded
         raise click.UsageError(str(exc)) from exc
     return model, train
 
 
-def run_training(obj: Context, folder: Path, output: Path, kw: dict) -> None:
-    model_config, train_config = training_configs(kw)
+def run_training(obj: Context, folder: Path, output: Path, model_config: AEConfig,
+                 train_config: TrainConfig) -> None:
     try:
         result = train_folder(folder, output, model_config, train_config, progress=not obj.quiet)
     except (TrainingError, ModelConfigError, RuntimeError, OSError) as exc:
@@ -140,7 +149,7 @@ def train(obj: Context, folder: Path, output: Path | None, **kw) -> None:
     replacing = (target.resolve() == obj.settings.model_path.resolve()
                  and not obj.settings.model_is_explicit)
     kept = keep_current_model(obj.store) if replacing else None
-    run_training(obj, folder, target, kw)
+    run_training(obj, folder, target, *training_configs(obj, kw))
     if kept is not None:
         click.echo(f"the index was built by the previous model, kept at {kept}: searches use "
                    "it until every image is re-encoded with the new one. Next: lookalike "
