@@ -257,12 +257,8 @@ def _rebuild_index(store: Store, model_path: Path) -> str:
     current, dim, _ = _current_model(model_path, models, probe, has_rows=True)
     if dim is None:
         return f"could not rebuild the index: {probe.model_problem}"
-    try:
-        metric = store.load_index(mmap=True).metric
-    except VectorIndexError:
-        metric = "cosine"
-    index = (store.rebuild_index(dim, current.id, metric) if current is not None
-             else VectorIndex.create(dim, metric))
+    index = (store.rebuild_index(dim, current.id) if current is not None
+             else VectorIndex.create(dim))
     store.publish_index(index, current.checkpoint_sha256 if current is not None else None)
     return f"rebuilt the index from the catalog's {index.ntotal} code(s) made by {model_path}"
 

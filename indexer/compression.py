@@ -28,6 +28,7 @@ from sqlalchemy import select
 from search.catalog import ImageRecord, ModelRecord
 from search.files import file_key, replace_atomically
 from search.store import Store, codebook_path
+from search.vector_index import pq_split
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,7 @@ class ProductQuantizer:
     @classmethod
     def train(cls, codes: np.ndarray, m: int = 8, nbits: int = 8) -> "ProductQuantizer":
         d = codes.shape[1]
-        while d % m:
-            m -= 1
+        m = pq_split(d, m)
         nbits = min(nbits, max(1, int(np.log2(max(len(codes), 2)))))
         pq = faiss.ProductQuantizer(d, m, nbits)
         pq.train(np.ascontiguousarray(codes, dtype=np.float32))

@@ -13,6 +13,7 @@ picks up where it stopped. The caller holds the data dir's writer lock
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,57 +225,68 @@ def _remember_choices(store: Store, encoder: TorchEncoder, root: Path,
 def _apply_plan(store: Store, work: Plan) -> None:
     """Moves, metadata touches and removals, in one transaction; removed ids are retired."""
     with store.sessions() as session, session.begin():
-        for row_id, path, size, mtime in work.moves:
-            row = session.get(ImageRecord, row_id)
-            row.path, row.size, row.mtime = path, size, mtime
-        for row_id, size, mtime in work.touch:
-            row = session.get(ImageRecord, row_id)
-            row.size, row.mtime = size, mtime
+        for move in work.moves:
+            row = session.get(ImageRecord, move.id)
+            row.path, row.size, row.mtime = move.path, move.size, move.mtime
+        for touch in work.touch:
+            row = session.get(ImageRecord, touch.id)
+            row.size, row.mtime = touch.size, touch.mtime
         removed = work.remove
         if removed:
             session.execute(delete(ImageRecord).where(ImageRecord.id.in_(removed)))
-            for row_id, path, digest in work.retire:
-                session.merge(RetiredRecord(id=row_id, path=path, sha256=digest))
+            for gone in work.retire:
+                session.merge(RetiredRecord(id=gone.id, path=gone.path, sha256=gone.sha256))
             store.mark_catalog_changed(session)
 
 
 def _store_batch(store: Store, index: VectorIndex, model_id: int, chunk: list[Encoded],
                  by_path: dict[str, Planned], summary: IndexSummary) -> None:
-    """Commit one encoded batch; the index follows after the commit."""
-    stale: list[int] = []
+    """Commit one encoded batch in one transaction; the index follows after the commit (a
+    crash between the two is what the catalog version catches: see ``Store``)."""
+    good = [e for e in chunk if e.code is not None]
     now = utcnow()
     with store.sessions() as session, session.begin():
-        for e in chunk:
-            if e.code is None:
-                item = by_path[e.path]
-                summary.failures.append((e.path, e.error or "unreadable"))
-                if item.row_id is not None:  # the file changed into something unreadable
-                    session.execute(delete(ImageRecord).where(ImageRecord.id == item.row_id))
-                    stale.append(item.row_id)
-        rows: list[ImageRecord] = []
-        good = [e for e in chunk if e.code is not None]
-        for e in good:
-            item = by_path[e.path]
-            fields = dict(path=item.path, sha256=item.sha256, size=item.size, mtime=item.mtime,
-                          width=e.width, height=e.height, format=e.format, taken_at=e.taken_at,
-                          model_id=model_id, code=e.code.tobytes(), recon_error=e.recon_error,
-                          indexed_at=now)
-            if item.row_id is None:
-                row = ImageRecord(**fields, id=item.reuse_id)
-                if item.reuse_id is not None:
-                    session.execute(delete(RetiredRecord).where(RetiredRecord.id == item.reuse_id))
-                session.add(row)
-                summary.added += 1
-            else:
-                row = session.get(ImageRecord, item.row_id)
-                for key, value in fields.items():
-                    setattr(row, key, value)
-                stale.append(item.row_id)
-                summary.updated += 1
-            rows.append(row)
+        dropped = [_drop_unreadable(session, by_path[e.path], e, summary)
+                   for e in chunk if e.code is None]
+        rows = [_write_row(session, by_path[e.path], e, model_id, now, summary) for e in good]
         store.mark_catalog_changed(session)
         session.flush()
         ids = np.array([r.id for r in rows], dtype=np.int64)
-    index.remove(stale)
+    # Dropped rows and rewritten ones lose their old vectors; the new codes go in.
+    rewritten = [by_path[e.path].row_id for e in good]
+    index.remove([i for i in dropped + rewritten if i is not None])
     if good:
         index.add(ids, np.stack([e.code for e in good]))
+
+
+def _drop_unreadable(session: Session, item: Planned, failed: Encoded,
+                     summary: IndexSummary) -> int | None:
+    """Count a file that could not be read; a row it had (the file changed into something
+    unreadable) is deleted. The id whose vector must go, or None."""
+    summary.failures.append((failed.path, failed.error or "unreadable"))
+    if item.row_id is None:
+        return None
+    session.execute(delete(ImageRecord).where(ImageRecord.id == item.row_id))
+    return item.row_id
+
+
+def _write_row(session: Session, item: Planned, e: Encoded, model_id: int, now: datetime,
+               summary: IndexSummary) -> ImageRecord:
+    """The catalog row of an encoded file: a new one (on a retired id when its content had
+    one), or its old row rewritten in place."""
+    fields = dict(path=item.path, sha256=item.sha256, size=item.size, mtime=item.mtime,
+                  width=e.width, height=e.height, format=e.format, taken_at=e.taken_at,
+                  model_id=model_id, code=e.code.tobytes(), recon_error=e.recon_error,
+                  indexed_at=now)
+    if item.row_id is not None:
+        row = session.get(ImageRecord, item.row_id)
+        for key, value in fields.items():
+            setattr(row, key, value)
+        summary.updated += 1
+        return row
+    if item.reuse_id is not None:
+        session.execute(delete(RetiredRecord).where(RetiredRecord.id == item.reuse_id))
+    row = ImageRecord(**fields, id=item.reuse_id)
+    session.add(row)
+    summary.added += 1
+    return row

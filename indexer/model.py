@@ -41,6 +41,9 @@ def conv_out(size: int, kernel: int, stride: int, padding: int) -> float:
 
 
 KINDS = ("ae", "dae", "vae", "linear")
+# Every layer halves the size (doubles it, in the decoder): 4×4 kernels, stride 2, padding 1,
+# as DCGAN's (Radford et al. 2016), which leave no checkerboard at the borders.
+KERNEL, STRIDE, PADDING = 4, 2, 1
 
 
 @dataclass
@@ -58,9 +61,6 @@ class AEConfig:
     channels: int = 3
     widths: tuple[int, ...] = (32, 64, 128, 256)
     latent_dim: int = 64
-    kernel: int = 4
-    stride: int = 2
-    padding: int = 1
     kind: str = "ae"
     tied: bool = False
     # The code's first copy_dim numbers are its copy part: the part the view-invariance term
@@ -98,17 +98,15 @@ class AEConfig:
             return []
         if not self.widths or any(w < 1 for w in self.widths):
             raise ModelConfigError("widths must be a non-empty list of positive numbers")
-        if self.kernel < 1 or self.stride < 1 or self.padding < 0:
-            raise ModelConfigError("kernel and stride must be ≥ 1, padding ≥ 0")
         sizes = []
         size = self.image_size
         for layer in range(self.depth):
-            out = conv_out(size, self.kernel, self.stride, self.padding)
+            out = conv_out(size, KERNEL, STRIDE, PADDING)
             if out < 1 or out != int(out):
                 raise ModelConfigError(
-                    f"encoder layer {layer + 1}: (W − F + 2P)/S + 1 = ({size} − {self.kernel} "
-                    f"+ 2·{self.padding})/{self.stride} + 1 = {out:g} is not a whole positive "
-                    f"size; choose an image size divisible by {self.stride ** self.depth} "
+                    f"encoder layer {layer + 1}: (W − F + 2P)/S + 1 = ({size} − {KERNEL} "
+                    f"+ 2·{PADDING})/{STRIDE} + 1 = {out:g} is not a whole positive "
+                    f"size; choose an image size divisible by {STRIDE ** self.depth} "
                     f"or fewer layers"
                 )
             size = int(out)
@@ -122,6 +120,13 @@ class AEConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AEConfig":
+        """The config a checkpoint stored. Checkpoints before #25 also stored the layers'
+        kernel, stride and padding, which were always these: any other is refused."""
+        layers = {"kernel": KERNEL, "stride": STRIDE, "padding": PADDING}
+        other = {k: d[k] for k, v in layers.items() if d.get(k, v) != v}
+        if other:
+            raise ModelConfigError(f"layers with {other} are not a Lookalike model's "
+                                   f"({layers})")
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -200,7 +205,7 @@ class ConvAutoencoder(Autoencoder):
         super().__init__()
         sizes = config.feature_sizes()
         self.config = config
-        k, s, p = config.kernel, config.stride, config.padding
+        k, s, p = KERNEL, STRIDE, PADDING
         self.convs = nn.ModuleList()
         self.enc_norms = nn.ModuleList()
         in_ch = config.channels
@@ -242,7 +247,7 @@ class ConvAutoencoder(Autoencoder):
         for i in range(c.depth):
             if c.tied:
                 conv = self.convs[c.depth - 1 - i]
-                h = F.conv_transpose2d(h, conv.weight, self.deconv_biases[i], c.stride, c.padding)
+                h = F.conv_transpose2d(h, conv.weight, self.deconv_biases[i], STRIDE, PADDING)
             else:
                 h = self.deconvs[i](h)
             if i < c.depth - 1:
@@ -347,9 +352,11 @@ def read_checkpoint(source: str | os.PathLike | BinaryIO, device: str | torch.de
         raise CheckpointError(f"{name} is not a Lookalike checkpoint")
     if payload.get("format", 0) > CHECKPOINT_FORMAT:
         raise CheckpointError(f"{name} was written by a newer Lookalike; upgrade to load it")
-    config = AEConfig.from_dict(payload["config"])
-    model = build_model(config)
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model = build_model(AEConfig.from_dict(payload["config"]))
+        model.load_state_dict(payload["state_dict"])
+    except (ModelConfigError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"{name} does not rebuild its model: {exc}") from exc
     model.to(device).eval()
     return Checkpoint(model, payload.get("facts", {}))
 

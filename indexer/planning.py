@@ -34,14 +34,42 @@ class Planned:
     reuse_id: int | None = None  # a new file whose content had this id before it was pruned
 
 
+@dataclass(frozen=True)
+class Move:
+    """A row whose file moved (same content, another path): it keeps its id and its code."""
+
+    id: int
+    path: str
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class Touch:
+    """A row whose file's metadata changed but not its content."""
+
+    id: int
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class Retire:
+    """A row whose file is gone: removed, its id kept so the same content can have it back."""
+
+    id: int
+    path: str
+    sha256: str
+
+
 @dataclass
 class Plan:
     """What a run will do; rows it removes are retired, so their ids can come back."""
 
     encode: list[Planned] = field(default_factory=list)
-    moves: list[tuple[int, str, int, float]] = field(default_factory=list)  # id, path, size, mtime
-    touch: list[tuple[int, int, float]] = field(default_factory=list)  # id, size, mtime
-    retire: list[tuple[int, str, str]] = field(default_factory=list)  # id, path, sha256
+    moves: list[Move] = field(default_factory=list)
+    touch: list[Touch] = field(default_factory=list)
+    retire: list[Retire] = field(default_factory=list)
     unchanged: int = 0
     excluded: int = 0
     kept: int = 0  # rows of missing files kept by the removal guard
@@ -50,7 +78,7 @@ class Plan:
 
     @property
     def remove(self) -> list[int]:
-        return [row_id for row_id, _, _ in self.retire]
+        return [r.id for r in self.retire]
 
 
 def plan(session: Session, root: Path, model_id: int, reencode: bool = False,
@@ -87,7 +115,7 @@ def plan(session: Session, root: Path, model_id: int, reencode: bool = False,
         candidates = vanished.get(item.sha256)
         if candidates and candidates[0].model_id == model_id and not reencode:
             row = candidates.pop(0)
-            result.moves.append((row.id, item.path, item.size, item.mtime))
+            result.moves.append(Move(row.id, item.path, item.size, item.mtime))
         elif item.sha256 in excluded_hashes:  # a copy or rename of a deleted image
             result.excluded += 1
         else:
@@ -134,7 +162,7 @@ def _plan_file(path: str, row, model_id: int, reencode: bool, result: Plan) -> P
         result.failures.append((path, f"cannot read file: {exc.strerror or exc}"))
         return None
     if current and row.sha256 == digest:
-        result.touch.append((row.id, st.st_size, st.st_mtime))
+        result.touch.append(Touch(row.id, st.st_size, st.st_mtime))
         result.unchanged += 1
         return None
     return Planned(path, st.st_size, st.st_mtime, digest, row.id if row else None)
@@ -165,7 +193,7 @@ def _plan_removals(result: Plan, gone: list, indexed: int, root: Path, prune: bo
             "the files are really gone, run again with --prune.")
         kept = {r.id for r in away}
         gone = [r for r in gone if r.id not in kept]
-    result.retire = [(r.id, r.path, r.sha256) for r in gone]
+    result.retire = [Retire(r.id, r.path, r.sha256) for r in gone]
 
 
 def _in_empty_folders(gone: list, root: Path) -> list:

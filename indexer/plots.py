@@ -13,7 +13,17 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from .images import ImageDecodeError, load_image
 from .model import to_pixels, to_tensor
+
+
+def tile_of(path: str | Path, size: int) -> np.ndarray:
+    """An image file as a *size* px tile of a sheet; where it cannot be read (moved, damaged),
+    a blank one, white as the sheet's paper, so a missing picture never looks like a dark one."""
+    try:
+        return load_image(path, size)
+    except ImageDecodeError:
+        return np.full((size, size, 3), 255, np.uint8)
 
 
 def save_loss_curve(train: Sequence[float], val: Sequence[float], path: str | Path) -> None:

@@ -41,13 +41,14 @@ class Metrics:
 
 
 MODES = ("classes", "copies")
-METRICS = ("cosine", "l2", "chi2")
+# How a ranking compares two feature vectors (the metrics are what it is scored by: mAP, P@k).
+SIMILARITIES = ("cosine", "l2", "chi2")
 
 
-def _scores(q: torch.Tensor, db: torch.Tensor, metric: str) -> torch.Tensor:
-    if metric == "cosine":
+def _scores(q: torch.Tensor, db: torch.Tensor, similarity: str) -> torch.Tensor:
+    if similarity == "cosine":
         return q @ db.T
-    if metric == "chi2":
+    if similarity == "chi2":
         return -chi2_distances(q, db)
     # −‖q − d‖² up to a per-query constant, which does not change the ranking;
     # on 0/1 bit vectors that is the Hamming distance.
@@ -67,7 +68,7 @@ def chi2_distances(q, db, block: int = 1 << 24) -> torch.Tensor:
 
 
 def retrieval_metrics(queries: np.ndarray, query_labels: Sequence, database: np.ndarray,
-                      database_labels: Sequence, metric: str = "cosine", chunk: int = 256,
+                      database_labels: Sequence, similarity: str = "cosine", chunk: int = 256,
                       progress: bool = False, desc: str = "ranking") -> Metrics:
     """mAP over the full ranking, P@1, P@10 and kNN-10 accuracy (majority vote)."""
     classes = {c: i for i, c in enumerate(sorted(set(database_labels) | set(query_labels)))}
@@ -75,14 +76,14 @@ def retrieval_metrics(queries: np.ndarray, query_labels: Sequence, database: np.
     dl = torch.tensor([classes[c] for c in database_labels])
     q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
     db = torch.from_numpy(np.ascontiguousarray(database, dtype=np.float32))
-    if metric == "cosine":
+    if similarity == "cosine":
         q = torch.nn.functional.normalize(q, dim=1)
         db = torch.nn.functional.normalize(db, dim=1)
     n_rel_total = torch.bincount(dl, minlength=len(classes)).float()
     ap_sum = p1 = p10 = knn = 0.0
     k = min(10, len(db))
     for start in tqdm(range(0, len(q), chunk), desc=desc, unit="chunk", disable=not progress):
-        s = _scores(q[start:start + chunk], db, metric)
+        s = _scores(q[start:start + chunk], db, similarity)
         order = torch.argsort(s, dim=1, descending=True, stable=True)  # ties: database order
         labels = ql[start:start + chunk]
         rel = (dl[order] == labels[:, None]).float()
@@ -231,8 +232,8 @@ def evaluate_collection(store: Store, encoder: TorchEncoder, folder: str | Path,
     extra: dict[str, Metrics] = {}
     if baselines:
         features = copy_features if mode == "copies" else class_features
-        for name, (q_f, db_f, metric) in features(q_pix, db_pix, size, encoder.dim).items():
-            extra[name] = retrieval_metrics(q_f, q_labels, db_f, db_labels, metric,
+        for name, (q_f, db_f, similarity) in features(q_pix, db_pix, size, encoder.dim).items():
+            extra[name] = retrieval_metrics(q_f, q_labels, db_f, db_labels, similarity,
                                             progress=progress, desc=name)
     return EvalReport(model, extra, encoder.dim, size)
 

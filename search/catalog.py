@@ -29,7 +29,13 @@ def id_chunks(ids: Sequence[int]) -> Iterator[list[int]]:
 
 
 def utcnow() -> datetime:
+    """Now, as the catalog stores times: UTC, without a zone (SQLite has no zoned type)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def utc_text(stored: datetime | None) -> str | None:
+    """A time the catalog stores, as every answer gives it: ISO 8601 with its +00:00 offset."""
+    return stored.replace(tzinfo=timezone.utc).isoformat() if stored else None
 
 
 class FilePath(TypeDecorator):

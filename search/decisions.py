@@ -16,7 +16,7 @@ from typing import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from .catalog import DecisionContent, DecisionRecord, ImageRecord
+from .catalog import DecisionContent, DecisionRecord, ImageRecord, utc_text
 from .store import Store
 
 NOT_DUPLICATES = "not_duplicates"
@@ -56,7 +56,7 @@ class Decision:
 
     def as_dict(self) -> dict:
         return {"id": self.id, "kind": self.kind, "keep_id": self.keep_id,
-                "decided_at": self.decided_at.isoformat() + "Z"}
+                "decided_at": utc_text(self.decided_at)}
 
 
 def record_decision(store: Store, kind: str, image_ids: Sequence[int],

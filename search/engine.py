@@ -36,6 +36,12 @@ class ModelMismatch(RuntimeError):
     """The index holds codes another model made: they compare with the query's as noise."""
 
 
+def reencode_advice(reencode: str, or_else: str) -> str:
+    """What to do about an index another model built, as every front end says it: the
+    *reencode* command line, *or_else* the front end's way to name the model that built it."""
+    return f"Re-encode with `{reencode}`, or {or_else}."
+
+
 @dataclass(frozen=True)
 class Hit:
     """One search result: what a result list shows; :meth:`SearchEngine.record` has the rest."""
@@ -163,9 +169,9 @@ def code_of(row: ImageRecord) -> np.ndarray:
 
 
 def _subset_index(rows: list[tuple[int, bytes]], like: VectorIndex) -> VectorIndex:
-    """An exact index of these (id, stored code) rows, with *like*'s metric; rows of another
+    """An exact index of these (id, stored code) rows, of *like*'s size; rows of another
     model (a code of another length) are left out."""
-    subset = VectorIndex.create(like.dim, like.metric)
+    subset = VectorIndex.create(like.dim)
     codes = [(i, c) for i, c in rows if len(c) == like.dim * 4]
     if codes:
         subset.add(np.array([i for i, _ in codes], np.int64),

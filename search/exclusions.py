@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
-from .catalog import ExcludedRecord, ImageRecord, utcnow
+from .catalog import ExcludedRecord, ImageRecord, utc_text, utcnow
 from .store import NotFound, Store
 from .vector_index import VectorIndex, VectorIndexError
 
@@ -43,7 +43,7 @@ class Exclusion:
     excluded_at: datetime | None
 
     def as_dict(self) -> dict[str, Any]:
-        at = self.excluded_at.replace(tzinfo=timezone.utc).isoformat() if self.excluded_at else None
+        at = utc_text(self.excluded_at)
         return {"id": self.id, "path": self.path, "sha256": self.sha256, "excluded_at": at}
 
     @classmethod

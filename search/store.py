@@ -324,8 +324,7 @@ class Store:
     def set_index_choice(self, session: Session, choice: str) -> None:
         self.set_meta(session, INDEX_CHOICE, choice)
 
-    def rebuild_index(self, dim: int, model_id: int, metric: str = "cosine",
-                      choice: str | None = None) -> VectorIndex:
+    def rebuild_index(self, dim: int, model_id: int, choice: str | None = None) -> VectorIndex:
         """A fresh index from the raw codes the catalog keeps for *model_id*.
 
         *choice* defaults to the data dir's (:meth:`index_choice`); ``auto``
@@ -338,9 +337,9 @@ class Store:
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         codes = (np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]) if rows
                  else np.zeros((0, dim), np.float32))
-        return build_index(ids, codes, dim, metric, choice)
+        return build_index(ids, codes, dim, choice)
 
-    def open_or_rebuild_index(self, dim: int, model_id: int, metric: str = "cosine") -> VectorIndex:
+    def open_or_rebuild_index(self, dim: int, model_id: int) -> VectorIndex:
         """The saved index if it holds exactly the model's catalog ids, else a rebuild.
 
         This is what makes a crash between a catalog commit and an index
@@ -351,9 +350,9 @@ class Store:
         try:
             index = self.load_index()
         except VectorIndexError:
-            return self.rebuild_index(dim, model_id, metric)
+            return self.rebuild_index(dim, model_id)
         ids = index.ids().tolist()
         if (index.dim == dim and self.index_is_current() and len(ids) == len(set(ids))
                 and set(ids) == self.catalog_ids(model_id)):
             return index
-        return self.rebuild_index(dim, model_id, metric)
+        return self.rebuild_index(dim, model_id)

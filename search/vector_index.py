@@ -14,7 +14,7 @@ import numpy as np
 
 from .files import replace_atomically
 
-METRICS = ("cosine", "l2")
+METRIC = "cosine"  # the only one: reported by `lookalike stats` and /api/stats
 INDEX_TYPES = ("auto", "flat", "ivf", "ivfpq")
 # Below this many vectors exact search is fast enough (≈1 ms at 100k, d = 64)
 # and perfect; above it an IVF index is ~10–40× faster at recall@10 ≥ 0.95.
@@ -41,22 +41,20 @@ def normalise(codes: np.ndarray) -> np.ndarray:
 
 
 class VectorIndex:
-    """A FAISS index plus the metric it was built for."""
+    """A FAISS index of normalised codes, searched by inner product (cosine similarity)."""
 
-    def __init__(self, index: faiss.Index, metric: str = "cosine"):
-        if metric not in METRICS:
-            raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
+    metric = METRIC
+
+    def __init__(self, index: faiss.Index):
         self.index = index
-        self.metric = metric
 
     @classmethod
-    def create(cls, dim: int, metric: str = "cosine") -> "VectorIndex":
+    def create(cls, dim: int) -> "VectorIndex":
         """An exact index: a flat index behind ``IndexIDMap2`` for catalog ids."""
-        flat = faiss.IndexFlatIP(dim) if metric == "cosine" else faiss.IndexFlatL2(dim)
-        return cls(faiss.IndexIDMap2(flat), metric)
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
 
     @classmethod
-    def create_ivf(cls, train_codes: np.ndarray, metric: str = "cosine",
+    def create_ivf(cls, train_codes: np.ndarray,
                    nlist: int | None = None, seed: int = 0) -> "VectorIndex":
         """An inverted-file index trained on a sample of *train_codes*.
 
@@ -67,18 +65,17 @@ class VectorIndex:
         """
         n, dim = train_codes.shape
         nlist = nlist or int(2 ** np.ceil(np.log2(max(4 * np.sqrt(n), 16))))
-        faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-        quantizer = faiss.IndexFlatIP(dim) if metric == "cosine" else faiss.IndexFlatL2(dim)
-        ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss_metric)
+        quantizer = faiss.IndexFlatIP(dim)
+        ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(seed)
         sample = train_codes[rng.choice(n, min(n, 64 * nlist), replace=False)]
-        index = cls(ivf, metric)
+        index = cls(ivf)
         ivf.train(index._prepare(sample))
         ivf.nprobe = default_nprobe(nlist)
         return index
 
     @classmethod
-    def create_ivfpq(cls, train_codes: np.ndarray, metric: str = "cosine",
+    def create_ivfpq(cls, train_codes: np.ndarray,
                      nlist: int | None = None, seed: int = 0) -> "VectorIndex":
         """IVF with product-quantised codes (Jégou et al. 2011): d/4 bytes a code.
 
@@ -91,13 +88,13 @@ class VectorIndex:
         # Half IVF's lists, k-means on 32 codes a list in 10 rounds: training 10M codes
         # takes minutes on 2 cores, not an hour; the re-ranking makes up the recall.
         nlist = nlist or int(2 ** np.ceil(np.log2(max(2 * np.sqrt(n), 16))))
-        faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-        quantizer = faiss.IndexHNSWFlat(dim, 32, faiss_metric)
-        ivf = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_subquantizers(dim), 8, faiss_metric)
+        quantizer = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        ivf = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_subquantizers(dim), 8,
+                               faiss.METRIC_INNER_PRODUCT)
         ivf.cp.niter = 10
         rng = np.random.default_rng(seed)
         sample = train_codes[rng.choice(n, min(n, max(32 * nlist, 65_536)), replace=False)]
-        index = cls(ivf, metric)
+        index = cls(ivf)
         ivf.train(index._prepare(sample))
         ivf.nprobe = min(nlist, max(16, nlist // 128))
         faiss.downcast_index(ivf.quantizer).hnsw.efSearch = max(64, 2 * ivf.nprobe)
@@ -110,10 +107,7 @@ class VectorIndex:
 
     def exact_scores(self, query: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """The scores :meth:`search` would give *codes* if it compared them exactly."""
-        q, c = self._prepare(query), self._prepare(codes)
-        if self.metric == "cosine":
-            return c @ q[0]
-        return -((c - q[0]) ** 2).sum(1)
+        return self._prepare(codes) @ self._prepare(query)[0]
 
     @property
     def dim(self) -> int:
@@ -145,7 +139,7 @@ class VectorIndex:
         codes = np.ascontiguousarray(codes, dtype=np.float32)
         if codes.ndim != 2 or codes.shape[1] != self.dim:
             raise ValueError(f"codes must have shape (n, {self.dim}), got {codes.shape}")
-        return normalise(codes) if self.metric == "cosine" else codes
+        return normalise(codes)
 
     def add(self, ids: np.ndarray, codes: np.ndarray) -> None:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
@@ -181,26 +175,28 @@ class VectorIndex:
     def search(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Scores and ids of the *k* nearest, best first; ``-1`` padding is dropped by callers.
 
-        Scores are similarities (higher is closer): cosine in [−1, 1], or
-        negative squared L2 distance for the l2 metric.
+        Scores are cosine similarities, in [−1, 1].
         """
         k = max(1, min(int(k), max(self.ntotal, 1)))
-        scores, ids = self.index.search(self._prepare(codes), k)
-        if self.metric == "l2":
-            scores = -scores
-        return scores, ids
+        return self.index.search(self._prepare(codes), k)
 
     def save(self, path: str | Path) -> None:
         """Write atomically (``search.files``): readers never load half an index."""
         replace_atomically(path, lambda tmp: faiss.write_index(self.index, tmp), "index")
 
 
-def pq_subquantizers(dim: int) -> int:
-    """Sub-vectors of 4 dimensions each, one byte apiece (FAISS wants a divisor of *dim*)."""
-    m = max(1, dim // 4)
+def pq_split(dim: int, wanted: int) -> int:
+    """The most sub-vectors, at most *wanted*, that a product quantiser can cut a *dim*-long
+    code into: FAISS wants a divisor of *dim*."""
+    m = max(1, min(wanted, dim))
     while dim % m:
         m -= 1
     return m
+
+
+def pq_subquantizers(dim: int) -> int:
+    """The index's PQ: sub-vectors of about 4 dimensions each, one byte apiece."""
+    return pq_split(dim, dim // 4)
 
 
 def default_nprobe(nlist: int) -> int:
@@ -224,16 +220,16 @@ def choose_index_type(n: int, requested: str = "auto") -> str:
 TRAINING_MINIMUM = {"ivf": 16, "ivfpq": 256}
 
 
-def build_index(ids: np.ndarray, codes: np.ndarray, dim: int, metric: str = "cosine",
+def build_index(ids: np.ndarray, codes: np.ndarray, dim: int,
                 choice: str = "auto") -> VectorIndex:
     """A new index of the type *choice* asks for (auto: by ``len(ids)``), holding them all."""
     kind = choose_index_type(len(ids), choice)
     if kind == "ivfpq" and len(ids) >= TRAINING_MINIMUM[kind]:
-        index = VectorIndex.create_ivfpq(codes, metric)
+        index = VectorIndex.create_ivfpq(codes)
     elif kind in TRAINING_MINIMUM and len(ids) >= TRAINING_MINIMUM["ivf"]:
-        index = VectorIndex.create_ivf(codes, metric)
+        index = VectorIndex.create_ivf(codes)
     else:
-        index = VectorIndex.create(dim, metric)
+        index = VectorIndex.create(dim)
     index.add(ids, codes)
     return index
 
@@ -248,5 +244,7 @@ def load_index(path: str | Path, mmap: bool = False) -> VectorIndex:
         index = faiss.read_index(str(path), flags)
     except RuntimeError as exc:
         raise VectorIndexError(f"cannot read vector index {path}: {exc}") from exc
-    metric = "cosine" if index.metric_type == faiss.METRIC_INNER_PRODUCT else "l2"
-    return VectorIndex(index, metric)
+    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        raise VectorIndexError(f"{path} does not compare codes by cosine similarity: not an "
+                               "index Lookalike wrote")
+    return VectorIndex(index)

@@ -24,7 +24,7 @@ from indexer.encoding import TorchEncoder, load_serving
 from indexer.model import CheckpointError
 from search.catalog import ImageRecord
 from search.database import READ_WRITE, SchemaError
-from search.engine import ModelMismatch, SearchEngine
+from search.engine import ModelMismatch, SearchEngine, reencode_advice
 from search.files import file_key
 from search.settings import Settings
 from search.store import DEFAULT_DATA_DIR, Store
@@ -179,9 +179,8 @@ class Backend:
             try:
                 engine.check_index(index)
             except ModelMismatch as exc:
-                raise NotReady(f"{str(exc)[0].upper()}{str(exc)[1:]}. Re-encode with "
-                               f"`{self.command('index --reencode')}`, or set LOOKALIKE_MODEL "
-                               "to the model that built the index.") from exc
+                raise NotReady(f"{str(exc)[0].upper()}{str(exc)[1:]}. "
+                               + self.reencode_advice()) from exc
             self._verified = index
         return engine, index
 
@@ -224,9 +223,12 @@ class Backend:
                     "searches use the previous one until every image is (run "
                     f"`{self.command('reindex').removesuffix(' FOLDER')}` if none is running).")
         return (f"The catalog was encoded with a different model than the one at "
-                f"{self.store.model_path}, so their codes cannot be compared. Re-encode with "
-                f"`{self.command('index --reencode')}`, or set LOOKALIKE_MODEL to the model "
-                "that built the index.")
+                f"{self.store.model_path}, so their codes cannot be compared. "
+                + self.reencode_advice())
+
+    def reencode_advice(self) -> str:
+        return reencode_advice(self.command("index --reencode"),
+                               "set LOOKALIKE_MODEL to the model that built the index")
 
     def record(self, image_id: int) -> ImageRecord:
         """One catalog row by id; needs no model, so metadata and files work without one."""

@@ -41,7 +41,7 @@ def test_shapes_round_trip(size, widths):
     (AEConfig(image_size=8, widths=(8,) * 5), "not a whole positive size"),
     (AEConfig(latent_dim=0), "positive"),
     (AEConfig(widths=()), "widths"),
-    (AEConfig(image_size=32, kernel=3, stride=2, padding=1, widths=(8,)), "16.5"),
+    (AEConfig(image_size=33, widths=(8,)), "16.5"),
 ])
 def test_impossible_configs_fail_at_build(cfg, message):
     with pytest.raises(ModelConfigError, match=message):
@@ -71,6 +71,22 @@ def test_bad_checkpoints(tmp_path):
     torch.save({"hello": 1}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a Lookalike checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_a_checkpoint_of_other_layers_is_refused_and_an_older_one_of_ours_loads(tmp_path):
+    """Checkpoints before #25 stored each layer's kernel, stride and padding, always 4, 2, 1."""
+    cfg = AEConfig(image_size=16, widths=(8,), latent_dim=4)
+    save_checkpoint(tmp_path / "m.pt", build_model(cfg), {})
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    for layers, loads in (({"kernel": 4, "stride": 2, "padding": 1}, True),
+                          ({"kernel": 3, "stride": 2, "padding": 1}, False)):
+        payload["config"].update(layers)
+        torch.save(payload, tmp_path / "old.pt")
+        if loads:
+            assert load_checkpoint(tmp_path / "old.pt").model.config == cfg
+        else:
+            with pytest.raises(CheckpointError, match="'kernel': 3"):
+                load_checkpoint(tmp_path / "old.pt")
 
 
 def _pixels(n=24, size=16, seed=0):

@@ -28,7 +28,7 @@ def test_index_and_checkpoint_get_the_usual_permissions(tmp_path):
     """mkstemp's 0600 would hide them from a server running as another user."""
     ids = np.arange(1, 6, dtype=np.int64)
     build_index(ids, np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32), 8,
-                "cosine", "flat").save(tmp_path / "index.faiss")
+                "flat").save(tmp_path / "index.faiss")
     save_checkpoint(tmp_path / "model.pt", build_model(AEConfig(image_size=16, latent_dim=4)), {})
     expected = 0o666 & ~_umask()
     assert _mode(tmp_path / "index.faiss") == expected

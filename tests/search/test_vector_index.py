@@ -1,6 +1,7 @@
 """The FAISS wrapper: ids are catalog keys, cosine by default, atomic saves."""
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pytest
 
@@ -43,13 +44,14 @@ def test_remove_and_ids():
     assert 2 not in found[0]
 
 
-def test_l2_metric_scores_are_negative_distances():
-    index = VectorIndex.create(8, metric="l2")
+def test_scores_are_cosine_similarities_whatever_the_codes_length():
+    index = VectorIndex.create(8)
     codes = _codes(5)
-    index.add(np.arange(5), codes)
-    scores, found = index.search(codes[:1], 2)
-    assert found[0, 0] == 0 and scores[0, 0] == pytest.approx(0.0, abs=1e-5)
-    assert scores[0, 1] < 0
+    index.add(np.arange(5), codes * np.arange(1, 6)[:, None])  # lengths do not count
+    scores, found = index.search(codes[:1] * 7, 2)
+    assert found[0, 0] == 0 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    unit = codes / np.linalg.norm(codes, axis=1, keepdims=True)
+    assert scores[0, 1] == pytest.approx(float(unit[0] @ unit[found[0, 1]]), abs=1e-5)
 
 
 def test_save_load_mmap_round_trip(tmp_path):
@@ -62,9 +64,9 @@ def test_save_load_mmap_round_trip(tmp_path):
         loaded = load_index(path, mmap=mmap)
         assert loaded.metric == "cosine" and loaded.ntotal == 20
         assert sorted(loaded.ids().tolist()) == sorted((np.arange(20) * 3).tolist())
-    l2 = VectorIndex.create(8, "l2")
-    l2.save(tmp_path / "l2.faiss")
-    assert load_index(tmp_path / "l2.faiss").metric == "l2"
+    faiss.write_index(faiss.IndexIDMap2(faiss.IndexFlatL2(8)), str(tmp_path / "l2.faiss"))
+    with pytest.raises(VectorIndexError, match="not an index Lookalike wrote"):
+        load_index(tmp_path / "l2.faiss")
 
 
 def test_bad_shapes_and_files(tmp_path):

@@ -17,7 +17,7 @@ from indexer.encoding import ENGINES, EncodingError, make_encoding
 from indexer.images import ImageDecodeError, load_image
 from indexer.job import index_folder
 from indexer.maintenance import reindex_all, reindex_folders
-from indexer.plots import save_result_sheet
+from indexer.plots import save_result_sheet, tile_of
 from indexer.train import DEFAULT_MODEL, TrainConfig
 from search.engine import SearchEngine
 from search.vector_index import INDEX_TYPES
@@ -144,11 +144,8 @@ def write_sheet(engine: SearchEngine, pixels, code, hits, path: Path) -> None:
     recons = encoder.decode(np.stack([code] + [stored.get(h.id, blank) for h in hits]))
     tiles = []
     for h, recon in zip(hits, recons[1:]):
-        try:
-            original = load_image(h.path, encoder.image_size)
-        except ImageDecodeError:
-            original = recon * 0
-        tiles.append((original, recon, f"{h.score:.3f} {Path(h.path).name}"))
+        tiles.append((tile_of(h.path, encoder.image_size), recon,
+                      f"{h.score:.3f} {Path(h.path).name}"))
     save_result_sheet(pixels, recons[0], tiles, path)
 
 

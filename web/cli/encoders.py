@@ -10,7 +10,7 @@ import numpy as np
 from indexer.encoding import TorchEncoder, load_serving
 from indexer.images import ImageDecodeError, load_image
 from indexer.model import CheckpointError, resolve_device
-from search.engine import ModelMismatch, SearchEngine
+from search.engine import ModelMismatch, SearchEngine, reencode_advice
 from search.vector_index import VectorIndexError
 
 from .context import Context
@@ -69,9 +69,9 @@ def checked_engine(obj: Context, encoder: TorchEncoder) -> SearchEngine:
             f"{exc}. Index a folder first: lookalike --data-dir {obj.data_dir} index FOLDER"
         ) from exc
     except ModelMismatch as exc:
-        raise click.ClickException(
-            f"{exc}. Re-encode with: lookalike --data-dir {obj.data_dir} index --reencode "
-            "FOLDER (or pass --model with the checkpoint that built it)") from exc
+        raise click.ClickException(f"{exc}. " + reencode_advice(
+            f"lookalike --data-dir {obj.data_dir} index --reencode FOLDER",
+            "pass --model with the checkpoint that built it")) from exc
     return engine
 
 

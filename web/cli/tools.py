@@ -13,9 +13,8 @@ from indexer.compression import (DTYPES, Codebooks, CompressionError, ProductQua
                                  TooFewCodes, code_dtype, compress_code, decompress_code, psnr,
                                  smallest_png)
 from indexer.encoding import TorchEncoder
-from indexer.images import ImageDecodeError, load_image
 from indexer.model import arithmetic, interpolate, sample_prior
-from indexer.plots import save_grid
+from indexer.plots import save_grid, tile_of
 from search.anomalies import NoThreshold, find_outliers
 from search.decisions import list_decisions
 from search.duplicates import (DEFAULT_THRESHOLD, STATUSES, TooManyPairs, find_duplicates,
@@ -75,22 +74,16 @@ def anomalies(obj: Context, top: int | None, threshold: float | None, sheet: Pat
     rows = found.rows
     if as_json:
         click.echo(json.dumps({"threshold": found.threshold, "total": found.total, "anomalies": [
-            {"id": r.id, "path": r.path, "error": r.recon_error} for r in rows]}, indent=2))
+            {"id": r.id, "path": r.path, "reconstruction_error": r.recon_error}
+            for r in rows]}, indent=2))
     else:
         if found.threshold is not None:
             obj.echo(f"{found.total} image(s) above reconstruction MSE {found.threshold:.5f}")
         for r in rows:
             click.echo(f"{r.recon_error:10.5f}  {r.path}")
     if sheet and rows:
-        save_grid(np.stack([_thumbnail(r.path) for r in rows[:64]]), sheet)
+        save_grid(np.stack([tile_of(r.path, 96) for r in rows[:64]]), sheet)
         obj.echo(f"sheet: {sheet}", err=as_json)
-
-
-def _thumbnail(path: str, size: int = 96) -> np.ndarray:
-    try:
-        return load_image(path, size)
-    except ImageDecodeError:
-        return np.full((size, size, 3), 255, np.uint8)
 
 
 def _codebook(obj: Context, encoder: TorchEncoder) -> ProductQuantizer:
@@ -262,6 +255,6 @@ def _print_groups(obj: Context, groups: list, threshold: float, reviewed: int,
 
 def _duplicate_sheet(groups: list, path: Path, per_row: int = 8) -> None:
     blank = np.full((96, 96, 3), 255, np.uint8)
-    rows = [[_thumbnail(m.path) for m in g.members[:per_row]] for g in groups]
+    rows = [[tile_of(m.path, 96) for m in g.members[:per_row]] for g in groups]
     tiles = [t for row in rows for t in row + [blank] * (per_row - len(row))]
     save_grid(np.stack(tiles), path, nrow=per_row)
