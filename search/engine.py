@@ -60,6 +60,7 @@ class SearchEngine:
         self.encoder = encoder
         self._index: VectorIndex | None = None
         self._index_generation = -1
+        self._checked: VectorIndex | None = None  # the loaded index check_index passed
         self._lock = threading.Lock()
 
     def index(self) -> VectorIndex:
@@ -72,6 +73,15 @@ class SearchEngine:
                 self._index = self.store.load_index(mmap=True)
                 self._index_generation = generation
             return self._index
+
+    def checked_index(self) -> VectorIndex:
+        """:meth:`index`, refused (ModelMismatch) when another model built it; each index
+        loaded is checked once, not on every query."""
+        index = self.index()
+        if self._checked is not index:
+            self.check_index(index)
+            self._checked = index
+        return index
 
     def check_index(self, index: VectorIndex) -> None:
         """Refuse an index this engine's encoder did not build (ModelMismatch says how).

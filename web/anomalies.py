@@ -31,7 +31,8 @@ def anomalies():
     """
     params = request_params()
     top, threshold = params.top, params.threshold
-    engine, _index = current_backend().ready_search_engine()
+    serving, _index = current_backend().ready()
+    engine = serving.engine
     encoder = engine.encoder
     model_threshold = getattr(encoder, "anomaly_threshold", None)
     try:

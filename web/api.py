@@ -42,7 +42,8 @@ def search():
     req = read_search_request()
     filters = filters_of(request_params())
     backend = current_backend()
-    engine, index = backend.ready_search_engine()
+    serving, index = backend.ready()
+    engine = serving.engine
     encoder = engine.encoder
     box = box_corners(req.box) if req.box else None
     query = decode_query(req.data, encoder.image_size, box=box)
@@ -99,9 +100,10 @@ def similar(image_id: int):
     """
     params = request_params()
     backend = current_backend()
-    engine, index = backend.ready_search_engine()
+    serving, index = backend.ready()
+    engine = serving.engine
     row = backend.record(image_id)
-    backend.check_same_model(engine, row)
+    backend.check_same_model(serving, row)
     hits = engine.search_code(code_of(row), params.k, exclude=image_id, index=index,
                               filters=filters_of(params))
     query = {**image_json(row), **anomaly(engine.encoder, row.recon_error)}
@@ -128,7 +130,8 @@ def stats():
     message = backend.readiness()
     info["ready"] = message is None
     info["message"] = message
-    info["model_sha256"] = backend.loaded_model_sha256()
+    loaded = backend.loaded()
+    info["model_sha256"] = loaded.encoder.sha256 if loaded is not None else None
     return jsonify(info)
 
 

@@ -1,18 +1,19 @@
-"""The per-app search backend: one store, one loaded model, one engine.
+"""The per-app search backend: one store, and one snapshot of what serves searches.
 
 Loading a checkpoint and a FAISS index is far slower than answering a
 query, so they are loaded once per app and shared by all request threads.
 The model is reloaded when its file changes on disk (``lookalike train``
-replaces it atomically); the engine itself reloads the index when an
-indexer bumps the index generation. Nothing here is per request, so
-there is nothing to close at request teardown; :meth:`Backend.close`
-releases the database pool when the app is discarded.
+replaces it atomically) or when a re-encode lets another model's index serve;
+the engine itself reloads the index when an indexer bumps the index generation.
+Nothing here is per request, so there is nothing to close at request teardown;
+:meth:`Backend.close` releases the database pool when the app is discarded.
 """
 from __future__ import annotations
 
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
@@ -37,26 +38,41 @@ class NotReady(Exception):
     """No usable model or index yet; the message says which command to run."""
 
 
+@dataclass(frozen=True)
+class Serving:
+    """What answers searches for one state of the data dir: the model file as it is on disk
+    and the model that built the index (``key``). Never changed: when either moves, the
+    backend loads a new one and swaps it in whole, so a request holds one consistent set of
+    encoder, engine and model id however long it runs."""
+
+    key: tuple
+    engine: SearchEngine | None = None
+    model_id: int | None = None  # the catalog's id for this checkpoint; None until indexed
+    waiting_model: Path | None = None  # a newer model.pt waiting for `lookalike reindex`
+    problem: str | None = None  # why the model at *key* cannot serve: not retried per request
+
+    @property
+    def encoder(self) -> TorchEncoder:
+        return self.engine.encoder
+
+
 class Backend:
-    """Lazily opened store + model + engine for one app, safe to share between threads."""
+    """The store and the :class:`Serving` snapshot of one app, shared by its request threads.
+
+    Two things are swapped, each under the one lock: the store, when a catalog that was
+    opened read-only can be written again, and the snapshot, when the model file or the
+    model that built the index changes.
+    """
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.data_dir = settings.data_dir
-        self.device = settings.device
-        self.threads = settings.inference_threads
-        self._store: Store | None = None
-        self._codebooks: Codebooks | None = None
-        self._engine: SearchEngine | None = None
-        self._model_key: tuple | None = None
-        # A newer model.pt than the one serving, waiting for `lookalike reindex` to re-encode.
-        self.waiting_model: Path | None = None
-        self._model_id: tuple[SearchEngine, int] | None = None
-        self._verified: VectorIndex | None = None
-        self._broken: tuple[tuple, str] | None = None
         self._lock = threading.Lock()
-        self._local = threading.local()
+        self._store: Store | None = None
         self._reopen_at = 0.0
+        self._serving: Serving | None = None
+        self._codebooks: Codebooks | None = None
+        self._local = threading.local()
 
     # -- what to tell a person who has not indexed anything yet -------------------------
 
@@ -66,7 +82,11 @@ class Backend:
         data_dir = "" if self.data_dir == default else f" --data-dir {self.data_dir}"
         return f"lookalike{data_dir} {action} FOLDER"
 
-    # -- resources ------------------------------------------------------------------------
+    def reencode_advice(self) -> str:
+        return reencode_advice(self.command("index --reencode"),
+                               "set LOOKALIKE_MODEL to the model that built the index")
+
+    # -- the store --------------------------------------------------------------------------
 
     @property
     def store(self) -> Store:
@@ -90,17 +110,63 @@ class Backend:
                 if self._store is None or fresh.access > self._store.access:
                     # Nothing built on the old store may outlive it (the engine holds it);
                     # its connections are left to close with it, as other threads may use them.
-                    self._store, self._engine, self._codebooks = fresh, None, None
-                    self._model_key = self._model_id = self._verified = None
+                    self._store, self._serving, self._codebooks = fresh, None, None
                 else:
                     fresh.close()
                 self._reopen_at = time.monotonic() + REOPEN_SECONDS
         return self._store
 
-    def search_engine(self) -> SearchEngine:
-        """The engine with the model that built the index (``indexer.encoding.load_serving``),
-        reloaded when the model file changes or a re-encode switches the index to another."""
+    # -- the snapshot -------------------------------------------------------------------------
+
+    def serving(self) -> Serving:
+        """The snapshot for the data dir as it is now: loaded (``indexer.encoding.load_serving``)
+        when the model file or the model that built the index changed; NotReady without a
+        usable model. It may have no index yet: :meth:`ready` asks for one."""
         store = self.store
+        key = self._key(store)
+        current = self._serving
+        if current is None or current.key != key:
+            with self._lock:
+                current = self._serving
+                if current is None or current.key != key:
+                    current = self._serving = self._load(store, key)
+        if current.problem is not None:
+            raise NotReady(current.problem)
+        self._prepare_thread()
+        return current
+
+    def ready(self) -> tuple[Serving, VectorIndex]:
+        """The snapshot and an index that exists, holds vectors, and was built by its model;
+        else NotReady saying what to run."""
+        serving = self.serving()
+        try:
+            index = serving.engine.checked_index()
+        except VectorIndexError as exc:
+            raise NotReady(f"No index yet ({exc}). Run `{self.command()}` to index your "
+                           "images.") from exc
+        except ModelMismatch as exc:
+            raise NotReady(f"{str(exc)[0].upper()}{str(exc)[1:]}. "
+                           + self.reencode_advice()) from exc
+        if index.ntotal == 0:
+            raise NotReady(f"The collection is empty. Run `{self.command()}` on a folder "
+                           "of images.")
+        return serving, index
+
+    def readiness(self) -> str | None:
+        """None when searches can run, else the message saying what to do."""
+        try:
+            self.ready()
+        except NotReady as exc:
+            return str(exc)
+        return None
+
+    def loaded(self) -> Serving | None:
+        """The snapshot in use, if one was loaded; loads nothing."""
+        current = self._serving
+        return current if current is not None and current.engine is not None else None
+
+    def _key(self, store: Store) -> tuple:
+        """What the snapshot depends on: the model file, and the model that built the index."""
         key = file_key(store.model_path)
         if key is None:
             if self.settings.model_is_explicit:  # LOOKALIKE_MODEL names a file that is not there
@@ -108,45 +174,21 @@ class Backend:
                                f"with `{self.command(f'train -o {store.model_path}')}`.")
             raise NotReady(f"No model yet at {store.model_path}. Run `{self.command()}` to "
                            "train one on your images and index them.")
-        key = (key, None if self.settings.model_is_explicit else store.index_model())
-        if self._engine is not None and key == self._model_key:
-            self._prepare_thread()
-            return self._engine
-        with self._lock:
-            if self._broken is not None and self._broken[0] == key:
-                raise NotReady(self._broken[1])  # same unreadable file: do not reload per request
-            if self._engine is None or key != self._model_key:
-                try:
-                    encoder, self.waiting_model = self._load_encoder(store)
-                except NotReady as exc:
-                    self._broken = (key, str(exc))
-                    raise
-                self._engine = SearchEngine(store, encoder)
-                self._model_key, self._broken = key, None
-        self._prepare_thread()
-        return self._engine
+        return key, None if self.settings.model_is_explicit else store.index_model()
 
-    def indexing_encoder(self) -> TorchEncoder:
-        """The model a re-index encodes with: the data dir's own, also while the previous
-        one still serves searches (``waiting_model``)."""
-        engine = self.search_engine()
-        if self.waiting_model is None:
-            return engine.encoder
-        try:
-            return TorchEncoder.from_path(self.waiting_model, self.device)
-        except (CheckpointError, RuntimeError) as exc:
-            raise NotReady(f"The model at {self.waiting_model} cannot be loaded ({exc}).") from exc
-
-    def _load_encoder(self, store: Store) -> tuple[TorchEncoder, Path | None]:
-        path = store.model_path
+    def _load(self, store: Store, key: tuple) -> Serving:
+        path, device = store.model_path, self.settings.device
         try:
             if self.settings.model_is_explicit:
-                return TorchEncoder.from_path(path, self.device), None
-            return load_serving(store, path, self.device)
+                encoder, waiting = TorchEncoder.from_path(path, device), None
+            else:
+                encoder, waiting = load_serving(store, path, device)
         except (CheckpointError, RuntimeError) as exc:
-            raise NotReady(f"The model at {path} cannot be loaded ({exc}). Train a new one "
-                           f"with `{self.command('train')}`, then re-encode with "
-                           f"`{self.command('index --reencode')}`.") from exc
+            return Serving(key, problem=f"The model at {path} cannot be loaded ({exc}). Train a "
+                           f"new one with `{self.command('train')}`, then re-encode with "
+                           f"`{self.command('index --reencode')}`.")
+        return Serving(key, SearchEngine(store, encoder), store.model_id_of(encoder.sha256),
+                       waiting)
 
     def _prepare_thread(self) -> None:
         """CPU settings that live per thread, applied once in each request thread.
@@ -159,30 +201,44 @@ class Backend:
         if getattr(self._local, "prepared", False):
             return
         torch.set_flush_denormal(True)
-        if self.threads > 0:
-            torch.set_num_threads(self.threads)
-            faiss.omp_set_num_threads(self.threads)
+        threads = self.settings.inference_threads
+        if threads > 0:
+            torch.set_num_threads(threads)
+            faiss.omp_set_num_threads(threads)
         self._local.prepared = True
 
-    def ready_search_engine(self) -> tuple[SearchEngine, VectorIndex]:
-        """An engine whose index exists, has vectors, and fits the model; else NotReady."""
-        engine = self.search_engine()
+    # -- what the views ask of it ---------------------------------------------------------------
+
+    def indexing_encoder(self) -> TorchEncoder:
+        """The model a re-index encodes with: the data dir's own, also while the previous
+        one still serves searches (``Serving.waiting_model``)."""
+        serving = self.serving()
+        if serving.waiting_model is None:
+            return serving.encoder
         try:
-            index = engine.index()
-        except VectorIndexError as exc:
-            raise NotReady(f"No index yet ({exc}). Run `{self.command()}` to index your "
-                           "images.") from exc
-        if index.ntotal == 0:
-            raise NotReady(f"The collection is empty. Run `{self.command()}` on a folder "
-                           "of images.")
-        if self._verified is not index:  # once per loaded index: is it this model's?
-            try:
-                engine.check_index(index)
-            except ModelMismatch as exc:
-                raise NotReady(f"{str(exc)[0].upper()}{str(exc)[1:]}. "
-                               + self.reencode_advice()) from exc
-            self._verified = index
-        return engine, index
+            return TorchEncoder.from_path(serving.waiting_model, self.settings.device)
+        except (CheckpointError, RuntimeError) as exc:
+            raise NotReady(f"The model at {serving.waiting_model} cannot be loaded ({exc}).") \
+                from exc
+
+    def check_same_model(self, serving: Serving, row: ImageRecord) -> None:
+        """Codes of another model decode and compare as noise: refuse them instead."""
+        model_id = serving.model_id
+        if model_id is None:  # the snapshot predates the model's first row: ask the catalog
+            model_id = self.store.model_id_of(serving.encoder.sha256)
+        if row.model_id != model_id:
+            raise NotReady(f"Image {row.id} was encoded by another model. "
+                           + self.other_model_message(serving))
+
+    def other_model_message(self, serving: Serving | None = None) -> str:
+        waiting = serving.waiting_model if serving is not None else None
+        if waiting is not None:
+            return (f"It is being re-encoded with the new model at {waiting}; "
+                    "searches use the previous one until every image is (run "
+                    f"`{self.command('reindex').removesuffix(' FOLDER')}` if none is running).")
+        return (f"The catalog was encoded with a different model than the one at "
+                f"{self.store.model_path}, so their codes cannot be compared. "
+                + self.reencode_advice())
 
     @property
     def codebooks(self) -> Codebooks:
@@ -201,51 +257,9 @@ class Backend:
         except TooFewCodes as exc:
             raise NotReady(f"{exc}. Run `{self.command()}` first, or use another dtype.") from exc
 
-    def model_id(self, engine: SearchEngine) -> int | None:
-        """The catalog's id for the loaded checkpoint; None until an indexer has used it."""
-        cached = self._model_id
-        if cached is not None and cached[0] is engine:
-            return cached[1]
-        found = self.store.model_id_of(getattr(engine.encoder, "sha256", None))
-        if found is not None:
-            self._model_id = (engine, found)
-        return found
-
-    def check_same_model(self, engine: SearchEngine, row: ImageRecord) -> None:
-        """Codes of another model decode and compare as noise: refuse them instead."""
-        if row.model_id != self.model_id(engine):
-            raise NotReady(f"Image {row.id} was encoded by another model. "
-                           + self.other_model_message())
-
-    def other_model_message(self) -> str:
-        if self.waiting_model is not None:
-            return (f"It is being re-encoded with the new model at {self.waiting_model}; "
-                    "searches use the previous one until every image is (run "
-                    f"`{self.command('reindex').removesuffix(' FOLDER')}` if none is running).")
-        return (f"The catalog was encoded with a different model than the one at "
-                f"{self.store.model_path}, so their codes cannot be compared. "
-                + self.reencode_advice())
-
-    def reencode_advice(self) -> str:
-        return reencode_advice(self.command("index --reencode"),
-                               "set LOOKALIKE_MODEL to the model that built the index")
-
     def record(self, image_id: int) -> ImageRecord:
         """One catalog row by id; needs no model, so metadata and files work without one."""
         return self.store.record(image_id)
-
-    def readiness(self) -> str | None:
-        """None when searches can run, else the message saying what to do."""
-        try:
-            self.ready_search_engine()
-        except NotReady as exc:
-            return str(exc)
-        return None
-
-    def loaded_model_sha256(self) -> str | None:
-        """The sha256 of the checkpoint in use, once one has been loaded."""
-        engine = self._engine
-        return getattr(engine.encoder, "sha256", None) if engine is not None else None
 
     def close(self) -> None:
         """Release the database connections (tests create many apps)."""

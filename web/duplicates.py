@@ -135,7 +135,8 @@ def duplicates():
     ``pending``.
     """
     params = request_params()
-    engine, _index = current_backend().ready_search_engine()
+    serving, _index = current_backend().ready()
+    engine = serving.engine
     store, encoder = engine.store, engine.encoder
     own = model_threshold(encoder.copy_threshold, encoder.separates_copies)
     threshold = params.threshold if params.threshold is not None else own

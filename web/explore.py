@@ -17,11 +17,11 @@ from flask import Blueprint, jsonify
 from indexer.model import arithmetic as combine
 from indexer.model import interpolate as line
 from indexer.model import sample_prior
-from search.engine import SearchEngine, code_of
+from search.engine import code_of
 
 from .answers import ArithmeticResponse, InterpolateResponse, SampleResponse
 from .apispec import request_params, spec
-from .backend import Backend, current_backend
+from .backend import Backend, Serving, current_backend
 from .fields import SEED_MAX
 from .schemas import (NOT_FOUND, NOT_READY, ArithmeticQueryString, InterpolateQueryString,
                       SampleQueryString, answers)
@@ -42,10 +42,10 @@ def _images(encoder: Any, codes: np.ndarray) -> list[str]:
     return [png_data_url(img) for img in encoder.decode(np.asarray(codes, dtype=np.float32))]
 
 
-def _stored(backend: Backend, engine: SearchEngine, image_id: int) -> tuple[dict, np.ndarray]:
+def _stored(backend: Backend, serving: Serving, image_id: int) -> tuple[dict, np.ndarray]:
     """An indexed image's summary and a writable copy of its stored code (404/503 otherwise)."""
     row = backend.record(image_id)
-    backend.check_same_model(engine, row)
+    backend.check_same_model(serving, row)
     ref = {"id": row.id, "name": PurePath(row.path).name, **image_urls(row.id)}
     return ref, np.array(code_of(row), dtype=np.float32)
 
@@ -61,7 +61,7 @@ def sample():
     params = request_params()
     n, seed = params.n, params.seed
     seed = secrets.randbelow(SEED_MAX + 1) if seed is None else seed
-    encoder = current_backend().search_engine().encoder
+    encoder = current_backend().serving().encoder
     return jsonify(model_kind=encoder.kind, note=explore_note(encoder.kind), n=n, seed=seed,
                    images=_images(encoder, sample_prior(encoder.dim, n, seed)))
 
@@ -78,10 +78,10 @@ def interpolate():
     params = request_params()
     a, b, steps = params.a, params.b, params.steps
     backend = current_backend()
-    engine = backend.search_engine()
-    ref_a, code_a = _stored(backend, engine, a)
-    ref_b, code_b = _stored(backend, engine, b)
-    encoder = engine.encoder
+    serving = backend.serving()
+    ref_a, code_a = _stored(backend, serving, a)
+    ref_b, code_b = _stored(backend, serving, b)
+    encoder = serving.encoder
     return jsonify(model_kind=encoder.kind, note=explore_note(encoder.kind), a=ref_a, b=ref_b,
                    steps=steps, images=_images(encoder, line(code_a, code_b, steps)))
 
@@ -96,8 +96,9 @@ def arithmetic():
     ids = [params.a, params.b, params.c]
     k = params.k
     backend = current_backend()
-    engine, index = backend.ready_search_engine()
-    refs, codes = zip(*(_stored(backend, engine, i) for i in ids))
+    serving, index = backend.ready()
+    engine = serving.engine
+    refs, codes = zip(*(_stored(backend, serving, i) for i in ids))
     result = combine(*codes)
     encoder = engine.encoder
     hits = engine.search_code(result, k, index=index)

@@ -77,9 +77,10 @@ def reconstruction(image_id: int):
     At the model's resolution.
     """
     backend = current_backend()
-    engine = backend.search_engine()
+    serving = backend.serving()
+    engine = serving.engine
     row = backend.record(image_id)
-    backend.check_same_model(engine, row)
+    backend.check_same_model(serving, row)
     code = code_of(row)
     model = getattr(engine.encoder, "sha256", "") or ""
     etag = f"{model[:16]}-{hashlib.sha256(row.code).hexdigest()[:16]}"

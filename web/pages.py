@@ -54,7 +54,7 @@ def search():
 def _model_kind() -> tuple[str | None, str | None]:
     """(kind of the loaded model, None) or (None, what to run): denoising needs no index."""
     try:
-        return current_backend().search_engine().encoder.kind, None
+        return current_backend().serving().encoder.kind, None
     except NotReady as exc:
         return None, str(exc)
 

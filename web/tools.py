@@ -65,7 +65,7 @@ def denoise():
     """
     data, options = read_upload()
     sigma, seed, fmt = options.add_noise, options.seed, options.format
-    encoder = current_backend().search_engine().encoder
+    encoder = current_backend().serving().encoder
     query = decode_query(data, encoder.image_size)
     clean = query.pixels
     if sigma:
@@ -110,7 +110,8 @@ def compress():
     data, options = read_upload()
     dtype = options.dtype
     backend = current_backend()
-    engine = backend.search_engine()
+    serving = backend.serving()
+    engine = serving.engine
     encoder = engine.encoder
     query = decode_query(data, encoder.image_size)
     code = encoder.encode(query.pixels[None])[0]
@@ -143,7 +144,7 @@ def decompress():
     """
     blob = _read_code()
     backend = current_backend()
-    encoder = backend.search_engine().encoder
+    encoder = backend.serving().encoder
     pq = backend.codebooks.find(encoder.sha256) if code_dtype(blob) == "pq" else None
     try:
         z = decompress_code(blob, encoder.sha256, pq)

@@ -63,7 +63,7 @@ def checked_engine(obj: Context, encoder: TorchEncoder) -> SearchEngine:
     """A search engine over the data dir's index, refused when another model built it."""
     engine = SearchEngine(obj.existing_store(), encoder)
     try:
-        engine.check_index(engine.index())
+        engine.checked_index()
     except VectorIndexError as exc:
         raise click.ClickException(
             f"{exc}. Index a folder first: lookalike --data-dir {obj.data_dir} index FOLDER"
