@@ -4,7 +4,7 @@ Shared by the command line (``lookalike remove``, ``exclusions``) and the
 operator's web endpoints (``/api/admin``). Every writer here expects the caller
 to hold the data dir's writer lock (``search.lock``), so none of them
 interleaves with another writer. No model is needed: a removal drops a row, its
-vector and its thumbnail; re-indexing (``indexer.maintenance``) reads the
+vector and its thumbnail; re-indexing (``indexer.job``) reads the
 exclusions.
 """
 from __future__ import annotations

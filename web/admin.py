@@ -28,7 +28,7 @@ import torch
 from flask import Blueprint, Flask, current_app, jsonify, request
 
 from indexer.encoding import TorchEncoder
-from indexer.maintenance import reindex_all, reindex_folders
+from indexer.job import reindex_all, reindex_folders
 from search.catalog import ID_MAX
 from search.exclusions import lift_exclusion, list_exclusions, remove_image
 from search.files import DiskFullError, ReadOnlyError

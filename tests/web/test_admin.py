@@ -391,17 +391,17 @@ def test_a_running_job_holds_the_lock(clients, own_library, monkeypatch):
     """While a job runs, other writers (this app's delete, `lookalike index`) get 409."""
     import threading
 
-    import indexer.maintenance
+    import indexer.job
 
     release = threading.Event()
-    real = indexer.maintenance.index_folder
+    real = indexer.job.index_folder
 
     def slow_index_folder(*args, **kwargs):
         release.wait(60)
         return real(*args, **kwargs)
 
-    # the call the job makes (indexer.maintenance.reindex_folder), held until released
-    monkeypatch.setattr(indexer.maintenance, "index_folder", slow_index_folder)
+    # the call the job makes (indexer.job.reindex_folder), held until released
+    monkeypatch.setattr(indexer.job, "index_folder", slow_index_folder)
     client = clients(own_library.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN,
                      LOOKALIKE_INDEX_FOLDERS=[str(own_library.collection)])
     job = start_reindex(client)
@@ -421,12 +421,12 @@ def test_a_running_job_holds_the_lock(clients, own_library, monkeypatch):
 
 
 def test_a_failed_job_says_why_and_releases_the_lock(clients, own_library, monkeypatch):
-    import indexer.maintenance
+    import indexer.job
 
     def broken(*args, **kwargs):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(indexer.maintenance, "index_folder", broken)
+    monkeypatch.setattr(indexer.job, "index_folder", broken)
     client = clients(own_library.data_dir, LOOKALIKE_ADMIN_TOKEN=TOKEN,
                      LOOKALIKE_INDEX_FOLDERS=[str(own_library.collection)])
     done = wait_until_done(start_reindex(client)["id"], client)

@@ -1,5 +1,5 @@
 """Commands that read the collection's images with its model: index, search, demo, check
-(catalog, index, files and model agree) and reindex (``indexer.maintenance``)."""
+(catalog, index, files and model agree) and reindex (``indexer.job``)."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,7 @@ from indexer.check import check_data_dir, repair_data_dir
 from indexer.encoding import ENGINES, EncodingError, make_encoding
 from indexer.images import ImageDecodeError, load_image
 from indexer.job import index_folder
-from indexer.maintenance import reindex_all, reindex_folders
+from indexer.job import reindex_all, reindex_folders
 from indexer.plots import save_result_sheet, tile_of
 from indexer.train import DEFAULT_MODEL, TrainConfig
 from search.engine import SearchEngine
