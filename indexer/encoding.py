@@ -30,8 +30,10 @@ from .images import Decoded, batched, decode_file, decode_many
 from .model import (Checkpoint, load_checkpoint, read_checkpoint, resolve_device, to_pixels,
                     to_tensor)
 
-ENGINES = ("local", "ray")
-MAX_BLOCKS = 10_000  # of the Ray engine's work list: above 10k batches, blocks hold several
+# Where a work list is encoded: `index --engine` (the option keeps the name users know; here an
+# "engine" is only ever the search engine or SQLAlchemy's).
+ENCODINGS = ("local", "ray")
+MAX_BLOCKS = 10_000  # of the Ray encoding's work list: above 10k batches, blocks hold several
 
 
 
@@ -219,7 +221,7 @@ class RayEncoding:
     told before the run plans anything. *actors* defaults to one per CPU of the
     cluster, each on one CPU with one torch thread. An actor that dies (a file
     that crashes the decoder) is not restarted: the run stops with an error, as
-    the local engine's does, and the next run carries on from the last batch.
+    the local encoding's does, and the next run carries on from the last batch.
     """
 
     def __init__(self, encoder: TorchEncoder, batch_size: int = 128,
@@ -285,6 +287,7 @@ def make_encoding(name: str, encoder: TorchEncoder, batch_size: int = 128,
         return LocalEncoding(encoder, batch_size, workers)
     if name == "ray":
         if importlib.util.find_spec("ray") is None:
-            raise EncodingError("the ray engine needs Ray Data: pip install 'lookalike[ray]'")
+            raise EncodingError("the ray encoding (--engine ray) needs Ray Data: "
+                                "pip install 'lookalike[ray]'")
         return RayEncoding(encoder, batch_size, ray_address, ray_actors)
-    raise ValueError(f"engine must be one of {ENGINES}, not {name!r}")
+    raise ValueError(f"the encoding must be one of {ENCODINGS}, not {name!r}")

@@ -13,7 +13,7 @@ import numpy as np
 
 import indexer
 from indexer.check import check_data_dir, repair_data_dir
-from indexer.encoding import ENGINES, EncodingError, make_encoding
+from indexer.encoding import ENCODINGS, EncodingError, make_encoding
 from indexer.images import ImageDecodeError, load_image
 from indexer.job import index_folder
 from indexer.job import reindex_all, reindex_folders
@@ -49,7 +49,7 @@ SAMPLE_COLLECTION = Path(indexer.__file__).resolve().parent / "sample"
 @click.option("--follow-symlinks/--no-follow-symlinks", default=None,
               help="Index symlinks that lead outside FOLDER, and enter symlinked folders. "
                    "Remembered by the data dir (default: its choice so far, at first no).")
-@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+@click.option("--engine", "encoding_name", type=click.Choice(ENCODINGS), default="local", show_default=True,
               help="Who decodes and encodes: this machine's processes, or a Ray cluster "
                    "(Ray Data; this process still writes the catalog and the index).")
 @click.option("--ray-address", default=None, metavar="ADDR",
@@ -62,7 +62,7 @@ SAMPLE_COLLECTION = Path(indexer.__file__).resolve().parent / "sample"
 @pass_ctx
 def index(obj: Context, folder: Path, model: Path | None, reencode: bool, encode_batch: int,
           workers: int | None, index_type: str | None, save_every: float, prune: bool,
-          follow_symlinks: bool | None, engine: str, ray_address: str | None,
+          follow_symlinks: bool | None, encoding_name: str, ray_address: str | None,
           ray_actors: int | None, as_json: bool, **kw) -> None:
     """Index (or re-index, incrementally) the images under FOLDER.
 
@@ -74,7 +74,7 @@ def index(obj: Context, folder: Path, model: Path | None, reencode: bool, encode
         run_training(obj, folder, obj.store.model_path, *training_configs(obj, kw))
     encoder = load_encoder(obj, model, kw["device"])
     try:
-        encoding = make_encoding(engine, encoder, encode_batch, workers, ray_address, ray_actors)
+        encoding = make_encoding(encoding_name, encoder, encode_batch, workers, ray_address, ray_actors)
     except EncodingError as exc:
         raise click.ClickException(str(exc)) from exc
     with writing(obj, EncodingError):
