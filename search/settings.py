@@ -26,118 +26,107 @@ from .store import DEFAULT_DATA_DIR, INDEX_FILE, MODEL_FILE, Store, data_dir_fil
 
 MB = 1024 * 1024
 INSTANCE_FILE = "config.py"
-
-DEFAULTS: dict[str, Any] = {
-    # Where catalog.sqlite, index.faiss, model.pt and thumbs/ live.
-    "LOOKALIKE_DATA_DIR": DEFAULT_DATA_DIR,
-    # Optional overrides of the files inside the data dir.
-    "LOOKALIKE_DATABASE_URL": None,
-    "LOOKALIKE_INDEX_PATH": None,
-    "LOOKALIKE_MODEL": None,
-    # "auto" uses CUDA when present.
-    "LOOKALIKE_DEVICE": "auto",
-    # Intra-op threads for torch and FAISS per request; 0 leaves the libraries'
-    # defaults. Two OpenMP runtimes (torch's and FAISS's) spinning on the same
-    # cores made single queries 10-100x slower on a 2-core box.
-    "LOOKALIKE_INFERENCE_THREADS": 1,
-    # Largest request body; bigger uploads get 413 before they are read.
-    "MAX_CONTENT_LENGTH": 20 * MB,
-    # Memory one upload may take to decode; bigger images get 413 before decoding.
-    "LOOKALIKE_MAX_DECODE_BYTES": 256 * MB,
-    # Memory all request bodies together may hold in `lookalike serve`; it sets
-    # how many connections waitress accepts at once (see web.server.server_limits).
-    "LOOKALIKE_UPLOAD_MEMORY": 1024 * MB,
-    # Seconds a connection of `lookalike serve` gets to send a request (and more for every
-    # 8 KB that arrives), or to stay idle between requests; 0: waitress's 120 s idle limit
-    # (web.server).
-    "LOOKALIKE_REQUEST_TIMEOUT": 10,
-    # Connections one client address may hold open at once in `lookalike serve` (a browser
-    # uses 6); 0: no cap (behind a reverse proxy, every client has the proxy's address).
-    "LOOKALIKE_CLIENT_CONNECTIONS": 10,
-    # The data-changing /api/admin endpoints answer 403 until this is set.
-    "LOOKALIKE_ADMIN_TOKEN": None,
-    # When set, every request needs it (Bearer, or HTTP Basic with it as password).
-    "LOOKALIKE_READ_TOKEN": None,
-    # Host header values answered; None: the loopback names, plus what serve binds.
-    "LOOKALIKE_TRUSTED_HOSTS": None,
-    # Folders POST /api/admin/reindex indexes; unset: the folders indexed into the data dir.
-    "LOOKALIKE_INDEX_FOLDERS": None,
-}
-# Fields where unset is a value of its own (no upload limit, no token, the loopback names,
-# the folders indexed into the data dir); any other unset field takes its default.
-MAY_BE_UNSET = ("max_content_length", "admin_token", "read_token", "trusted_hosts",
-                "index_folders")
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _whole(text: str) -> int:
+    return int(text)
+
+
+def _text(text: str) -> str | None:
+    return text or None
+
+
+def _paths(text: str | list[str]) -> tuple[str, ...] | None:
+    """Folders: ``:``-separated in the environment (``;`` on Windows), a list in config.py."""
+    parts = text.split(os.pathsep) if isinstance(text, str) else text
+    return tuple(str(_absolute(p)) for p in parts if p) or None
+
+
+def _hosts(text: str | list[str]) -> tuple[str, ...] | None:
+    """Host names: comma-separated in the environment, a list in config.py."""
+    parts = text.split(",") if isinstance(text, str) else text
+    return tuple(h.strip() for h in parts if h.strip()) or None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its name in config.py (and in the environment, ``LOOKALIKE_``-prefixed
+    where it is not already), the :class:`Settings` field that holds it, how a value is read
+    (from the environment's text or the instance file's value), and what unset means."""
+
+    key: str
+    field: str
+    read: Callable[[Any], Any]
+    default: Any = None
+    why: str = ""
+
+    @property
+    def environment(self) -> str:
+        return self.key if self.key.startswith("LOOKALIKE_") else f"LOOKALIKE_{self.key}"
+
+
+# Every setting, once. The paths (data dir, catalog, index, model) are anchored by
+# Settings.load; the upload limit is Flask's own MAX_CONTENT_LENGTH, whose environment name
+# carries the LOOKALIKE_ prefix so that a generic variable in a shell cannot change it.
+SETTINGS = (
+    Setting("LOOKALIKE_DATA_DIR", "data_dir", str, DEFAULT_DATA_DIR,
+            "where catalog.sqlite, index.faiss, model.pt and thumbs/ live"),
+    Setting("LOOKALIKE_DATABASE_URL", "database_url", _text, None,
+            "the catalog's database; default: DATA_DIR/catalog.sqlite"),
+    Setting("LOOKALIKE_INDEX_PATH", "index_path", _text, None, "default: DATA_DIR/index.faiss"),
+    Setting("LOOKALIKE_MODEL", "model_path", _text, None, "default: DATA_DIR/model.pt"),
+    Setting("LOOKALIKE_DEVICE", "device", str, "auto", '"auto" uses CUDA when present'),
+    Setting("LOOKALIKE_INFERENCE_THREADS", "inference_threads", _whole, 1,
+            "intra-op threads for torch and FAISS per request; 0 leaves the libraries' "
+            "defaults. Two OpenMP runtimes spinning on the same cores made single queries "
+            "10-100x slower on a 2-core box"),
+    Setting("MAX_CONTENT_LENGTH", "max_content_length", _whole, 20 * MB,
+            "largest request body; bigger uploads get 413 before they are read"),
+    Setting("LOOKALIKE_MAX_DECODE_BYTES", "max_decode_bytes", _whole, 256 * MB,
+            "memory one upload may take to decode; bigger images get 413 before decoding"),
+    Setting("LOOKALIKE_UPLOAD_MEMORY", "upload_memory", _whole, 1024 * MB,
+            "memory all request bodies together may hold in `lookalike serve`; it sets how "
+            "many connections waitress accepts at once (web.server.server_limits)"),
+    Setting("LOOKALIKE_REQUEST_TIMEOUT", "request_timeout", float, 10.0,
+            "seconds a connection of `lookalike serve` gets to send a request (and more for "
+            "every 8 KB that arrives), or to stay idle; 0: waitress's 120 s idle limit"),
+    Setting("LOOKALIKE_CLIENT_CONNECTIONS", "client_connections", _whole, 10,
+            "connections one client address may hold open in `lookalike serve` (a browser "
+            "uses 6); 0: no cap (behind a reverse proxy every client has its address)"),
+    Setting("LOOKALIKE_ADMIN_TOKEN", "admin_token", _text, None,
+            "the data-changing /api/admin endpoints answer 403 until this is set"),
+    Setting("LOOKALIKE_READ_TOKEN", "read_token", _text, None,
+            "when set, every request needs it (Bearer, or HTTP Basic with it as password)"),
+    Setting("LOOKALIKE_TRUSTED_HOSTS", "trusted_hosts", _hosts, None,
+            "Host header values answered; unset: the loopback names, plus what serve binds"),
+    Setting("LOOKALIKE_INDEX_FOLDERS", "index_folders", _paths, None,
+            "folders a re-index covers; unset: the folders indexed into the data dir"),
+)
+BY_KEY = {s.key: s for s in SETTINGS}
+ENVIRONMENT = {s.environment: s for s in SETTINGS}
 NON_NEGATIVE = ("LOOKALIKE_REQUEST_TIMEOUT", "LOOKALIKE_CLIENT_CONNECTIONS")
 
 
-def _optional_str(value: str) -> str | None:
-    return value or None
-
-
-def _path_list(value: str) -> list[str] | None:
-    return [p for p in value.split(os.pathsep) if p] or None
-
-
-def _host_list(value: str) -> list[str] | None:
-    return [h.strip() for h in value.split(",") if h.strip()] or None
-
-
-def _int(name: str) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        try:
-            return int(value)
-        except ValueError:
-            raise ValueError(
-                f"environment variable {name} must be an integer, not {value!r}") from None
-    return parse
-
-
-def _number(name: str) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"environment variable {name} must be a number, not {value!r}"
-                             ) from None
-    return parse
-
-
-# environment variable -> (settings key, parser)
-ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "LOOKALIKE_DATA_DIR": ("LOOKALIKE_DATA_DIR", str),
-    "LOOKALIKE_DATABASE_URL": ("LOOKALIKE_DATABASE_URL", _optional_str),
-    "LOOKALIKE_INDEX_PATH": ("LOOKALIKE_INDEX_PATH", _optional_str),
-    "LOOKALIKE_MODEL": ("LOOKALIKE_MODEL", _optional_str),
-    "LOOKALIKE_DEVICE": ("LOOKALIKE_DEVICE", str),
-    "LOOKALIKE_INFERENCE_THREADS": ("LOOKALIKE_INFERENCE_THREADS",
-                                    _int("LOOKALIKE_INFERENCE_THREADS")),
-    "LOOKALIKE_MAX_CONTENT_LENGTH": ("MAX_CONTENT_LENGTH", _int("LOOKALIKE_MAX_CONTENT_LENGTH")),
-    "LOOKALIKE_MAX_DECODE_BYTES": ("LOOKALIKE_MAX_DECODE_BYTES",
-                                   _int("LOOKALIKE_MAX_DECODE_BYTES")),
-    "LOOKALIKE_UPLOAD_MEMORY": ("LOOKALIKE_UPLOAD_MEMORY", _int("LOOKALIKE_UPLOAD_MEMORY")),
-    "LOOKALIKE_REQUEST_TIMEOUT": ("LOOKALIKE_REQUEST_TIMEOUT",
-                                  _number("LOOKALIKE_REQUEST_TIMEOUT")),
-    "LOOKALIKE_CLIENT_CONNECTIONS": ("LOOKALIKE_CLIENT_CONNECTIONS",
-                                     _int("LOOKALIKE_CLIENT_CONNECTIONS")),
-    "LOOKALIKE_ADMIN_TOKEN": ("LOOKALIKE_ADMIN_TOKEN", _optional_str),
-    "LOOKALIKE_READ_TOKEN": ("LOOKALIKE_READ_TOKEN", _optional_str),
-    "LOOKALIKE_TRUSTED_HOSTS": ("LOOKALIKE_TRUSTED_HOSTS", _host_list),
-    "LOOKALIKE_INDEX_FOLDERS": ("LOOKALIKE_INDEX_FOLDERS", _path_list),
-}
-
-
 def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The settings the environment sets; unset and empty-for-required variables are skipped."""
+    """The settings the environment sets, by key, still as text; an empty variable unsets an
+    optional setting and leaves a required one (the data dir, the device) at its default."""
     environ = os.environ if environ is None else environ
-    found: dict[str, Any] = {}
-    for name, (key, parse) in ENVIRONMENT.items():
-        if name in environ:
-            value = environ[name]
-            if value == "" and parse is str:
-                continue
-            found[key] = parse(value)
-    return found
+    return {s.key: environ[name] for name, s in ENVIRONMENT.items()
+            if name in environ and (environ[name] or s.default is None)}
+
+
+def _value(setting: Setting, raw: Any, where: str) -> Any:
+    """*raw* (text from the environment, or a config.py value) as its field's type; None or
+    an empty text means unset, which is the default."""
+    if raw is None or raw == "":
+        return setting.default
+    try:
+        value = setting.read(raw)
+    except (TypeError, ValueError):
+        kind = {_whole: "an integer", float: "a number"}.get(setting.read, "text")
+        raise ValueError(f"{where} must be {kind}, not {raw!r}") from None
+    return setting.default if value is None else value
 
 
 def from_instance_file(path: Path) -> dict[str, Any]:
@@ -177,37 +166,10 @@ def _anchored_url(url: str | None, data_dir: Path) -> str:
     return sqlite_url(_absolute(path)) if path is not None else url
 
 
-# settings key → the Settings field that holds it, typed; the paths are fields of their own.
-FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "LOOKALIKE_DEVICE": ("device", str),
-    "LOOKALIKE_INFERENCE_THREADS": ("inference_threads", int),
-    "MAX_CONTENT_LENGTH": ("max_content_length", int),
-    "LOOKALIKE_MAX_DECODE_BYTES": ("max_decode_bytes", int),
-    "LOOKALIKE_UPLOAD_MEMORY": ("upload_memory", int),
-    "LOOKALIKE_REQUEST_TIMEOUT": ("request_timeout", float),
-    "LOOKALIKE_CLIENT_CONNECTIONS": ("client_connections", int),
-    "LOOKALIKE_ADMIN_TOKEN": ("admin_token", str),
-    "LOOKALIKE_READ_TOKEN": ("read_token", str),
-    "LOOKALIKE_TRUSTED_HOSTS": ("trusted_hosts", tuple),
-    "LOOKALIKE_INDEX_FOLDERS": ("index_folders", tuple),
-}
-
-
-def _typed(key: str, kind: Callable[[Any], Any], value: Any) -> Any:
-    """*value* as its field's type; None (and an empty text) means unset."""
-    if value is None or value == "":
-        return None
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key} must be {'a number' if kind in (int, float) else 'text'}, "
-                         f"not {value!r}") from None
-
-
 @dataclass(frozen=True)
 class Settings:
     """Every setting, typed and resolved (paths absolute): what the command line and the web
-    app both read, the same way, and nothing else does."""
+    app both read, the same way, and nothing else does (``SETTINGS`` says what each means)."""
 
     data_dir: Path
     database_url: str
@@ -215,13 +177,13 @@ class Settings:
     model_path: Path
     instance_path: Path
     model_is_explicit: bool = False  # LOOKALIKE_MODEL names the model, not the data dir
-    device: str = DEFAULTS["LOOKALIKE_DEVICE"]
-    inference_threads: int = DEFAULTS["LOOKALIKE_INFERENCE_THREADS"]
-    max_content_length: int | None = DEFAULTS["MAX_CONTENT_LENGTH"]
-    max_decode_bytes: int = DEFAULTS["LOOKALIKE_MAX_DECODE_BYTES"]
-    upload_memory: int = DEFAULTS["LOOKALIKE_UPLOAD_MEMORY"]
-    request_timeout: float = DEFAULTS["LOOKALIKE_REQUEST_TIMEOUT"]
-    client_connections: int = DEFAULTS["LOOKALIKE_CLIENT_CONNECTIONS"]
+    device: str = BY_KEY["LOOKALIKE_DEVICE"].default
+    inference_threads: int = BY_KEY["LOOKALIKE_INFERENCE_THREADS"].default
+    max_content_length: int = BY_KEY["MAX_CONTENT_LENGTH"].default
+    max_decode_bytes: int = BY_KEY["LOOKALIKE_MAX_DECODE_BYTES"].default
+    upload_memory: int = BY_KEY["LOOKALIKE_UPLOAD_MEMORY"].default
+    request_timeout: float = BY_KEY["LOOKALIKE_REQUEST_TIMEOUT"].default
+    client_connections: int = BY_KEY["LOOKALIKE_CLIENT_CONNECTIONS"].default
     admin_token: str | None = None
     read_token: str | None = None
     trusted_hosts: tuple[str, ...] | None = None  # None: the loopback names
@@ -231,37 +193,33 @@ class Settings:
     def load(cls, overrides: Mapping[str, Any] | None = None,
              environ: Mapping[str, str] | None = None,
              instance_path: str | os.PathLike | None = None) -> "Settings":
-        """Defaults → instance file → environment → *overrides*, then every path anchored.
-
-        Keys that are not settings (a test config's ``TESTING``, say) are left to the caller.
-        """
+        """Defaults → instance file → environment → *overrides*, each typed, then every
+        path anchored. Keys that are not settings (a test config's ``TESTING``, say) are
+        left to the caller."""
         environ = os.environ if environ is None else environ
         instance = _absolute(instance_path or environ.get("LOOKALIKE_INSTANCE_PATH")
                              or default_instance_path())
-        values = dict(DEFAULTS)
-        values.update(from_instance_file(instance / INSTANCE_FILE))
-        values.update(from_environment(environ))
-        values.update(overrides or {})
-        data_dir = _absolute(values["LOOKALIKE_DATA_DIR"])
-        index = values.get("LOOKALIKE_INDEX_PATH")
-        model = values.get("LOOKALIKE_MODEL")
-        if isinstance(values.get("LOOKALIKE_INDEX_FOLDERS"), str):
-            values["LOOKALIKE_INDEX_FOLDERS"] = _path_list(values["LOOKALIKE_INDEX_FOLDERS"])
-        if isinstance(values.get("LOOKALIKE_TRUSTED_HOSTS"), str):
-            values["LOOKALIKE_TRUSTED_HOSTS"] = _host_list(values["LOOKALIKE_TRUSTED_HOSTS"])
-        if values.get("LOOKALIKE_INDEX_FOLDERS"):
-            values["LOOKALIKE_INDEX_FOLDERS"] = [str(_absolute(f))
-                                                 for f in values["LOOKALIKE_INDEX_FOLDERS"]]
-        typed = {name: _typed(key, kind, values.get(key)) for key, (name, kind) in FIELDS.items()}
-        typed = {n: v for n, v in typed.items() if v is not None or n in MAY_BE_UNSET}
+        raw: dict[str, Any] = {}
+        where: dict[str, str] = {}
+        for source, found in (("instance", from_instance_file(instance / INSTANCE_FILE)),
+                              ("environment", from_environment(environ)),
+                              ("overrides", overrides or {})):
+            for key in found.keys() & BY_KEY.keys():
+                raw[key] = found[key]
+                where[key] = (f"environment variable {BY_KEY[key].environment}"
+                              if source == "environment" else key)
+        values = {s.field: _value(s, raw.get(s.key), where.get(s.key, s.key))
+                  for s in SETTINGS}
         for key in NON_NEGATIVE:
-            if (typed[FIELDS[key][0]] or 0) < 0:
-                raise ValueError(f"{key} must be 0 or more, not {values[key]!r}")
-        url = _anchored_url(values.get("LOOKALIKE_DATABASE_URL"), data_dir)
-        return cls(data_dir=data_dir, database_url=url,
+            if values[BY_KEY[key].field] < 0:
+                raise ValueError(f"{key} must be 0 or more, not {raw[key]!r}")
+        data_dir = _absolute(values.pop("data_dir"))
+        index, model = values.pop("index_path"), values.pop("model_path")
+        return cls(data_dir=data_dir,
+                   database_url=_anchored_url(values.pop("database_url"), data_dir),
                    index_path=data_dir_file(data_dir, INDEX_FILE, index and _absolute(index)),
                    model_path=data_dir_file(data_dir, MODEL_FILE, model and _absolute(model)),
-                   instance_path=instance, model_is_explicit=bool(model), **typed)
+                   instance_path=instance, model_is_explicit=bool(model), **values)
 
     @property
     def has_catalog(self) -> bool:

@@ -21,7 +21,7 @@ from werkzeug.exceptions import BadRequest
 
 from indexer.images import (MAX_IMAGE_PIXELS, SUPPORTED_FORMATS, SUPPORTED_MEDIA, Box,
                             ImageDecodeError, clip_box, open_image, prepare)
-from search.settings import DEFAULTS
+from search.settings import Settings
 
 from .apispec import request_params
 from .backend import current_settings
@@ -150,7 +150,7 @@ def check_decode_cost(img: Image.Image, max_bytes: int | None = None) -> None:
     """
     if max_bytes is None:
         max_bytes = (current_settings().max_decode_bytes if has_app_context()
-                      else DEFAULTS["LOOKALIKE_MAX_DECODE_BYTES"])
+                     else Settings.max_decode_bytes)
     width, height, mode, cost = decode_cost(img)
     if cost <= max_bytes:
         return

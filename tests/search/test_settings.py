@@ -53,5 +53,5 @@ def test_values_are_typed_and_checked(tmp_path):
     assert settings.request_timeout == 0.5 and settings.read_token is None
     with pytest.raises(ValueError, match="LOOKALIKE_CLIENT_CONNECTIONS must be 0 or more"):
         Settings.load({"LOOKALIKE_CLIENT_CONNECTIONS": -1}, {}, tmp_path)
-    with pytest.raises(ValueError, match="LOOKALIKE_UPLOAD_MEMORY must be a number"):
+    with pytest.raises(ValueError, match="LOOKALIKE_UPLOAD_MEMORY must be an integer"):
         Settings.load({"LOOKALIKE_UPLOAD_MEMORY": "lots"}, {}, tmp_path)

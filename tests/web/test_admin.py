@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from search.lock import DataDirBusy, WriterLock
-from search.settings import from_environment
+from search.settings import Settings
 from search.store import Store, outermost
 from web.security import token_matches
 
@@ -440,10 +440,11 @@ def test_a_failed_job_says_why_and_releases_the_lock(clients, own_library, monke
 def test_settings_from_the_environment():
     environ = {"LOOKALIKE_ADMIN_TOKEN": "t", "LOOKALIKE_INDEX_FOLDERS":
                os.pathsep.join(["/srv/photos", "", "/mnt/more photos"])}
-    assert from_environment(environ) == {"LOOKALIKE_ADMIN_TOKEN": "t", "LOOKALIKE_INDEX_FOLDERS":
-                                         ["/srv/photos", "/mnt/more photos"]}
-    assert from_environment({"LOOKALIKE_ADMIN_TOKEN": "", "LOOKALIKE_INDEX_FOLDERS": ""}) == {
-        "LOOKALIKE_ADMIN_TOKEN": None, "LOOKALIKE_INDEX_FOLDERS": None}
+    settings = Settings.load(None, environ)
+    assert settings.admin_token == "t"
+    assert settings.index_folders == ("/srv/photos", "/mnt/more photos")
+    unset = Settings.load(None, {"LOOKALIKE_ADMIN_TOKEN": "", "LOOKALIKE_INDEX_FOLDERS": ""})
+    assert unset.admin_token is None and unset.index_folders is None
 
 
 def test_outermost_folders():
