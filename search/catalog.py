@@ -83,7 +83,8 @@ def decode_path(value: str | bytes | memoryview | None) -> str | None:
 
 
 def path_under(column: Any, folder: str) -> Any:
-    """SQL: *column* (a ``FilePath``) names a file in *folder* or below.
+    """SQL: *column* (a ``FilePath``) names a file in *folder* or below (in Python:
+    ``regular_files.is_under``).
 
     Bytes, not LIKE: LIKE ignores case in SQLite and never matches the
     BLOBs that hold names which are not UTF-8.

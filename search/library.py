@@ -18,8 +18,8 @@ from sqlalchemy.orm import defer
 
 from .catalog import ExcludedRecord, ImageRecord, ModelRecord, id_chunks, path_under
 from .checkpoints import kept_checkpoint
-from .regular_files import sha256_file
-from .store import Store
+from .regular_files import is_under, sha256_file
+from .store import Store, outermost
 from .vector_index import VectorIndexError
 
 SORTS = ("indexed", "date", "error", "name")
@@ -106,25 +106,16 @@ def folders(store: Store) -> list[tuple[str, int]]:
     common = os.path.commonpath(list(direct)) if direct else ""
     if common and os.path.dirname(common) != common:  # one tree: list from its common folder
         direct.setdefault(common, 0)
+    roots = outermost(direct)
     total: Counter[str] = Counter()
     for folder, count in direct.items():
-        root = _outermost(folder, direct)
+        root = next(r for r in roots if is_under(folder, r))
         while True:
             total[folder] += count
             if folder == root:
                 break
             folder = os.path.dirname(folder)
     return sorted(total.items())
-
-
-def _outermost(folder: str, direct: Counter) -> str:
-    """The outermost folder holding images that *folder* is in (maybe itself)."""
-    root = current = folder
-    while (parent := os.path.dirname(current)) != current:
-        if parent in direct:
-            root = parent
-        current = parent
-    return root
 
 
 # -- what the data dir holds: `lookalike stats`, /api/stats ---------------------------------

@@ -96,12 +96,16 @@ def check_indexed(path: str, size: int, mtime: float, roots: list[str],
     _unchanged(path, st, size, mtime)
 
 
+def is_under(path: str, folder: str) -> bool:
+    """*path* is *folder* or lies below it (``catalog.path_under`` says the same in SQL)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def _inside(path: str, roots: list[str], follow_symlinks: bool) -> str:
     """*path* with its links resolved, if that lies inside one of *roots* (or links may
     lead anywhere); else ChangedFile."""
     real = os.path.realpath(path)
-    if not follow_symlinks and not any(real == r or real.startswith(r.rstrip(os.sep) + os.sep)
-                                       for r in roots):
+    if not follow_symlinks and not any(is_under(real, r) for r in roots):
         raise ChangedFile(f"{path} now leads outside the folders indexed")
     return real
 
