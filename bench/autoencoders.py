@@ -119,7 +119,7 @@ def bench_linear(args) -> None:
     train, _ = data("train")
     test, _ = data("test")
     model_cfg, train_cfg = config(args, "linear")
-    train_cfg.augment = False
+    train_cfg.flips = False
     train_cfg.weight_decay = 0.0
     model, facts = fit(as_pixels(train), model_cfg, train_cfg, progress=not args.quiet)
     x_test = tensor(test)

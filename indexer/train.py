@@ -71,7 +71,9 @@ class TrainConfig:
     patience: int = 5  # validations without a better loss before stopping
     seed: int = 0
     device: str = "auto"
-    augment: bool = True  # plain recipe: random horizontal flips
+    # Half the images the model rebuilds are mirrored; off for the linear-AE-vs-PCA baseline,
+    # whose PCA sees the images as they are.
+    flips: bool = True
     invariance: float = DEFAULT_INVARIANCE
     edits: tuple[str, ...] = DEFAULT_EDITS
     min_crop: float = MIN_CROP
@@ -177,13 +179,13 @@ class Recipe:
         """What a step trains on: the image, flipped half the time, and for λ > 0 two edited
         views of it after it (``training_data.image_and_views``)."""
         if self.views is not None:
-            return image_and_views(batch, self.views, device, self.config.augment)
+            return image_and_views(batch, self.views, device, self.config.flips)
         x = to_tensor(batch, device)
-        return mirrored_half(x, generator) if self.config.augment else x
+        return mirrored_half(x, generator) if self.config.flips else x
 
     def describe(self) -> dict[str, Any]:
         if self.views is None:
-            return {"invariance": 0.0, "edits": ["flip"] if self.config.augment else [],
+            return {"invariance": 0.0, "edits": ["flip"] if self.config.flips else [],
                     "loss": "reconstruction"}
         part = f"the code's first {self.copy_part.stop} numbers (its copy part)"
         return {"invariance": self.config.invariance, "edits": list(self.views.edits),
@@ -318,7 +320,7 @@ def fit(
     gen = torch.Generator().manual_seed(c.seed)
     val_batches = batches_of(data, val_idx, c.batch_size, None)
     val_inputs = validation_inputs(val_batches, recipe.views, c.batch_size, c.seed + 1,
-                                   c.augment)
+                                   c.flips)
     schedule = Schedule.plan(len(train_idx), c)
     rounds = schedule.rounds(passes(data, train_idx, c.batch_size, gen, whole=recipe.contrastive))
     started = time.time()

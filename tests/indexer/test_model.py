@@ -212,7 +212,7 @@ def test_linear_autoencoder_matches_pca():
     rng = np.random.default_rng(0)
     pixels = np.stack([np.asarray(make_image(CLASSES[i % 3], rng, 8)) for i in range(200)])
     tc = TrainConfig(epochs=300, budget=3000, batch_size=16, lr=1e-2, weight_decay=0,
-                     patience=300, augment=False, invariance=0, val_fraction=0.25, device="cpu")
+                     patience=300, flips=False, invariance=0, val_fraction=0.25, device="cpu")
     model, _ = fit(pixels, AEConfig(image_size=8, latent_dim=4, kind="linear"), tc, progress=False)
     x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
     flat = x.reshape(len(x), -1).numpy()
@@ -222,3 +222,19 @@ def test_linear_autoencoder_matches_pca():
     with torch.no_grad():
         ae_error = ((model(x) - x) ** 2).mean().item()
     assert 0.97 < ae_error / pca_error < 1.08
+
+
+def test_the_plain_recipe_mirrors_half_its_images_unless_flips_are_off():
+    from indexer.train import Recipe
+
+    batch = torch.from_numpy(_pixels(n=64))
+    flipped = Recipe.build(TrainConfig(invariance=0, device="cpu"), AEConfig()).inputs(
+        batch, torch.device("cpu"), torch.Generator().manual_seed(0))
+    plain = Recipe.build(TrainConfig(invariance=0, flips=False, device="cpu"), AEConfig()).inputs(
+        batch, torch.device("cpu"), torch.Generator().manual_seed(0))
+    x = plain.float()
+    mirrored = [bool(torch.equal(f, i.flip(-1))) and not torch.equal(f, i)
+                for f, i in zip(flipped.float(), x)]
+    assert torch.equal(plain, torch.from_numpy(batch.numpy()).permute(0, 3, 1, 2).float() / 255)
+    assert 16 <= sum(mirrored) <= 48
+    assert all(m or torch.equal(f, i) for m, f, i in zip(mirrored, flipped.float(), x))
