@@ -98,12 +98,12 @@ def passes(data: torch.Tensor, idx: np.ndarray, size: int, gen: torch.Generator,
 
 
 def image_and_views(batch: torch.Tensor, views: Views, device: torch.device,
-                    mirror: bool = True) -> torch.Tensor:
-    """Each image (*mirror*: mirrored half the time) and two edited views of it, stacked:
+                    flips: bool = True) -> torch.Tensor:
+    """Each image (*flips*: mirrored half the time) and two edited views of it, stacked:
     rows i, N + i and 2N + i show the same image. The image is what the decoder learns to
     rebuild; the views are what the invariance term pulls together."""
     x = to_tensor(batch)
-    if mirror:
+    if flips:
         x = mirrored_half(x)
     triple = torch.cat([x, views(batch), views(batch)])
     return triple.to(device).contiguous(memory_format=torch.channels_last)

@@ -67,23 +67,23 @@ class History:
 
 
 def validation_inputs(batches: list[torch.Tensor], views: Views | None, batch_size: int,
-                      seed: int, mirror: bool = True) -> list[torch.Tensor]:
+                      seed: int, flips: bool = True) -> list[torch.Tensor]:
     """What each round scores: the held-out batches, or for λ > 0 some of them with their
     views (``training_data.image_and_views``), drawn once so every round scores the same.
     """
     if views is None:
         return batches
-    return fixed_inputs(batches[:max(1, VALIDATION_IMAGES // batch_size)], views, seed, mirror)
+    return fixed_inputs(batches[:max(1, VALIDATION_IMAGES // batch_size)], views, seed, flips)
 
 
 def fixed_inputs(batches: Sequence[torch.Tensor], views: Views, seed: int,
-                mirror: bool = True) -> list[torch.Tensor]:
+                flips: bool = True) -> list[torch.Tensor]:
     """The validation views, drawn with their own seed so training's draws are untouched.
 
     Kept in host memory; ``indexer.train.validation_loss`` moves one batch at a time to the device.
     """
     with _seeded(seed):
-        return [image_and_views(b, views, torch.device("cpu"), mirror) for b in batches]
+        return [image_and_views(b, views, torch.device("cpu"), flips) for b in batches]
 
 
 @contextmanager
