@@ -24,18 +24,19 @@ demo: $(STAMP)
 	$(BIN)/lookalike demo
 	$(BIN)/lookalike serve --host 127.0.0.1 --port 5000
 
-# The whole suite on SQLite and, alongside it, the catalog, indexing and web tests again with
-# every catalog on a throwaway PostgreSQL server (Debian's postgresql; skipped, saying so,
-# where it is not installed). A pass alone keeps about one core busy, so on CI's two the
-# passes run side by side; the second pass's report follows the first's. OMP_WAIT_POLICY:
-# torch's OpenMP threads otherwise spin while they wait for work, which two passes and their
-# subprocesses on two cores paid for (7.5 CPU-minutes for the suite, 5.8 without the spin).
+# The whole suite on SQLite and, alongside it, the catalog, indexing, web and command-line
+# tests again with every catalog on a throwaway PostgreSQL server (Debian's postgresql;
+# skipped, saying so, where it is not installed). A pass alone keeps about one core busy, so
+# on CI's two the passes run side by side; the second pass's report follows the first's.
+# OMP_WAIT_POLICY: torch's OpenMP threads otherwise spin while they wait for work, which two
+# passes and their subprocesses on two cores paid for (7.5 CPU-minutes for the suite, 5.8
+# without the spin).
 PG_LOG := .pytest-postgresql.log
 
 test: $(STAMP)
 	@export OMP_WAIT_POLICY=PASSIVE; \
 	$(BIN)/python -m pytest -q -p no:cacheprovider --catalog postgresql \
-		tests/search tests/indexer tests/web >$(PG_LOG) 2>&1 & pg=$$!; \
+		tests/search tests/indexer tests/web tests/cli >$(PG_LOG) 2>&1 & pg=$$!; \
 	$(BIN)/python -m pytest -q; sqlite=$$?; \
 	wait $$pg; postgresql=$$?; \
 	echo "== the PostgreSQL pass, run alongside (also in $(PG_LOG)) =="; cat $(PG_LOG); \

@@ -1,10 +1,12 @@
 """What every room's tests share: a clean environment, the synthetic collection, the one tiny
-model architecture, a tiny model trained on the collection once per session, and the
-``lookalike`` command line in process.
+model architecture and the one way to make a model of it (:func:`make_model`: trained or
+not), a tiny model trained on the collection once per session, and data dirs set up through
+the library (:func:`index_into`), never through a front end.
 
 Layout: ``tests/search``, ``tests/indexer`` and ``tests/web`` test one room each (their
-``conftest.py`` holds what that room's tests share); ``tests/e2e`` starts the real
-``lookalike`` script or a real browser. The synthetic images are in ``tests/synthetic.py``.
+``conftest.py`` holds what that room's tests share); ``tests/cli`` tests the command line
+(``invoke``/``run`` are in its conftest); ``tests/e2e`` starts the real ``lookalike``
+script or a real browser. The synthetic images are in ``tests/synthetic.py``.
 """
 from __future__ import annotations
 
@@ -13,14 +15,20 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from click.testing import CliRunner
+import torch
+from sqlalchemy import select
 
 import search.settings
 import search.store
-from indexer.model import AEConfig
-from indexer.train import TrainConfig
-from web.cli import cli
+from indexer.encoding import TorchEncoder
+from indexer.images import load_image
+from indexer.job import index_folder
+from indexer.model import AEConfig, build_model, save_checkpoint
+from indexer.train import TrainConfig, fit
+from search.catalog import ImageRecord
+from search.store import Store
 
 from .postgres import Databases, server_binary, start_cluster
 from .synthetic import make_collection
@@ -30,7 +38,7 @@ TINY = AEConfig(image_size=32, widths=(16, 32, 64), latent_dim=16)
 # The session's trained model, in the plain recipe (λ = 0): the tests that use it are about
 # search, storage and the model family, and a plain tiny model trains in seconds;
 # tests/indexer/test_invariance.py covers the default recipe. 80 epochs, because
-# tests/search/test_cli_search.py checks that it ranks same-class images first.
+# tests/cli/test_search.py checks that it ranks same-class images first.
 TINY_TRAIN = TrainConfig(epochs=80, batch_size=16, lr=3e-3, patience=80, seed=0, device="cpu",
                          invariance=0)
 # The web's libraries (tests/web/conftest.py): 3 epochs, because those tests check that the
@@ -144,23 +152,6 @@ def clean_environment(monkeypatch):
     monkeypatch.setenv("LOOKALIKE_INFERENCE_THREADS", "0")
 
 
-def invoke(data_dir: Path, *args: str):
-    """``lookalike --data-dir DATA_DIR -q ARGS`` through click's CliRunner; its result.
-
-    Exceptions the command does not turn into an exit status propagate.
-    """
-    return CliRunner().invoke(cli, ["--data-dir", str(data_dir), "-q", *args],
-                              catch_exceptions=False)
-
-
-def run(data_dir: Path, *args: str, ok: bool = True):
-    """:func:`invoke`, asserting exit status 0 unless *ok* is false."""
-    result = invoke(data_dir, *args)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
-
-
 @pytest.fixture(scope="session")
 def collection_src(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("collection")
@@ -176,14 +167,50 @@ def collection(collection_src, tmp_path) -> Path:
     return dst
 
 
+# -- models and data dirs, made through the library ----------------------------------------------
+
+def make_model(path: Path, train_on: Path | None = None, *, config: AEConfig = TINY,
+               recipe: TrainConfig = TINY_TRAIN, seed: int = 0) -> Path:
+    """The one way the tests make a model: a tiny model (*config*) saved at *path*.
+
+    Untrained unless *train_on* is given (another *seed*, other weights of the same size:
+    another model); trained with *recipe* on every PNG under *train_on*, in name order, if it is.
+    """
+    if train_on is None:
+        torch.manual_seed(seed)
+        save_checkpoint(path, build_model(config), {"seed": seed})
+        return path
+    pixels = np.stack([load_image(p, config.image_size) for p in sorted(train_on.rglob("*.png"))])
+    model, facts = fit(pixels, config, recipe, progress=False)
+    save_checkpoint(path, model, facts)
+    return path
+
+
+def index_into(data_dir: Path, folder: Path, **options) -> dict:
+    """Index *folder* into *data_dir* with its model, as ``lookalike index`` does, through the
+    library; the run's summary. *options*: ``index_folder``'s (``prune=True``, ...)."""
+    store = Store.open(data_dir)
+    try:
+        encoder = TorchEncoder.from_path(store.model_path, "cpu")
+        return index_folder(store, folder, encoder, workers=0, progress=False,
+                            **options).as_dict()
+    finally:
+        store.close()
+
+
+def state(data_dir: Path) -> tuple[dict[int, str], set[int]]:
+    """(catalog id → path, the ids in the saved index)."""
+    store = Store.open(data_dir)
+    with store.sessions() as s:
+        catalog = {r.id: r.path for r in s.scalars(select(ImageRecord))}
+    ids = set(store.load_index().ids().tolist())
+    store.close()
+    return catalog, ids
+
+
 @pytest.fixture(scope="session")
 def trained_checkpoint(collection_src, tmp_path_factory) -> Path:
-    from indexer.train import train_folder
-
-    out = tmp_path_factory.mktemp("model") / "model.pt"
-    train_folder(collection_src, out, AEConfig(**TINY.to_dict()), TINY_TRAIN, progress=False,
-                 workers=0)
-    return out
+    return make_model(tmp_path_factory.mktemp("model") / "model.pt", collection_src)
 
 
 @pytest.fixture
@@ -193,3 +220,20 @@ def data_dir(tmp_path, trained_checkpoint) -> Path:
     d.mkdir()
     shutil.copy(trained_checkpoint, d / "model.pt")
     return d
+
+
+@pytest.fixture
+def untrained_data_dir(tmp_path) -> Path:
+    """A data dir holding an untrained tiny model and nothing else (checks, locks, crashes and
+    full disks care which checkpoint made a code, and how fast it encodes, not how good it is)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    make_model(data / "model.pt")
+    return data
+
+
+@pytest.fixture
+def indexed(untrained_data_dir, collection) -> Path:
+    """A data dir with the collection indexed by an untrained tiny model."""
+    index_into(untrained_data_dir, collection)
+    return untrained_data_dir

@@ -1,15 +1,16 @@
 """Every synthetic image the tests use: made here, never downloaded.
 
-Two families of three classes each:
+One collection generator, :func:`make_collection` (ROOT/<class>/<class>-NNN.png and the like),
+over two families of three classes each (:func:`make_image` draws one image of any class):
 
-* ``CLASSES`` (``make_image``, ``make_collection``): light backgrounds; each class differs
-  in colour *and* structure, so a tiny autoencoder trained for a few seconds separates
-  them, while random position, size and noise keep every image distinct. The session's
-  collection and trained model (tests/conftest.py) are made of these.
-* ``SHAPES`` (``draw``, ``write_collection``): squares, circles and stripes in random
-  colours and positions on *dark* backgrounds, so a 3-epoch model on 32×32 inputs already
-  ranks same-class images together and a white image is an anomaly. The web's libraries
-  (tests/web/conftest.py) are made of these.
+* ``CLASSES`` (the default): light backgrounds; each class differs in colour *and*
+  structure, so a tiny autoencoder trained for a few seconds separates them, while random
+  position, size and noise keep every image distinct. The session's collection and
+  trained model (tests/conftest.py) are made of these.
+* ``SHAPES`` (``draw``): squares, circles and stripes in random colours and positions on
+  *dark* backgrounds, so a 3-epoch model on 32×32 inputs already ranks same-class images
+  together and a white image is an anomaly. The web's and the browser's libraries
+  (tests/web/conftest.py, through ``write_collection``) are made of these.
 
 Also: damaged files, distinct random pictures, and hand-built PNGs (a decompression bomb).
 """
@@ -24,48 +25,39 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 CLASSES = ("red-circles", "green-squares", "blue-stripes")
+SHAPES = ("square", "circle", "stripes")
+# Each family's file names, as they have always been: a folder on ext4 lists in an order its
+# names decide, and a test that takes the first file found must keep getting the same one.
+NAMES = {CLASSES: "{cls}-{i:03d}", SHAPES: "{cls}-{seed}-{i:03d}"}
 
 
 def make_image(cls: str, rng: np.random.Generator, size: int = 48) -> Image.Image:
+    """One synthetic image of class *cls* (one of ``CLASSES`` or ``SHAPES``)."""
+    if cls in SHAPES:
+        return draw(cls, rng, size)
     bg = tuple(int(v) for v in rng.integers(200, 256, 3))
     img = Image.new("RGB", (size, size), bg)
-    draw = ImageDraw.Draw(img)
+    pen = ImageDraw.Draw(img)
     jitter = lambda base: tuple(int(np.clip(b + rng.integers(-30, 31), 0, 255)) for b in base)
     if cls == "red-circles":
         r = int(rng.integers(size // 5, size // 3))
         cx, cy = rng.integers(r, size - r, 2)
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=jitter((220, 30, 30)))
+        pen.ellipse([cx - r, cy - r, cx + r, cy + r], fill=jitter((220, 30, 30)))
     elif cls == "green-squares":
         s = int(rng.integers(size // 3, size // 2))
         x, y = rng.integers(0, size - s, 2)
-        draw.rectangle([x, y, x + s, y + s], fill=jitter((30, 180, 40)))
+        pen.rectangle([x, y, x + s, y + s], fill=jitter((30, 180, 40)))
     elif cls == "blue-stripes":
         period = int(rng.integers(6, 10))
         offset = int(rng.integers(0, period))
         colour = jitter((30, 40, 210))
         for x in range(-period + offset, size, period):
-            draw.rectangle([x, 0, x + period // 2, size], fill=colour)
+            pen.rectangle([x, 0, x + period // 2, size], fill=colour)
     else:
         raise ValueError(cls)
     noise = rng.normal(0, 6, (size, size, 3))
     arr = np.clip(np.asarray(img, dtype=np.float64) + noise, 0, 255).astype(np.uint8)
     return Image.fromarray(arr)
-
-
-def make_collection(root: Path, per_class: int = 20, size: int = 48, seed: int = 0,
-                    fmt: str = "png") -> dict[str, list[Path]]:
-    """Write ROOT/<class>/<n>.<fmt>; returns the paths per class."""
-    rng = np.random.default_rng(seed)
-    out: dict[str, list[Path]] = {}
-    for cls in CLASSES:
-        folder = root / cls
-        folder.mkdir(parents=True, exist_ok=True)
-        out[cls] = []
-        for i in range(per_class):
-            path = folder / f"{cls}-{i:03d}.{fmt}"
-            make_image(cls, rng, size).save(path)
-            out[cls].append(path)
-    return out
 
 
 def make_bad_files(folder: Path, good_jpeg: Path) -> dict[str, Path]:
@@ -104,10 +96,7 @@ def distinct_images(n: int, seed: int = 0, size: int = 32) -> np.ndarray:
     return np.stack(out)
 
 
-# -- the web's shapes on dark backgrounds ------------------------------------------------------
-
-SHAPES = ("square", "circle", "stripes")
-
+# -- the web's shapes on dark backgrounds, and the collections --------------------------------
 
 def draw(kind: str, rng: np.random.Generator, size: int = 48) -> Image.Image:
     """One synthetic image of *kind* (one of ``SHAPES``), in random colours and placement."""
@@ -131,22 +120,32 @@ def draw(kind: str, rng: np.random.Generator, size: int = 48) -> Image.Image:
     return img
 
 
+def make_collection(root: Path, per_class: int = 20, size: int = 48, seed: int = 0,
+                    fmt: str = "png", classes: tuple[str, ...] = CLASSES,
+                    extra: dict[str, str] | None = None) -> dict[str, list[Path]]:
+    """The one collection generator: ROOT/<class>/<name>.<fmt> (``NAMES``), *per_class* images
+    of each of *classes* (``CLASSES`` or ``SHAPES``); *extra* maps a file name to a class,
+    written at the top of ROOT. Returns the paths per class, extras included."""
+    rng = np.random.default_rng(seed)
+    written: dict[str, list[Path]] = {c: [] for c in classes}
+    name = NAMES.get(classes, NAMES[SHAPES])
+    for cls in classes:
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            path = root / cls / f"{name.format(cls=cls, seed=seed, i=i)}.{fmt}"
+            make_image(cls, rng, size).save(path)
+            written[cls].append(path)
+    for name, cls in (extra or {}).items():
+        path = root / name
+        make_image(cls, rng, size).save(path)
+        written[cls].append(path)
+    return written
+
+
 def write_collection(folder: Path, per_class: int = 20, seed: int = 0,
                      extra: dict[str, str] | None = None) -> dict[str, list[Path]]:
-    """PNGs under FOLDER/<shape>/; *extra* maps file name → shape, written at the top."""
-    rng = np.random.default_rng(seed)
-    written: dict[str, list[Path]] = {c: [] for c in SHAPES}
-    for kind in SHAPES:
-        (folder / kind).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            path = folder / kind / f"{kind}-{seed}-{i:03d}.png"
-            draw(kind, rng).save(path)
-            written[kind].append(path)
-    for name, kind in (extra or {}).items():
-        path = folder / name
-        draw(kind, rng).save(path)
-        written[kind].append(path)
-    return written
+    """:func:`make_collection` of ``SHAPES`` (the name the web's tests use)."""
+    return make_collection(folder, per_class, seed=seed, classes=SHAPES, extra=extra)
 
 
 # -- encoded bytes --------------------------------------------------------------------------

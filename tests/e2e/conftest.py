@@ -2,7 +2,11 @@
 under Playwright, with a watcher that fails a test on page errors, dialogs or any request
 that leaves 127.0.0.1.
 
-The libraries they serve are the web tests' (``tests.web.conftest.build_library``).
+The browser tests share one library, built once a session (``library``): the web tests'
+kind (``tests.web.conftest.build_library``), with two hostile file names among its images.
+They only read it; a module that changes its library works on a private copy of it
+(test_browser_duplicates.py), and one that needs another kind of model builds its own
+(test_browser_tools.py: a denoising autoencoder).
 """
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from ..web.conftest import HOSTILE_NAME, Library, build_library
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -41,6 +47,17 @@ ALL_RENDERED = "sel => { const imgs = [...document.querySelectorAll(sel)]; " \
 
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
                                     reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+
+# File names that are also HTML, at the top of the shared library's collection: a page must
+# show them as text (tests/e2e/test_browser.py).
+ODD_NAMES = {HOSTILE_NAME: "circle", "<b>bold & 'quoted'.png": "square"}
+
+
+@pytest.fixture(scope="session")
+def library(tmp_path_factory) -> Library:
+    """The browser tests' library: 8 images of each shape and the two ``ODD_NAMES`` (26), a
+    tiny model trained on them, the index. Read-only: see this module's docstring."""
+    return build_library(tmp_path_factory.mktemp("browser"), per_class=8, extra=ODD_NAMES)
 
 
 @contextmanager
@@ -100,7 +117,7 @@ class Watcher:
 
 @pytest.fixture(scope="module")
 def server(library):
-    """The app on the module's ``library``, served on 127.0.0.1 in a thread; its URL."""
+    """The app on the ``library`` (the shared one, or the module's own), served on 127.0.0.1 in a thread; its URL."""
     with running_app(library.data_dir) as url:
         yield url
 

@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from ..web.conftest import HOSTILE_NAME, Library, build_library, image_id
-from .conftest import DROP_FILE, PASTE_FILE, needs_chromium
+from ..web.conftest import image_id
+from .conftest import DROP_FILE, ODD_NAMES, PASTE_FILE, needs_chromium
 
 pytestmark = needs_chromium
 
@@ -25,12 +25,6 @@ ALL_IMAGES_RENDERED = """() => {
             document.getElementById('query-reconstruction'));
   return imgs.every(i => i.complete && i.naturalWidth > 0);
 }"""
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory) -> Library:
-    return build_library(tmp_path_factory.mktemp("browser"), per_class=12,
-                         extra={HOSTILE_NAME: "circle", "<b>bold & 'quoted'.png": "square"})
 
 
 def wait_for_results(page, query_name: str) -> list[dict]:
@@ -89,7 +83,7 @@ def test_drop_and_paste(page, server, library):
     assert page.watcher.problems == []
 
 
-@pytest.mark.parametrize("name", [HOSTILE_NAME, "<b>bold & 'quoted'.png"])
+@pytest.mark.parametrize("name", list(ODD_NAMES))
 def test_file_names_render_as_text(page, server, library, name, tmp_path):
     page.goto(server + "/search")
     page.set_input_files("#file-input", str(library.collection / name))

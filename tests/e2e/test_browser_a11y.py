@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from ..web.conftest import Library, build_library
 from .conftest import ALL_RENDERED, needs_chromium
 
 pytestmark = needs_chromium
@@ -18,11 +17,6 @@ PAGES = {  # page → what shows once its script has drawn it
     "/anomalies": "#anomalies-summary:not(:empty)",
     "/denoise": "#drop-zone",
 }
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory) -> Library:
-    return build_library(tmp_path_factory.mktemp("browser-a11y"), per_class=6)
 
 
 @pytest.mark.parametrize("path", list(PAGES))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from ..web.conftest import Library, build_library, index_more
+from ..web.conftest import Library, index_more, private_copy
 from .conftest import ALL_RENDERED, needs_chromium
 
 pytestmark = needs_chromium
@@ -14,10 +14,10 @@ GROUPS = "#groups .group"
 
 
 @pytest.fixture(scope="module")
-def library(tmp_path_factory) -> Library:
-    """A small library with three identical circles, two identical squares and a larger
-    square."""
-    built = build_library(tmp_path_factory.mktemp("browser-duplicates"), per_class=8)
+def library(library, tmp_path_factory) -> Library:
+    """A private copy of the shared library (these tests take decisions), with three
+    identical circles, two identical squares and a larger square."""
+    built = private_copy(library, tmp_path_factory.mktemp("browser-duplicates"))
     folder = built.collection / "copies"
     folder.mkdir()
     circle, square = built.files["circle"][0], built.files["square"][0]

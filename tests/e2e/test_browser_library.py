@@ -1,23 +1,24 @@
 """The /library page in a real browser (Debian's Chromium, headless): the grid, a folder
-filter, the lightbox, keyboard moves and "similar"; every image rendered."""
+filter, the lightbox, keyboard moves and "similar"; every image rendered; a page of 200
+tiles (how fast it renders: python -m bench.browser_library)."""
 from __future__ import annotations
 
 import re
 
 import pytest
 
-from ..web.conftest import Library, build_library
-from .conftest import ALL_RENDERED, RENDERED, needs_chromium
+from ..synthetic import SHAPES, make_collection
+from ..web.conftest import index_more, private_copy
+from .conftest import ALL_RENDERED, RENDERED, Watcher, needs_chromium, running_app
 
 pytestmark = needs_chromium
 
 TILES = "#library .tile"
 FOCUSED_INDEX = "() => document.activeElement && document.activeElement.dataset.index"
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory) -> Library:
-    return build_library(tmp_path_factory.mktemp("browser-library"), per_class=8)
+RENDERED_200 = """() => {
+  const imgs = [...document.querySelectorAll('#library .tile img')];
+  return imgs.length >= 200 && imgs.every(i => i.complete && i.naturalWidth > 0);
+}"""
 
 
 @pytest.fixture
@@ -28,10 +29,11 @@ def tall(page):
 
 def test_the_grid_and_a_folder_filter(tall, server, library, tmp_path):
     page = tall
+    every = len(library.all_files())  # the shared library's 26, one page of them
     page.goto(server + "/library")
-    page.wait_for_function(f"() => document.querySelectorAll('{TILES}').length === 24")
+    page.wait_for_function(f"() => document.querySelectorAll('{TILES}').length === {every}")
     page.wait_for_function(ALL_RENDERED, arg="#library img")
-    assert page.text_content("#library-summary").startswith("24 image(s)")
+    assert page.text_content("#library-summary").startswith(f"{every} image(s)")
     page.screenshot(path=str(tmp_path / "library.png"), full_page=True)
     squares = str(library.collection / "square")
     page.select_option("#folder-input", squares)
@@ -43,10 +45,11 @@ def test_the_grid_and_a_folder_filter(tall, server, library, tmp_path):
     assert page.watcher.problems == []
 
 
-def test_the_lightbox_by_mouse_and_keyboard(tall, server, tmp_path):
+def test_the_lightbox_by_mouse_and_keyboard(tall, server, library, tmp_path):
     page = tall
     page.goto(server + "/library")
-    page.wait_for_function(f"() => document.querySelectorAll('{TILES}').length === 24")
+    page.wait_for_function(f"() => document.querySelectorAll('{TILES}').length === "
+                           f"{len(library.all_files())}")
     page.focus(f"{TILES} .tile-open >> nth=0")
     page.keyboard.press("ArrowRight")
     assert page.evaluate(FOCUSED_INDEX) == "1"
@@ -74,12 +77,30 @@ def test_the_lightbox_by_mouse_and_keyboard(tall, server, tmp_path):
     assert page.watcher.problems == []
 
 
-def test_similar_from_a_tile(tall, server):
+def test_similar_from_a_tile(tall, server, library):
     page = tall
     page.goto(server + "/library")
-    page.wait_for_function(f"() => document.querySelectorAll('{TILES}').length === 24")
+    page.wait_for_function(f"() => document.querySelectorAll('{TILES}').length === "
+                           f"{len(library.all_files())}")
     page.click(f"{TILES} .similar >> nth=5")
     page.wait_for_url(re.compile(r"/search\?similar=\d+$"))
     page.wait_for_function("() => document.querySelectorAll('#results .card').length > 0")
     page.wait_for_function(ALL_RENDERED, arg="#results img")
     assert page.watcher.problems == []
+
+
+def test_a_page_holds_200_tiles(browser, library, tmp_path):
+    """More images than a page holds (the shared library's 26 and 186 more, indexed into a
+    copy of it with its model): the page shows 200 tiles, every one rendered."""
+    bigger = private_copy(library, tmp_path)
+    make_collection(tmp_path / "more", per_class=62, classes=SHAPES)
+    index_more(bigger.data_dir, tmp_path / "more")
+    with running_app(bigger.data_dir) as url:
+        context = browser.new_context(viewport={"width": 1600, "height": 4000})  # all in view
+        page = context.new_page()
+        watcher = Watcher(page, url)
+        page.goto(url + "/library")
+        page.wait_for_function(RENDERED_200, timeout=60_000)
+        assert page.locator("#library .tile").count() == 200
+        assert watcher.problems == []
+        context.close()

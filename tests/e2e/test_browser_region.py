@@ -6,21 +6,15 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from ..synthetic import draw
-from ..web.conftest import Library, build_library, image_id
+from ..web.conftest import image_id
 from .conftest import ALL_RENDERED, needs_chromium
 
 pytestmark = needs_chromium
 
 FIRST_HIT = "() => document.querySelector('#results .card .name').textContent"
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory) -> Library:
-    return build_library(tmp_path_factory.mktemp("browser-region"), per_class=8)
 
 
 def two_halves(path) -> None:

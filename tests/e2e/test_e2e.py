@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import LOOKALIKE, QUICK_TRAIN, TINY
-from ..synthetic import write_collection
+from ..synthetic import SHAPES, make_collection
 from .conftest import CHROMIUM, headless_chromium
 
 # The tests' tiny model and the web's quick epochs (tests/conftest.py), in the default recipe.
@@ -85,7 +85,7 @@ def installed_demo(tmp_path_factory):
     if not LOOKALIKE.exists():
         pytest.skip(f"no console script at {LOOKALIKE} (pip install -e .)")
     home = tmp_path_factory.mktemp("user")
-    write_collection(home / "photos", per_class=12)
+    make_collection(home / "photos", per_class=12, classes=SHAPES)
     env = user_environment(home)
     done = run_lookalike(["-q", "index", "photos", *TRAIN], home, env)
     assert done.returncode == 0, done.stderr

@@ -14,8 +14,7 @@ from search.decisions import (KEEP, NOT_DUPLICATES, BadDecision, Decision, Unkno
 from search.duplicates import complete_linkage_groups, find_duplicates, with_status
 from search.store import Store
 
-from ..conftest import run
-from .conftest import write_untrained_model
+from ..conftest import index_into, make_model
 from .test_duplicates import COS_25, on_circle
 
 
@@ -53,7 +52,7 @@ def with_copies(untrained_data_dir, collection):
     original = sorted(collection.rglob("*.png"))[0]
     shutil.copy(original, collection / "same-bytes.png")
     shutil.copy(original, collection / "same-again.png")
-    run(untrained_data_dir, "index", str(collection), "--workers", "0")
+    index_into(untrained_data_dir, collection)
     return untrained_data_dir, original
 
 
@@ -76,15 +75,15 @@ def test_a_kept_image_stays_first_across_a_move_and_a_new_model(with_copies, col
     store.close()
     moved = collection / "moved-away.png"
     shutil.move(kept.path, moved)
-    run(data_dir, "index", str(collection), "--workers", "0", "--prune")
-    write_untrained_model(data_dir / "model.pt", seed=1)  # every code changes
-    run(data_dir, "index", str(collection), "--workers", "0")
+    index_into(data_dir, collection, prune=True)
+    make_model(data_dir / "model.pt", seed=1)  # every code changes
+    index_into(data_dir, collection)
     assert groups_of(data_dir, status="pending") == []
     (settled,) = groups_of(data_dir, status="reviewed")
     assert settled.decision.id == recorded.id
     assert settled.members[0].path == str(moved)
     shutil.copy(original, collection / "a-third-copy.png")  # the same content: still settled
-    run(data_dir, "index", str(collection), "--workers", "0")
+    index_into(data_dir, collection)
     assert len(groups_of(data_dir, status="reviewed")[0].members) == 4
 
 

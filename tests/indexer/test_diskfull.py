@@ -3,7 +3,8 @@
 Faults are injected where the real libraries fail (faiss, torch.save,
 SQLite's own SQLITE_FULL via ``PRAGMA max_page_count``), with the error
 each raises on a real full disk; one test uses a real tiny tmpfs when
-this process may mount one.
+this process may mount one. ``lookalike index`` on a full disk:
+tests/cli/test_diskfull.py.
 """
 from __future__ import annotations
 
@@ -18,11 +19,8 @@ import faiss
 import numpy as np
 import pytest
 import torch
-from sqlalchemy import event, select
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from indexer.check import check_data_dir
 from indexer.model import AEConfig, build_model, load_checkpoint, save_checkpoint
 from search.catalog import ImageRecord, ModelRecord
 from search.database import describe_database_error
@@ -31,9 +29,8 @@ from search.store import Store, codebook_path
 from search.vector_index import build_index, load_index
 from indexer.compression import Codebooks
 
-from ..conftest import TINY, invoke
+from ..conftest import TINY
 from ..mounts import tmpfs
-from ..synthetic import make_collection
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -42,7 +39,7 @@ ENOSPC_TEXT = os.strerror(errno.ENOSPC)
 
 def _index(n: int, seed: int = 0):
     codes = np.random.default_rng(seed).normal(size=(n, 16)).astype(np.float32)
-    return build_index(np.arange(1, n + 1, dtype=np.int64), codes, 16, "cosine", "flat")
+    return build_index(np.arange(1, n + 1, dtype=np.int64), codes, 16, "flat")
 
 
 def _temp_files(folder: Path) -> list[Path]:
@@ -211,92 +208,7 @@ def test_real_full_tmpfs(tiny_tmpfs):
     assert sorted(os.listdir(tiny_tmpfs)) == ["index.faiss", "model.pt"]
 
 
-# -- through the CLI ----------------------------------------------------------------------
-
-def _index_cli(data_dir: Path, folder: Path):
-    """`lookalike index FOLDER` into a data dir with an untrained tiny model (untrained_data_dir):
-    encoding needs a model, not a good one."""
-    return invoke(data_dir, "index", str(folder), "--workers", "0")
-
-
-def _assert_consistent(data_dir: Path, n: int) -> None:
-    store = Store.open(data_dir)
-    with store.sessions() as s:
-        catalog = set(s.scalars(select(ImageRecord.id)))
-    report = check_data_dir(store)
-    assert report.ok, report.render()
-    assert len(catalog) == n and set(store.load_index().ids().tolist()) == catalog
-    store.close()
-
-
-def _refused(result) -> None:
-    assert result.exit_code == 2, result.output  # the data dir's fault, not the command's
-    assert "disk full while writing" in result.output
-    assert "free some space and run the command again" in result.output
-    assert "Traceback" not in result.output
-
-
-def test_cli_index_save_on_a_full_disk(untrained_data_dir, tmp_path, monkeypatch):
-    folder = tmp_path / "photos"
-    make_collection(folder / "first", per_class=2, size=32)
-    assert _index_cli(untrained_data_dir, folder).exit_code == 0
-    index_path = untrained_data_dir / "index.faiss"
-    before = index_path.read_bytes()
-
-    make_collection(folder / "more", per_class=4, size=32, seed=1)
-    monkeypatch.setattr(faiss, "write_index",
-                        _half_then(_faiss_enospc(str(index_path)), faiss.write_index))
-    result = _index_cli(untrained_data_dir, folder)
-    _refused(result)
-    assert str(index_path) in result.output
-    assert index_path.read_bytes() == before
-    assert load_index(index_path).ntotal == 6
-
-    monkeypatch.undo()
-    assert _index_cli(untrained_data_dir, folder).exit_code == 0
-    _assert_consistent(untrained_data_dir, 18)
-
-
-class CatalogCap:
-    """Caps new SQLite connections at their file's current size, so growing it gets SQLITE_FULL."""
-
-    @staticmethod
-    def _cap(dbapi_connection, _record) -> None:
-        pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
-        dbapi_connection.execute(f"PRAGMA max_page_count = {max(pages, 1)}")
-
-    def start(self) -> None:
-        event.listen(Engine, "connect", self._cap)
-
-    def stop(self) -> None:
-        if event.contains(Engine, "connect", self._cap):
-            event.remove(Engine, "connect", self._cap)
-
-
-@pytest.fixture
-def catalog_cap():
-    cap = CatalogCap()
-    yield cap
-    cap.stop()
-
-
-def test_cli_catalog_full_is_a_clear_error_and_the_next_run_catches_up(
-        untrained_data_dir, tmp_path, catalog_cap):
-    folder = tmp_path / "photos"
-    make_collection(folder / "first", per_class=2, size=32)
-    assert _index_cli(untrained_data_dir, folder).exit_code == 0
-
-    make_collection(folder / "more", per_class=40, size=32, seed=1)
-    catalog_cap.start()
-    result = _index_cli(untrained_data_dir, folder)
-    _refused(result)
-    assert str(untrained_data_dir / "catalog.sqlite") in result.output
-    _assert_consistent(untrained_data_dir, 6)
-
-    catalog_cap.stop()
-    assert _index_cli(untrained_data_dir, folder).exit_code == 0
-    _assert_consistent(untrained_data_dir, 126)
-
+# -- the catalog -----------------------------------------------------------------------------
 
 def test_other_database_errors_are_not_called_disk_full():
     locked = OperationalError("INSERT ...", {}, sqlite3.OperationalError("database is locked"))

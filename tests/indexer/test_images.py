@@ -30,17 +30,51 @@ def _save(img: Image.Image, path: Path, **kw) -> Path:
     return path
 
 
+WHITE = (255, 255, 255)
+
+
+def two_halves(mode: str) -> tuple[Image.Image, tuple[int, ...], tuple[int, ...]]:
+    """A 40×30 image in *mode*, its left half one colour and its right half another; and the
+    RGB each half must come out as (a transparent half: white)."""
+    def split(left, right, in_mode: str = mode) -> Image.Image:
+        img = Image.new(in_mode, (40, 30), left)
+        img.paste(right, (20, 0, 40, 30))
+        return img
+
+    red, blue = (200, 50, 20), (20, 90, 230)
+    if mode == "RGB":
+        return split(red, blue), red, blue
+    if mode == "L":
+        return split(91, 160), (91,) * 3, (160,) * 3
+    if mode == "LA":
+        return split((91, 255), (160, 0)), (91,) * 3, WHITE
+    if mode == "P":
+        img = split(0, 1)
+        img.putpalette([*red, *blue])
+        return img, red, blue
+    if mode == "RGBA":
+        return split((*red, 255), (*blue, 0)), red, WHITE
+    if mode == "CMYK":  # (255 − r, 255 − g, 255 − b, 0): back to the same RGB
+        return split(red, blue, "RGB").convert("CMYK"), red, blue
+    if mode == "I;16":  # deep pixels scaled to 8 bits by the brightest: 30000 of 60000 → 127
+        deep = np.full((30, 40), 30000, np.uint16)
+        deep[:, 20:] = 60000
+        return Image.fromarray(deep), (127,) * 3, WHITE
+    if mode == "1":
+        return split(0, 1), (0,) * 3, WHITE
+    raise ValueError(mode)
+
+
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "1", "RGB"])
 def test_every_mode_becomes_rgb(tmp_path, mode):
-    base = Image.new("RGB", (40, 30), (200, 50, 20))
-    if mode == "I;16":
-        img = Image.fromarray((np.arange(40 * 30).reshape(30, 40) * 50).astype(np.uint16))
-        ext = "png"
-    else:
-        img = base.convert(mode)
-        ext = "tiff" if mode == "CMYK" else "png"
+    img, left, right = two_halves(mode)
+    assert img.mode == mode
+    ext = "tiff" if mode == "CMYK" else "png"
     out = load_image(_save(img, tmp_path / f"x.{ext}"), 16)
     assert out.shape == (16, 16, 3) and out.dtype == np.uint8
+    # Each half keeps its colour (away from the seam the resize blends).
+    assert np.abs(out[:, :6].astype(int) - left).max() <= 1, out[0, :6]
+    assert np.abs(out[:, -6:].astype(int) - right).max() <= 1, out[0, -6:]
 
 
 def test_transparent_pixels_become_white(tmp_path):

@@ -1,18 +1,12 @@
-"""The metric code against hand-computed examples, and the AE against chance."""
+"""The metric code against hand-computed examples (the AE against chance, with ``lookalike
+eval``: tests/cli/test_eval.py)."""
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from PIL import Image
 
-from web.cli import cli
 from indexer.retrieval import (EvaluationError, chi2_distances, colour_histograms, label_of,
                               pca_projection, retrieval_metrics)
-
-from ..synthetic import distinct_images
 
 
 def test_retrieval_metrics_by_hand():
@@ -43,28 +37,6 @@ def test_pca_projection_finds_the_main_axis():
     assert abs(abs(axes[:, 0] @ np.array([0.6, 0.8, 0])) - 1) < 1e-3
 
 
-def test_eval_cli_beats_chance(data_dir, collection):
-    runner = CliRunner()
-    base = ["--data-dir", str(data_dir), "-q"]
-    assert runner.invoke(cli, base + ["index", str(collection), "--workers", "0"]).exit_code == 0
-    result = runner.invoke(cli, base + ["eval", str(collection), "--query-fraction", "0.25",
-                                        "--json"])
-    assert result.exit_code == 0, result.output
-    res = json.loads(result.stdout)["results"]
-    ae = res["autoencoder (cosine)"]
-    assert ae["queries"] == 15 and ae["database"] == 45
-    assert ae["mAP"] > 0.5 and ae["p_at_1"] > 0.6  # chance: mAP ≈ P@1 ≈ 1/3
-    assert {"raw pixels (L2)", "PCA-16 (L2)", "PCA-16 (cosine)"} <= set(res)
-    table = runner.invoke(cli, base + ["eval", str(collection), "--no-baselines"])
-    assert table.exit_code == 0 and "autoencoder" in table.stdout and "PCA" not in table.stdout
-
-
-def test_eval_errors(data_dir, collection):
-    runner = CliRunner()
-    result = runner.invoke(cli, ["--data-dir", str(data_dir), "eval", str(collection)])
-    assert result.exit_code == 1 and "lookalike index" in result.output
-
-
 def test_colour_histograms_and_chi2_by_hand():
     red = np.zeros((1, 4 * 4 * 3), np.uint8).reshape(1, 4, 4, 3)
     red[..., 0] = 255
@@ -85,25 +57,3 @@ def test_copies_labels_flat_originals_and_folders(tmp_path):
     assert label_of(str(tmp_path / "cat" / "crop.jpg"), tmp_path, "copies") == "cat"
     with pytest.raises(EvaluationError, match="class sub-folder"):
         label_of(str(tmp_path / "cat.jpg"), tmp_path, "classes")
-
-
-def test_eval_copies_mode_finds_resaved_copies(data_dir, tmp_path):
-    """Originals flat, JPEG re-saves as queries in folders named after them."""
-    db, queries = tmp_path / "db", tmp_path / "queries"
-    db.mkdir()
-    for i, img in enumerate(distinct_images(12, seed=3, size=48)):
-        Image.fromarray(img).save(db / f"photo{i}.png")
-        (queries / f"photo{i}").mkdir(parents=True)
-        Image.fromarray(img).save(queries / f"photo{i}" / "resaved.jpg", quality=60)
-    runner = CliRunner()
-    base = ["--data-dir", str(data_dir), "-q"]
-    assert runner.invoke(cli, base + ["index", str(db), "--workers", "0"]).exit_code == 0
-    result = runner.invoke(cli, base + ["eval", str(db), "--queries", str(queries),
-                                        "--mode", "copies", "--json"])
-    assert result.exit_code == 0, result.output
-    res = json.loads(result.stdout)["results"]
-    assert set(res) == {"autoencoder (cosine)", "colour histogram (χ²)", "phash (Hamming)",
-                        "dhash (Hamming)"}
-    assert res["autoencoder (cosine)"]["queries"] == 12 and res["autoencoder (cosine)"]["database"] == 12
-    assert res["phash (Hamming)"]["p_at_1"] == 1.0  # a re-save keeps its perceptual hash
-    assert res["autoencoder (cosine)"]["p_at_1"] > 0.5  # chance: 1/12

@@ -22,16 +22,14 @@ from PIL import Image
 from sqlalchemy import select
 
 from indexer.encoding import TorchEncoder
-from indexer.images import load_image
 from indexer.job import index_folder
-from indexer.model import AEConfig, save_checkpoint
-from indexer.train import fit
+from indexer.model import AEConfig
 from search.catalog import ImageRecord
 from search.store import Store
 from web.admin import app_jobs
 from web.app import create_app
 
-from ..conftest import QUICK_TRAIN, TINY
+from ..conftest import QUICK_TRAIN, TINY, make_model
 from ..synthetic import write_collection
 
 # A real file name that is also HTML: the page must show it as text.
@@ -43,10 +41,7 @@ MB = 1024 * 1024
 
 def train_tiny(store: Store, folder: Path, config: AEConfig = TINY) -> TorchEncoder:
     """Fit the tiny model on every image under *folder* and save it as the store's model."""
-    paths = sorted(p for p in folder.rglob("*.png"))
-    pixels = np.stack([load_image(p, config.image_size) for p in paths])
-    model, facts = fit(pixels, config, QUICK_TRAIN, progress=False)
-    save_checkpoint(store.model_path, model, facts)
+    make_model(store.model_path, folder, config=config, recipe=QUICK_TRAIN)
     return TorchEncoder.from_path(store.model_path, "cpu")
 
 

@@ -11,7 +11,7 @@ import search.duplicates as duplicates
 from search.decisions import list_decisions
 from search.store import Store
 
-from ..conftest import run
+from ..cli.conftest import run
 from .conftest import Library, assert_error, image_id, index_more, ok_json
 
 EXACT = "0.9999"  # only identical content (and numerically identical codes) passes

@@ -15,7 +15,7 @@ from werkzeug.http import parse_options_header
 
 from search.engine import code_of
 
-from ..conftest import run
+from ..cli.conftest import run
 from ..synthetic import draw
 from .conftest import HOSTILE_NAME, assert_error, encoder_of, row_for
 

@@ -15,7 +15,7 @@ from indexer.job import index_folder
 from search.catalog import MetaRecord
 from search.store import INDEX_MODEL, Store
 
-from ..conftest import run
+from ..cli.conftest import run
 from .conftest import image_id, ok_json, upload
 
 NEW_MODEL = ("--budget", "4", "--image-size", "32", "--latent-dim", "16", "--widths",

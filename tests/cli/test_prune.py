@@ -4,8 +4,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..conftest import run
-from .conftest import state
+from ..conftest import state
+from .conftest import run
 
 
 def empty_into(folder: Path, backup: Path) -> None:
@@ -60,7 +60,7 @@ def test_a_few_missing_files_are_removed_without_prune(data_dir, collection):
 def test_half_missing_is_removed_more_is_kept(data_dir, collection):
     run(data_dir, "index", str(collection), "--workers", "0")
     files = sorted(collection.rglob("*.png"))
-    for path in files[::2]:  # every other one: no folder is left empty (see test_cli_maintenance)
+    for path in files[::2]:  # every other one: no folder is left empty (see test_maintenance)
         path.unlink()
     assert "removed 30" in run(data_dir, "index", str(collection), "--workers", "0").stdout
     for path in files[1::2][:16]:  # 16 of the 30 left

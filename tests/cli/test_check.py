@@ -11,8 +11,8 @@ from sqlalchemy import select
 from search.catalog import ImageRecord
 from search.store import Store
 
-from ..conftest import invoke
-from .conftest import write_untrained_model
+from ..conftest import make_model
+from .conftest import invoke
 
 
 def check(data_dir: Path, *args: str) -> tuple[int, dict]:
@@ -36,7 +36,7 @@ def test_consistent_data_dir_is_ok(indexed, tmp_path):
     # A data dir with a model and nothing indexed yet is consistent too.
     fresh = tmp_path / "fresh"
     fresh.mkdir()
-    write_untrained_model(fresh / "model.pt", seed=0)
+    make_model(fresh / "model.pt", seed=0)
     assert check(fresh)[0] == 0
 
 
@@ -130,7 +130,7 @@ def test_leftover_temp_files_are_reported_and_swept(indexed):
 
 
 def test_stale_model_rows_are_kept_and_reencode_fixes_them(indexed, collection):
-    write_untrained_model(indexed / "model.pt", seed=1)  # a retrained model, same code size
+    make_model(indexed / "model.pt", seed=1)  # a retrained model, same code size
     result = invoke(indexed, "check")
     assert result.exit_code == 1
     assert "60 image(s) encoded by another model" in result.stdout

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from search.catalog import ImageRecord
 from search.store import Store
 
-from ..conftest import run
+from .conftest import run
 
 ray = pytest.importorskip("ray", reason="the ray engine's tests need Ray Data (lookalike[ray])")
 # The writer is the local engine's, which the PostgreSQL pass tests; a Ray cluster's start

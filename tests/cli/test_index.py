@@ -10,14 +10,16 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from indexer.encoding import TorchEncoder
+from indexer.model import load_checkpoint
 from search.catalog import ImageRecord
 from search.engine import SearchEngine, code_of
 from search.store import Store
 from search.vector_index import normalise
 
-from ..conftest import run
-from ..synthetic import make_bad_files, make_collection, write_collection
-from .conftest import state
+from ..conftest import state
+from ..synthetic import SHAPES, make_bad_files, make_collection
+from .conftest import run
 
 
 def index_json(data_dir, folder) -> dict:
@@ -47,7 +49,7 @@ def test_ivfpq_index_is_reranked_by_the_catalog_and_follows_deletions(data_dir, 
     """IVF-PQ (what auto picks above 2M) on 300 images: its search answers as an exact one
     mostly does, since the catalog's full codes re-rank its shortlist; deletions reach it."""
     folder = tmp_path / "many"
-    write_collection(folder, per_class=100, seed=3)
+    make_collection(folder, per_class=100, seed=3, classes=SHAPES)
     run(data_dir, "index", str(folder), "--workers", "0", "--index-type", "ivfpq")
     info = json.loads(run(data_dir, "stats", "--json").stdout)
     assert info["index_type"].startswith("IndexIVFPQ") and info["index_vectors"] == 300
@@ -130,6 +132,10 @@ def test_index_trains_a_model_when_there_is_none(tmp_path, collection):
     result = run(data, "index", str(collection), "--epochs", "1", "--image-size", "16",
                  "--workers", "0")
     assert (data / "model.pt").is_file() and "added 60" in result.stdout
+    trained = load_checkpoint(data / "model.pt")  # the training options reached the model
+    assert trained.model.config.image_size == 16
+    assert trained.facts["train_config"]["epochs"] == 1 and trained.facts["epochs_run"] == 1
+    assert TorchEncoder.from_path(data / "model.pt", "cpu").image_size == 16
 
 
 def test_index_after_model_change_reencodes_everything(data_dir, collection, tmp_path):

@@ -11,9 +11,9 @@ from sqlalchemy import select
 from search.catalog import ImageRecord
 from search.store import Store
 
-from ..conftest import invoke
+from ..conftest import make_model
 from ..synthetic import make_collection, make_image
-from .conftest import write_untrained_model
+from .conftest import invoke
 
 
 def catalog(data_dir: Path) -> dict[str, int]:
@@ -78,7 +78,7 @@ def test_reindex_skips_a_folder_that_is_gone_and_keeps_its_images(indexed, colle
 def test_reindex_of_an_empty_data_dir_says_there_is_nothing(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    write_untrained_model(data / "model.pt", seed=0)
+    make_model(data / "model.pt", seed=0)
     Store.open(data).close()
     result = invoke(data, "reindex")
     assert result.exit_code == 1 and "nothing to re-index" in result.output

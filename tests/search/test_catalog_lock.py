@@ -10,10 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from search.lock import DataDirBusy, WriterLock
-from web.cli import cli
 
 pytestmark = pytest.mark.postgresql_only
 
@@ -40,20 +38,6 @@ def test_two_data_dirs_on_one_catalog_cannot_both_write(tmp_path, catalog_url):
     finally:
         first.release()
     WriterLock(tmp_path / "host-b", "indexing", catalog_url).acquire().release()
-
-
-def test_a_second_indexer_on_another_data_dir_is_refused(tmp_path, catalog_url, collection,
-                                                          data_dir):
-    env = {"LOOKALIKE_DATABASE_URL": catalog_url}
-    with WriterLock(tmp_path / "elsewhere", "indexing", catalog_url):
-        result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "-q", "index",
-                                          str(collection), "--workers", "0"], env=env)
-    assert result.exit_code == 1
-    assert "holds the catalog" in result.output and "wait for it to finish" in result.output
-    assert not (data_dir / "index.faiss").exists()  # refused before any work
-    result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "-q", "index",
-                                      str(collection), "--workers", "0"], env=env)
-    assert result.exit_code == 0, result.output
 
 
 def test_a_killed_writer_frees_the_catalog(tmp_path, catalog_url):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import invoke
+from .conftest import invoke
 from ..mounts import fill, read_only_view, tmpfs
 
 pytestmark = pytest.mark.sqlite_only  # about SQLite's files and the data dir's folder

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from indexer.model import build_model, save_checkpoint
-
-from ..conftest import TINY, run
+from ..conftest import TINY, make_model
 from ..synthetic import CLASSES
+from .conftest import run
 
 
 def index(data_dir: Path, folder: Path) -> None:
@@ -78,8 +77,7 @@ def test_search_refuses_an_index_of_another_model(data_dir, collection, latent_d
     query = sorted(collection.rglob("*.png"))[0]
     assert run(data_dir, "search", str(query), "-k", "3").stdout.count("\n") == 3
 
-    other = build_model(replace(TINY, latent_dim=latent_dim))
-    save_checkpoint(data_dir / "model.pt", other, {"note": "retrained"})
+    make_model(data_dir / "model.pt", config=replace(TINY, latent_dim=latent_dim))  # "retrained"
     for args in (["search", str(query)], ["arithmetic", str(query), str(query), str(query),
                                           "-o", str(data_dir / "a.png")]):
         result = run(data_dir, *args, ok=False)
