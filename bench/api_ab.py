@@ -7,15 +7,19 @@ out-of-range and oversize numbers, wrong types, empty values, JSON strings
 where numbers belong, nulls; sent in the query string, a multipart or
 urlencoded form, or a JSON body (with the same parameter in two places now
 and then); images valid, corrupt, empty, missing or badly encoded; path ids
-in and out of range. Each app (the old commit's tree on PYTHONPATH, then
+in and out of range. Each app (the old commit's tree on PYTHONPATH, or
 this one) runs in a subprocess of its own on its own copy of the library,
 and answers the requests in the same order through Flask's test client
-(a re-index is waited for, so writes leave both data dirs alike). Then, per
-request: status code, the error ``code``, the content type and, for a JSON
-answer, its keys in order (recursively) must agree.
+(a re-index is waited for, so writes leave both data dirs alike); each
+twice, old-new-new-old. Then, per request: status code, the error
+``code``, the content type and, for a JSON answer, its keys in order and
+their values' types (recursively) must agree. Then the requests go to the
+old app once more without the query values their body replaces (the one
+rule the new reader changed): that must agree everywhere. Last, the two
+OpenAPI documents are compared.
 
 Run: ``python -m bench.api_ab --old /tmp/ab-old`` where /tmp/ab-old is
-``git worktree add /tmp/ab-old 4c4362a`` (a few minutes on 2 cores).
+``git worktree add /tmp/ab-old 4c4362a`` (about two minutes on 2 cores).
 """
 from __future__ import annotations
 
@@ -26,9 +30,11 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -214,7 +220,8 @@ def make_requests(doc: dict[str, Any], n: int, seed: int, ids: list[int], code: 
 # -- one side: an app answering them ------------------------------------------------------------
 
 def shape(value: Any) -> Any:
-    """The keys of a JSON value, in order, recursively (lists: the shape of each item)."""
+    """The keys of a JSON value in order and its values' types, recursively (lists: the
+    shape of each item)."""
     if isinstance(value, dict):
         return [[k, shape(v)] for k, v in value.items()]
     if isinstance(value, list):
@@ -251,14 +258,17 @@ def answer_all(data_dir: str, requests_file: str, out: str) -> None:
                 data[name] = (io.BytesIO(unbase64(blob)), "upload.bin")
                 kwargs["content_type"] = "multipart/form-data"
             kwargs["data"] = data
+        started = time.perf_counter()
         response = client.open(request["path"], method=request["method"], **kwargs)
+        ms = (time.perf_counter() - started) * 1000
         body = response.get_json(silent=True) if response.is_json else None
         error = body.get("error") if isinstance(body, dict) else None
         results.append({"status": response.status_code,
                         "code": error.get("code") if isinstance(error, dict) else None,
                         "type": response.mimetype,
                         "shape": shape(body) if response.status_code < 300
-                        and request["path"] != "/api/openapi.json" else None})  # see document_diff
+                        and request["path"] != "/api/openapi.json" else None,  # document_diff
+                        "ms": ms})
         for job in app_jobs(app).all():
             job.done.wait(300)
     app.extensions["lookalike"].close()
@@ -288,7 +298,7 @@ def build(root: Path) -> tuple[Path, list[int], str, dict[str, bytes]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--old", default="/tmp/ab-old", help="the old commit's worktree")
-    parser.add_argument("--requests", type=int, default=1500)
+    parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=25)
     parser.add_argument("--side", nargs=3, metavar=("DATA_DIR", "REQUESTS", "OUT"),
                         help=argparse.SUPPRESS)
@@ -304,15 +314,29 @@ def main() -> None:
             capture_output=True, text=True).stdout)
         requests = make_requests(doc, args.requests, args.seed, ids, code, images)
         (work / "requests.json").write_text(json.dumps(requests))
-        answers = {side: answer_on(tree, data_dir, requests, work / side)
-                   for side, tree in (("old", Path(args.old)), ("new", ROOT))}
+        # Each app twice, old-new-new-old, so that neither has the quieter half of the box's
+        # time to itself: a side's two runs must answer alike; a request's time is the
+        # faster of its side's two.
+        trees = {"old": Path(args.old), "new": ROOT}
+        runs: dict[str, list] = {"old": [], "new": []}
+        for i, side in enumerate(("old", "new", "new", "old")):
+            runs[side].append(answer_on(trees[side], data_dir, requests, work / f"run{i}"))
+        timings = {side: [min(a.pop("ms"), b.pop("ms")) for a, b in zip(*found)]
+                   for side, found in runs.items()}
+        for side, (first, second) in runs.items():
+            print(f"{side}: its two runs agree on {sum(a == b for a, b in zip(first, second))} "
+                  f"of {len(requests)}")
+        answers = {side: found[0] for side, found in runs.items()}
         differences = report(requests, answers["old"], answers["new"])
+        print_timings(requests, answers["old"], timings)
         # The one rule the new reader changed on purpose: where the body carries a parameter,
         # the query's value is not read, so a bad one there is no 400 any more. The same
         # requests without such query values, sent to the old app, must get every new answer.
         kind = sum(without_replaced(r) is not None for r, _a, _b in differences)
         trimmed = [without_replaced(r) or r for r in requests]
         again = answer_on(Path(args.old), data_dir, trimmed, work / "again")
+        for found in again:
+            del found["ms"]
         changed = sum(r is not t for r, t in zip(requests, trimmed))
         agreeing = sum(a == b for a, b in zip(again, answers["new"]))
         print(f"{kind} of the {len(differences)} differences carry a parameter in both the "
@@ -383,6 +407,23 @@ def report(requests: list[dict], old: list[dict], new: list[dict]) -> list[tuple
         print("DIFF", json.dumps(shown)[:400], "\n  old", json.dumps(a)[:300],
               "\n  new", json.dumps(b)[:300])
     return differences
+
+
+def print_timings(requests: list[dict], old: list[dict], timings: dict[str, list]) -> None:
+    """Median ms a request by operation, of the requests the old app answered 200 (so both
+    did the work), old and new one after the other on the same box: noisy, but a 2x would
+    show."""
+    by_op: dict[str, dict[str, list]] = {}
+    for i, (request, a) in enumerate(zip(requests, old)):
+        if a["status"] == 200:
+            op = by_op.setdefault(f"{request['method']} {operation_of(request['path'])}",
+                                  {"old": [], "new": []})
+            for side in op:
+                op[side].append(timings[side][i])
+    print(f"{'median ms of 200 answers':50} {'old':>7} {'new':>7}")
+    for op, found in sorted(by_op.items()):
+        print(f"{op:50} {statistics.median(found['old']):7.2f} "
+              f"{statistics.median(found['new']):7.2f}")
 
 
 def operation_of(path: str) -> str:

@@ -1,9 +1,10 @@
 """The JSON bodies the API answers with: each is built here, checked, and documented.
 
 A view answers with :func:`answer` of one of these models, so every JSON
-body is validated when it is made (strictly: no coercion, no field the
-model does not name) and its keys come in the order the fields are
-declared. The same models are the document's (``/api/openapi.json``). A
+body is validated when it is made (strictly: no text for a number, no
+number for a flag, no field the model does not name) and its keys come in
+the order the fields are declared: what the pages' scripts read cannot
+drift from what the document says. The same models are the document's (``/api/openapi.json``). A
 field with a default is one an answer may leave out (it is left out when
 the view does not set it); it is never null unless its type says so.
 """
@@ -31,7 +32,7 @@ def _document_as_sent(schema: dict[str, Any]) -> None:
 class Answer(BaseModel):
     # protected_namespaces: fields named model_* (model_id, model_kind) are ours, not pydantic's
     model_config = ConfigDict(json_schema_extra=_document_as_sent, protected_namespaces=(),
-                              strict=True, extra="forbid", populate_by_name=True)
+                              strict=True, extra="forbid")
 
 
 def answer(body: BaseModel, status: int = 200) -> tuple[Response, int]:

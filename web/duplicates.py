@@ -151,10 +151,10 @@ def duplicates(params: DuplicatesParams):
         status=params.status, page=params.page, per_page=params.per_page,
         pages=math.ceil(len(chosen) / params.per_page), total=len(chosen),
         counts={"pending": len(every) - reviewed, "reviewed": reviewed},
-        groups=_groups_json(store, page)))
+        groups=_groups_as_shown(store, page)))
 
 
-def _groups_json(store: Store, groups: list[Group]) -> list[DuplicateGroup]:
+def _groups_as_shown(store: Store, groups: list[Group]) -> list[DuplicateGroup]:
     """The groups as the page draws them, with each file's path and size as they are now."""
     now = store.file_facts([m.id for g in groups for m in g.members])
     out = []
