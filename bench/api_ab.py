@@ -211,6 +211,11 @@ def make_requests(doc: dict[str, Any], n: int, seed: int, ids: list[int], code: 
             elif rng.random() < 0.05 and method != "GET":
                 request["json"] = {"folders": ["/etc"]}
         request["auth"] = rng.random() < 0.9
+        other = rng.random()  # now and then a HEAD, an OPTIONS or a method no route takes
+        if other < 0.02 and method == "GET":
+            request["method"] = "HEAD"
+        elif other < 0.04:
+            request["method"] = rng.choice(["OPTIONS", "PUT", "PATCH"])
         made.append(request)
     made += [{"method": "POST", "path": "/api/admin/reindex", "query": {}, "auth": True}
              for _ in range(3)]
@@ -388,7 +393,7 @@ def report(requests: list[dict], old: list[dict], new: list[dict]) -> list[tuple
     statuses: Counter = Counter()
     differences = []
     for request, a, b in zip(requests, old, new):
-        op = f"{request['method']} {operation_of(request['path'])}"
+        op = label(request)
         per_op[op] += 1
         statuses[(a["status"], a["code"])] += 1
         if a == b:
@@ -415,15 +420,23 @@ def print_timings(requests: list[dict], old: list[dict], timings: dict[str, list
     show."""
     by_op: dict[str, dict[str, list]] = {}
     for i, (request, a) in enumerate(zip(requests, old)):
-        if a["status"] == 200:
-            op = by_op.setdefault(f"{request['method']} {operation_of(request['path'])}",
-                                  {"old": [], "new": []})
+        if a["status"] == 200 and request["method"] in ("GET", "POST", "DELETE"):
+            op = by_op.setdefault(label(request), {"old": [], "new": []})
             for side in op:
                 op[side].append(timings[side][i])
     print(f"{'median ms of 200 answers':50} {'old':>7} {'new':>7}")
     for op, found in sorted(by_op.items()):
         print(f"{op:50} {statistics.median(found['old']):7.2f} "
               f"{statistics.median(found['new']):7.2f}")
+
+
+def label(request: dict) -> str:
+    """The operation a request is counted under; other methods, one line each."""
+    method = request["method"]
+    if method in ("GET", "POST", "DELETE"):
+        return f"{method} {operation_of(request['path'])}"
+    return {"HEAD": "HEAD (any GET route)", "OPTIONS": "OPTIONS (any route)"}.get(
+        method, "PUT, PATCH (no route takes them)")
 
 
 def operation_of(path: str) -> str:
