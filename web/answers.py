@@ -99,7 +99,8 @@ class Found(Answer):
 
 class Copy(ImageLinks, Found):
     @classmethod
-    def of(cls, hit: EngineHit, **more: Any) -> Any:
+    def of(cls, hit: EngineHit, **more: Any) -> Copy:
+        """One search result: enough to draw a card and to follow it."""
         return cls(id=hit.id, name=PurePath(hit.path).name, path=hit.path,
                    similarity=round(hit.score, 6), reconstruction_error=hit.recon_error,
                    **image_urls(hit.id), **more)
@@ -110,7 +111,8 @@ class Hit(Copy):
                                                  "near-duplicates, folded under it.")
 
     @classmethod
-    def folded(cls, hit: EngineHit, copies: list[EngineHit]) -> "Hit":
+    def folded(cls, hit: EngineHit, copies: list[EngineHit]) -> Hit:
+        """A result with the near-duplicates ``collapse=true`` folded under it."""
         return cls.of(hit, copies=[Copy.of(c) for c in copies])
 
 
@@ -136,7 +138,7 @@ class ImageRow(Answer):
 
 class Image(ImageLinks, ImageRow):
     @classmethod
-    def of(cls, row: ImageRecord, **more: Any) -> Any:
+    def of(cls, row: ImageRecord, **more: Any) -> Image:
         """Everything the catalog knows about one image (the metadata endpoint)."""
         indexed_at = row.indexed_at.replace(tzinfo=timezone.utc).isoformat() \
             if row.indexed_at else None

@@ -103,9 +103,10 @@ def _document(views: tuple[tuple[str, str, Callable], ...]) -> dict[str, Any]:
         params = view.operation.params
         if params is not None and issubclass(params, Upload):
             schemas.update(upload_schemas(params))
+    tags = dict.fromkeys(tag for _rule, _method, view in views for tag in view.operation.tags)
     return {"openapi": "3.1.0",
             "info": {"title": "Lookalike", "description": DESCRIPTION, "version": "1"},
-            "tags": [{"name": "admin"}], "paths": paths,
+            "tags": [{"name": tag} for tag in tags], "paths": paths,
             "components": {"schemas": dict(sorted(schemas.items())),
                            "securitySchemes": SECURITY_SCHEMES},
             "security": []}
