@@ -77,6 +77,25 @@ class OpenApiDocument(RootModel[dict[str, Any]]):
     """OpenAPI 3.1"""
 
 
+# -- errors ------------------------------------------------------------------------------------
+
+ERROR_CODES = ("bad_request", "bad_parameter", "bad_image", "not_found", "method_not_allowed",
+               "too_large", "unsupported_media_type", "not_ready", "internal_error", "bad_code",
+               "unauthorized", "admin_disabled", "busy", "nothing_to_index", "cross_site",
+               "disk_full", "read_only", "bad_host", "http_error")
+
+
+class ErrorDetail(Answer):
+    code: Literal[ERROR_CODES]  # type: ignore[valid-type]
+    message: str = Field(description="For people; may change.")
+
+
+class Error(Answer):
+    """Every error of the API, whatever its status."""
+
+    error: ErrorDetail
+
+
 # -- search ------------------------------------------------------------------------------------
 
 class ImageLinks(Answer):

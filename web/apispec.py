@@ -22,8 +22,8 @@ from pydantic.json_schema import models_json_schema
 
 from indexer.images import SUPPORTED_FORMATS
 
+from .answers import Error
 from .requests import Upload, read_json, read_params
-from .schemas import Error
 
 DESCRIPTION = ("Content-based image retrieval over your own collection. Every error is JSON: "
                "{\"error\": {\"code\", \"message\"}}.")

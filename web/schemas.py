@@ -4,7 +4,7 @@ Each view declares its parameters as one model here, and its answers, with
 ``@operation(params=..., body=..., answers=...)`` (``web.apispec``): the
 model validates the request (``web.requests``) and makes
 ``/api/openapi.json``. Adding a parameter is adding a field to its model.
-The JSON bodies the API answers with are in ``web.answers``. The API's own
+The JSON bodies the API answers with, errors included, are in ``web.answers``. The API's own
 limits are written here once (the views and pages import them); those of
 the data come from where the data is defined (catalog ids from
 ``search.catalog``, code dtypes from ``indexer.compression``, seeds in
@@ -38,11 +38,6 @@ LIBRARY_PAGE_DEFAULT, LIBRARY_PAGE_MAX = 100, 500  # library tiles a page
 GROUP_MAX = 100_000  # images one decision may name
 KIND_HEADER = "X-Lookalike-Model-Kind"
 NOTE_HEADER = "X-Lookalike-Note"
-
-ERROR_CODES = ("bad_request", "bad_parameter", "bad_image", "not_found", "method_not_allowed",
-               "too_large", "unsupported_media_type", "not_ready", "internal_error", "bad_code",
-               "unauthorized", "admin_disabled", "busy", "nothing_to_index", "cross_site",
-               "disk_full", "read_only")
 
 # Catalog ids: larger numbers are not ids, a 404 (in a path) or a 400 (in a query).
 IMAGE_ID = "Catalog id of an indexed image."
@@ -224,18 +219,7 @@ class DecisionJson(RootModel[Annotated[Union[NotDuplicates, KeepThisOne],
         return data
 
 
-# -- errors --------------------------------------------------------------------------------------
-
-class ErrorDetail(BaseModel):
-    code: Literal[ERROR_CODES]  # type: ignore[valid-type]
-    message: str = Field(description="For people; may change.")
-
-
-class Error(BaseModel):
-    """Every error of the API, whatever its status."""
-
-    error: ErrorDetail
-
+# -- what the errors of each endpoint mean -----------------------------------------------------
 
 NOT_READY = "No model or index yet (or they do not fit); the message says what to run."
 NOT_FOUND = "No image with that id, or its file is gone."

@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError
 
 from web.answers import Health, answer
 from web.apispec import openapi_document, operation
-from web.errors import register_error_handlers
+from web.errors import ApiError, register_error_handlers
 from web.fields import Flag, whole
 from web.requests import Params, Upload
 from web.uploads import InMemoryRequest
@@ -55,6 +55,12 @@ def make_echo_app() -> Flask:
     def strange():
         """An answer with a field its model does not name."""
         return answer(Health(status="ok", ready=True, surprise=1))
+
+    @app.get("/api/teapot")
+    @operation(answers={418: "Never."})
+    def teapot():
+        """An error with a code the document does not list."""
+        raise ApiError(418, "teapot", "short and stout")
 
     return app
 
@@ -150,6 +156,10 @@ def test_an_answer_with_a_field_its_model_does_not_name_is_refused(echo):
     with pytest.raises(ValidationError):
         Health(status="ok", ready=True, surprise=1)
     assert_error(echo.get("/api/strange"), 500, "internal_error")
+
+
+def test_an_error_code_the_document_does_not_list_is_refused(echo):
+    assert_error(echo.get("/api/teapot"), 500, "internal_error")
 
 
 def test_an_answer_is_checked_strictly_and_keeps_the_models_order():
