@@ -52,6 +52,7 @@ from web.admin import app_jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "ab-token"
+DELETABLE = 6  # of the 36 images
 INT_EDGES = ["", " ", "abc", "5.0", "5.5", "+3", "-1", "0", "1e3", "10" * 15, "9" * 25, " 7 ",
              "0x10", "٣"]
 FLAGS = ["true", "false", "1", "0", "yes", "no", "on", "off", "TRUE", " On ", "maybe", "", "2"]
@@ -106,6 +107,27 @@ def json_value(rng: random.Random, schema: dict[str, Any]) -> Any:
     return rng.choice([text, text, 5, None])
 
 
+def good_value(rng: random.Random, schema: dict[str, Any], as_json: bool) -> Any:
+    """A value the parameter takes, as text or as JSON."""
+    kind = schema.get("type")
+    if kind == "integer":
+        value: Any = rng.randint(schema.get("minimum", 0), min(schema.get("maximum", 50),
+                                                                schema.get("minimum", 0) + 50))
+    elif kind == "number":
+        value = rng.uniform(schema.get("minimum", 0.0), schema.get("maximum", 1.0))
+    elif kind == "boolean":
+        value = rng.choice([True, False])
+    elif "enum" in schema:
+        value = rng.choice(schema["enum"])
+    elif schema.get("format") == "date":
+        value = rng.choice(["1970-01-01", "2030-12-31"])
+    elif "pattern" in schema:
+        value = rng.choice(["0,0,20,20", "40,40,8,8", "10,0,11,48"])
+    else:
+        value = "/"
+    return value if as_json else str(value).lower()
+
+
 def image_bytes(rng: random.Random, images: dict[str, bytes]) -> bytes:
     return images[rng.choice(["png", "png", "png", "jpeg", "corrupt", "empty", "text", "gif"])]
 
@@ -116,6 +138,8 @@ def upload_request(rng: random.Random, method: str, path: str, op: dict[str, Any
     ref = op["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
     form_props = doc["components"]["schemas"][ref.rsplit("/", 1)[-1]]["properties"]
     params = {n: p for n, p in form_props.items() if n != "image"}
+    if rng.random() < 0.3:  # a request the endpoint takes: its answer's shape is compared
+        return good_upload(rng, method, path, params, images)
     query = {n: text_value(rng, p["anyOf"][0]) for n, p in params.items() if rng.random() < 0.3}
     chosen = [n for n in params if rng.random() < 0.4]
     data = image_bytes(rng, images)
@@ -146,11 +170,28 @@ def upload_request(rng: random.Random, method: str, path: str, op: dict[str, Any
     return request
 
 
+def good_upload(rng: random.Random, method: str, path: str, params: dict[str, Any],
+                images: dict[str, bytes]) -> dict[str, Any]:
+    data = images[rng.choice(["png", "jpeg", "gif"])]
+    where = {n: rng.choice(["query", "body", "both"]) for n in params if rng.random() < 0.6}
+    query = {n: good_value(rng, params[n]["anyOf"][0], False) for n, w in where.items()
+             if w != "body"}
+    request: dict[str, Any] = {"method": method, "path": path, "query": query}
+    as_json = rng.random() < 0.5
+    body = {n: good_value(rng, params[n]["anyOf"][0], as_json) for n, w in where.items()
+            if w != "query"}
+    if as_json:
+        request["json"] = {**body, "image_base64": base64.b64encode(data).decode()}
+    else:
+        request["form"], request["file"] = body, ["image", base64.b64encode(data).decode()]
+    return request
+
+
 def decision_body(rng: random.Random, ids: list[int]) -> Any:
-    kind = rng.choice(["not_duplicates", "keep", "keep", "bogus", None, 5])
-    images = rng.choice([rng.sample(ids, 2), rng.sample(ids, 3), [ids[0], ids[0]], [ids[0]], [],
-                         [ids[0], "2"], [ids[0], 2.0], [ids[0], 10**20], [-1, ids[1]], "1,2",
-                         [ids[0], 99999]])
+    kind = rng.choice(["not_duplicates", "not_duplicates", "keep", "keep", "bogus", None, 5])
+    images = rng.choice([rng.sample(ids, 2), rng.sample(ids, 2), rng.sample(ids, 3),
+                         [ids[0], ids[0]], [ids[0]], [], [ids[0], "2"], [ids[0], 2.0],
+                         [ids[0], 10**20], [-1, ids[1]], "1,2", [ids[0], 99999]])
     body: Any = {"kind": kind, "images": images}
     if kind == "keep" or rng.random() < 0.2:
         body["keep"] = rng.choice([images[0] if isinstance(images, list) and images else 1,
@@ -172,6 +213,8 @@ def make_requests(doc: dict[str, Any], n: int, seed: int, ids: list[int], code: 
                   images: dict[str, bytes]) -> list[dict[str, Any]]:
     """*n* requests, every operation in turn and then at random, from the old document."""
     rng = random.Random(seed)
+    # The admin deletes only the last few images, so that the others stay for the rest.
+    kept, deletable = ids[:-DELETABLE], ids[-DELETABLE:]
     operations = [(m.upper(), p, op) for p, ops in doc["paths"].items() for m, op in ops.items()
                   if p != "/api/admin/reindex"]  # re-indexing: a few, at the end
     made = []
@@ -180,18 +223,21 @@ def make_requests(doc: dict[str, Any], n: int, seed: int, ids: list[int], code: 
         path = template
         for param in op.get("parameters", []):
             if param["in"] == "path":
-                path = path.replace("{" + param["name"] + "}", path_value(rng, param, ids))
+                path = path.replace("{" + param["name"] + "}", path_value(
+                    rng, param, deletable if template == "/api/admin/images/{image_id}" else kept))
         body = op.get("requestBody", {}).get("content", {})
         if "multipart/form-data" in body:
             request = upload_request(rng, method, path, op, doc, images)
         else:
-            query = {p["name"]: text_value(rng, p["schema"]) if rng.random() < 0.9 else
-                     rng.choice(list(map(str, ids)))
+            # A required parameter is a catalog id: mostly one of the library's, else
+            # anything, so that an operation with three of them still answers 200 at times.
+            query = {p["name"]: rng.choice(list(map(str, kept)))
+                     if p["required"] and rng.random() < 0.8 else text_value(rng, p["schema"])
                      for p in op.get("parameters", []) if p["in"] == "query"
-                     and (p["required"] and rng.random() < 0.9 or rng.random() < 0.5)}
+                     and (p["required"] and rng.random() < 0.95 or rng.random() < 0.5)}
             request = {"method": method, "path": path, "query": query}
             if template == "/api/duplicates/decisions":
-                request["json"] = decision_body(rng, ids)
+                request["json"] = decision_body(rng, kept)
                 if rng.random() < 0.1:
                     request["raw"], request["content_type"] = "kind=keep", "text/plain"
                     del request["json"]
@@ -389,21 +435,23 @@ def document_diff(old: Any, new: Any, where: str = "") -> list[str]:
 def report(requests: list[dict], old: list[dict], new: list[dict]) -> list[tuple]:
     """Print the counts and each difference; the differences."""
     per_op: Counter = Counter()
+    answered: Counter = Counter()  # 2xx, by the old app: their JSON shapes are compared
     agree: Counter = Counter()
     statuses: Counter = Counter()
     differences = []
     for request, a, b in zip(requests, old, new):
         op = label(request)
         per_op[op] += 1
+        answered[op] += a["status"] < 300
         statuses[(a["status"], a["code"])] += 1
         if a == b:
             agree[op] += 1
         else:
             differences.append((request, a, b))
     print(f"{len(requests)} requests, {sum(agree.values())} agree, {len(differences)} differ")
-    print(f"{'operation':50} {'sent':>5} {'agree':>5}")
+    print(f"{'operation':50} {'sent':>5} {'2xx':>5} {'agree':>5}")
     for op, count in sorted(per_op.items()):
-        print(f"{op:50} {count:5} {agree[op]:5}")
+        print(f"{op:50} {count:5} {answered[op]:5} {agree[op]:5}")
     print("old answers by (status, code):",
           ", ".join(f"{s} {c or ''}: {n}".replace(" :", ":") for (s, c), n in sorted(
               statuses.items(), key=lambda x: (x[0][0], x[0][1] or ""))))
