@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, request
 
 from indexer.encoding import TorchEncoder
 from indexer.job import reindex_all, reindex_folders
@@ -37,12 +37,12 @@ from search.store import Store
 
 from .answers import Deleted, Exclusion, Exclusions
 from .answers import Job as JobAnswer
+from .answers import answer
 from .api import ID
-from .apispec import ADMIN_SECURITY, request_params, spec
+from .apispec import ADMIN_SECURITY, operation
 from .backend import Backend, NotReady, current_backend, current_settings
 from .errors import ApiError, error_response
-from .schemas import (ADMIN_ERRORS, BUSY, NOT_FOUND, NOT_READY, PATH_ID, DeleteImageQueryString,
-                      answers, writing)
+from .schemas import ADMIN_ERRORS, BUSY, NOT_FOUND, NOT_READY, PATH_ID, DeleteImageParams, writing
 from .security import token_matches
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,9 @@ KEEP_JOBS = 50  # finished jobs remembered for GET /api/admin/jobs/<id>
 ADMIN_TAG = "admin"
 
 
-def admin_operation(**declared: Any) -> Callable:
-    """``spec.validate`` for an admin view: tagged, and documented as needing the token."""
-    return spec.validate(tags=[ADMIN_TAG], security=ADMIN_SECURITY, **declared)
+def admin_operation(*args: Any, **declared: Any) -> Callable:
+    """``operation`` for an admin view: tagged, and documented as needing the token."""
+    return operation(*args, tags=(ADMIN_TAG,), security=ADMIN_SECURITY, **declared)
 
 
 # -- who may call them -------------------------------------------------------------------------
@@ -92,41 +92,41 @@ def _writer_lock(backend: Backend, doing: str) -> WriterLock:
 # -- DELETE /api/admin/images/<id> ---------------------------------------------------------------
 
 @bp.delete(f"/images/{ID}")
-@admin_operation(query=DeleteImageQueryString, path_parameter_descriptions=PATH_ID,
-                 resp=answers(writing({200: (Deleted, "Removed."),
-                                       400: "exclude is not true or false.", **ADMIN_ERRORS,
-                                       404: NOT_FOUND, 409: BUSY})))
-def delete_image(image_id: int):
+@admin_operation(DeleteImageParams, path=PATH_ID, answers=writing({
+    200: (Deleted, "Removed."), 400: "exclude is not true or false.", **ADMIN_ERRORS,
+    404: NOT_FOUND, 409: BUSY}))
+def delete_image(image_id: int, params: DeleteImageParams):
     """Forget one image: its catalog row, its vector, its cached thumbnail; not its file.
 
     Unless ``exclude=false``, later re-indexing skips the file, and new files
     with the same content, until the exclusion is lifted.
     """
-    exclude = request_params().exclude
+    exclude = params.exclude
     backend = current_backend()
     lock = _writer_lock(backend, "deleting an image from")
     try:
         removal = remove_image(backend.store, image_id, exclude)
     finally:
         lock.release()
-    return jsonify(id=removal.id, path=removal.path, deleted=True, file_deleted=False,
-                   excluded=removal.exclusion_id is not None, exclusion_id=removal.exclusion_id)
+    return answer(Deleted(id=removal.id, path=removal.path, deleted=True, file_deleted=False,
+                          excluded=removal.exclusion_id is not None,
+                          exclusion_id=removal.exclusion_id))
 
 
 # -- GET /api/admin/exclusions and DELETE /api/admin/exclusions/<id> ---------------------------
 
 @bp.get("/exclusions")
-@admin_operation(resp=answers({
-    200: (Exclusions, "The exclusions."), **ADMIN_ERRORS}))
+@admin_operation(answers={200: (Exclusions, "The exclusions."), **ADMIN_ERRORS})
 def exclusions():
     """The images re-indexing skips, newest first."""
-    return jsonify(exclusions=[e.as_dict() for e in list_exclusions(current_backend().store)])
+    return answer(Exclusions(
+        exclusions=[e.as_dict() for e in list_exclusions(current_backend().store)]))
 
 
 @bp.delete(f"/exclusions/<int(max={ID_MAX}):exclusion_id>")
-@admin_operation(resp=answers(writing({
+@admin_operation(answers=writing({
     200: (Exclusion, "Lifted."), **ADMIN_ERRORS, 404: "No exclusion with that id.",
-    409: BUSY})))
+    409: BUSY}))
 def lift(exclusion_id: int):
     """Let re-indexing add the file (and its content) again; the next run picks it up."""
     backend = current_backend()
@@ -135,7 +135,7 @@ def lift(exclusion_id: int):
         lifted = lift_exclusion(backend.store, exclusion_id)
     finally:
         lock.release()
-    return jsonify({**lifted.as_dict(), "lifted": True})
+    return answer(Exclusion(**lifted.as_dict(), lifted=True))
 
 
 # -- POST /api/admin/reindex and GET /api/admin/jobs/<id> --------------------------------------
@@ -194,10 +194,10 @@ def app_jobs(app: Flask | None = None) -> Jobs:
 
 
 @bp.post("/reindex")
-@admin_operation(resp=answers(writing({
+@admin_operation(answers=writing({
     202: (JobAnswer, "Started; poll status_url (also the Location header)."), **ADMIN_ERRORS,
     409: "busy: another writer holds the data dir's lock; nothing_to_index: no folders are "
-         "configured and the catalog is empty.", 503: NOT_READY})))
+         "configured and the catalog is empty.", 503: NOT_READY}))
 def reindex():
     """Start re-indexing the configured (or the catalog's) folders; 202 with the job.
 
@@ -217,23 +217,23 @@ def reindex():
     except BaseException:
         lock.release()
         raise
-    body = job.as_dict()
-    response = jsonify(body)
-    response.headers["Location"] = body["status_url"]
-    return response, 202
+    started = JobAnswer(**job.as_dict())
+    response, status = answer(started, 202)
+    response.headers["Location"] = started.status_url
+    return response, status
 
 
 @bp.get("/jobs/<job_id>")
-@admin_operation(resp=answers({
+@admin_operation(answers={
     200: (JobAnswer, "The job so far."), **ADMIN_ERRORS,
-    404: "No such job (kept in memory only)."}))
+    404: "No such job (kept in memory only)."})
 def job_status(job_id: str):
     """What a re-index job did so far: per folder, the indexer's summary."""
     job = app_jobs().get(job_id)
     if job is None:
         raise ApiError(404, "not_found", "no such job (only the last "
                        f"{KEEP_JOBS} are kept, and none survive a restart)")
-    return jsonify(job.as_dict())
+    return answer(JobAnswer(**job.as_dict()))
 
 
 def run_job(job: Job, store: Store, encoder: TorchEncoder, lock: WriterLock) -> None:

@@ -2,34 +2,31 @@
 from __future__ import annotations
 
 from pathlib import PurePath
-from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint
 
 from search.anomalies import NoThreshold, Outlier, find_outliers, is_anomalous
 
-from .answers import AnomaliesResponse
-from .apispec import request_params, spec
+from .answers import AnomaliesResponse, Outlier as OutlierAnswer, answer, image_urls
+from .apispec import operation
 from .backend import current_backend
 from .errors import ApiError
-from .schemas import NOT_READY, TOP_MAX, AnomaliesQueryString, answers
-from .serialize import image_urls
+from .schemas import NOT_READY, TOP_MAX, AnomaliesParams
 
 bp = Blueprint("anomalies", __name__)
 
 
 @bp.get("/api/anomalies")
-@spec.validate(query=AnomaliesQueryString, resp=answers({
+@operation(AnomaliesParams, answers={
     200: (AnomaliesResponse, "Outliers."), 400: "Bad parameter, or no threshold to default to.",
-    503: NOT_READY}))
-def anomalies():
+    503: NOT_READY})
+def anomalies(params: AnomaliesParams):
     """Outliers by reconstruction error, worst first.
 
     ``top=N`` lists the N worst; ``threshold=T`` those above T; both
     together, the N worst above T; neither, those above the model's own
     threshold (its held-out 99th percentile).
     """
-    params = request_params()
     top, threshold = params.top, params.threshold
     serving, _index = current_backend().ready()
     engine = serving.engine
@@ -40,17 +37,13 @@ def anomalies():
                               limit=TOP_MAX)
     except NoThreshold as exc:
         raise ApiError(400, "bad_parameter", str(exc)) from exc
-    return jsonify(threshold=found.threshold, model_threshold=model_threshold, top=top,
-                   total=found.total,
-                   anomalies=[_outlier(row, model_threshold) for row in found.rows])
+    return answer(AnomaliesResponse(
+        threshold=found.threshold, model_threshold=model_threshold, top=top, total=found.total,
+        anomalies=[_outlier(row, model_threshold) for row in found.rows]))
 
 
-def _outlier(row: Outlier, model_threshold: float | None) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "name": PurePath(row.path).name,
-        "path": row.path,
-        "reconstruction_error": row.recon_error,
-        "anomalous": is_anomalous(row.recon_error, model_threshold),
-        **image_urls(row.id),
-    }
+def _outlier(row: Outlier, model_threshold: float | None) -> OutlierAnswer:
+    return OutlierAnswer(id=row.id, name=PurePath(row.path).name, path=row.path,
+                         reconstruction_error=row.recon_error,
+                         anomalous=is_anomalous(row.recon_error, model_threshold),
+                         **image_urls(row.id))

@@ -1,20 +1,29 @@
-"""The JSON bodies the API answers with, as they appear in ``/api/openapi.json``.
+"""The JSON bodies the API answers with: each is built here, checked, and documented.
 
-They document the views' ``jsonify`` answers; they are not run on each
-response (``web.apispec``), and ``tests/web/test_schema.py`` checks every answer
-against them. A field with a default is one an answer may leave out; it is
-never null unless its type says so.
+A view answers with :func:`answer` of one of these models, so every JSON
+body is validated when it is made (strictly: no text for a number, no
+number for a flag, no field the model does not name) and its keys come in
+the order the fields are declared: what the pages' scripts read cannot
+drift from what the document says. The same models are the document's (``/api/openapi.json``). A
+field with a default is one an answer may leave out (it is left out when
+the view does not set it); it is never null unless its type says so.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from pathlib import PurePath
 from typing import Annotated, Any, Literal
 
+from flask import Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from indexer.compression import DTYPES
+from search.catalog import ImageRecord
+from search.engine import Hit as EngineHit
 
 
-def _absent_is_not_null(schema: dict[str, Any]) -> None:
+def _document_as_sent(schema: dict[str, Any]) -> None:
+    schema.pop("additionalProperties", None)  # enforced here; clients should still allow more
     for field in schema.get("properties", {}).values():
         if "default" in field and field["default"] is None:
             del field["default"]
@@ -22,7 +31,34 @@ def _absent_is_not_null(schema: dict[str, Any]) -> None:
 
 class Answer(BaseModel):
     # protected_namespaces: fields named model_* (model_id, model_kind) are ours, not pydantic's
-    model_config = ConfigDict(json_schema_extra=_absent_is_not_null, protected_namespaces=())
+    model_config = ConfigDict(json_schema_extra=_document_as_sent, protected_namespaces=(),
+                              strict=True, extra="forbid")
+
+
+def answer(body: BaseModel, status: int = 200) -> tuple[Response, int]:
+    """The JSON response of *body*: the fields it was given, in the model's order."""
+    return jsonify(body.model_dump(by_alias=True, exclude_unset=True)), status
+
+
+def image_urls(image_id: int) -> dict[str, str]:
+    """Links for one image; built by hand rather than url_for, since a page of
+    results needs forty of them and url_for costs ~20 µs each. Every URL is built
+    from the id, never from a path, so a client can never name a file."""
+    root = request.script_root
+    return {
+        "thumbnail_url": f"{root}/images/{image_id}/thumbnail",
+        "reconstruction_url": f"{root}/images/{image_id}/reconstruction",
+        "original_url": f"{root}/images/{image_id}/original",
+        "similar_url": f"{root}/api/images/{image_id}/similar",
+    }
+
+
+def _iso(seconds: float | None) -> str | None:
+    """A file time as ISO 8601; None for one no calendar holds (a corrupt mtime, say)."""
+    try:
+        return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 UriReference = Annotated[str, Field(json_schema_extra={"format": "uri-reference"})]
@@ -41,16 +77,38 @@ class OpenApiDocument(RootModel[dict[str, Any]]):
     """OpenAPI 3.1"""
 
 
+# -- errors ------------------------------------------------------------------------------------
+
+ERROR_CODES = ("bad_request", "bad_parameter", "bad_image", "not_found", "method_not_allowed",
+               "too_large", "unsupported_media_type", "not_ready", "internal_error", "bad_code",
+               "unauthorized", "admin_disabled", "busy", "nothing_to_index", "cross_site",
+               "disk_full", "read_only", "bad_host", "http_error")
+
+
+class ErrorDetail(Answer):
+    code: Literal[ERROR_CODES]  # type: ignore[valid-type]
+    message: str = Field(description="For people; may change.")
+
+
+class Error(Answer):
+    """Every error of the API, whatever its status."""
+
+    error: ErrorDetail
+
+
 # -- search ------------------------------------------------------------------------------------
 
 class ImageLinks(Answer):
+    """An image's links. Put first among a model's bases they end its JSON: pydantic lays
+    out the fields of the last base first."""
+
     thumbnail_url: UriReference = None
     reconstruction_url: UriReference = None
     original_url: UriReference = None
     similar_url: UriReference = None
 
 
-class Copy(ImageLinks):
+class Found(Answer):
     id: int
     name: str = Field(description="File name, for display.")
     path: str = Field(description="Full path on the server.")
@@ -58,12 +116,26 @@ class Copy(ImageLinks):
     reconstruction_error: float = None
 
 
+class Copy(ImageLinks, Found):
+    @classmethod
+    def of(cls, hit: EngineHit, **more: Any) -> Copy:
+        """One search result: enough to draw a card and to follow it."""
+        return cls(id=hit.id, name=PurePath(hit.path).name, path=hit.path,
+                   similarity=round(hit.score, 6), reconstruction_error=hit.recon_error,
+                   **image_urls(hit.id), **more)
+
+
 class Hit(Copy):
     copies: list[Copy] = Field(None, description="With collapse=true: this hit's "
                                                  "near-duplicates, folded under it.")
 
+    @classmethod
+    def folded(cls, hit: EngineHit, copies: list[EngineHit]) -> Hit:
+        """A result with the near-duplicates ``collapse=true`` folded under it."""
+        return cls.of(hit, copies=[Copy.of(c) for c in copies])
 
-class Image(ImageLinks):
+
+class ImageRow(Answer):
     id: int
     name: str
     path: str
@@ -83,17 +155,32 @@ class Image(ImageLinks):
                                                          "library sorts and filters by.")
 
 
+class Image(ImageLinks, ImageRow):
+    @classmethod
+    def of(cls, row: ImageRecord, **more: Any) -> Image:
+        """Everything the catalog knows about one image (the metadata endpoint)."""
+        indexed_at = row.indexed_at.replace(tzinfo=timezone.utc).isoformat() \
+            if row.indexed_at else None
+        return cls(id=row.id, name=PurePath(row.path).name, path=row.path, sha256=row.sha256,
+                   size=row.size, mtime=row.mtime, width=row.width, height=row.height,
+                   format=row.format, model_id=row.model_id,
+                   reconstruction_error=row.recon_error, indexed_at=indexed_at,
+                   taken_at=row.taken_at,
+                   file_date=_iso(row.taken_at if row.taken_at is not None else row.mtime),
+                   **image_urls(row.id), **more)
+
+
 class UploadQuery(Answer):
     width: int = None
     height: int = None
     format: str = None
     denoised: bool = Field(None, description="Searched with the reconstruction.")
+    box: list[int] | None = Field(None, description="The region searched (left, top, right, "
+                                                    "bottom), clipped to the image.")
     reconstruction: DataUrl = None
     reconstruction_error: float = Field(None, description="MSE with pixels in [0, 1].")
     anomalous: Anomalous = None
     anomaly_threshold: AnomalyThreshold = None
-    box: list[int] | None = Field(None, description="The region searched (left, top, right, "
-                                                    "bottom), clipped to the image.")
 
 
 class SimilarQuery(Image):
@@ -121,20 +208,20 @@ class Stats(Answer):
     model_kind: str | None = None
     encoded_with_model: int = None
     latent_dim: int | None = None
-    index_type: str | None = None
-    index_vectors: int = None
     copy_dim: int | None = Field(None, description="The code's first numbers, its copy "
                                  "part: what duplicate grouping reads.")
     recipe: str | None = Field(None, description="How the model was trained.")
     copies: dict[str, Any] | None = Field(None, description="The model's copy calibration: "
                                           "threshold, separable, and what it measured.")
+    index_type: str | None = None
+    index_vectors: int = None
+    metric: str | None = None
     index_model: str | None = Field(None, description="The checkpoint whose codes the index "
                                     "holds, which searches use.")
     model_waiting_for_reencode: bool = Field(None, description="A newer model waits for "
                                              "`lookalike reindex` to re-encode the images.")
     index_choice: Literal["auto", "flat", "ivf", "ivfpq"] = None
     catalog_database: str = Field(None, description="sqlite, or the server's: postgresql")
-    metric: str | None = None
     generation: int = None
     ready: bool = None
     message: str | None = None
@@ -149,9 +236,13 @@ class Health(Answer):
 
 # -- the model as a tool ---------------------------------------------------------------------
 
-class ImageRef(ImageLinks):
+class Named(Answer):
     id: int
     name: str
+
+
+class ImageRef(ImageLinks, Named):
+    pass
 
 
 class Psnr(Answer):
@@ -204,12 +295,16 @@ class CompressResponse(Answer):
     decoded: DataUrl
 
 
-class Outlier(ImageLinks):
+class Outlying(Answer):
     id: int
     name: str
     path: str = None
     reconstruction_error: float
     anomalous: bool | None = Field(None, description="Above the model's own threshold.")
+
+
+class Outlier(ImageLinks, Outlying):
+    pass
 
 
 class AnomaliesResponse(Answer):
@@ -278,9 +373,8 @@ class DecisionAnswer(Answer):
     decided_at: DateTime
 
 
-class DuplicateImage(ImageLinks):
+class Duplicate(Answer):
     id: int
-    name: str
     path: str
     width: int
     height: int
@@ -290,6 +384,11 @@ class DuplicateImage(ImageLinks):
                                    "group's other images are the copies to delete.")
     similarity_to_first: float = Field(description="Cosine similarity of the codes to the "
                                                    "group's first image.")
+    name: str
+
+
+class DuplicateImage(ImageLinks, Duplicate):
+    pass
 
 
 class DuplicateGroup(Answer):
@@ -352,13 +451,15 @@ class FolderResult(Answer):
     moved: int = None
     removed: int = None
     unchanged: int = None
-    failed: int = None
     excluded: int = Field(None, description="New files skipped: deleted by an admin (path or "
                                             "content).")
+    kept: int = Field(None, description="Rows of missing files the removal guard kept.")
+    failed: int = None
     encoded: int = None
     seconds: float = None
     images_per_second: float = None
     failures: list[Failure] = Field(None, description="The first 100 unreadable files.")
+    warnings: list[str] = None
 
 
 class Job(Answer):

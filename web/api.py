@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app
 
 from search.anomalies import is_anomalous, reconstruction_error
 from search.catalog import ID_MAX
@@ -11,15 +11,15 @@ from search.duplicates import collapse_hits, model_threshold
 from search.engine import MAX_K, code_of
 from search.library import Filters, collect_stats
 
-from .answers import Health, Image, OpenApiDocument, SearchResponse, SimilarResponse, Stats
-from .apispec import openapi_document, request_params, spec
+from .answers import (Health, Hit, Image, OpenApiDocument, SearchResponse, SimilarQuery,
+                      SimilarResponse, Stats, answer)
+from .apispec import openapi_document, operation
 from .backend import current_backend
 from .fields import box_corners
 from .library import filters_of
-from .schemas import (NOT_FOUND, NOT_READY, PATH_ID, UPLOAD_ERRORS, SearchForm, SearchJson,
-                      SearchQueryString, SimilarQueryString, answers)
-from .serialize import hit_json, image_json, png_data_url
-from .uploads import decode_query, read_search_request
+from .schemas import NOT_FOUND, NOT_READY, PATH_ID, UPLOAD_ERRORS, SearchParams, SimilarParams
+from .serialize import png_data_url
+from .uploads import decode_query
 
 bp = Blueprint("api", __name__)
 
@@ -30,42 +30,42 @@ ID = f"<int(max={ID_MAX}):image_id>"
 
 
 @bp.post("/api/search")
-@spec.validate(query=SearchQueryString, form=SearchForm, json=SearchJson, resp=answers({
-    200: (SearchResponse, "Results, best first."), **UPLOAD_ERRORS}))
-def search():
+@operation(SearchParams, answers={
+    200: (SearchResponse, "Results, best first."), **UPLOAD_ERRORS})
+def search(params: SearchParams):
     """Find the indexed images most like an uploaded one.
 
     Send the image as a multipart ``image`` file or as JSON ``image_base64``, in one of the
     types the multipart encoding lists (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF).
     The type is sniffed from the bytes; the upload is processed in memory and never stored.
     """
-    req = read_search_request()
-    filters = filters_of(request_params())
+    filters = filters_of(params)
     backend = current_backend()
     serving, index = backend.ready()
     engine = serving.engine
     encoder = engine.encoder
-    box = box_corners(req.box) if req.box else None
-    query = decode_query(req.data, encoder.image_size, box=box)
+    box = box_corners(params.box) if params.box else None
+    query = decode_query(params.image, encoder.image_size, box=box)
     codes = encoder.encode(query.pixels[None])
     info: dict[str, Any] = {"width": query.width, "height": query.height, "format": query.format,
-                            "denoised": req.denoise}
+                            "denoised": params.denoise}
     if query.box:
         info["box"] = list(query.box)
-    recon = encoder.decode(codes)[0] if req.reconstruction or req.denoise else None
-    if req.reconstruction:
+    recon = encoder.decode(codes)[0] if params.reconstruction or params.denoise else None
+    if params.reconstruction:
         # With denoise this is also the image searched with; the error and the
         # anomaly verdict stay those of the upload itself.
         info["reconstruction"] = png_data_url(recon)
         info["reconstruction_error"] = reconstruction_error(recon, query.pixels)
         info.update(anomaly(encoder, info["reconstruction_error"]))
-    if req.denoise:
+    if params.denoise:
         codes = encoder.encode(recon[None])  # search with the model's cleaned-up query
-    if not req.collapse:
-        hits = engine.search_code(codes[0], req.k, index=index, filters=filters)
-        return jsonify(query=info, k=req.k, results=[hit_json(h) for h in hits])
-    folded = collapsed_search(engine, codes[0], req.k, index, filters)
-    return jsonify(query=info, k=req.k, results=[hit_json(h, copies) for h, copies in folded])
+    if not params.collapse:
+        hits = engine.search_code(codes[0], params.k, index=index, filters=filters)
+        return answer(SearchResponse(query=info, k=params.k, results=[Hit.of(h) for h in hits]))
+    folded = collapsed_search(engine, codes[0], params.k, index, filters)
+    return answer(SearchResponse(query=info, k=params.k,
+                                 results=[Hit.folded(h, copies) for h, copies in folded]))
 
 
 def collapsed_search(engine: Any, code: Any, k: int, index: Any,
@@ -90,15 +90,14 @@ def anomaly(encoder: Any, error: float) -> dict[str, Any]:
 
 
 @bp.get(f"/api/images/{ID}/similar")
-@spec.validate(query=SimilarQueryString, path_parameter_descriptions=PATH_ID, resp=answers({
+@operation(SimilarParams, path=PATH_ID, answers={
     200: (SimilarResponse, "Results, best first."), 400: "Bad k.", 404: NOT_FOUND,
-    503: NOT_READY}))
-def similar(image_id: int):
+    503: NOT_READY})
+def similar(image_id: int, params: SimilarParams):
     """Images most like an indexed image (itself excluded).
 
     Neighbours from the image's stored code, nothing is re-encoded.
     """
-    params = request_params()
     backend = current_backend()
     serving, index = backend.ready()
     engine = serving.engine
@@ -106,20 +105,19 @@ def similar(image_id: int):
     backend.check_same_model(serving, row)
     hits = engine.search_code(code_of(row), params.k, exclude=image_id, index=index,
                               filters=filters_of(params))
-    query = {**image_json(row), **anomaly(engine.encoder, row.recon_error)}
-    return jsonify(query=query, k=params.k, results=[hit_json(h) for h in hits])
+    query = SimilarQuery.of(row, **anomaly(engine.encoder, row.recon_error))
+    return answer(SimilarResponse(query=query, k=params.k, results=[Hit.of(h) for h in hits]))
 
 
 @bp.get(f"/api/images/{ID}")
-@spec.validate(path_parameter_descriptions=PATH_ID, resp=answers({
-    200: (Image, "The catalog row."), 404: NOT_FOUND}))
+@operation(path=PATH_ID, answers={200: (Image, "The catalog row."), 404: NOT_FOUND})
 def image(image_id: int):
     """Catalog metadata of one image."""
-    return jsonify(image_json(current_backend().record(image_id)))
+    return answer(Image.of(current_backend().record(image_id)))
 
 
 @bp.get("/api/stats")
-@spec.validate(resp=answers({200: (Stats, "Facts about the data dir.")}))
+@operation(answers={200: (Stats, "Facts about the data dir.")})
 def stats():
     """Counts, model and index.
 
@@ -132,22 +130,22 @@ def stats():
     info["message"] = message
     loaded = backend.loaded()
     info["model_sha256"] = loaded.encoder.sha256 if loaded is not None else None
-    return jsonify(info)
+    return answer(Stats(**info))
 
 
 @bp.get("/healthz")
-@spec.validate(resp=answers({200: (Health, "Alive.")}))
+@operation(answers={200: (Health, "Alive.")})
 def healthz():
     """Liveness; also says whether searches can run.
 
     Answers 200 whenever the process serves requests.
     """
     message = current_backend().readiness()
-    return jsonify(status="ok", ready=message is None, message=message)
+    return answer(Health(status="ok", ready=message is None, message=message))
 
 
 @bp.get("/api/openapi.json")
-@spec.validate(resp=answers({200: (OpenApiDocument, "OpenAPI 3.1")}))
+@operation(answers={200: (OpenApiDocument, "OpenAPI 3.1")})
 def openapi():
     """This document."""
-    return jsonify(openapi_document(current_app))
+    return answer(OpenApiDocument(openapi_document(current_app)))

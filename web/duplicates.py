@@ -22,7 +22,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import faiss
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, request
 
 from search.catalog import ID_MAX
 from search.decisions import (BadDecision, UnknownImages, list_decisions, record_decision,
@@ -31,12 +31,11 @@ from search.duplicates import (Group, TooManyPairs, find_candidates, group_candi
                                model_threshold, with_status)
 from search.store import Store
 
-from .answers import Decided, DuplicatesResponse, Undone
-from .apispec import request_params, spec
+from .answers import Decided, DuplicateGroup, DuplicatesResponse, Undone, answer, image_urls
+from .apispec import operation
 from .backend import current_backend
 from .errors import ApiError
-from .schemas import NOT_READY, DecisionJson, DuplicatesQueryString, answers, writing
-from .serialize import image_urls
+from .schemas import NOT_READY, DecisionJson, DuplicatesParams, writing
 
 bp = Blueprint("duplicates", __name__, url_prefix="/api/duplicates")
 
@@ -123,18 +122,17 @@ def _same_site_writes():
 
 
 @bp.get("")
-@spec.validate(query=DuplicatesQueryString, resp=answers({
+@operation(DuplicatesParams, answers={
     200: (DuplicatesResponse, "One page of groups, largest first."),
     400: "Bad parameter, or a threshold so low that nearly every pair is a candidate.",
-    503: NOT_READY}))
-def duplicates():
+    503: NOT_READY})
+def duplicates(params: DuplicatesParams):
     """Groups of near-duplicates: edits, re-saves, resized copies, bursts.
 
     Every pair of a group is within the threshold (complete linkage); identical files
     always share a group. Groups a decision settles are ``reviewed``; the others
     ``pending``.
     """
-    params = request_params()
     serving, _index = current_backend().ready()
     engine = serving.engine
     store, encoder = engine.store, engine.encoder
@@ -149,15 +147,15 @@ def duplicates():
     start = (params.page - 1) * params.per_page
     page = chosen[start:start + params.per_page]
     reviewed = len(with_status(every, "reviewed"))
-    return jsonify(threshold=threshold, model_threshold=own,
-                   model_separates_copies=encoder.separates_copies, status=params.status,
-                   page=params.page, per_page=params.per_page,
-                   pages=math.ceil(len(chosen) / params.per_page), total=len(chosen),
-                   counts={"pending": len(every) - reviewed, "reviewed": reviewed},
-                   groups=_groups_json(store, page))
+    return answer(DuplicatesResponse(
+        threshold=threshold, model_threshold=own, model_separates_copies=encoder.separates_copies,
+        status=params.status, page=params.page, per_page=params.per_page,
+        pages=math.ceil(len(chosen) / params.per_page), total=len(chosen),
+        counts={"pending": len(every) - reviewed, "reviewed": reviewed},
+        groups=_groups_as_shown(store, page)))
 
 
-def _groups_json(store: Store, groups: list[Group]) -> list[dict[str, Any]]:
+def _groups_as_shown(store: Store, groups: list[Group]) -> list[DuplicateGroup]:
     """The groups as the page draws them, with each file's path and size as they are now."""
     now = store.file_facts([m.id for g in groups for m in g.members])
     out = []
@@ -168,21 +166,20 @@ def _groups_json(store: Store, groups: list[Group]) -> list[dict[str, Any]]:
                 image["path"], image["bytes"] = now[image["id"]]
             image["name"] = PurePath(image["path"]).name
             image.update(image_urls(image["id"]))
-        out.append(found)
+        out.append(DuplicateGroup(**found))
     return out
 
 
 @bp.post("/decisions")
-@spec.validate(json=DecisionJson, resp=answers(writing({
+@operation(body=DecisionJson, answers=writing({
     201: (Decided, "Recorded; later runs honour it."), 400: "Bad decision.",
-    403: CROSS_SITE, 404: "An image is not in the catalog.", 415: NOT_JSON})))
-def decide():
+    403: CROSS_SITE, 404: "An image is not in the catalog.", 415: NOT_JSON}))
+def decide(body: DecisionJson | None):
     """Record a decision on a group: ``not_duplicates`` or ``keep`` one of its images.
 
     Decisions name the images' contents (sha256): they hold when files move,
     are re-indexed or re-encoded by a new model. No file is changed or deleted.
     """
-    body = request.context.json
     if body is None:
         raise ApiError(415, "unsupported_media_type", "send the decision as application/json")
     asked = body.root
@@ -193,15 +190,15 @@ def decide():
         raise ApiError(400, "bad_parameter", str(exc)) from exc
     except UnknownImages as exc:
         raise ApiError(404, "not_found", str(exc)) from exc
-    return jsonify(decision=decision.as_dict()), 201
+    return answer(Decided(decision=decision.as_dict()), 201)
 
 
 @bp.delete(f"/decisions/<int(max={ID_MAX}):decision_id>")
-@spec.validate(path_parameter_descriptions={"decision_id": "A decision's id."}, resp=answers(writing({
+@operation(path={"decision_id": "A decision's id."}, answers=writing({
     200: (Undone, "Forgotten: its groups are pending again."), 403: CROSS_SITE,
-    404: "No decision with that id."})))
+    404: "No decision with that id."}))
 def undo(decision_id: int):
     """Undo a decision."""
     if not undo_decision(current_backend().store, decision_id):
         raise ApiError(404, "not_found", f"no decision with id {decision_id}")
-    return jsonify(id=decision_id, undone=True)
+    return answer(Undone(id=decision_id, undone=True))

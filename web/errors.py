@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
@@ -17,6 +17,7 @@ from search.database import storage_error
 from search.files import DiskFullError, ReadOnlyError
 from search.store import NotFound
 
+from .answers import Error, ErrorDetail, answer
 from .backend import NotReady, current_settings
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,9 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str) -> tuple[Response, int]:
-    """The only place a JSON error body is built."""
-    return jsonify({"error": {"code": code, "message": message}}), status
+    """The only place a JSON error body is built (a code the document does not list is
+    refused there, and answered as a 500)."""
+    return answer(Error(error=ErrorDetail(code=code, message=message)), status)
 
 
 def wants_json() -> bool:

@@ -12,20 +12,20 @@ from pathlib import PurePath
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, jsonify
+from flask import Blueprint
 
 from indexer.model import arithmetic as combine
 from indexer.model import interpolate as line
 from indexer.model import sample_prior
 from search.engine import code_of
 
-from .answers import ArithmeticResponse, InterpolateResponse, SampleResponse
-from .apispec import request_params, spec
+from .answers import (ArithmeticResponse, Hit, ImageRef, InterpolateResponse, SampleResponse,
+                      answer, image_urls)
+from .apispec import operation
 from .backend import Backend, Serving, current_backend
 from .fields import SEED_MAX
-from .schemas import (NOT_FOUND, NOT_READY, ArithmeticQueryString, InterpolateQueryString,
-                      SampleQueryString, answers)
-from .serialize import hit_json, image_urls, png_data_url
+from .schemas import NOT_FOUND, NOT_READY, ArithmeticParams, InterpolateParams, SampleParams
+from .serialize import png_data_url
 
 bp = Blueprint("explore", __name__)
 
@@ -42,57 +42,56 @@ def _images(encoder: Any, codes: np.ndarray) -> list[str]:
     return [png_data_url(img) for img in encoder.decode(np.asarray(codes, dtype=np.float32))]
 
 
-def _stored(backend: Backend, serving: Serving, image_id: int) -> tuple[dict, np.ndarray]:
+def _stored(backend: Backend, serving: Serving, image_id: int) -> tuple[ImageRef, np.ndarray]:
     """An indexed image's summary and a writable copy of its stored code (404/503 otherwise)."""
     row = backend.record(image_id)
     backend.check_same_model(serving, row)
-    ref = {"id": row.id, "name": PurePath(row.path).name, **image_urls(row.id)}
+    ref = ImageRef(id=row.id, name=PurePath(row.path).name, **image_urls(row.id))
     return ref, np.array(code_of(row), dtype=np.float32)
 
 
 @bp.get("/api/explore/sample")
-@spec.validate(query=SampleQueryString, resp=answers({
-    200: (SampleResponse, "Samples."), 400: "Bad parameter.", 503: NOT_READY}))
-def sample():
+@operation(SampleParams, answers={
+    200: (SampleResponse, "Samples."), 400: "Bad parameter.", 503: NOT_READY})
+def sample(params: SampleParams):
     """Images decoded from codes drawn from the prior N(0, I).
 
     *n* of them; the seed is returned, and the same seed gives the same images.
     """
-    params = request_params()
     n, seed = params.n, params.seed
     seed = secrets.randbelow(SEED_MAX + 1) if seed is None else seed
     encoder = current_backend().serving().encoder
-    return jsonify(model_kind=encoder.kind, note=explore_note(encoder.kind), n=n, seed=seed,
-                   images=_images(encoder, sample_prior(encoder.dim, n, seed)))
+    return answer(SampleResponse(model_kind=encoder.kind, note=explore_note(encoder.kind), n=n,
+                                 seed=seed, images=_images(encoder, sample_prior(encoder.dim, n,
+                                                                                 seed))))
 
 
 @bp.get("/api/explore/interpolate")
-@spec.validate(query=InterpolateQueryString, resp=answers({
+@operation(InterpolateParams, answers={
     200: (InterpolateResponse, "The strip."), 400: "Bad or missing parameter.", 404: NOT_FOUND,
-    503: NOT_READY}))
-def interpolate():
+    503: NOT_READY})
+def interpolate(params: InterpolateParams):
     """Images along the line between two indexed images' codes.
 
     *steps* images on the straight line, both ends included.
     """
-    params = request_params()
     a, b, steps = params.a, params.b, params.steps
     backend = current_backend()
     serving = backend.serving()
     ref_a, code_a = _stored(backend, serving, a)
     ref_b, code_b = _stored(backend, serving, b)
     encoder = serving.encoder
-    return jsonify(model_kind=encoder.kind, note=explore_note(encoder.kind), a=ref_a, b=ref_b,
-                   steps=steps, images=_images(encoder, line(code_a, code_b, steps)))
+    return answer(InterpolateResponse(
+        model_kind=encoder.kind, note=explore_note(encoder.kind), a=ref_a, b=ref_b, steps=steps,
+        images=_images(encoder, line(code_a, code_b, steps))))
 
 
 @bp.get("/api/explore/arithmetic")
-@spec.validate(query=ArithmeticQueryString, resp=answers({
+@operation(ArithmeticParams, answers={
     200: (ArithmeticResponse, "The result and its neighbours."),
-    400: "Bad or missing parameter.", 404: NOT_FOUND, 503: NOT_READY}))
-def arithmetic():
+    400: "Bad or missing parameter.", 404: NOT_FOUND, 503: NOT_READY})
+def arithmetic(params: ArithmeticParams):
     """a − b + c in latent space, decoded, and its nearest indexed images."""
-    params = request_params()
     ids = [params.a, params.b, params.c]
     k = params.k
     backend = current_backend()
@@ -102,9 +101,10 @@ def arithmetic():
     result = combine(*codes)
     encoder = engine.encoder
     hits = engine.search_code(result, k, index=index)
-    return jsonify(model_kind=encoder.kind, note=explore_note(encoder.kind),
-                   a=refs[0], b=refs[1], c=refs[2], result=_images(encoder, result[None])[0],
-                   k=k, results=[hit_json(h) for h in hits])
+    return answer(ArithmeticResponse(
+        model_kind=encoder.kind, note=explore_note(encoder.kind), a=refs[0], b=refs[1],
+        c=refs[2], result=_images(encoder, result[None])[0], k=k,
+        results=[Hit.of(h) for h in hits]))
 
 
 def example_ids(backend: Backend, count: int = 3) -> list[int]:

@@ -21,10 +21,10 @@ from search.regular_files import ChangedFile
 from search.store import Store
 
 from .api import ID
-from .apispec import spec
+from .apispec import operation
 from .backend import current_backend
 from .errors import ApiError
-from .schemas import NOT_FOUND, NOT_READY, PATH_ID, answers
+from .schemas import NOT_FOUND, NOT_READY, PATH_ID
 from .serialize import png_bytes
 from .thumbnails import OriginalUnavailable, cached_thumbnail, make_thumbnail
 from .uploads import sniff_format
@@ -33,8 +33,7 @@ bp = Blueprint("images", __name__)
 
 
 @bp.get(f"/images/{ID}/thumbnail")
-@spec.validate(path_parameter_descriptions=PATH_ID, resp=answers({
-    200: (None, "Thumbnail."), 404: NOT_FOUND}))
+@operation(path=PATH_ID, answers={200: ("image/jpeg", "Thumbnail."), 404: NOT_FOUND})
 def thumbnail(image_id: int):
     """JPEG thumbnail, at most 256 px.
 
@@ -69,8 +68,8 @@ def indexed_file(store: Store, row: ImageRecord) -> BinaryIO:
 
 
 @bp.get(f"/images/{ID}/reconstruction")
-@spec.validate(path_parameter_descriptions=PATH_ID, resp=answers({
-    200: (None, "Reconstruction."), 404: NOT_FOUND, 503: NOT_READY}))
+@operation(path=PATH_ID, answers={
+    200: ("image/png", "Reconstruction."), 404: NOT_FOUND, 503: NOT_READY})
 def reconstruction(image_id: int):
     """The model's reconstruction from the stored code, PNG.
 
@@ -95,8 +94,8 @@ def reconstruction(image_id: int):
 
 
 @bp.get(f"/images/{ID}/original")
-@spec.validate(path_parameter_descriptions=PATH_ID, resp=answers({
-    200: (None, "The file, with its own image type."), 404: NOT_FOUND}))
+@operation(path=PATH_ID, answers={
+    200: (None, "The file, with its own image type."), 404: NOT_FOUND})
 def original(image_id: int):
     """The indexed file as it is on disk.
 

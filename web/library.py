@@ -6,15 +6,14 @@ import math
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint
 
 from search.library import Filters, folders, list_images
 
-from .answers import FoldersResponse, LibraryResponse
-from .apispec import request_params, spec
+from .answers import FoldersResponse, Image, LibraryResponse, answer
+from .apispec import operation
 from .backend import current_backend
-from .schemas import LibraryQueryString, answers
-from .serialize import image_json
+from .schemas import LibraryParams
 
 bp = Blueprint("library", __name__)
 
@@ -33,22 +32,22 @@ def _midnight(day: date | None) -> float | None:
 
 
 @bp.get("/api/library")
-@spec.validate(query=LibraryQueryString, resp=answers({
-    200: (LibraryResponse, "One page of images."), 400: "Bad parameter."}))
-def library():
+@operation(LibraryParams, answers={
+    200: (LibraryResponse, "One page of images."), 400: "Bad parameter."})
+def library(params: LibraryParams):
     """The indexed images a page at a time: sorted, and filtered by folder and file date."""
-    params = request_params()
     found = list_images(current_backend().store, filters_of(params), params.sort,
                         params.order == "desc", (params.page - 1) * params.per_page,
                         params.per_page)
-    return jsonify(sort=params.sort, order=params.order, page=params.page,
-                   per_page=params.per_page, pages=math.ceil(found.total / params.per_page),
-                   total=found.total, images=[image_json(r) for r in found.rows])
+    return answer(LibraryResponse(
+        sort=params.sort, order=params.order, page=params.page, per_page=params.per_page,
+        pages=math.ceil(found.total / params.per_page), total=found.total,
+        images=[Image.of(r) for r in found.rows]))
 
 
 @bp.get("/api/folders")
-@spec.validate(resp=answers({200: (FoldersResponse, "Every folder with indexed images.")}))
+@operation(answers={200: (FoldersResponse, "Every folder with indexed images.")})
 def folder_list():
     """The folders that hold indexed images, by path, with how many each holds itself."""
-    return jsonify(folders=[{"path": path, "images": count}
-                            for path, count in folders(current_backend().store)])
+    return answer(FoldersResponse(folders=[{"path": path, "images": count}
+                                           for path, count in folders(current_backend().store)]))

@@ -12,22 +12,26 @@ import secrets
 
 import numpy as np
 import torch
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, request
 
 from indexer.compression import (CompressionError, code_dtype, compress_code, decompress_code,
                                  psnr, smallest_png)
 from indexer.model import corrupt, to_pixels, to_tensor
 
-from .answers import CompressResponse, DenoiseResponse
-from .apispec import spec
+from .answers import CompressResponse, DenoiseResponse, answer
+from .apispec import OCTET_STREAM, operation
 from .backend import current_backend
 from .errors import ApiError
-from .fields import SEED_MAX, CodeJson
-from .schemas import (KIND_HEADER, NOT_READY, NOTE_HEADER, UPLOAD_ERRORS, CompressForm,
-                      CompressJson, CompressQueryString, DenoiseForm, DenoiseJson,
-                      DenoiseQueryString, answers, writing)
+from .fields import SEED_MAX
+from .schemas import (KIND_HEADER, NOT_READY, NOTE_HEADER, UPLOAD_ERRORS, CodeJson, CompressParams,
+                      DenoiseParams, writing)
 from .serialize import png_bytes, png_data_url
-from .uploads import decode_query, read_upload
+from .uploads import decode_query
+
+PNG = "image/png"
+PNG_HEADERS = {KIND_HEADER: {"schema": {"type": "string"}},
+               NOTE_HEADER: {"schema": {"type": "string"},
+                             "description": "Present when the model is not a dae."}}
 
 bp = Blueprint("tools", __name__)
 
@@ -54,17 +58,16 @@ def decibels(value: float) -> float | None:
 # -- denoising ---------------------------------------------------------------------------------
 
 @bp.post("/api/denoise")
-@spec.validate(query=DenoiseQueryString, form=DenoiseForm, json=DenoiseJson, resp=answers({
-    200: (DenoiseResponse, "The denoised image at the model's input size (PNG; JSON with "
-                           "format=json)."), **UPLOAD_ERRORS}))
-def denoise():
+@operation(DenoiseParams, answers={
+    200: ((PNG, DenoiseResponse), "The denoised image at the model's input size (PNG; JSON "
+                                  "with format=json).", PNG_HEADERS), **UPLOAD_ERRORS})
+def denoise(params: DenoiseParams):
     """The model's reconstruction of the upload, optionally after adding Gaussian noise.
 
     PNG by default; ``format=json`` returns the noisy input and the result
     as data URLs, with their PSNR against the clean upload when noise was added.
     """
-    data, options = read_upload()
-    sigma, seed, fmt = options.add_noise, options.seed, options.format
+    data, sigma, seed, fmt = params.image, params.add_noise, params.seed, params.format
     encoder = current_backend().serving().encoder
     query = decode_query(data, encoder.image_size)
     clean = query.pixels
@@ -84,7 +87,7 @@ def denoise():
             response.headers["X-Lookalike-Noise-Seed"] = str(seed)
         response.headers["Cache-Control"] = "no-store"
         return response
-    return jsonify(
+    return answer(DenoiseResponse(
         model_kind=encoder.kind, note=note, image_size=encoder.image_size,
         width=query.width, height=query.height, format=query.format,
         add_noise=sigma, seed=seed,
@@ -92,23 +95,22 @@ def denoise():
         noisy=png_data_url(noisy), denoised=png_data_url(denoised),
         psnr={"noisy": decibels(psnr(clean, noisy)),
               "denoised": decibels(psnr(clean, denoised))} if sigma else None,
-    )
+    ))
 
 
 # -- compression -------------------------------------------------------------------------------
 
 @bp.post("/api/compress")
-@spec.validate(query=CompressQueryString, form=CompressForm, json=CompressJson, resp=answers(
-    writing({200: (CompressResponse, "The code and what it costs."), **UPLOAD_ERRORS})))
-def compress():
+@operation(CompressParams, answers=writing({
+    200: (CompressResponse, "The code and what it costs."), **UPLOAD_ERRORS}))
+def compress(params: CompressParams):
     """The upload as a latent code file (the CLI's ``.lkc`` format), with what it costs.
 
     Sizes are compared with the uploaded file and with a PNG of the image at
     the model's input size, the fairest lossless comparison; the PSNR is of
     that resized image against the decoded code.
     """
-    data, options = read_upload()
-    dtype = options.dtype
+    data, dtype = params.image, params.dtype
     backend = current_backend()
     serving = backend.serving()
     engine = serving.engine
@@ -119,7 +121,7 @@ def compress():
     blob = compress_code(code, dtype, encoder.sha256, pq)
     decoded = encoder.decode(decompress_code(blob, encoder.sha256, pq)[None])[0]
     png_size = len(smallest_png(query.pixels))
-    return jsonify(
+    return answer(CompressResponse(
         dtype=dtype, model_kind=encoder.kind, latent_dim=encoder.dim,
         image_size=encoder.image_size,
         width=query.width, height=query.height, format=query.format,
@@ -128,21 +130,21 @@ def compress():
         ratio={"upload": round(len(data) / len(blob), 2), "png": round(png_size / len(blob), 2)},
         psnr=decibels(psnr(query.pixels, decoded)),
         decoded=png_data_url(decoded),
-    )
+    ))
 
 
 @bp.post("/api/decompress")
-@spec.validate(json=CodeJson, resp=answers({
-    200: (None, "The decoded image at the model's input size."),
+@operation(body=CodeJson, raw_body=True, answers={
+    200: (PNG, "The decoded image at the model's input size."),
     400: "Not a code file, damaged, or made by another model (bad_code).",
-    413: "Body over the upload limit.", 415: "Multipart is not accepted.", 503: NOT_READY}))
-def decompress():
+    413: "Body over the upload limit.", 415: "Multipart is not accepted.", 503: NOT_READY})
+def decompress(body: CodeJson | None):
     """A code file back to pixels: PNG at the model's input size.
 
     The code must come from the loaded checkpoint (its header says which);
     a foreign, truncated or otherwise damaged code is a 400, never a 500.
     """
-    blob = _read_code()
+    blob = _read_code(body)
     backend = current_backend()
     encoder = backend.serving().encoder
     pq = backend.codebooks.find(encoder.sha256) if code_dtype(blob) == "pq" else None
@@ -160,13 +162,11 @@ def decompress():
     return response
 
 
-def _read_code() -> bytes:
-    """The code from JSON ``code_base64`` (``web.fields.CodeJson``), or the raw request body
-    (any other type)."""
+def _read_code(body: CodeJson | None) -> bytes:
+    """The code from JSON ``code_base64``, or the raw request body (any other type)."""
     if request.mimetype == "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "send the code as the raw request body "
-                       "(application/octet-stream) or as JSON with 'code_base64'")
-    body = request.context.json
+                       f"({OCTET_STREAM}) or as JSON with 'code_base64'")
     blob = body.code_base64 if body is not None else request.get_data(cache=False)
     if not blob:
         raise ApiError(400, "bad_code", "the code is empty (0 bytes)")

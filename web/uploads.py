@@ -15,7 +15,7 @@ from functools import partial
 from typing import IO, Any
 
 import numpy as np
-from flask import Request, has_app_context, request
+from flask import Request, has_app_context
 from PIL import Image
 from werkzeug.exceptions import BadRequest
 
@@ -23,7 +23,6 @@ from indexer.images import (MAX_IMAGE_PIXELS, SUPPORTED_FORMATS, SUPPORTED_MEDIA
                             ImageDecodeError, clip_box, open_image, prepare)
 from search.settings import Settings
 
-from .apispec import request_params
 from .backend import current_settings
 from .errors import ApiError
 
@@ -55,38 +54,6 @@ class InMemoryRequest(Request):
             if silent:
                 return None
             raise BadRequest("the JSON body is nested too deeply") from None
-
-
-@dataclass
-class SearchRequest:
-    """What a client asked for: the image bytes and the options beside them."""
-
-    data: bytes
-    k: int
-    reconstruction: bool
-    denoise: bool = False
-    collapse: bool = False
-    box: str | None = None  # web.fields.Box
-
-
-def read_search_request() -> SearchRequest:
-    """Image bytes and options of a ``/api/search`` request (``web.schemas.SearchForm``...)."""
-    data, options = read_upload()
-    # denoise: run the query through the model once first; for a denoising model that cleans it
-    return SearchRequest(data, options.k, options.reconstruction, options.denoise,
-                         options.collapse, options.box)
-
-
-def read_upload() -> tuple[bytes, Any]:
-    """The image bytes and the options of a request validated as an upload.
-
-    Every endpoint that takes an image declares a form and a JSON model
-    (``web.schemas.upload_models``), so they all accept the same two forms and
-    answer the same 400/415 for anything else, before the view runs.
-    """
-    context = request.context
-    body = context.form if context.form is not None else context.json
-    return body.upload(), request_params()
 
 
 def sniff_format(data: bytes) -> tuple[str | None, bool]:
