@@ -6,7 +6,7 @@ denoising model (``dae``) and one with a variational one (``vae``), so each
 feature is seen both with the kind it is made for and with another. A
 3-epoch model does not denoise well yet; these tests check that the app
 does what the model says, not how good the model is
-(tests/indexer/test_tools.py trains longer and checks that denoising helps).
+(tests/cli/test_tools.py trains longer and checks that denoising helps).
 Anomalies and latent exploration: test_tools_anomalies_explore.py.
 """
 from __future__ import annotations
