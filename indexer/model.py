@@ -9,6 +9,8 @@ app's tools and the benches need of a model, so none of them loads the training 
 from __future__ import annotations
 
 import abc
+import hashlib
+import io
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from search.files import replace_atomically
-from search.regular_files import sha256_file
+from search.regular_files import open_regular, sha256_file
 
 # 2: codes with a copy part (AEConfig.copy_dim). A Lookalike that reads only format 1 would
 # drop copy_dim and encode codes unlike the index's, so those checkpoints say format 2.
@@ -332,12 +334,19 @@ class Checkpoint:
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild a model from a checkpoint onto *device*, in eval mode."""
+    """Rebuild a model from a checkpoint onto *device*, in eval mode.
+
+    The file is read once, and its sha256 is that of the bytes the model came from: read
+    twice, a checkpoint replaced in between (``lookalike train`` beside a serving app) gave
+    one model's weights under the other's name.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no model checkpoint at {path}")
-    checkpoint = read_checkpoint(path, device, str(path))
-    checkpoint.path, checkpoint.sha256 = path, sha256_file(path)
+    with open_regular(path) as f:
+        data = f.read()
+    checkpoint = read_checkpoint(io.BytesIO(data), device, str(path))
+    checkpoint.path, checkpoint.sha256 = path, hashlib.sha256(data).hexdigest()
     return checkpoint
 
 

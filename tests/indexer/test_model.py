@@ -1,6 +1,8 @@
 """Model shapes, config checks, checkpoints and training."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from indexer.model import (
     save_checkpoint,
 )
 from indexer.train import TrainConfig, TrainingError, fit, train_folder
+from search.regular_files import sha256_file
 
 pytestmark = pytest.mark.any_catalog
 
@@ -238,3 +241,24 @@ def test_the_plain_recipe_mirrors_half_its_images_unless_flips_are_off():
     assert torch.equal(plain, torch.from_numpy(batch.numpy()).permute(0, 3, 1, 2).float() / 255)
     assert 16 <= sum(mirrored) <= 48
     assert all(m or torch.equal(f, i) for m, f, i in zip(mirrored, flipped.float(), x))
+
+
+def test_a_checkpoint_replaced_while_it_loads_keeps_the_name_of_the_weights_it_gave(
+        tmp_path, monkeypatch):
+    """The sha256 names the bytes the model came from, not whatever the path holds after."""
+    import indexer.model
+
+    first, second = tmp_path / "model.pt", tmp_path / "other.pt"
+    save_checkpoint(first, build_model(AEConfig(image_size=16, widths=(8,), latent_dim=4)), {})
+    save_checkpoint(second, build_model(AEConfig(image_size=16, widths=(8,), latent_dim=5)), {})
+    expected = sha256_file(first)
+    read = indexer.model.read_checkpoint
+
+    def read_then_replace(*args, **kwargs):
+        checkpoint = read(*args, **kwargs)
+        os.replace(second, first)  # `lookalike train` lands meanwhile
+        return checkpoint
+
+    monkeypatch.setattr(indexer.model, "read_checkpoint", read_then_replace)
+    checkpoint = load_checkpoint(first)
+    assert checkpoint.model.config.latent_dim == 4 and checkpoint.sha256 == expected

@@ -48,7 +48,9 @@ def test_threads_asking_while_the_model_changes_each_get_one_whole_snapshot(own_
     model = own_library.data_dir / "model.pt"
     versions = [tmp_path / "a.pt", tmp_path / "b.pt"]
     shutil.copy(model, versions[0])
-    save_checkpoint(versions[1], build_model(TINY), {"seed": 7})
+    # Another size too: two copies within one tick of the file system's clock onto a reused
+    # inode would otherwise look like the same file (search.files.file_key).
+    save_checkpoint(versions[1], build_model(TINY), {"seed": 7, "note": "x" * 4096})
     indexed = snapshot(app)
     model_ids = {indexed.encoder.sha256: indexed.model_id, sha256_file(versions[1]): None}
     seen, errors, stop = [], [], threading.Event()
