@@ -45,7 +45,7 @@ def catalog(store: Store, codes: np.ndarray, rng: np.random.Generator) -> np.nda
                                              checkpoint_sha256="x", latent_dim=64)])
         s.execute(insert(ImageRecord), [dict(
             id=i + 1, path=f"/lib/{folder[i]}/{i}.png", sha256=f"{i:064x}", size=1, mtime=0.0,
-            width=1, height=1, model_id=1, code=codes[i].tobytes(), recon_error=0.0,
+            width=1, height=1, model_id=1, code=codes[i].tobytes(), reconstruction_error=0.0,
             indexed_at=now)
             for i in range(n)])
     return folder

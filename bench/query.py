@@ -95,7 +95,7 @@ def build_data_dir(data_dir: Path, n_images: int, image_size: int, latent_dim: i
             rows.append(dict(path=f"/synthetic/{name}", sha256=digest,
                              size=1000, mtime=0.0, width=28, height=28, format="PNG",
                              model_id=model_id, code=code.astype(np.float32).tobytes(),
-                             recon_error=float(err)))
+                             reconstruction_error=float(err)))
         with store.sessions() as session, session.begin():
             session.execute(insert(ImageRecord), rows)
     index = store.rebuild_index(encoder.dim, model_id)

@@ -121,7 +121,7 @@ class Encoded:
 
     path: str
     code: np.ndarray | None  # None: not decodable (error says why)
-    recon_error: float = 0.0
+    reconstruction_error: float = 0.0
     error: str | None = None
     width: int = 0
     height: int = 0
@@ -192,7 +192,7 @@ def to_columns(done: list[Encoded], dim: int) -> dict[str, np.ndarray]:
         "path": np.array([os.fsencode(e.path) for e in done], dtype=object),
         "ok": np.array([e.code is not None for e in done]),
         "code": codes,
-        "recon_error": np.array([e.recon_error for e in done], np.float64),
+        "reconstruction_error": np.array([e.reconstruction_error for e in done], np.float64),
         "error": np.array([e.error or "" for e in done], dtype=object),
         "width": np.array([e.width for e in done], np.int64),
         "height": np.array([e.height for e in done], np.int64),
@@ -207,7 +207,7 @@ def from_columns(batch: dict[str, np.ndarray]) -> list[Encoded]:
         ok = bool(batch["ok"][i])
         taken = float(batch["taken_at"][i])
         out.append(Encoded(os.fsdecode(path), batch["code"][i].copy() if ok else None,
-                           float(batch["recon_error"][i]), str(batch["error"][i]) or None,
+                           float(batch["reconstruction_error"][i]), str(batch["error"][i]) or None,
                            int(batch["width"][i]), int(batch["height"][i]),
                            str(batch["format"][i]) or None, None if math.isnan(taken) else taken))
     return out

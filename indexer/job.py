@@ -278,7 +278,7 @@ def _write_row(session: Session, item: Planned, e: Encoded, model_id: int, now: 
     one), or its old row rewritten in place."""
     fields = dict(path=item.path, sha256=item.sha256, size=item.size, mtime=item.mtime,
                   width=e.width, height=e.height, format=e.format, taken_at=e.taken_at,
-                  model_id=model_id, code=e.code.tobytes(), recon_error=e.recon_error,
+                  model_id=model_id, code=e.code.tobytes(), reconstruction_error=e.reconstruction_error,
                   indexed_at=now)
     if item.row_id is not None:
         row = session.get(ImageRecord, item.row_id)

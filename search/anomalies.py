@@ -25,7 +25,7 @@ class NoThreshold(ValueError):
 class Outlier:
     id: int
     path: str
-    recon_error: float
+    reconstruction_error: float
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,8 @@ class Outliers:
     rows: list[Outlier]  # worst first
 
 
-def reconstruction_error(recon: np.ndarray, pixels: np.ndarray) -> float:
-    """Mean squared error with pixels in [0, 1], the unit of the catalog's ``recon_error``."""
+def reconstruction_error_of(recon: np.ndarray, pixels: np.ndarray) -> float:
+    """Mean squared error with pixels in [0, 1], the unit of the catalog's ``reconstruction_error``."""
     diff = (recon.astype(np.float32) - pixels.astype(np.float32)) / 255.0
     return round(float(np.mean(diff * diff)), 8)
 
@@ -63,11 +63,11 @@ def find_outliers(store: Store, checkpoint_sha256: str, top: int | None = None,
         threshold = model_threshold
     where = [ModelRecord.checkpoint_sha256 == checkpoint_sha256]
     if threshold is not None:
-        where.append(ImageRecord.recon_error > threshold)
-    rows = (select(ImageRecord.id, ImageRecord.path, ImageRecord.recon_error)
+        where.append(ImageRecord.reconstruction_error > threshold)
+    rows = (select(ImageRecord.id, ImageRecord.path, ImageRecord.reconstruction_error)
             .join(ModelRecord).where(*where)
-            .order_by(ImageRecord.recon_error.desc(), ImageRecord.id).limit(top or limit))
+            .order_by(ImageRecord.reconstruction_error.desc(), ImageRecord.id).limit(top or limit))
     with store.sessions() as s:
         total = s.scalar(select(func.count(ImageRecord.id)).join(ModelRecord).where(*where))
-        found = [Outlier(r.id, r.path, r.recon_error) for r in s.execute(rows)]
+        found = [Outlier(r.id, r.path, r.reconstruction_error) for r in s.execute(rows)]
     return Outliers(threshold, total or 0, found)

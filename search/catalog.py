@@ -133,7 +133,9 @@ class ImageRecord(Base):
     taken_at: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
     code: Mapped[bytes] = mapped_column(LargeBinary)
-    recon_error: Mapped[float] = mapped_column(Float, index=True)  # the library sorts by these
+    # The column keeps its first name (a rename would be a migration for nothing); Python and
+    # the API say reconstruction_error. Indexed: the library sorts by it.
+    reconstruction_error: Mapped[float] = mapped_column("recon_error", Float, index=True)
     indexed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
     model: Mapped[ModelRecord] = relationship(back_populates="images")

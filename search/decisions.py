@@ -21,7 +21,7 @@ from .store import Store
 
 NOT_DUPLICATES = "not_duplicates"
 KEEP = "keep"
-KINDS = (NOT_DUPLICATES, KEEP)
+DECISION_KINDS = (NOT_DUPLICATES, KEEP)
 
 
 class BadDecision(ValueError):
@@ -80,8 +80,8 @@ def record_decision(store: Store, kind: str, image_ids: Sequence[int],
 
 
 def _check(kind: str, ids: list[int], keep_id: int | None) -> None:
-    if kind not in KINDS:
-        raise BadDecision(f"unknown decision {kind!r}: one of {', '.join(KINDS)}")
+    if kind not in DECISION_KINDS:
+        raise BadDecision(f"unknown decision {kind!r}: one of {', '.join(DECISION_KINDS)}")
     if len(ids) < 2:
         raise BadDecision("a decision is about a group: name at least two different images")
     if kind == KEEP and keep_id is None:

@@ -49,7 +49,7 @@ class Hit:
     id: int
     score: float
     path: str
-    recon_error: float | None
+    reconstruction_error: float | None
 
 
 class SearchEngine:

@@ -30,7 +30,7 @@ def file_date() -> Any:
     return func.coalesce(ImageRecord.taken_at, ImageRecord.mtime)
 
 
-SORT_COLUMNS = {"indexed": ImageRecord.indexed_at, "error": ImageRecord.recon_error,
+SORT_COLUMNS = {"indexed": ImageRecord.indexed_at, "error": ImageRecord.reconstruction_error,
                 "name": ImageRecord.path}
 
 

@@ -7,7 +7,9 @@ always be rebuilt from it.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import faiss
 import numpy as np
@@ -27,6 +29,19 @@ COMPRESSED_LIMIT = 2_000_000
 # 10 gave recall@10 0.882 and 30 gave 0.982, still 52-80× exact (bench/scale.py codes).
 REFINE_FACTOR = 30
 ADD_EF_SEARCH = 16  # FAISS's default: the HNSW search that picks an added code's list
+
+
+@contextmanager
+def omp_threads(n: int) -> Iterator[None]:
+    """FAISS's OpenMP threads (torch's too, where they share one runtime) set to *n* while the
+    block runs, then put back: a team size is the calling thread's, and a command run in
+    process (the tests' CliRunner, a web request) must not leave it changed for what follows."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 class VectorIndexError(RuntimeError):

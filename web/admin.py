@@ -35,9 +35,7 @@ from search.files import DiskFullError, ReadOnlyError
 from search.lock import DataDirBusy, WriterLock
 from search.store import Store
 
-from .answers import Deleted, Exclusion, Exclusions
-from .answers import Job as JobAnswer
-from .answers import answer
+from .answers import Deleted, ExclusionAnswer, Exclusions, JobAnswer, answer
 from .api import ID
 from .apispec import ADMIN_SECURITY, operation
 from .backend import Backend, NotReady, current_backend, current_settings
@@ -125,7 +123,7 @@ def exclusions():
 
 @bp.delete(f"/exclusions/<int(max={ID_MAX}):exclusion_id>")
 @admin_operation(answers=writing({
-    200: (Exclusion, "Lifted."), **ADMIN_ERRORS, 404: "No exclusion with that id.",
+    200: (ExclusionAnswer, "Lifted."), **ADMIN_ERRORS, 404: "No exclusion with that id.",
     409: BUSY}))
 def lift(exclusion_id: int):
     """Let re-indexing add the file (and its content) again; the next run picks it up."""
@@ -135,13 +133,13 @@ def lift(exclusion_id: int):
         lifted = lift_exclusion(backend.store, exclusion_id)
     finally:
         lock.release()
-    return answer(Exclusion(**lifted.as_dict(), lifted=True))
+    return answer(ExclusionAnswer(**lifted.as_dict(), lifted=True))
 
 
 # -- POST /api/admin/reindex and GET /api/admin/jobs/<id> --------------------------------------
 
 @dataclass
-class Job:
+class ReindexJob:
     """One background re-index; read by request threads while its own thread fills it in."""
 
     id: str
@@ -164,22 +162,22 @@ class Jobs:
     """The app's re-index jobs, newest last; only the last KEEP_JOBS are remembered."""
 
     def __init__(self) -> None:
-        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._jobs: OrderedDict[str, ReindexJob] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, folders: list[str]) -> Job:
-        job = Job(secrets.token_hex(8), folders)
+    def add(self, folders: list[str]) -> ReindexJob:
+        job = ReindexJob(secrets.token_hex(8), folders)
         with self._lock:
             self._jobs[job.id] = job
             while len(self._jobs) > KEEP_JOBS:
                 self._jobs.popitem(last=False)
         return job
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str) -> ReindexJob | None:
         with self._lock:
             return self._jobs.get(job_id)
 
-    def all(self) -> list[Job]:
+    def all(self) -> list[ReindexJob]:
         with self._lock:
             return list(self._jobs.values())
 
@@ -236,7 +234,7 @@ def job_status(job_id: str):
     return answer(JobAnswer(**job.as_dict()))
 
 
-def run_job(job: Job, store: Store, encoder: TorchEncoder, lock: WriterLock) -> None:
+def run_job(job: ReindexJob, store: Store, encoder: TorchEncoder, lock: WriterLock) -> None:
     """The job thread: index each folder in turn, then release the writer lock."""
     status, error = "failed", "interrupted"
     try:

@@ -7,7 +7,7 @@ from flask import Blueprint
 
 from search.anomalies import NoThreshold, Outlier, find_outliers, is_anomalous
 
-from .answers import AnomaliesResponse, Outlier as OutlierAnswer, answer, image_urls
+from .answers import AnomaliesResponse, OutlierAnswer, answer, image_urls
 from .apispec import operation
 from .backend import current_backend
 from .errors import ApiError
@@ -44,6 +44,6 @@ def anomalies(params: AnomaliesParams):
 
 def _outlier(row: Outlier, model_threshold: float | None) -> OutlierAnswer:
     return OutlierAnswer(id=row.id, name=PurePath(row.path).name, path=row.path,
-                         reconstruction_error=row.recon_error,
-                         anomalous=is_anomalous(row.recon_error, model_threshold),
+                         reconstruction_error=row.reconstruction_error,
+                         anomalous=is_anomalous(row.reconstruction_error, model_threshold),
                          **image_urls(row.id))

@@ -18,8 +18,8 @@ from flask import Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from indexer.compression import DTYPES
-from search.catalog import ImageRecord
-from search.engine import Hit as EngineHit
+from search.catalog import ImageRecord, utc_text
+from search.engine import Hit
 
 
 def _document_as_sent(schema: dict[str, Any]) -> None:
@@ -118,19 +118,19 @@ class Found(Answer):
 
 class Copy(ImageLinks, Found):
     @classmethod
-    def of(cls, hit: EngineHit, **more: Any) -> Copy:
+    def of(cls, hit: Hit, **more: Any) -> Copy:
         """One search result: enough to draw a card and to follow it."""
         return cls(id=hit.id, name=PurePath(hit.path).name, path=hit.path,
-                   similarity=round(hit.score, 6), reconstruction_error=hit.recon_error,
+                   similarity=round(hit.score, 6), reconstruction_error=hit.reconstruction_error,
                    **image_urls(hit.id), **more)
 
 
-class Hit(Copy):
+class HitAnswer(Copy):
     copies: list[Copy] = Field(None, description="With collapse=true: this hit's "
                                                  "near-duplicates, folded under it.")
 
     @classmethod
-    def folded(cls, hit: EngineHit, copies: list[EngineHit]) -> Hit:
+    def folded(cls, hit: Hit, copies: list[Hit]) -> HitAnswer:
         """A result with the near-duplicates ``collapse=true`` folded under it."""
         return cls.of(hit, copies=[Copy.of(c) for c in copies])
 
@@ -159,12 +159,10 @@ class Image(ImageLinks, ImageRow):
     @classmethod
     def of(cls, row: ImageRecord, **more: Any) -> Image:
         """Everything the catalog knows about one image (the metadata endpoint)."""
-        indexed_at = row.indexed_at.replace(tzinfo=timezone.utc).isoformat() \
-            if row.indexed_at else None
         return cls(id=row.id, name=PurePath(row.path).name, path=row.path, sha256=row.sha256,
                    size=row.size, mtime=row.mtime, width=row.width, height=row.height,
                    format=row.format, model_id=row.model_id,
-                   reconstruction_error=row.recon_error, indexed_at=indexed_at,
+                   reconstruction_error=row.reconstruction_error, indexed_at=utc_text(row.indexed_at),
                    taken_at=row.taken_at,
                    file_date=_iso(row.taken_at if row.taken_at is not None else row.mtime),
                    **image_urls(row.id), **more)
@@ -191,13 +189,13 @@ class SimilarQuery(Image):
 class SearchResponse(Answer):
     query: UploadQuery
     k: int
-    results: list[Hit]
+    results: list[HitAnswer]
 
 
 class SimilarResponse(Answer):
     query: SimilarQuery
     k: int
-    results: list[Hit]
+    results: list[HitAnswer]
 
 
 class Stats(Answer):
@@ -303,7 +301,7 @@ class Outlying(Answer):
     anomalous: bool | None = Field(None, description="Above the model's own threshold.")
 
 
-class Outlier(ImageLinks, Outlying):
+class OutlierAnswer(ImageLinks, Outlying):
     pass
 
 
@@ -312,7 +310,7 @@ class AnomaliesResponse(Answer):
     model_threshold: float | None = None
     top: int | None = None
     total: int = Field(description="Images passing the threshold (all, without one).")
-    anomalies: list[Outlier]
+    anomalies: list[OutlierAnswer]
 
 
 class SampleResponse(Answer):
@@ -340,7 +338,7 @@ class ArithmeticResponse(Answer):
     c: ImageRef = None
     result: str = Field(description="a − b + c, decoded.")
     k: int = None
-    results: list[Hit]
+    results: list[HitAnswer]
 
 
 # -- library ---------------------------------------------------------------------------------
@@ -462,7 +460,7 @@ class FolderResult(Answer):
     warnings: list[str] = None
 
 
-class Job(Answer):
+class JobAnswer(Answer):
     id: str
     status: Literal["running", "done", "failed"]
     folders: list[str]
@@ -483,7 +481,7 @@ class Deleted(Answer):
         None, description="Lift it with DELETE /api/admin/exclusions/{id}.")
 
 
-class Exclusion(Answer):
+class ExclusionAnswer(Answer):
     id: int
     path: str
     sha256: str = Field(description="New files with this content are skipped too.")
@@ -492,4 +490,4 @@ class Exclusion(Answer):
 
 
 class Exclusions(Answer):
-    exclusions: list[Exclusion]
+    exclusions: list[ExclusionAnswer]

@@ -5,13 +5,13 @@ from typing import Any
 
 from flask import Blueprint, current_app
 
-from search.anomalies import is_anomalous, reconstruction_error
+from search.anomalies import is_anomalous, reconstruction_error_of
 from search.catalog import ID_MAX
 from search.duplicates import collapse_hits, model_threshold
 from search.engine import MAX_K, code_of
 from search.library import Filters, collect_stats
 
-from .answers import (Health, Hit, Image, OpenApiDocument, SearchResponse, SimilarQuery,
+from .answers import (Health, HitAnswer, Image, OpenApiDocument, SearchResponse, SimilarQuery,
                       SimilarResponse, Stats, answer)
 from .apispec import openapi_document, operation
 from .backend import current_backend
@@ -56,16 +56,16 @@ def search(params: SearchParams):
         # With denoise this is also the image searched with; the error and the
         # anomaly verdict stay those of the upload itself.
         info["reconstruction"] = png_data_url(recon)
-        info["reconstruction_error"] = reconstruction_error(recon, query.pixels)
+        info["reconstruction_error"] = reconstruction_error_of(recon, query.pixels)
         info.update(anomaly(encoder, info["reconstruction_error"]))
     if params.denoise:
         codes = encoder.encode(recon[None])  # search with the model's cleaned-up query
     if not params.collapse:
         hits = engine.search_code(codes[0], params.k, index=index, filters=filters)
-        return answer(SearchResponse(query=info, k=params.k, results=[Hit.of(h) for h in hits]))
+        return answer(SearchResponse(query=info, k=params.k, results=[HitAnswer.of(h) for h in hits]))
     folded = collapsed_search(engine, codes[0], params.k, index, filters)
     return answer(SearchResponse(query=info, k=params.k,
-                                 results=[Hit.folded(h, copies) for h, copies in folded]))
+                                 results=[HitAnswer.folded(h, copies) for h, copies in folded]))
 
 
 def collapsed_search(engine: Any, code: Any, k: int, index: Any,
@@ -105,8 +105,8 @@ def similar(image_id: int, params: SimilarParams):
     backend.check_same_model(serving, row)
     hits = engine.search_code(code_of(row), params.k, exclude=image_id, index=index,
                               filters=filters_of(params))
-    query = SimilarQuery.of(row, **anomaly(engine.encoder, row.recon_error))
-    return answer(SimilarResponse(query=query, k=params.k, results=[Hit.of(h) for h in hits]))
+    query = SimilarQuery.of(row, **anomaly(engine.encoder, row.reconstruction_error))
+    return answer(SimilarResponse(query=query, k=params.k, results=[HitAnswer.of(h) for h in hits]))
 
 
 @bp.get(f"/api/images/{ID}")

@@ -21,7 +21,6 @@ from pathlib import PurePath
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-import faiss
 from flask import Blueprint, Flask, current_app, request
 
 from search.catalog import ID_MAX
@@ -30,6 +29,7 @@ from search.decisions import (BadDecision, UnknownImages, list_decisions, record
 from search.duplicates import (Group, TooManyPairs, find_candidates, group_candidates,
                                model_threshold, with_status)
 from search.store import Store
+from search.vector_index import omp_threads
 
 from .answers import Decided, DuplicateGroup, DuplicatesResponse, Undone, answer, image_urls
 from .apispec import operation
@@ -95,12 +95,8 @@ def every_core(make: Callable[[], Any]) -> Any:
     """Run *make* with FAISS on every core: the range search runs once a catalog change and
     takes minutes on the one thread a request gets. OpenMP team sizes are per thread, so
     only this request's thread is changed, and only while it runs."""
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(os.cpu_count() or 1)
-    try:
+    with omp_threads(os.cpu_count() or 1):
         return make()
-    finally:
-        faiss.omp_set_num_threads(before)
 
 
 def group_cache(app: Flask) -> GroupCache:

@@ -19,7 +19,7 @@ from indexer.model import interpolate as line
 from indexer.model import sample_prior
 from search.engine import code_of
 
-from .answers import (ArithmeticResponse, Hit, ImageRef, InterpolateResponse, SampleResponse,
+from .answers import (ArithmeticResponse, HitAnswer, ImageRef, InterpolateResponse, SampleResponse,
                       answer, image_urls)
 from .apispec import operation
 from .backend import Backend, Serving, current_backend
@@ -104,7 +104,7 @@ def arithmetic(params: ArithmeticParams):
     return answer(ArithmeticResponse(
         model_kind=encoder.kind, note=explore_note(encoder.kind), a=refs[0], b=refs[1],
         c=refs[2], result=_images(encoder, result[None])[0], k=k,
-        results=[Hit.of(h) for h in hits]))
+        results=[HitAnswer.of(h) for h in hits]))
 
 
 def example_ids(backend: Backend, count: int = 3) -> list[int]:

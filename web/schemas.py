@@ -17,7 +17,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 
 from indexer.compression import DTYPES, MIN_CODES
 from search.catalog import ID_MAX
-from search.decisions import KINDS
+from search.decisions import DECISION_KINDS
 from search.duplicates import STATUSES
 from search.library import SORTS
 
@@ -213,8 +213,8 @@ class DecisionJson(RootModel[Annotated[Union[NotDuplicates, KeepThisOne],
         """Say what is wrong in the API's words before pydantic's union does."""
         if not isinstance(data, dict):
             raise bad_request("the body must be a JSON object with 'kind' and 'images'")
-        if data.get("kind") not in KINDS:
-            raise bad_parameter(f"kind must be one of {', '.join(KINDS)}, "
+        if data.get("kind") not in DECISION_KINDS:
+            raise bad_parameter(f"kind must be one of {', '.join(DECISION_KINDS)}, "
                                 f"not {shown(data.get('kind'))}")
         return data
 

@@ -30,7 +30,7 @@ def catalog_of(data_dir) -> dict[int, tuple[str, np.ndarray, float, int, int, st
     store = Store.open(data_dir)
     try:
         with store.sessions() as s:
-            return {r.id: (r.path, np.frombuffer(r.code, np.float32), r.recon_error, r.width,
+            return {r.id: (r.path, np.frombuffer(r.code, np.float32), r.reconstruction_error, r.width,
                            r.height, r.format) for r in s.scalars(select(ImageRecord))}
     finally:
         store.close()

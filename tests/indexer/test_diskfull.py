@@ -170,7 +170,7 @@ def test_codebook_that_cannot_be_saved_is_kept_in_memory_with_a_clear_warning(
         codes = np.random.default_rng(0).normal(size=(64, 16)).astype(np.float32)
         s.add_all(ImageRecord(path=f"/img/{i}.png", sha256=f"{i:064x}", size=1, mtime=0.0,
                               width=8, height=8, format="PNG", model_id=model.id,
-                              code=c.tobytes(), recon_error=0.0) for i, c in enumerate(codes))
+                              code=c.tobytes(), reconstruction_error=0.0) for i, c in enumerate(codes))
     path = codebook_path(store.data_dir, "ab" * 32)
     monkeypatch.setattr(faiss, "write_ProductQuantizer",
                         _half_then(_faiss_enospc(str(path)), faiss.write_ProductQuantizer))

@@ -17,7 +17,7 @@ def store_with(tmp_path, paths: list[str]) -> Store:
                                              checkpoint_sha256="x", latent_dim=4)])
         s.execute(insert(ImageRecord), [dict(
             path=p, sha256=f"{i:064x}", size=1, mtime=0.0, width=1, height=1, model_id=1,
-            code=b"", recon_error=0.0, indexed_at=datetime(2026, 1, 1))
+            code=b"", reconstruction_error=0.0, indexed_at=datetime(2026, 1, 1))
             for i, p in enumerate(paths)])
     return store
 

@@ -114,7 +114,7 @@ def catalog_errors(data_dir: Path) -> dict[int, float]:
     """Every catalog id and its stored reconstruction error."""
     store = Store.open(data_dir)
     with store.sessions() as s:
-        errors = dict(s.execute(select(ImageRecord.id, ImageRecord.recon_error)).all())
+        errors = dict(s.execute(select(ImageRecord.id, ImageRecord.reconstruction_error)).all())
     store.close()
     return errors
 

@@ -110,7 +110,7 @@ def test_search_by_upload_finds_the_image_itself(client, library):
     recon = Image.open(io.BytesIO(base64.b64decode(query["reconstruction"].split(",", 1)[1])))
     assert recon.size == (32, 32)
     # the same error the indexer stored, up to rounding the reconstruction to 8 bits
-    assert query["reconstruction_error"] == pytest.approx(row.recon_error, abs=1e-4)
+    assert query["reconstruction_error"] == pytest.approx(row.reconstruction_error, abs=1e-4)
     assert isinstance(query["anomaly_threshold"], float)
     assert query["anomalous"] is (query["reconstruction_error"] > query["anomaly_threshold"])
 
@@ -305,8 +305,8 @@ def test_similar(client, library):
     assert response.status_code == 200
     body = response.get_json()
     assert body["query"]["id"] == row.id and body["query"]["name"] == row.path.split("/")[-1]
-    assert body["query"]["reconstruction_error"] == row.recon_error
-    assert body["query"]["anomalous"] is (row.recon_error > body["query"]["anomaly_threshold"])
+    assert body["query"]["reconstruction_error"] == row.reconstruction_error
+    assert body["query"]["anomalous"] is (row.reconstruction_error > body["query"]["anomaly_threshold"])
     ids = [hit["id"] for hit in body["results"]]
     assert len(ids) == 5 and row.id not in ids
     scores = [hit["similarity"] for hit in body["results"]]
@@ -336,7 +336,7 @@ def test_image_metadata(client, library):
     assert body["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert (body["width"], body["height"], body["format"]) == (48, 48, "PNG")
     assert body["size"] == path.stat().st_size
-    assert body["reconstruction_error"] == row.recon_error
+    assert body["reconstruction_error"] == row.reconstruction_error
     assert body["indexed_at"].endswith("+00:00")
     assert body["original_url"] == f"/images/{row.id}/original"
 

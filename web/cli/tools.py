@@ -74,13 +74,13 @@ def anomalies(obj: Context, top: int | None, threshold: float | None, sheet: Pat
     rows = found.rows
     if as_json:
         click.echo(json.dumps({"threshold": found.threshold, "total": found.total, "anomalies": [
-            {"id": r.id, "path": r.path, "reconstruction_error": r.recon_error}
+            {"id": r.id, "path": r.path, "reconstruction_error": r.reconstruction_error}
             for r in rows]}, indent=2))
     else:
         if found.threshold is not None:
             obj.echo(f"{found.total} image(s) above reconstruction MSE {found.threshold:.5f}")
         for r in rows:
-            click.echo(f"{r.recon_error:10.5f}  {r.path}")
+            click.echo(f"{r.reconstruction_error:10.5f}  {r.path}")
     if sheet and rows:
         save_grid(np.stack([tile_of(r.path, 96) for r in rows[:64]]), sheet)
         obj.echo(f"sheet: {sheet}", err=as_json)
