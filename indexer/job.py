@@ -98,8 +98,6 @@ def index_folder(
     store: Store,
     folder: str | Path,
     encoder: TorchEncoder,
-    batch_size: int = 128,
-    workers: int | None = None,
     progress: bool = True,
     reencode: bool = False,
     save_every: float | None = 60.0,
@@ -118,7 +116,7 @@ def index_folder(
     *follow_symlinks* is remembered by the data dir like *index_choice*, so a
     later run that does not say (an admin re-index) does not drop what
     the links led to. *encoding* decodes and encodes (``indexer.encoding``; default:
-    this machine's processes, *workers* decoding, batches of *batch_size*).
+    this machine's processes, one decoding per core, ``LocalEncoding``'s batches).
     """
     started = time.time()
     root = Path(folder).resolve()
@@ -134,7 +132,7 @@ def index_folder(
 
     by_path = {item.path: item for item in work.encode}
     bar = tqdm(total=len(work.encode), desc="indexing", unit="img", disable=not progress)
-    encoding = encoding or LocalEncoding(encoder, batch_size, workers)
+    encoding = encoding or LocalEncoding(encoder)
     last_save = time.monotonic()
     # A new model's codes join its own index, which replaces the one searches use (the
     # previous model's, built by the checkpoint kept under models/) only when the last
@@ -318,7 +316,8 @@ def reindex_folder(store: Store, folder: str, encoder: TorchEncoder,
     if not Path(folder).is_dir():
         return {"folder": folder, "status": "skipped",
                 "reason": "not a folder (removed or unmounted?); its images were kept"}
-    summary = index_folder(store, folder, encoder, workers=workers, progress=progress).as_dict()
+    summary = index_folder(store, folder, encoder, progress=progress,
+                           encoding=LocalEncoding(encoder, workers=workers)).as_dict()
     summary["failures"] = summary["failures"][:KEEP_FAILURES]
     return {"folder": folder, "status": "done", **summary}
 

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 import search.settings
 import search.store
-from indexer.encoding import TorchEncoder
+from indexer.encoding import LocalEncoding, TorchEncoder
 from indexer.images import load_image
 from indexer.job import index_folder
 from indexer.model import AEConfig, build_model, save_checkpoint
@@ -192,8 +192,8 @@ def index_into(data_dir: Path, folder: Path, **options) -> dict:
     store = Store.open(data_dir)
     try:
         encoder = TorchEncoder.from_path(store.model_path, "cpu")
-        return index_folder(store, folder, encoder, workers=0, progress=False,
-                            **options).as_dict()
+        return index_folder(store, folder, encoder, progress=False,
+                            encoding=LocalEncoding(encoder, workers=0), **options).as_dict()
     finally:
         store.close()
 

@@ -24,7 +24,7 @@ from PIL import Image
 from sqlalchemy import select, text
 
 from indexer.check import check_data_dir
-from indexer.encoding import TorchEncoder
+from indexer.encoding import LocalEncoding, TorchEncoder
 from indexer.job import index_folder
 from search.catalog import ImageRecord
 from search.regular_files import sha256_file
@@ -161,8 +161,8 @@ def test_index_killed_at_any_point_then_rerun_is_consistent(forkserver, data_dir
 
 def test_reindex_killed_after_deletes_moves_and_edits(forkserver, data_dir, big):
     store = Store.open(data_dir)
-    index_folder(store, big, TorchEncoder.from_path(data_dir / "model.pt", "cpu"), workers=0,
-                 progress=False)
+    encoder = TorchEncoder.from_path(data_dir / "model.pt", "cpu")
+    index_folder(store, big, encoder, progress=False, encoding=LocalEncoding(encoder, workers=0))
     before = assert_consistent(data_dir, big)
     files = sorted(big.rglob("*.png"))
     for f in files[:20]:
@@ -203,7 +203,8 @@ def test_kill_between_a_commit_and_the_index_save_does_not_keep_stale_vectors(
     """A file re-encoded in place keeps its id: only the catalog version shows the index is old."""
     encoder = TorchEncoder.from_path(data_dir / "model.pt", "cpu")
     store = Store.open(data_dir)
-    index_folder(store, collection, encoder, workers=0, progress=False)
+    index_folder(store, collection, encoder, progress=False,
+                 encoding=LocalEncoding(encoder, workers=0))
     for i, f in enumerate(sorted(collection.rglob("*.png"))[:3]):
         Image.new("RGB", (48, 48), (250, i * 80, 10)).save(f)
 
@@ -213,7 +214,9 @@ def test_kill_between_a_commit_and_the_index_save_does_not_keep_stale_vectors(
     with monkeypatch.context() as m:
         m.setattr(Store, "publish_index", killed)
         with pytest.raises(Killed):
-            index_folder(store, collection, encoder, workers=0, progress=False)
-    again = index_folder(store, collection, encoder, workers=0, progress=False)
+            index_folder(store, collection, encoder, progress=False,
+                         encoding=LocalEncoding(encoder, workers=0))
+    again = index_folder(store, collection, encoder, progress=False,
+                         encoding=LocalEncoding(encoder, workers=0))
     assert again.encoded == 0  # the catalog already has the new codes
     assert_consistent(data_dir, collection)

@@ -21,7 +21,7 @@ from flask import Flask
 from PIL import Image
 from sqlalchemy import select
 
-from indexer.encoding import TorchEncoder
+from indexer.encoding import LocalEncoding, TorchEncoder
 from indexer.job import index_folder
 from indexer.model import AEConfig
 from search.catalog import ImageRecord
@@ -67,7 +67,8 @@ def build_library(root: Path, per_class: int = 20, extra: dict[str, str] | None 
     files = write_collection(collection, per_class, seed, extra)
     store = Store.open(root / "data")
     encoder = train_tiny(store, collection, config)
-    index_folder(store, collection, encoder, batch_size=64, workers=0, progress=False)
+    index_folder(store, collection, encoder, progress=False,
+                 encoding=LocalEncoding(encoder, batch_size=64, workers=0))
     store.close()
     return Library(root / "data", collection, files)
 
@@ -77,7 +78,7 @@ def index_more(data_dir: Path, folder: Path) -> dict:
     the run's summary."""
     store = Store.open(data_dir)
     encoder = TorchEncoder.from_path(store.model_path, "cpu")
-    summary = index_folder(store, folder, encoder, batch_size=64, workers=0,
+    summary = index_folder(store, folder, encoder, encoding=LocalEncoding(encoder, 64, 0),
                            progress=False).as_dict()
     store.close()
     return summary
