@@ -4,7 +4,7 @@ An endpoint's parameters are one pydantic model (``web.schemas``). The
 query string, and for an endpoint that takes an image (:class:`Upload`) the
 body beside it (multipart form fields or a JSON object), are merged into
 one mapping, the body winning where both carry a parameter, and validated
-by that model once. An empty text or a JSON null means absent, so it is
+by that model (a query value the body replaces is checked too: a bad one is a 400). An empty text or a JSON null means absent, so it is
 left out of the mapping (and the query's value, or the default, stands).
 Which names came in JSON is the validation context (``web.fields``): there
 a number must be a JSON number, in text it is digits.
@@ -81,8 +81,19 @@ def read_params(model: type[Model]) -> Model:
     sent_json: frozenset[str] = frozenset()
     if issubclass(model, Upload):
         body, sent_json, image = read_upload()
+        # A query value the body replaces is checked all the same: a bad one is still the
+        # client's mistake, and is answered as one (as the API always has), though a good
+        # one is not used.
+        replaced = {name: given[name] for name in body if name in given}
+        if replaced:
+            validated(model, {**body, **replaced, "image": image}, sent_json - replaced.keys())
         given.update(body)
         given["image"] = image
+    return validated(model, given, sent_json)
+
+
+def validated(model: type[Model], given: dict[str, Any], sent_json: frozenset[str]) -> Model:
+    """*given* validated by *model*, the names in *sent_json* read as JSON; else our 400."""
     try:
         return model.model_validate(given, context={"json": sent_json})
     except ValidationError as exc:
