@@ -36,7 +36,6 @@ ENCODINGS = ("local", "ray")
 MAX_BLOCKS = 10_000  # of the Ray encoding's work list: above 10k batches, blocks hold several
 
 
-
 class TorchEncoder:
     """Wraps a checkpoint for inference; satisfies ``search.engine.Encoder``."""
 

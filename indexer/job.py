@@ -291,6 +291,7 @@ def _write_row(session: Session, item: Planned, e: Encoded, model_id: int, now: 
     summary.added += 1
     return row
 
+
 # -- every folder of the collection, as the operator asks it (lookalike reindex, /api/admin) --
 # The caller holds the data dir's writer lock, as for one folder. Removing an image and its
 # exclusion need no model: they are ``search.exclusions``.

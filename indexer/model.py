@@ -343,8 +343,11 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no model checkpoint at {path}")
-    with open_regular(path) as f:
-        data = f.read()
+    try:
+        with open_regular(path) as f:
+            data = f.read()
+    except OSError as exc:  # unreadable, or no longer a regular file
+        raise CheckpointError(f"cannot read the checkpoint {path}: {exc}") from exc
     checkpoint = read_checkpoint(io.BytesIO(data), device, str(path))
     checkpoint.path, checkpoint.sha256 = path, hashlib.sha256(data).hexdigest()
     return checkpoint

@@ -15,10 +15,12 @@ resolved later against whatever folder the consumer thinks of (Flask's
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from .database import catalog_exists, database_url, sqlite_file, sqlite_url
@@ -29,12 +31,23 @@ INSTANCE_FILE = "config.py"
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
-def _whole(text: str) -> int:
-    return int(text)
+def _whole(value: str | int | float) -> int:
+    """An integer: digits in the environment, a whole number in config.py (not 2.5, not True)."""
+    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+    return int(value)
 
 
-def _text(text: str) -> str | None:
-    return text or None
+def _number(value: str | int | float) -> float:
+    """A finite number (a timeout of NaN seconds would never end)."""
+    if isinstance(value, bool) or not math.isfinite(number := float(value)):
+        raise ValueError(value)
+    return number
+
+
+def _text(value: Any) -> str | None:
+    """Text; a number in config.py (a token of digits, say) becomes its text."""
+    return str(value) or None
 
 
 def _paths(text: str | list[str]) -> tuple[str, ...] | None:
@@ -88,7 +101,7 @@ SETTINGS = (
     Setting("LOOKALIKE_UPLOAD_MEMORY", "upload_memory", _whole, 1024 * MB,
             "memory all request bodies together may hold in `lookalike serve`; it sets how "
             "many connections waitress accepts at once (web.server.server_limits)"),
-    Setting("LOOKALIKE_REQUEST_TIMEOUT", "request_timeout", float, 10.0,
+    Setting("LOOKALIKE_REQUEST_TIMEOUT", "request_timeout", _number, 10.0,
             "seconds a connection of `lookalike serve` gets to send a request (and more for "
             "every 8 KB that arrives), or to stay idle; 0: waitress's 120 s idle limit"),
     Setting("LOOKALIKE_CLIENT_CONNECTIONS", "client_connections", _whole, 10,
@@ -124,7 +137,7 @@ def _value(setting: Setting, raw: Any, where: str) -> Any:
     try:
         value = setting.read(raw)
     except (TypeError, ValueError):
-        kind = {_whole: "an integer", float: "a number"}.get(setting.read, "text")
+        kind = {_whole: "an integer", _number: "a number"}.get(setting.read, "text")
         raise ValueError(f"{where} must be {kind}, not {raw!r}") from None
     return setting.default if value is None else value
 
@@ -188,6 +201,9 @@ class Settings:
     read_token: str | None = None
     trusted_hosts: tuple[str, ...] | None = None  # None: the loopback names
     index_folders: tuple[str, ...] | None = None  # None: the folders indexed into the data dir
+    # The instance file's and the overrides' other upper-case names: Flask's own settings
+    # (MAX_FORM_MEMORY_SIZE, PREFERRED_URL_SCHEME...), which the app passes on to Flask.
+    flask: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,
@@ -201,13 +217,19 @@ class Settings:
                              or default_instance_path())
         raw: dict[str, Any] = {}
         where: dict[str, str] = {}
-        for source, found in (("instance", from_instance_file(instance / INSTANCE_FILE)),
+        flask: dict[str, Any] = {}
+        instance_file = instance / INSTANCE_FILE
+        for source, found in (("instance", from_instance_file(instance_file)),
                               ("environment", from_environment(environ)),
                               ("overrides", overrides or {})):
-            for key in found.keys() & BY_KEY.keys():
-                raw[key] = found[key]
-                where[key] = (f"environment variable {BY_KEY[key].environment}"
-                              if source == "environment" else key)
+            for key, value in found.items():
+                if key not in BY_KEY:
+                    flask[key] = value
+                    continue
+                raw[key] = value
+                where[key] = {"instance": f"{key} in {instance_file}",
+                              "environment": f"environment variable {BY_KEY[key].environment}",
+                              }.get(source, key)
         values = {s.field: _value(s, raw.get(s.key), where.get(s.key, s.key))
                   for s in SETTINGS}
         for key in NON_NEGATIVE:
@@ -219,7 +241,8 @@ class Settings:
                    database_url=_anchored_url(values.pop("database_url"), data_dir),
                    index_path=data_dir_file(data_dir, INDEX_FILE, index and _absolute(index)),
                    model_path=data_dir_file(data_dir, MODEL_FILE, model and _absolute(model)),
-                   instance_path=instance, model_is_explicit=bool(model), **values)
+                   instance_path=instance, model_is_explicit=bool(model),
+                   flask=MappingProxyType(flask), **values)
 
     @property
     def has_catalog(self) -> bool:

@@ -203,9 +203,10 @@ def state(data_dir: Path) -> tuple[dict[int, str], set[int]]:
     store = Store.open(data_dir)
     with store.sessions() as s:
         catalog = {r.id: r.path for r in s.scalars(select(ImageRecord))}
-    ids = set(store.load_index().ids().tolist())
+    ids = store.load_index().ids().tolist()
     store.close()
-    return catalog, ids
+    assert len(ids) == len(set(ids)), "an id stands twice in the index"
+    return catalog, set(ids)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ over two families of three classes each (:func:`make_image` draws one image of a
 * ``SHAPES`` (``draw``): squares, circles and stripes in random colours and positions on
   *dark* backgrounds, so a 3-epoch model on 32×32 inputs already ranks same-class images
   together and a white image is an anomaly. The web's and the browser's libraries
-  (tests/web/conftest.py, through ``write_collection``) are made of these.
+  (tests/web/conftest.py, ``make_collection(..., classes=SHAPES)``) are made of these.
 
 Also: damaged files, distinct random pictures, and hand-built PNGs (a decompression bomb).
 """
@@ -140,12 +140,6 @@ def make_collection(root: Path, per_class: int = 20, size: int = 48, seed: int =
         make_image(cls, rng, size).save(path)
         written[cls].append(path)
     return written
-
-
-def write_collection(folder: Path, per_class: int = 20, seed: int = 0,
-                     extra: dict[str, str] | None = None) -> dict[str, list[Path]]:
-    """:func:`make_collection` of ``SHAPES`` (the name the web's tests use)."""
-    return make_collection(folder, per_class, seed=seed, classes=SHAPES, extra=extra)
 
 
 # -- encoded bytes --------------------------------------------------------------------------

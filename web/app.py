@@ -32,8 +32,7 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     app.request_class = InMemoryRequest
     app.json.sort_keys = False
     # Flask's own keys; ours are read from the settings object (``current_settings``).
-    app.config.from_mapping({k: v for k, v in (test_config or {}).items()
-                             if not k.startswith("LOOKALIKE_") and k != "MAX_CONTENT_LENGTH"})
+    app.config.from_mapping(settings.flask)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
 
     app.extensions["lookalike"] = Backend(settings)

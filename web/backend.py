@@ -22,7 +22,7 @@ from flask import current_app
 
 from indexer.compression import Codebooks, ProductQuantizer, TooFewCodes
 from indexer.encoding import TorchEncoder, load_serving
-from indexer.model import CheckpointError
+from indexer.model import CheckpointError, resolve_device
 from search.catalog import ImageRecord
 from search.database import READ_WRITE, SchemaError
 from search.engine import ModelMismatch, SearchEngine, reencode_advice
@@ -46,6 +46,7 @@ class Serving:
     encoder, engine and model id however long it runs."""
 
     key: tuple
+    store: Store  # the store it was loaded on: a reopened one brings a new snapshot
     engine: SearchEngine | None = None
     model_id: int | None = None  # the catalog's id for this checkpoint; None until indexed
     waiting_model: Path | None = None  # a newer model.pt waiting for `lookalike reindex`
@@ -125,10 +126,11 @@ class Backend:
         store = self.store
         key = self._key(store)
         current = self._serving
-        if current is None or current.key != key:
+        if current is None or current.key != key or current.store is not store:
             with self._lock:
+                store = self._store  # a reopen may have replaced it meanwhile
                 current = self._serving
-                if current is None or current.key != key:
+                if current is None or current.key != key or current.store is not store:
                     current = self._serving = self._load(store, key)
         if current.problem is not None:
             raise NotReady(current.problem)
@@ -140,6 +142,9 @@ class Backend:
         else NotReady saying what to run."""
         serving = self.serving()
         try:
+            if serving.engine.index().ntotal == 0:
+                raise NotReady(f"The collection is empty. Run `{self.command()}` on a folder "
+                               "of images.")
             index = serving.engine.checked_index()
         except VectorIndexError as exc:
             raise NotReady(f"No index yet ({exc}). Run `{self.command()}` to index your "
@@ -147,9 +152,6 @@ class Backend:
         except ModelMismatch as exc:
             raise NotReady(f"{str(exc)[0].upper()}{str(exc)[1:]}. "
                            + self.reencode_advice()) from exc
-        if index.ntotal == 0:
-            raise NotReady(f"The collection is empty. Run `{self.command()}` on a folder "
-                           "of images.")
         return serving, index
 
     def readiness(self) -> str | None:
@@ -179,16 +181,21 @@ class Backend:
     def _load(self, store: Store, key: tuple) -> Serving:
         path, device = store.model_path, self.settings.device
         try:
+            resolve_device(device)
+        except RuntimeError as exc:  # a setting to change, not a model to retrain
+            return Serving(key, store, problem=f"{exc}: LOOKALIKE_DEVICE is {device!r}; set "
+                           "it to 'cpu' or 'auto' (CUDA when present).")
+        try:
             if self.settings.model_is_explicit:
                 encoder, waiting = TorchEncoder.from_path(path, device), None
             else:
                 encoder, waiting = load_serving(store, path, device)
         except (CheckpointError, RuntimeError) as exc:
-            return Serving(key, problem=f"The model at {path} cannot be loaded ({exc}). Train a "
-                           f"new one with `{self.command('train')}`, then re-encode with "
+            return Serving(key, store, problem=f"The model at {path} cannot be loaded ({exc}). "
+                           f"Train a new one with `{self.command('train')}`, then re-encode with "
                            f"`{self.command('index --reencode')}`.")
-        return Serving(key, SearchEngine(store, encoder), store.model_id_of(encoder.sha256),
-                       waiting)
+        return Serving(key, store, SearchEngine(store, encoder),
+                       store.model_id_of(encoder.sha256), waiting)
 
     def _prepare_thread(self) -> None:
         """CPU settings that live per thread, applied once in each request thread.

@@ -4,8 +4,9 @@ An endpoint's parameters are one pydantic model (``web.schemas``). The
 query string, and for an endpoint that takes an image (:class:`Upload`) the
 body beside it (multipart form fields or a JSON object), are merged into
 one mapping, the body winning where both carry a parameter, and validated
-by that model (a query value the body replaces is checked too: a bad one is a 400). An empty text or a JSON null means absent, so it is
-left out of the mapping (and the query's value, or the default, stands).
+by that model (a query value the body replaces is checked too: a bad one is
+a 400). An empty text or a JSON null means absent, so it is left out of the
+mapping (and the query's value, or the default, stands).
 Which names came in JSON is the validation context (``web.fields``): there
 a number must be a JSON number, in text it is digits.
 

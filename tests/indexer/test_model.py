@@ -76,6 +76,21 @@ def test_bad_checkpoints(tmp_path):
         load_checkpoint(tmp_path / "other.pt")
 
 
+
+def test_a_checkpoint_that_cannot_be_read_is_a_checkpoint_error(tmp_path, monkeypatch):
+    """Not an OSError the web app would answer with a 500 and the CLI with a traceback."""
+    import indexer.model
+
+    save_checkpoint(tmp_path / "m.pt", build_model(AEConfig(image_size=16, widths=(8,))), {})
+
+    def unreadable(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(indexer.model, "open_regular", unreadable)
+    with pytest.raises(CheckpointError, match="cannot read the checkpoint .*Permission denied"):
+        load_checkpoint(tmp_path / "m.pt")
+
+
 def test_a_checkpoint_of_other_layers_is_refused_and_an_older_one_of_ours_loads(tmp_path):
     """Checkpoints before #25 stored each layer's kernel, stride and padding, always 4, 2, 1."""
     cfg = AEConfig(image_size=16, widths=(8,), latent_dim=4)

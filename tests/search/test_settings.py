@@ -55,3 +55,21 @@ def test_values_are_typed_and_checked(tmp_path):
         Settings.load({"LOOKALIKE_CLIENT_CONNECTIONS": -1}, {}, tmp_path)
     with pytest.raises(ValueError, match="LOOKALIKE_UPLOAD_MEMORY must be an integer"):
         Settings.load({"LOOKALIKE_UPLOAD_MEMORY": "lots"}, {}, tmp_path)
+
+
+def test_config_py_values_are_checked_as_the_environment_s_and_flask_s_own_pass_through(
+        tmp_path):
+    (tmp_path / "config.py").write_text("LOOKALIKE_ADMIN_TOKEN = 12345\n"
+                                        "MAX_FORM_PARTS = 50\n"
+                                        "LOOKALIKE_CLIENT_CONNECTIONS = 2.0\n")
+    settings = Settings.load(None, {}, tmp_path)
+    assert settings.admin_token == "12345"  # text, as a token read from the environment is
+    assert settings.client_connections == 2
+    assert settings.flask == {"MAX_FORM_PARTS": 50}  # Flask's own, for the app
+    for bad in ("2.5", "True"):
+        (tmp_path / "config.py").write_text(f"LOOKALIKE_CLIENT_CONNECTIONS = {bad}\n")
+        with pytest.raises(ValueError, match=f"LOOKALIKE_CLIENT_CONNECTIONS in "
+                                             f"{tmp_path / 'config.py'} must be an integer"):
+            Settings.load(None, {}, tmp_path)
+    with pytest.raises(ValueError, match="LOOKALIKE_REQUEST_TIMEOUT must be a number"):
+        Settings.load(None, {"LOOKALIKE_REQUEST_TIMEOUT": "nan"}, tmp_path)

@@ -30,7 +30,7 @@ from web.admin import app_jobs
 from web.app import create_app
 
 from ..conftest import QUICK_TRAIN, TINY, make_model
-from ..synthetic import write_collection
+from ..synthetic import SHAPES, make_collection
 
 # A real file name that is also HTML: the page must show it as text.
 HOSTILE_NAME = "<img src=x onerror=alert(1)>.png"
@@ -64,7 +64,7 @@ def build_library(root: Path, per_class: int = 20, extra: dict[str, str] | None 
     *config* picks another tiny model, e.g. ``kind="dae"`` or ``"vae"``.
     """
     collection = root / "collection"
-    files = write_collection(collection, per_class, seed, extra)
+    files = make_collection(collection, per_class, seed=seed, classes=SHAPES, extra=extra)
     store = Store.open(root / "data")
     encoder = train_tiny(store, collection, config)
     index_folder(store, collection, encoder, progress=False,

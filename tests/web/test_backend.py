@@ -9,6 +9,7 @@ import shutil
 import threading
 
 import pytest
+import torch
 
 from indexer.model import build_model, save_checkpoint
 from search.regular_files import sha256_file
@@ -77,4 +78,37 @@ def test_threads_asking_while_the_model_changes_each_get_one_whole_snapshot(own_
     assert {s.encoder.sha256 for s in seen} == set(model_ids)
     for s in seen:  # encoder, engine and model id of one snapshot belong together
         assert s.engine.encoder is s.encoder and s.model_id == model_ids[s.encoder.sha256]
+    app.extensions["lookalike"].close()
+
+
+def test_a_broken_model_is_503_once_read_not_per_request_and_a_good_one_serves_again(
+        own_library, tmp_path, monkeypatch):
+    import indexer.model
+
+    app = make_app(own_library.data_dir)
+    client = app.test_client()
+    model = own_library.data_dir / "model.pt"
+    good = model.read_bytes()
+    model.write_bytes(b"not a checkpoint")
+    reads = []
+    read = indexer.model.read_checkpoint
+    monkeypatch.setattr(indexer.model, "read_checkpoint",
+                        lambda *a, **k: reads.append(1) or read(*a, **k))
+    for _ in range(3):
+        answer = client.get("/api/stats").get_json()
+        assert answer["ready"] is False and "cannot be loaded" in answer["message"]
+        assert client.get(f"/api/images/{1}/similar").status_code == 503
+    assert len(reads) == 1  # the same broken file is not read again on every request
+    (tmp_path / "m.pt").write_bytes(good)
+    os.replace(tmp_path / "m.pt", model)
+    assert client.get("/api/stats").get_json()["ready"] is True
+    app.extensions["lookalike"].close()
+
+
+def test_a_device_that_is_not_there_says_which_setting_to_change(own_library):
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    app = make_app(own_library.data_dir, LOOKALIKE_DEVICE="cuda")
+    message = app.test_client().get("/api/stats").get_json()["message"]
+    assert "LOOKALIKE_DEVICE is 'cuda'" in message and "Train" not in message
     app.extensions["lookalike"].close()

@@ -35,7 +35,7 @@ class PairParams(Params):
 def make_echo_app() -> Flask:
     app = Flask(__name__)
     app.request_class = InMemoryRequest
-    app.json.sort_keys = False  # as web.create_app
+    app.json.sort_keys = False  # as web.app.create_app
     register_error_handlers(app)
 
     @app.post("/api/echo")

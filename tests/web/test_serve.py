@@ -32,7 +32,7 @@ from PIL import Image
 
 from indexer.model import load_checkpoint, save_checkpoint
 
-from ..synthetic import write_collection
+from ..synthetic import SHAPES, make_collection
 from .conftest import MB, index_more, row_for, upload
 from .hostile import multipart_head, stream
 
@@ -162,7 +162,7 @@ def test_serve_caps_request_bodies_near_the_upload_limit(library, tmp_path):
 def test_reindex_is_seen_without_restart(tmp_path, own_library, own_client):
     before = own_client.get("/api/stats").get_json()
     more = tmp_path / "more"
-    added = write_collection(more, per_class=4, seed=7)
+    added = make_collection(more, per_class=4, seed=7, classes=SHAPES)
     index_more(own_library.data_dir, more)
 
     after = own_client.get("/api/stats").get_json()
@@ -186,7 +186,7 @@ def test_new_model_file_is_loaded_without_restart(own_library, own_client):
 def test_keeps_answering_while_lookalike_index_runs(tmp_path, own_library, own_client,
                                                    child_environment):
     more = tmp_path / "more"
-    write_collection(more, per_class=40, seed=8)
+    make_collection(more, per_class=40, seed=8, classes=SHAPES)
     query = own_library.files["stripes"][0].read_bytes()
     generation = own_client.get("/api/stats").get_json()["generation"]
     command = [sys.executable, "-m", "web.cli", "--data-dir", str(own_library.data_dir), "-q",

@@ -41,6 +41,15 @@ def test_environment_reaches_the_app(monkeypatch, library):
     assert app.test_client().get("/api/stats").get_json()["data_dir"] == str(library.data_dir)
 
 
+def test_flask_s_own_settings_in_the_instance_file_reach_flask(tmp_path, monkeypatch):
+    (tmp_path / "config.py").write_text("MAX_FORM_PARTS = 7\nLOOKALIKE_READ_TOKEN = 't'\n")
+    monkeypatch.setenv("LOOKALIKE_INSTANCE_PATH", str(tmp_path))
+    app = create_app({"LOOKALIKE_DATA_DIR": str(tmp_path / "d")})
+    assert app.config["MAX_FORM_PARTS"] == 7
+    assert "LOOKALIKE_READ_TOKEN" not in app.config  # ours are the settings object's
+    assert app.extensions["lookalike"].settings.read_token == "t"
+
+
 def test_bad_environment_value_fails_at_start(monkeypatch):
     monkeypatch.setenv("LOOKALIKE_MAX_CONTENT_LENGTH", "twenty")
     with pytest.raises(ValueError, match="LOOKALIKE_MAX_CONTENT_LENGTH"):

@@ -77,10 +77,12 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
+
+
 def model_option(what: str = "Checkpoint"):
     """``--model CKPT``: another checkpoint than the data dir's (or LOOKALIKE_MODEL's)."""
     return click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
-                        help=f"{what} (default: DATA_DIR/model.pt).")
+                        help=f"{what} (default: LOOKALIKE_MODEL, or DATA_DIR/model.pt).")
 
 
 def lock_data_dir(obj: Context, doing: str) -> WriterLock:
