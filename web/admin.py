@@ -66,7 +66,7 @@ def _authorize():
     if not token:
         return error_response(403, "admin_disabled", "the admin endpoints are disabled; the "
                               "operator enables them by setting LOOKALIKE_ADMIN_TOKEN")
-    if not token_matches(request.headers.get("Authorization", ""), str(token), basic=False):
+    if not token_matches(request.headers.get("Authorization", ""), token, basic=False):
         response, status = error_response(401, "unauthorized", "send the admin token as "
                                           "'Authorization: Bearer <token>'")
         response.headers["WWW-Authenticate"] = 'Bearer realm="lookalike admin"'

@@ -88,7 +88,7 @@ def _check_read_token():
         return None
     tokens = [t for t in (settings.read_token, settings.admin_token) if t]
     header = request.headers.get("Authorization", "")
-    if any(token_matches(header, str(t)) for t in tokens):
+    if any(token_matches(header, t) for t in tokens):
         return None
     response, status = error_response(401, "unauthorized", "this library needs its read "
                                       "token: 'Authorization: Bearer <token>', or the token "
