@@ -27,6 +27,7 @@ from tqdm import tqdm
 from search.catalog import ImageRecord, ModelRecord, RetiredRecord, path_under, utcnow
 from search.checkpoints import prune_kept
 from search.store import FOLLOW_SYMLINKS, Store
+from search.trash import finish_interrupted
 from search.vector_index import VectorIndex, choose_index_type
 
 from .encoding import Encoded, Encoding, LocalEncoding, TorchEncoder
@@ -119,6 +120,7 @@ def index_folder(
     this machine's processes, one decoding per core, ``LocalEncoding``'s batches).
     """
     started = time.time()
+    finish_interrupted(store)  # a trash move a crash cut short: its file decides the way
     root = Path(folder).resolve()
     model_id, follow_symlinks = _remember_choices(store, encoder, root, index_choice,
                                                   follow_symlinks)

@@ -113,15 +113,11 @@ class ModelRecord(Base):
     images: Mapped[list["ImageRecord"]] = relationship(back_populates="model")
 
 
-class ImageRecord(Base):
-    """One indexed file. ``id`` is its FAISS id; ``code`` keeps the raw latent."""
+class ImageFacts:
+    """What the catalog knows of one indexed file besides its place: the columns an image
+    keeps while it lies in the trash (``TrashRecord``), so a restore brings it back as it
+    was, code included, with no re-encode."""
 
-    __tablename__ = "images"
-    # ids are FAISS ids: AUTOINCREMENT stops SQLite from reusing a deleted one.
-    __table_args__ = {"sqlite_autoincrement": True}
-
-    id: Mapped[int] = mapped_column(Int64, primary_key=True, autoincrement=True)
-    path: Mapped[str] = mapped_column(FilePath, unique=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(Int64)
     mtime: Mapped[float] = mapped_column(Float)
@@ -138,7 +134,40 @@ class ImageRecord(Base):
     reconstruction_error: Mapped[float] = mapped_column("recon_error", Float, index=True)
     indexed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
+
+IMAGE_FACTS = tuple(ImageFacts.__annotations__)  # the attributes a trashed image keeps
+
+
+class ImageRecord(ImageFacts, Base):
+    """One indexed file. ``id`` is its FAISS id; ``code`` keeps the raw latent."""
+
+    __tablename__ = "images"
+    # ids are FAISS ids: AUTOINCREMENT stops SQLite from reusing a deleted one.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Int64, primary_key=True, autoincrement=True)
+    path: Mapped[str] = mapped_column(FilePath, unique=True)
+
     model: Mapped[ModelRecord] = relationship(back_populates="images")
+
+
+class TrashRecord(ImageFacts, Base):
+    """An image moved to the trash (``search.trash``): its catalog row, kept under the same
+    id, and where its file went.
+
+    Also the journal of the move: a row is written as ``moving`` (or
+    ``restoring``) before the file is renamed, and marked ``trashed`` (or
+    deleted) after, so a crash in between leaves a row that says which way
+    the next writer finishes it.
+    """
+
+    __tablename__ = "trash"
+
+    id: Mapped[int] = mapped_column(Int64, primary_key=True, autoincrement=False)
+    path: Mapped[str] = mapped_column(FilePath)  # where the file was, and goes back to
+    trash_path: Mapped[str] = mapped_column(FilePath, unique=True)
+    state: Mapped[str] = mapped_column(String(16))
+    trashed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
 # The file's date (search.library.file_date), which the library sorts and filters by.

@@ -9,20 +9,15 @@ exclusions.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from .catalog import ExcludedRecord, ImageRecord, utc_text, utcnow
 from .store import NotFound, Store
-from .vector_index import VectorIndex, VectorIndexError
-
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class Removal:
@@ -62,7 +57,7 @@ def remove_image(store: Store, image_id: int, exclude: bool = True) -> Removal:
     an exclusion, so re-indexing skips the file and new files with its content.
     """
     row = store.record(image_id)
-    index = _current_index(store)
+    index = store.current_index()
     exclusion = None
     with store.sessions() as session, session.begin():
         session.execute(delete(ImageRecord).where(ImageRecord.id == row.id))
@@ -72,7 +67,7 @@ def remove_image(store: Store, image_id: int, exclude: bool = True) -> Removal:
     if index is not None:
         index.remove([row.id])
         store.publish_index(index)
-    _drop_thumbnail(store, row.sha256)
+    store.drop_thumbnail(row.sha256)
     return Removal(row.id, row.path, exclusion)
 
 
@@ -104,29 +99,3 @@ def lift_exclusion(store: Store, exclusion_id: int) -> Exclusion:
         lifted = Exclusion.of(record)
         session.delete(record)
     return lifted
-
-
-def _current_index(store: Store) -> VectorIndex | None:
-    """A private copy of the saved index when it reflects the catalog, else None.
-
-    A stale or missing index is left for the next ``lookalike index`` to
-    rebuild; meanwhile searches skip ids the catalog no longer has.
-    """
-    if not store.index_is_current():
-        return None
-    try:
-        return store.load_index()
-    except VectorIndexError:
-        return None
-
-
-def _drop_thumbnail(store: Store, sha256: str) -> None:
-    """Remove the cached thumbnail unless another catalog file has the same bytes."""
-    with store.sessions() as session:
-        shared = session.scalar(select(exists().where(ImageRecord.sha256 == sha256)))
-    path = None if shared else store.thumbnail_path(sha256)
-    if path is not None:
-        try:
-            path.unlink(missing_ok=True)
-        except OSError:  # a cache file: unreachable without its catalog row anyway
-            log.warning("could not remove the cached thumbnail %s", path)

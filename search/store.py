@@ -12,6 +12,7 @@ Layout::
 """
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,16 +20,18 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from .catalog import (ImageRecord, MetaRecord, ModelRecord, RootRecord, decode_path, id_chunks,
-                      utcnow)
+from .catalog import (ImageRecord, MetaRecord, ModelRecord, RootRecord, TrashRecord, decode_path,
+                      id_chunks, utcnow)
 from .database import access_of, database_url, open_database
 from .reader import CatalogReader
 from .regular_files import open_indexed
 from .vector_index import VectorIndex, VectorIndexError, build_index, load_index
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DATA_DIR = "lookalike-data"
 LOCK_FILE = ".lock"
@@ -139,6 +142,33 @@ class Store:
 
     def load_index(self, mmap: bool = False) -> VectorIndex:
         return load_index(self.index_path, mmap)
+
+    def current_index(self) -> VectorIndex | None:
+        """A private copy of the saved index when it reflects the catalog, else None.
+
+        For a writer that changes a few rows (a removal, the trash): a stale
+        or missing index is left for the next ``lookalike index`` to
+        rebuild; meanwhile searches skip ids the catalog no longer has.
+        """
+        if not self.index_is_current():
+            return None
+        try:
+            return self.load_index()
+        except VectorIndexError:
+            return None
+
+    def drop_thumbnail(self, sha256: str) -> None:
+        """Remove the cached thumbnail of *sha256* unless a catalog file, or one in the
+        trash, still has those bytes."""
+        with self.sessions() as session:
+            shared = any(session.scalar(select(exists().where(table.sha256 == sha256)))
+                         for table in (ImageRecord, TrashRecord))
+        path = None if shared else self.thumbnail_path(sha256)
+        if path is not None:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # a cache file: unreachable without its catalog row anyway
+                log.warning("could not remove the cached thumbnail %s", path)
 
     def record(self, image_id: int) -> ImageRecord:
         """One catalog row by id, or NotFound."""
