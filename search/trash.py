@@ -248,7 +248,11 @@ def empty_trash(store: Store, older_than_days: float | None = None) -> list[Tras
     finish_interrupted(store)
     query = select(TrashRecord).where(TrashRecord.state == TRASHED)
     if older_than_days is not None:
-        query = query.where(TrashRecord.trashed_at < utcnow() - timedelta(days=older_than_days))
+        try:
+            cutoff = utcnow() - timedelta(days=older_than_days)
+        except OverflowError:  # before the calendar starts: nothing is that old
+            return []
+        query = query.where(TrashRecord.trashed_at < cutoff)
     with store.sessions() as session:
         records = list(session.scalars(query))
     emptied = []

@@ -38,10 +38,10 @@ from search.store import Store
 from .answers import Deleted, ExclusionAnswer, Exclusions, JobAnswer, answer
 from .api import ID
 from .apispec import ADMIN_SECURITY, operation
-from .backend import Backend, NotReady, current_backend, current_settings
-from .errors import ApiError, error_response
+from .backend import Backend, NotReady, current_backend
+from .errors import ApiError
 from .schemas import ADMIN_ERRORS, BUSY, NOT_FOUND, NOT_READY, PATH_ID, DeleteImageParams, writing
-from .security import token_matches
+from .security import admin_refusal
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +62,10 @@ def admin_operation(*args: Any, **declared: Any) -> Callable:
 @bp.before_request
 def _authorize():
     """403 while disabled, 401 without the right bearer token; None lets the view run."""
-    token = current_settings().admin_token
-    if not token:
-        return error_response(403, "admin_disabled", "the admin endpoints are disabled; the "
-                              "operator enables them by setting LOOKALIKE_ADMIN_TOKEN")
-    if not token_matches(request.headers.get("Authorization", ""), token, basic=False):
-        response, status = error_response(401, "unauthorized", "send the admin token as "
-                                          "'Authorization: Bearer <token>'")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="lookalike admin"'
-        return response, status
-    return None
+    return admin_refusal()
 
 
-def _writer_lock(backend: Backend, doing: str) -> WriterLock:
+def writer_lock(backend: Backend, doing: str) -> WriterLock:
     """The data dir's writer lock, taken now, or 409 when another writer has it."""
     try:
         return WriterLock(backend.data_dir, doing, backend.settings.database_url).acquire()
@@ -101,7 +92,7 @@ def delete_image(image_id: int, params: DeleteImageParams):
     """
     exclude = params.exclude
     backend = current_backend()
-    lock = _writer_lock(backend, "deleting an image from")
+    lock = writer_lock(backend, "deleting an image from")
     try:
         removal = remove_image(backend.store, image_id, exclude)
     finally:
@@ -128,7 +119,7 @@ def exclusions():
 def lift(exclusion_id: int):
     """Let re-indexing add the file (and its content) again; the next run picks it up."""
     backend = current_backend()
-    lock = _writer_lock(backend, "lifting an exclusion in")
+    lock = writer_lock(backend, "lifting an exclusion in")
     try:
         lifted = lift_exclusion(backend.store, exclusion_id)
     finally:
@@ -207,7 +198,7 @@ def reindex():
     if not folders:
         raise ApiError(409, "nothing_to_index", "no LOOKALIKE_INDEX_FOLDERS are configured "
                        "and the catalog is empty: there is nothing to re-index")
-    lock = _writer_lock(backend, "re-indexing (web admin)")
+    lock = writer_lock(backend, "re-indexing (web admin)")
     job = app_jobs().add(folders)
     try:
         threading.Thread(target=run_job, args=(job, backend.store, encoder, lock),

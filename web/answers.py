@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 from indexer.compression import DTYPES
 from search.catalog import ImageRecord, utc_text
 from search.engine import Hit
+from search.trash import Trashed
 
 
 def _document_as_sent(schema: dict[str, Any]) -> None:
@@ -82,7 +83,7 @@ class OpenApiDocument(RootModel[dict[str, Any]]):
 ERROR_CODES = ("bad_request", "bad_parameter", "bad_image", "not_found", "method_not_allowed",
                "too_large", "unsupported_media_type", "not_ready", "internal_error", "bad_code",
                "unauthorized", "admin_disabled", "busy", "nothing_to_index", "cross_site",
-               "disk_full", "read_only", "bad_host", "http_error")
+               "disk_full", "read_only", "bad_host", "http_error", "cannot_move")
 
 
 class ErrorDetail(Answer):
@@ -431,6 +432,55 @@ class Decided(Answer):
 class Undone(Answer):
     id: int
     undone: Literal[True]
+
+
+# -- the trash -------------------------------------------------------------------------------
+
+class TrashedAnswer(Answer):
+    id: int = Field(description="The image's id, which a restore gives back.")
+    name: str = Field(description="File name, for display.")
+    path: str = Field(description="Where the file was, and where a restore puts it.")
+    trash_path: str = Field(description="Where it is now: a .lookalike-trash folder on its "
+                            "own filesystem.")
+    sha256: str
+    bytes: int
+    width: int
+    height: int
+    trashed_at: DateTime | None
+    present: bool = Field(description="False once the file was taken out of the trash by "
+                          "other means: it cannot be restored.")
+    thumbnail_url: UriReference
+
+
+def trashed_answers(items: list[Trashed]) -> list[TrashedAnswer]:
+    """Trash entries as the API shows them, each with its thumbnail's link."""
+    root = request.script_root
+    return [TrashedAnswer(**t.as_dict(),
+                          name=PurePath(t.path).name,
+                          thumbnail_url=f"{root}/api/trash/{t.id}/thumbnail") for t in items]
+
+
+class TrashList(Answer):
+    trash: list[TrashedAnswer] = Field(description="Most recently trashed first.")
+
+
+class MovedToTrash(Answer):
+    trashed: list[TrashedAnswer]
+
+
+class RestoredImage(Answer):
+    id: int
+    path: str
+    reencode: bool = Field(description="Its code is another model's than the index's: the "
+                           "next re-index encodes it again, under this id.")
+
+
+class RestoredAnswer(Answer):
+    restored: list[RestoredImage]
+
+
+class Emptied(Answer):
+    deleted: list[TrashedAnswer] = Field(description="The files deleted for good.")
 
 
 # -- admin -----------------------------------------------------------------------------------

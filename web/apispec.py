@@ -51,6 +51,7 @@ class Operation:
     body: type[BaseModel] | None
     answers: dict[int, Any]
     raw_body: bool = False  # the body may also be the bytes themselves
+    body_required: bool = True  # False: a request without a body is one too
     path: dict[str, str] = field(default_factory=dict)  # path parameters' descriptions
     tags: tuple[str, ...] = ()
     security: dict[str, list] | None = None
@@ -125,7 +126,7 @@ def path_operation(declared: Operation, rule: str, method: str, path: str, view:
                       for status, what in declared.answers.items()}}
     content = request_content(declared, models)
     if content:
-        found["requestBody"] = {"content": content, "required": True}
+        found["requestBody"] = {"content": content, "required": declared.body_required}
     if declared.security is not None:
         found["security"] = [declared.security]
     return found

@@ -19,9 +19,8 @@ import threading
 from collections import OrderedDict
 from pathlib import PurePath
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, current_app, request
+from flask import Blueprint, Flask, current_app
 
 from search.catalog import ID_MAX
 from search.decisions import (BadDecision, UnknownImages, list_decisions, record_decision,
@@ -36,6 +35,7 @@ from .apispec import operation
 from .backend import current_backend
 from .errors import ApiError
 from .schemas import NOT_READY, DecisionJson, DuplicatesParams, writing
+from .security import refuse_cross_site
 
 bp = Blueprint("duplicates", __name__, url_prefix="/api/duplicates")
 
@@ -105,16 +105,7 @@ def group_cache(app: Flask) -> GroupCache:
 
 @bp.before_request
 def _same_site_writes():
-    """Writes only from this app's own page (or a script, which sends no such headers)."""
-    if request.method in ("GET", "HEAD", "OPTIONS"):
-        return None
-    origin = request.headers.get("Origin")
-    fetched_from = request.headers.get("Sec-Fetch-Site", "same-origin")
-    if fetched_from not in ("same-origin", "none") or (
-            origin is not None and urlsplit(origin).netloc != request.host):
-        raise ApiError(403, "cross_site", "decisions are taken only from this library's own "
-                       "pages or from scripts, not from another site's page")
-    return None
+    refuse_cross_site("decisions are taken")
 
 
 @bp.get("")

@@ -219,6 +219,36 @@ class DecisionJson(RootModel[Annotated[Union[NotDuplicates, KeepThisOne],
         return data
 
 
+class TrashJson(BaseModel):
+    """Images to move to the trash (catalog ids), or back from it (the same ids)."""
+
+    model_config = ConfigDict(extra="forbid")
+    images: Annotated[list[ImageId], AfterValidator(_different), Field(
+        min_length=1, max_length=GROUP_MAX, json_schema_extra={"uniqueItems": True})]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _has_images(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+            raise bad_request("the body must be a JSON object with 'images', a list of ids")
+        return data
+
+
+OLDER_THAN = "Only files trashed more than this many days ago; every trashed file when absent."
+
+
+class EmptyTrashParams(Params):
+    older_than_days: number(0.0) = Field(None, description=OLDER_THAN)
+
+
+class EmptyTrashJson(BaseModel):
+    """The same, as a JSON body (it wins over the query)."""
+
+    model_config = ConfigDict(extra="forbid")
+    older_than_days: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)] | None = \
+        Field(None, description=OLDER_THAN)
+
+
 # -- what the errors of each endpoint mean -----------------------------------------------------
 
 NOT_READY = "No model or index yet (or they do not fit); the message says what to run."
@@ -229,6 +259,9 @@ UPLOAD_ERRORS = {
     415: "Not a supported image type, or not multipart/JSON.",
     503: NOT_READY,
 }
+CANNOT_MOVE = ("busy: another writer holds the data dir's lock; cannot_move: a file cannot go "
+               "to the trash or back (changed since indexed, gone, or something else at its "
+               "place); nothing was moved.")
 DISABLED = "Admin endpoints are disabled (no LOOKALIKE_ADMIN_TOKEN configured)."
 UNAUTHORIZED = "Missing or wrong 'Authorization: Bearer <token>'."
 BUSY = ("Another writer (`lookalike index`, a running re-index job, ...) holds the data dir's "

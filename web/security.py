@@ -15,12 +15,14 @@ import base64
 import binascii
 import hmac
 
+from urllib.parse import urlsplit
+
 from flask import Flask, Response, request
 
 from search.settings import LOOPBACK_HOSTS
 
 from .backend import current_settings
-from .errors import error_response
+from .errors import ApiError, error_response
 
 # The page loads nothing from the network and runs no inline script, so a
 # strict policy costs nothing and turns any injected markup inert.
@@ -138,3 +140,35 @@ def _security_headers(response: Response) -> Response:
     # Another site may not embed the library's images or read its JSON.
     response.headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
     return response
+
+
+def admin_refusal() -> tuple[Response, int] | None:
+    """Why a request may not use an endpoint that changes the collection (403 while the
+    operator has set no ``LOOKALIKE_ADMIN_TOKEN``, 401 without it); None when it may.
+
+    The token travels as ``Authorization: Bearer``, a header no browser adds on its
+    own, so no cross-site form can send it.
+    """
+    token = current_settings().admin_token
+    if not token:
+        return error_response(403, "admin_disabled", "the admin endpoints are disabled; the "
+                              "operator enables them by setting LOOKALIKE_ADMIN_TOKEN")
+    if not token_matches(request.headers.get("Authorization", ""), token, basic=False):
+        response, status = error_response(401, "unauthorized", "send the admin token as "
+                                          "'Authorization: Bearer <token>'")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="lookalike admin"'
+        return response, status
+    return None
+
+
+def refuse_cross_site(what: str) -> None:
+    """403 (an ApiError) for a write another site's page made: *what* is taken only from
+    this library's own pages, or from scripts (which send no such headers)."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    origin = request.headers.get("Origin")
+    fetched_from = request.headers.get("Sec-Fetch-Site", "same-origin")
+    if fetched_from not in ("same-origin", "none") or (
+            origin is not None and urlsplit(origin).netloc != request.host):
+        raise ApiError(403, "cross_site", f"{what} only from this library's own pages or "
+                       "from scripts, not from another site's page")
