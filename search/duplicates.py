@@ -15,9 +15,10 @@ linkage cannot join them), and a group they settled carries its decision.
 """
 from __future__ import annotations
 
+import csv
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Sequence, TextIO
 
 import faiss
 import numpy as np
@@ -354,3 +355,21 @@ def _group(rows: list, exact: bool, decision: Decision | None, part: slice) -> G
 def _keeping_order(row) -> tuple:
     """Most pixels first, then the largest file (the least compressed), then the oldest id."""
     return -(row.width or 0) * (row.height or 0), -(row.size or 0), row.id
+
+
+CSV_COLUMNS = ("group", "image", "path", "bytes", "width", "height", "pixels",
+               "similarity_to_first", "decision")
+
+
+def write_csv(groups: Sequence[Group], out: TextIO) -> None:
+    """The groups as CSV, a row per image (``lookalike duplicates --csv`` and the page's
+    download): *decision* is ``keep`` or ``copy`` in a group a reviewer settled with one
+    kept, ``not_duplicates``, or empty while the group is pending."""
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for group in groups:
+        kind = group.decision.kind if group.decision else ""
+        for place, m in enumerate(group.members):
+            decision = ("keep" if place == 0 else "copy") if kind == KEEP else kind
+            writer.writerow((group.id, m.id, m.path, m.size, m.width, m.height,
+                             m.width * m.height, f"{m.similarity_to_first:.4f}", decision))

@@ -27,7 +27,7 @@ COMMANDS = {
     "denoise": "tools:denoise", "anomalies": "tools:anomalies", "compress": "tools:compress",
     "decompress": "tools:decompress", "sample": "tools:sample",
     "interpolate": "tools:interpolate_cmd", "arithmetic": "tools:arithmetic_cmd",
-    "duplicates": "tools:duplicates", "serve": "serving:serve", "trash": "catalog:trash",
+    "duplicates": "duplicates:duplicates", "serve": "serving:serve", "trash": "catalog:trash",
 }
 
 

@@ -16,9 +16,6 @@ from indexer.encoding import TorchEncoder
 from indexer.model import arithmetic, interpolate, sample_prior
 from indexer.plots import save_grid, tile_of
 from search.anomalies import NoThreshold, find_outliers
-from search.decisions import list_decisions
-from search.duplicates import (DEFAULT_THRESHOLD, STATUSES, TooManyPairs, find_duplicates,
-                               model_threshold, with_status)
 from search.store import codebook_path
 
 from .context import Context, model_option, pass_ctx
@@ -199,62 +196,3 @@ def arithmetic_cmd(obj: Context, image_a: Path, image_b: Path, image_c: Path, k:
     hits = checked_engine(obj, encoder).search_code(result, k)
     for rank, h in enumerate(hits, 1):
         click.echo(f"{rank:3d}  {h.score:7.4f}  {h.path}")
-
-
-@click.command()
-@click.option("--threshold", type=click.FloatRange(-1, 1),
-              help="Cosine similarity of the codes' copy parts every pair in a group "
-                   "reaches (exact copies: always) [default: the model's copy threshold, "
-                   "calibrated when it was trained; 0.9999, identical images only, when it could "
-                   f"not tell copies from look-alikes; {DEFAULT_THRESHOLD} for older models].")
-@click.option("--min-size", type=click.IntRange(2), default=2, show_default=True,
-              help="Smallest group listed.")
-@click.option("--status", type=click.Choice(STATUSES), default="pending", show_default=True,
-              help="Groups still to review, those settled by a decision on the /duplicates "
-                   "page (with it, the kept image first), or all.")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write a PNG: a row of thumbnails per group (the first 32 groups).")
-@model_option()
-@pass_ctx
-def duplicates(obj: Context, threshold: float | None, min_size: int, status: str,
-               as_json: bool, sheet: Path | None, model: Path | None) -> None:
-    """Groups of near-duplicates in the catalog: edits, re-saves, resized copies; the one
-    to keep (most pixels, then largest file, or the one a reviewer kept) first."""
-    encoder = serving_encoder(obj, model)
-    if threshold is None:
-        threshold = model_threshold(encoder.copy_threshold, encoder.separates_copies)
-    store = obj.existing_store()
-    try:
-        every = find_duplicates(store, encoder.sha256, threshold, min_size, list_decisions(store))
-    except TooManyPairs as exc:
-        raise click.ClickException(str(exc)) from exc
-    groups = with_status(every, status)
-    if as_json:
-        click.echo(json.dumps({"threshold": threshold, "status": status,
-                               "groups": [g.as_dict() for g in groups]}, indent=2))
-    else:
-        _print_groups(obj, groups, threshold, len(with_status(every, "reviewed")), status)
-    if sheet and groups:
-        _duplicate_sheet(groups[:32], sheet)
-        obj.echo(f"sheet: {sheet}", err=as_json)
-
-
-def _print_groups(obj: Context, groups: list, threshold: float, reviewed: int,
-                  status: str) -> None:
-    copies = sum(len(g.members) - 1 for g in groups)
-    obj.echo(f"{len(groups)} group(s), {copies} copies (cosine ≥ {threshold:g})")
-    if status == "pending" and reviewed:
-        obj.echo(f"{reviewed} more group(s) already reviewed (--status reviewed lists them)")
-    for g in groups:
-        decided = f", {g.decision.kind} (decision {g.decision.id})" if g.decision else ""
-        click.echo(f"group {g.id}{' (exact copies)' if g.exact else ''}{decided}:")
-        for m in g.members:
-            click.echo(f"  {m.similarity_to_first:7.4f}  {m.width}×{m.height}  {m.path}")
-
-
-def _duplicate_sheet(groups: list, path: Path, per_row: int = 8) -> None:
-    blank = np.full((96, 96, 3), 255, np.uint8)
-    rows = [[tile_of(m.path, 96) for m in g.members[:per_row]] for g in groups]
-    tiles = [t for row in rows for t in row + [blank] * (per_row - len(row))]
-    save_grid(np.stack(tiles), path, nrow=per_row)
