@@ -13,6 +13,7 @@ Applying a plan records the same ``keep`` decisions a click would
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -32,6 +33,12 @@ FORMAT_NAMES = {"jpg": "JPEG", "jpeg": "JPEG", "heic": "HEIF", "heif": "HEIF", "
                 "tiff": "TIFF", "png": "PNG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP",
                 "avif": "AVIF"}
 RULES = ("pixels", "largest", "oldest", "format=LIST", "folder=PATH")
+# Every rule, and nothing else: what KeepRule.parse takes is what the API's document says
+# (an ECMAScript pattern there, so no \s and no ".", which differ between the two).
+_REST = r"[^\n\r\u2028\u2029]*"
+RULE = re.compile(rf" *(pixels|largest|oldest|format=[ ,]*[^ ,\n\r\u2028\u2029]{_REST}"
+                  rf"|folder= *[^ \n\r\u2028\u2029]{_REST}) *")
+RULE_PATTERN = f"^{RULE.pattern}$"
 RULE_HELP = ("pixels (most pixels), largest (largest file), oldest (oldest capture date, else "
              "file date), format=LIST (the first of these formats, e.g. format=raw,heic,png), "
              "folder=PATH (one inside this folder)")
@@ -74,21 +81,21 @@ class KeepRule:
 
     @classmethod
     def parse(cls, text: str) -> "KeepRule":
-        name, sep, arg = text.strip().partition("=")
-        name, arg = name.strip().lower(), arg.strip()
-        if name == "pixels" and not sep:
+        if RULE.fullmatch(text) is None:
+            raise BadRule(f"unknown rule {text!r}: one of {RULE_HELP}")
+        name, _, arg = text.strip(" ").partition("=")
+        arg = arg.strip(" ")
+        if name == "pixels":
             return cls(text, lambda f: (-f.pixels,))
-        if name == "largest" and not sep:
+        if name == "largest":
             return cls(text, lambda f: (-f.size,))
-        if name == "oldest" and not sep:
+        if name == "oldest":
             return cls(text, lambda f: (f.date,))
-        if name == "format" and arg:
-            wanted = [w.strip().lower() for w in arg.split(",") if w.strip()]
+        if name == "format":
+            wanted = [w.strip(" ").lower() for w in arg.split(",") if w.strip(" ")]
             return cls(text, lambda f: (_format_rank(f, wanted),))
-        if name == "folder" and arg:
-            folder = os.path.abspath(os.path.expanduser(arg))
-            return cls(text, lambda f: (not is_under(f.path, folder),))
-        raise BadRule(f"unknown rule {text!r}: one of {RULE_HELP}")
+        folder = os.path.abspath(os.path.expanduser(arg))  # the one rule left: folder=PATH
+        return cls(text, lambda f: (not is_under(f.path, folder),))
 
 
 

@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from indexer.compression import DTYPES
 from search.catalog import ImageRecord, utc_text
+from search.duplicates import Member
 from search.engine import Hit
+from search.keep_rules import Keep
 from search.trash import Trashed
 
 
@@ -432,6 +434,45 @@ class Decided(Answer):
 class Undone(Answer):
     id: int
     undone: Literal[True]
+
+
+class PlannedImage(ImageLinks, Answer):
+    id: int
+    name: str = Field(description="File name, for display.")
+    path: str
+
+
+class KeepPlanAnswer(Answer):
+    group: int = Field(description="The group's id, as GET /api/duplicates lists it.")
+    keep: PlannedImage
+    others: list[PlannedImage] = Field(description="The copies the rule does not keep.")
+
+
+class KeepPreview(Answer):
+    rule: str
+    threshold: float = Field(description="The one the groups were made with.")
+    groups: int = Field(description="Pending groups the rule chooses in.")
+    others: int = Field(description="Copies it does not keep, over all those groups.")
+    plans: list[KeepPlanAnswer]
+    decisions: list[int] = Field(None, description="(POST) The decisions recorded, one a "
+                                 "group; undo each with DELETE /api/duplicates/decisions/{id}.")
+
+
+def keep_preview(rule: str, threshold: float, plans: list[Keep],
+                 decisions: list[int] | None = None) -> KeepPreview:
+    """What a rule keeps in each pending group (and, once applied, the decisions made)."""
+    def shown(member: Member) -> PlannedImage:
+        return PlannedImage(id=member.id, name=PurePath(member.path).name, path=member.path,
+                            **image_urls(member.id))
+
+    found = []
+    for plan in plans:
+        members = {m.id: m for m in plan.group.members}
+        found.append(KeepPlanAnswer(group=plan.group.id, keep=shown(members[plan.keep]),
+                                    others=[shown(members[i]) for i in plan.others]))
+    more = {} if decisions is None else {"decisions": decisions}
+    return KeepPreview(rule=rule, threshold=threshold, groups=len(plans),
+                       others=sum(len(p.others) for p in plans), plans=found, **more)
 
 
 # -- the trash -------------------------------------------------------------------------------

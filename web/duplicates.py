@@ -13,28 +13,33 @@ page made.
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Callable
 
-from flask import Blueprint, Flask, current_app
+from flask import Blueprint, Flask, Response, current_app
 
 from search.catalog import ID_MAX
 from search.decisions import (BadDecision, UnknownImages, list_decisions, record_decision,
                               undo_decision)
 from search.duplicates import (Group, TooManyPairs, find_candidates, group_candidates,
-                               model_threshold, with_status)
+                               model_threshold, with_status, write_csv)
+from search.keep_rules import BadRule, Keep, KeepRule, apply_keeps, plan_keeps
 from search.store import Store
 from search.vector_index import omp_threads
 
-from .answers import Decided, DuplicateGroup, DuplicatesResponse, Undone, answer, image_urls
+from .answers import (Decided, DuplicateGroup, DuplicatesResponse, KeepPreview, Undone, answer,
+                      image_urls, keep_preview)
 from .apispec import operation
 from .backend import current_backend
 from .errors import ApiError
-from .schemas import NOT_READY, DecisionJson, DuplicatesParams, writing
+from .schemas import (NOT_READY, DecisionJson, DuplicatesCsvParams, DuplicatesParams, GroupsParams,
+                      KeepParams, writing)
 from .security import refuse_cross_site
 
 bp = Blueprint("duplicates", __name__, url_prefix="/api/duplicates")
@@ -120,6 +125,33 @@ def duplicates(params: DuplicatesParams):
     always share a group. Groups a decision settles are ``reviewed``; the others
     ``pending``.
     """
+    found = current_groups(params)
+    chosen = with_status(found.every, params.status)
+    start = (params.page - 1) * params.per_page
+    page = chosen[start:start + params.per_page]
+    reviewed = len(with_status(found.every, "reviewed"))
+    return answer(DuplicatesResponse(
+        threshold=found.threshold, model_threshold=found.model_threshold,
+        model_separates_copies=found.separates_copies,
+        status=params.status, page=params.page, per_page=params.per_page,
+        pages=math.ceil(len(chosen) / params.per_page), total=len(chosen),
+        counts={"pending": len(found.every) - reviewed, "reviewed": reviewed},
+        groups=_groups_as_shown(found.store, page)))
+
+
+@dataclass(frozen=True)
+class Found:
+    """The groups asked for, with what they were made by."""
+
+    store: Store
+    every: list[Group]
+    threshold: float
+    model_threshold: float
+    separates_copies: bool
+
+
+def current_groups(params: GroupsParams) -> Found:
+    """Every group at the asked (else the model's) threshold; cached (GroupCache)."""
     serving, _index = current_backend().ready()
     engine = serving.engine
     store, encoder = engine.store, engine.encoder
@@ -130,16 +162,54 @@ def duplicates(params: DuplicatesParams):
                                                 params.min_size)
     except TooManyPairs as exc:
         raise ApiError(400, "bad_parameter", str(exc)) from exc
-    chosen = with_status(every, params.status)
-    start = (params.page - 1) * params.per_page
-    page = chosen[start:start + params.per_page]
-    reviewed = len(with_status(every, "reviewed"))
-    return answer(DuplicatesResponse(
-        threshold=threshold, model_threshold=own, model_separates_copies=encoder.separates_copies,
-        status=params.status, page=params.page, per_page=params.per_page,
-        pages=math.ceil(len(chosen) / params.per_page), total=len(chosen),
-        counts={"pending": len(every) - reviewed, "reviewed": reviewed},
-        groups=_groups_as_shown(store, page)))
+    return Found(store, every, threshold, own, encoder.separates_copies)
+
+
+@bp.get("/csv")
+@operation(DuplicatesCsvParams, answers={
+    200: ("text/csv", "A row per image: group, image, path, bytes, width, height, pixels, "
+                      "similarity_to_first, decision (keep, copy, not_duplicates or empty)."),
+    400: "Bad parameter.", 503: NOT_READY})
+def as_csv(params: DuplicatesCsvParams):
+    """Every group with this status as a CSV file, largest first."""
+    found = current_groups(params)
+    out = io.StringIO()
+    write_csv(with_status(found.every, params.status), out)
+    return Response(out.getvalue(), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="duplicates-{params.status}.csv"'})
+
+
+def _keep_plans(params: KeepParams) -> tuple[Found, KeepRule, list[Keep]]:
+    try:
+        rule = KeepRule.parse(params.rule)
+    except BadRule as exc:
+        raise ApiError(400, "bad_parameter", f"rule: {exc}") from exc
+    found = current_groups(params)
+    return found, rule, plan_keeps(found.store, with_status(found.every, "pending"), rule)
+
+
+@bp.get("/keep")
+@operation(KeepParams, answers={
+    200: (KeepPreview, "What the rule would keep in each pending group; nothing is done."),
+    400: "Bad rule or parameter.", 503: NOT_READY})
+def keep_preview_view(params: KeepParams):
+    """Preview a rule for the copy to keep (most pixels, largest file, oldest, a format,
+    a folder) over every pending group."""
+    found, rule, plans = _keep_plans(params)
+    return answer(keep_preview(rule.text, found.threshold, plans))
+
+
+@bp.post("/keep")
+@operation(KeepParams, answers=writing({
+    200: (KeepPreview, "Recorded, a keep decision a group; no file is touched (POST "
+                       "/api/trash moves the others)."),
+    400: "Bad rule or parameter.", 403: CROSS_SITE, 503: NOT_READY}))
+def keep_apply(params: KeepParams):
+    """Apply a rule: record, for every pending group, the decision to keep the copy it
+    picks, as "Keep this one" does."""
+    found, rule, plans = _keep_plans(params)
+    decisions = [d.id for d in apply_keeps(found.store, plans)]
+    return answer(keep_preview(rule.text, found.threshold, plans, decisions))
 
 
 def _groups_as_shown(store: Store, groups: list[Group]) -> list[DuplicateGroup]:

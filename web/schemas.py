@@ -19,10 +19,11 @@ from indexer.compression import DTYPES, MIN_CODES
 from search.catalog import ID_MAX
 from search.decisions import DECISION_KINDS
 from search.duplicates import STATUSES
+from search.keep_rules import RULE_HELP, RULE_PATTERN, BadRule, KeepRule
 from search.library import SORTS
 
 from .fields import (SEED_MAX, Box, Day, Flag, bad_parameter, bad_request, base64_bytes, choice,
-                     json_whole, number, shown, text, whole)
+                     json_whole, number, parameter, shown, text, whole)
 from .requests import Params, Upload
 
 K_DEFAULT = 10
@@ -136,16 +137,41 @@ class ArithmeticParams(Params):
     k: whole(1, K_MAX) = Field(ARITHMETIC_K, description="How many neighbours.")
 
 
-class DuplicatesParams(Params):
-    page: whole(1, PAGE_MAX) = Field(1, description="Which page of groups, from 1.")
-    per_page: whole(1, PER_PAGE_MAX) = Field(
-        PER_PAGE_DEFAULT, description=f"Groups a page, 1 to {PER_PAGE_MAX}.")
-    status: choice(*STATUSES) = Field("pending", description="pending: groups still to review; "
-                                      "reviewed: groups a decision settles; all.")
+class GroupsParams(Params):
+    """How the groups are made: what every listing of them, and every rule over them, takes."""
+
     threshold: number(-1.0, 1.0) = Field(
         None, description="Cosine similarity every pair of a group reaches (exact copies: "
                           "always); default: the model's copy threshold.")
     min_size: whole(2, GROUP_MAX) = Field(2, description="Smallest group listed.")
+
+
+Status = Annotated[choice(*STATUSES), Field(description="pending: groups still to review; "
+                                            "reviewed: groups a decision settles; all.")]
+
+
+class DuplicatesParams(GroupsParams):
+    page: whole(1, PAGE_MAX) = Field(1, description="Which page of groups, from 1.")
+    per_page: whole(1, PER_PAGE_MAX) = Field(
+        PER_PAGE_DEFAULT, description=f"Groups a page, 1 to {PER_PAGE_MAX}.")
+    status: Status = "pending"
+
+
+class DuplicatesCsvParams(GroupsParams):
+    status: Status = "pending"
+
+
+def _rule(raw: Any, name: str) -> str:
+    try:
+        return KeepRule.parse(str(raw)).text
+    except BadRule as exc:
+        raise bad_parameter(f"{name}: {exc}") from None
+
+
+class KeepParams(GroupsParams):
+    rule: parameter(Annotated[str, WithJsonSchema({
+        "type": "string", "pattern": RULE_PATTERN, "maxLength": 200})], _rule) = Field(
+            description=f"The copy each pending group keeps: {RULE_HELP}.")
 
 
 class DeleteImageParams(Params):
