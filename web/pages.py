@@ -26,6 +26,7 @@ ASSETS = {
     "anomalies.js": "text/javascript",
     "explore.js": "text/javascript",
     "duplicates.js": "text/javascript",
+    "trash.js": "text/javascript",
     "library.js": "text/javascript",
     "region.js": "text/javascript",
     "style.css": "text/css",
@@ -84,6 +85,12 @@ def duplicates():
     """The library's near-duplicate groups, to review a page at a time."""
     return render_template("duplicates.html", message=current_backend().readiness(),
                            per_page=PER_PAGE_DEFAULT, per_page_max=PER_PAGE_MAX)
+
+
+@bp.get("/trash")
+def trash():
+    """What was moved to the trash, to restore or to delete for good."""
+    return render_template("trash.html", message=None)
 
 
 @bp.get("/explore")

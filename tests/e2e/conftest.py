@@ -61,15 +61,17 @@ def library(tmp_path_factory) -> Library:
 
 
 @contextmanager
-def running_app(data_dir: Path) -> Iterator[str]:
-    """The real app over HTTP on an ephemeral 127.0.0.1 port, in a background thread."""
+def running_app(data_dir: Path, **settings: str) -> Iterator[str]:
+    """The real app over HTTP on an ephemeral 127.0.0.1 port, in a background thread;
+    *settings*: more ``LOOKALIKE_*`` for it."""
     from werkzeug.serving import make_server
 
     from web.app import create_app
 
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("LOOKALIKE_")}
     # threads 0: leave torch's process-wide thread count to the other test modules
-    app = create_app({"LOOKALIKE_DATA_DIR": str(data_dir), "LOOKALIKE_INFERENCE_THREADS": 0})
+    app = create_app({"LOOKALIKE_DATA_DIR": str(data_dir), "LOOKALIKE_INFERENCE_THREADS": 0,
+                      **settings})
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -96,10 +98,15 @@ def headless_chromium():
 
 
 class Watcher:
-    """Collects what must not happen on the page: errors, dialogs, off-host requests."""
+    """Collects what must not happen on the page: errors, dialogs, off-host requests.
+
+    A test that expects the page to ask before it acts lists the questions' beginnings in
+    ``confirms``: those are answered yes, in order; any other dialog is a problem.
+    """
 
     def __init__(self, page, base: str):
         self.problems: list[str] = []
+        self.confirms: list[str] = []
         page.on("console", lambda m: m.type == "error" and self.problems.append(
             f"console: {m.text}"))
         page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
@@ -107,6 +114,11 @@ class Watcher:
         page.on("request", lambda r: self._request(r.url, base))
 
     def _dialog(self, dialog) -> None:
+        if dialog.type == "confirm" and self.confirms and \
+                dialog.message.startswith(self.confirms[0]):
+            self.confirms.pop(0)
+            dialog.accept()
+            return
         self.problems.append(f"dialog: {dialog.message}")  # e.g. alert(1) from an injection
         dialog.dismiss()
 

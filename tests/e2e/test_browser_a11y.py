@@ -16,6 +16,7 @@ PAGES = {  # page → what shows once its script has drawn it
     "/explore": "#sample-button",
     "/anomalies": "#anomalies-summary:not(:empty)",
     "/denoise": "#drop-zone",
+    "/trash": "#trash-summary:not(:empty)",
 }
 
 

@@ -183,8 +183,32 @@ window.Lookalike = (() => {
     return { loaded, addTo };
   }
 
+  // The operator's admin token (_admin_token.html), which moving files needs. Kept in
+  // sessionStorage: for this tab only, gone when it closes, never sent but as a header.
+  const TOKEN_KEY = "lookalike-admin-token";
+
+  function adminToken() {
+    const input = $("admin-token-input");
+    if (input) {
+      input.value = sessionStorage.getItem(TOKEN_KEY) || "";
+      input.addEventListener("input", () => sessionStorage.setItem(TOKEN_KEY, input.value));
+    }
+  }
+
+  // POST *body* as JSON with the admin token; the answer's JSON.
+  function callAdmin(url, body) {
+    return callApi(url, {
+      method: "POST",
+      headers: {
+        "Content-Type": "application/json",
+        Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) || ""}`,
+      },
+      body: JSON.stringify(body),
+    });
+  }
+
   return Object.freeze({
     $, safeUrl, safeDataUrl, showMessage, callApi, formatNumber, formatBytes, image, figure,
-    intValue, busy, firstImage, acceptImages, card, linkCard, filters,
+    intValue, busy, firstImage, acceptImages, card, linkCard, filters, adminToken, callAdmin,
   });
 })();

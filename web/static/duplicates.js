@@ -1,5 +1,6 @@
-// Duplicates page: the library's groups of copies a page at a time, and the reviewer's
-// decisions on them. Helpers in common.js.
+// Duplicates page: the library's groups of copies a page at a time, the reviewer's
+// decisions on them, a rule that decides every pending group at once, and moving the
+// copies not kept to the trash. Helpers in common.js.
 "use strict";
 
 (() => {
@@ -23,6 +24,7 @@
   if (asked.has("per_page")) perPageInput.value = asked.get("per_page");
   let latest = 0; // only the newest request's answer is drawn
   let shown = null;
+  let summaryNote = ""; // what the last action did, said after the summary
 
   async function decide(body) {
     await L.callApi("api/duplicates/decisions", {
@@ -30,6 +32,23 @@
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
     });
+  }
+
+  // Move these images to the trash (the admin token's call); how many moved.
+  async function trash(ids) {
+    if (ids.length === 0) return 0;
+    const body = await L.callAdmin("api/trash", { images: ids });
+    return body.trashed.length;
+  }
+
+  // A group's copies that are not kept: a pending group is first decided for its first
+  // image (the one the page shows to keep), as "Keep this one" would.
+  async function trashOthers(group) {
+    if (group.decision === null) {
+      await decide({ kind: "keep", images: group.images.map((i) => i.id), keep: group.images[0].id });
+    }
+    const moved = await trash(group.images.slice(1).map((i) => i.id));
+    summaryNote = `${moved} copies moved to the trash.`;
   }
 
   async function undo(decision) {
@@ -77,6 +96,9 @@
     const undoButton = node.querySelector(".undo");
     undoButton.hidden = item.decision === null;
     undoButton.addEventListener("click", () => act(undoButton, () => undo(item.decision)));
+    const toTrash = node.querySelector(".trash-others");
+    toTrash.hidden = item.decision !== null && item.decision.kind !== "keep";
+    toTrash.addEventListener("click", () => act(toTrash, () => trashOthers(item)));
     node.querySelector(".members").replaceChildren(
       ...item.images.map((image, index) => member(image, index, item)));
     return node;
@@ -138,7 +160,9 @@
       if (mine !== latest) return;
       shown = body;
       history.replaceState(null, "", `?${query}`);
-      summary.textContent = describe(body);
+      summary.textContent = summaryNote ? `${summaryNote} ${describe(body)}` : describe(body);
+      summaryNote = "";
+      $("csv-link").href = `api/duplicates/csv?${groupsQuery(statusInput.value)}`;
       groupsBox.replaceChildren(...body.groups.map(group));
     } finally {
       if (mine === latest) showPager(shown);
@@ -148,6 +172,117 @@
   function load() {
     return L.busy(button, fetchPage);
   }
+
+  // The grouping's own parameters (threshold), as every request about the groups sends them.
+  function groupsQuery(status) {
+    const query = new URLSearchParams();
+    if (status) query.set("status", status);
+    const threshold = thresholdInput.value.trim();
+    if (threshold !== "") query.set("threshold", threshold);
+    return query;
+  }
+
+  // Every reviewed group that keeps one image, over all pages: its other copies go.
+  async function trashReviewed() {
+    const ids = [];
+    let groupCount = 0;
+    for (let at = 1, pages = 1; at <= pages; at += 1) {
+      const query = groupsQuery("reviewed");
+      query.set("per_page", perPageInput.max);
+      query.set("page", String(at));
+      const body = await L.callApi(`api/duplicates?${query}`);
+      pages = body.pages;
+      for (const g of body.groups) {
+        if (g.decision && g.decision.kind === "keep" && g.images.length > 1) {
+          groupCount += 1;
+          ids.push(...g.images.slice(1).map((i) => i.id));
+        }
+      }
+    }
+    if (ids.length === 0) {
+      summaryNote = "No reviewed group has copies to move.";
+    } else if (confirm(`Move ${ids.length} copies from ${groupCount} reviewed group(s) to the trash?`)) {
+      summaryNote = `${await trash(ids)} copies moved to the trash.`;
+    }
+    await fetchPage();
+  }
+
+  // -- a rule for every pending group ---------------------------------------------------
+  const ruleInput = $("rule-input");
+  const ruleArg = $("rule-arg");
+  const ruleArgLabel = $("rule-arg-label");
+  const rulePreview = $("rule-preview");
+  const applyButton = $("apply-button");
+  const planTemplate = $("plan-template");
+  let previewed = null; // the rule the preview shows, which Apply applies
+
+  function showRuleArg() {
+    const needs = ruleInput.value === "format" || ruleInput.value === "folder";
+    ruleArg.hidden = ruleArgLabel.hidden = !needs;
+    ruleArgLabel.textContent = ruleInput.value === "format" ? "Formats" : "Folder";
+    ruleArg.placeholder = ruleInput.value === "format" ? "raw,heic,png,jpeg" : "/photos/originals";
+    rulePreview.hidden = true;
+  }
+
+  function ruleText() {
+    if (ruleArg.hidden) return ruleInput.value;
+    const arg = ruleArg.value.trim();
+    if (arg === "") throw new Error(`Name the ${ruleArgLabel.textContent.toLowerCase()} first.`);
+    return `${ruleInput.value}=${arg}`;
+  }
+
+  function plan(item) {
+    const node = planTemplate.content.firstElementChild.cloneNode(true);
+    node.querySelector(".plan-group").textContent = `Group ${item.group}: keep`;
+    const thumb = node.querySelector(".plan-keep-thumb");
+    thumb.src = L.safeUrl(item.keep.thumbnail_url);
+    thumb.alt = String(item.keep.name);
+    node.querySelector(".plan-keep").textContent = String(item.keep.name);
+    node.querySelector(".plan-keep").title = String(item.keep.path);
+    node.querySelector(".plan-others").textContent =
+      `· ${item.others.length} other(s): ${item.others.map((o) => o.name).join(", ")}`;
+    return node;
+  }
+
+  async function previewRule() {
+    const rule = ruleText();
+    const query = groupsQuery();
+    query.set("rule", rule);
+    const body = await L.callApi(`api/duplicates/keep?${query}`);
+    previewed = query;
+    $("rule-summary").textContent = body.groups === 0
+      ? "No group is waiting for review."
+      : `“${body.rule}” keeps one image in each of ${body.groups} group(s); ` +
+        `${body.others} other copies.`;
+    $("rule-plans").replaceChildren(...body.plans.map(plan));
+    applyButton.textContent = `Apply to ${body.groups} group(s)`;
+    applyButton.disabled = body.groups === 0;
+    rulePreview.hidden = false;
+  }
+
+  async function applyRule() {
+    rulePreview.hidden = true;
+    try {
+      const body = await L.callApi(`api/duplicates/keep?${previewed}`, { method: "POST" });
+      summaryNote = `${body.decisions.length} decision(s) recorded.`;
+      if ($("rule-trash").checked) {
+        const moved = await trash(body.plans.flatMap((p) => p.others.map((o) => o.id)));
+        summaryNote += ` ${moved} copies moved to the trash.`;
+      }
+    } finally {
+      await fetchPage(); // what was recorded shows, even when the trash refused
+    }
+  }
+
+  ruleInput.addEventListener("change", showRuleArg);
+  $("rule-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    L.busy($("preview-button"), previewRule);
+  });
+  applyButton.addEventListener("click", () => L.busy(applyButton, applyRule));
+  $("trash-reviewed").addEventListener("click", () => L.busy($("trash-reviewed"), trashReviewed));
+  L.adminToken();
+  showRuleArg();
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
