@@ -31,7 +31,7 @@ from search.trash import finish_interrupted
 from search.vector_index import VectorIndex, choose_index_type
 
 from .encoding import Encoded, Encoding, LocalEncoding, TorchEncoder
-from .planning import Plan, Planned, plan
+from .planning import Plan, Planned, Settled, plan
 
 
 @dataclass
@@ -43,6 +43,7 @@ class IndexSummary:
     unchanged: int = 0
     excluded: int = 0
     kept: int = 0  # rows of missing files the removal guard kept
+    settling: int = 0  # files still being written, left for a later run (the watcher's)
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -63,14 +64,15 @@ class IndexSummary:
     def planned(cls, work: Plan) -> "IndexSummary":
         """What a run settled before encoding anything; the batches add the rest."""
         return cls(moved=len(work.moves), removed=len(work.remove), unchanged=work.unchanged,
-                   excluded=work.excluded, kept=work.kept, failures=list(work.failures),
+                   excluded=work.excluded, kept=work.kept, settling=work.settling,
+                   failures=list(work.failures),
                    warnings=work.warnings)
 
     def as_dict(self) -> dict:
         return {
             "added": self.added, "updated": self.updated, "moved": self.moved,
             "removed": self.removed, "unchanged": self.unchanged, "excluded": self.excluded,
-            "kept": self.kept, "failed": self.failed,
+            "kept": self.kept, "settling": self.settling, "failed": self.failed,
             "encoded": self.encoded, "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 1),
             "failures": [{"path": p, "reason": r} for p, r in self.failures],
@@ -106,6 +108,7 @@ def index_folder(
     follow_symlinks: bool | None = None,
     prune: bool = False,
     encoding: Encoding | None = None,
+    settled: Settled | None = None,
 ) -> IndexSummary:
     """Bring the catalog and the vector index in line with *folder*.
 
@@ -118,6 +121,7 @@ def index_folder(
     later run that does not say (an admin re-index) does not drop what
     the links led to. *encoding* decodes and encodes (``indexer.encoding``; default:
     this machine's processes, one decoding per core, ``LocalEncoding``'s batches).
+    *settled* leaves files still being written for a later run (``indexer.watch``).
     """
     started = time.time()
     finish_interrupted(store)  # a trash move a crash cut short: its file decides the way
@@ -125,7 +129,8 @@ def index_folder(
     model_id, follow_symlinks = _remember_choices(store, encoder, root, index_choice,
                                                   follow_symlinks)
     with store.sessions() as session:
-        work = plan(session, root, model_id, reencode, progress, follow_symlinks, prune)
+        work = plan(session, root, model_id, reencode, progress, follow_symlinks, prune,
+                    settled)
     summary = IndexSummary.planned(work)
 
     index = store.open_or_rebuild_index(encoder.dim, model_id)
@@ -308,7 +313,8 @@ def reindex_folders(configured: Iterable[str] | None, store: Store) -> list[str]
 
 
 def reindex_folder(store: Store, folder: str, encoder: TorchEncoder,
-                   workers: int | None = 0, progress: bool = False) -> dict[str, Any]:
+                   workers: int | None = 0, progress: bool = False,
+                   settled: Settled | None = None) -> dict[str, Any]:
     """``lookalike index FOLDER`` for one folder; a missing folder is skipped, not emptied.
 
     A folder that is not there (an unmounted disk, say) keeps its catalog
@@ -319,22 +325,22 @@ def reindex_folder(store: Store, folder: str, encoder: TorchEncoder,
     if not Path(folder).is_dir():
         return {"folder": folder, "status": "skipped",
                 "reason": "not a folder (removed or unmounted?); its images were kept"}
-    summary = index_folder(store, folder, encoder, progress=progress,
+    summary = index_folder(store, folder, encoder, progress=progress, settled=settled,
                            encoding=LocalEncoding(encoder, workers=workers)).as_dict()
     summary["failures"] = summary["failures"][:KEEP_FAILURES]
     return {"folder": folder, "status": "done", **summary}
 
 
 def reindex_all(store: Store, folders: list[str], encoder: TorchEncoder, workers: int | None = 0,
-                progress: bool = False, done: Callable[[dict[str, Any]], None] | None = None
-                ) -> list[dict[str, Any]]:
+                progress: bool = False, done: Callable[[dict[str, Any]], None] | None = None,
+                settled: Settled | None = None) -> list[dict[str, Any]]:
     """:func:`reindex_folder` for each of *folders* (each result handed to *done* as it
     comes); then, when a new model re-encoded every folder that is there, its index
     serves, though a few files could not be read (a folder away keeps the previous model
     serving until it is back)."""
     results = []
     for folder in folders:
-        results.append(reindex_folder(store, folder, encoder, workers, progress))
+        results.append(reindex_folder(store, folder, encoder, workers, progress, settled))
         if done is not None:
             done(results[-1])
     if all(r["status"] == "done" for r in results):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,6 +22,9 @@ from search.catalog import ExcludedRecord, ImageRecord, RetiredRecord, path_unde
 from search.regular_files import sha256_file
 
 from .images import scan_folder
+
+# Whether a new or changed file has stopped changing: the watcher's (indexer.watch).
+Settled = Callable[[str, os.stat_result], bool]
 
 
 @dataclass(slots=True)  # one per file to encode: 200k of them must stay small
@@ -73,6 +76,7 @@ class Plan:
     unchanged: int = 0
     excluded: int = 0
     kept: int = 0  # rows of missing files kept by the removal guard
+    settling: int = 0  # new or changed files still being written (left for a later run)
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -82,7 +86,8 @@ class Plan:
 
 
 def plan(session: Session, root: Path, model_id: int, reencode: bool = False,
-         progress: bool = False, follow_symlinks: bool = False, prune: bool = False) -> Plan:
+         progress: bool = False, follow_symlinks: bool = False, prune: bool = False,
+         settled: Settled | None = None) -> Plan:
     """Compare the folder with the catalog: what to encode, move, touch, remove.
 
     A file is unchanged when path, size and mtime match; when only the
@@ -91,7 +96,8 @@ def plan(session: Session, root: Path, model_id: int, reencode: bool = False,
     other new file with an excluded path or content (an admin deleted that
     image) is skipped. A file that is there but cannot be read now keeps
     its row: unreadable is not deleted. A new file whose content was pruned
-    before gets its old id back.
+    before gets its old id back. With *settled* (the watcher's), a new or changed file
+    that it says is still being written is left for a later run, unread.
     """
     rows = _rows_under(session, root)
     scan = scan_folder(root, follow_symlinks)
@@ -107,7 +113,7 @@ def plan(session: Session, root: Path, model_id: int, reencode: bool = False,
         if row is None and path in excluded_paths:
             result.excluded += 1
             continue
-        item = _plan_file(path, row, model_id, reencode, result)
+        item = _plan_file(path, row, model_id, reencode, result, settled)
         if item is not None:
             (result.encode if row else new).append(item)
     vanished = _vanished(rows, seen, scan.unreadable)
@@ -149,13 +155,18 @@ def _exclusions(session: Session) -> tuple[set[str], set[str]]:
     return {p for p, _ in pairs}, {d for _, d in pairs}
 
 
-def _plan_file(path: str, row, model_id: int, reencode: bool, result: Plan) -> Planned | None:
-    """The work for one file found on disk, or None when it needs none (or cannot be read)."""
+def _plan_file(path: str, row, model_id: int, reencode: bool, result: Plan,
+               settled: Settled | None = None) -> Planned | None:
+    """The work for one file found on disk, or None when it needs none (or cannot be read,
+    or is still being written)."""
     try:
         st = os.stat(path)
         current = row is not None and row.model_id == model_id and not reencode
         if current and row.size == st.st_size and row.mtime == st.st_mtime:
             result.unchanged += 1
+            return None
+        if settled is not None and not settled(path, st):
+            result.settling += 1
             return None
         digest = sha256_file(path)
     except OSError as exc:

@@ -55,6 +55,11 @@ def _close_in_child() -> None:
 os.register_at_fork(after_in_child=_close_in_child)
 
 
+# What a watcher's writer lock says it is doing (indexer.watch): a command that finds it held
+# by a watcher waits for the pass to end instead of giving up.
+WATCHING = "watching the folders of"
+
+
 class DataDirBusy(RuntimeError):
     """Another process holds the data dir's writer lock."""
 

@@ -115,10 +115,17 @@ SETTINGS = (
             "Host header values answered; unset: the loopback names, plus what serve binds"),
     Setting("LOOKALIKE_INDEX_FOLDERS", "index_folders", _paths, None,
             "folders a re-index covers; unset: the folders indexed into the data dir"),
+    Setting("LOOKALIKE_WATCH_INTERVAL", "watch_interval", _number, 300.0,
+            "seconds between two scans of `lookalike watch` / `serve --watch` (file events, "
+            "where the system gives them, wake a scan sooner)"),
+    Setting("LOOKALIKE_WATCH_SETTLE", "watch_settle", _number, 10.0,
+            "seconds a new or changed file must stay the same size and time before the "
+            "watcher indexes it (a file still being copied waits)"),
 )
 BY_KEY = {s.key: s for s in SETTINGS}
 ENVIRONMENT = {s.environment: s for s in SETTINGS}
-NON_NEGATIVE = ("LOOKALIKE_REQUEST_TIMEOUT", "LOOKALIKE_CLIENT_CONNECTIONS")
+NON_NEGATIVE = ("LOOKALIKE_REQUEST_TIMEOUT", "LOOKALIKE_CLIENT_CONNECTIONS",
+                "LOOKALIKE_WATCH_INTERVAL", "LOOKALIKE_WATCH_SETTLE")
 
 
 def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -201,6 +208,8 @@ class Settings:
     read_token: str | None = None
     trusted_hosts: tuple[str, ...] | None = None  # None: the loopback names
     index_folders: tuple[str, ...] | None = None  # None: the folders indexed into the data dir
+    watch_interval: float = BY_KEY["LOOKALIKE_WATCH_INTERVAL"].default
+    watch_settle: float = BY_KEY["LOOKALIKE_WATCH_SETTLE"].default
     # The instance file's and the overrides' other upper-case names: Flask's own settings
     # (MAX_FORM_MEMORY_SIZE, PREFERRED_URL_SCHEME...), which the app passes on to Flask.
     flask: Mapping[str, Any] = field(default_factory=dict)

@@ -475,6 +475,29 @@ def keep_preview(rule: str, threshold: float, plans: list[Keep],
                        others=sum(len(p.others) for p in plans), plans=found, **more)
 
 
+# -- the watcher -----------------------------------------------------------------------------
+
+class WatchAnswer(Answer):
+    watching: bool = Field(description="False unless the app runs with `serve --watch`; the "
+                           "other fields are there only when it does.")
+    state: Literal["starting", "scanning", "idle", "waiting", "failed", "stopped"] = Field(
+        None, description="waiting: another writer (`lookalike index`) holds the data dir; "
+                          "failed: the last pass failed (see note) and is tried again.")
+    events: bool = Field(None, description="File events wake a scan sooner; without them "
+                         "(a network share, no inotify watches left) only the scans run.")
+    events_note: str | None = None
+    interval: float = Field(None, description="Seconds between scans.")
+    settle: float = Field(None, description="Seconds a file must stay unchanged first.")
+    folders: list[str] = None
+    passes: int = None
+    last_pass_at: float | None = Field(None, description="Epoch seconds.")
+    next_pass_at: float | None = Field(None, description="Epoch seconds.")
+    last_changes: dict[str, int] = Field(None, description="What the last pass did: added, "
+                                         "updated, moved, removed, kept, failed.")
+    settling: int = Field(None, description="Files still being written, left for later.")
+    note: str | None = None
+
+
 # -- the trash -------------------------------------------------------------------------------
 
 class TrashedAnswer(Answer):

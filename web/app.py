@@ -14,7 +14,7 @@ from flask import Flask
 from search.settings import Settings
 
 from . import (admin, anomalies, api, apispec, duplicates, explore, images, library, pages,
-               security, tools, trash)
+               security, tools, trash, watching)
 from .backend import Backend
 from .errors import register_error_handlers
 from .uploads import InMemoryRequest
@@ -43,7 +43,8 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     return app
 
 
-BLUEPRINTS = (pages, api, images, library, admin, tools, anomalies, duplicates, trash, explore)
+BLUEPRINTS = (pages, api, images, library, admin, tools, anomalies, duplicates, trash, watching,
+              explore)
 
 
 def openapi_document() -> dict[str, Any]:

@@ -41,6 +41,8 @@ EXAMPLES = {
                                 ("a.example", "b.example")),
     "LOOKALIKE_INDEX_FOLDERS": (f"{{tmp}}/x{os.pathsep}{{tmp}}/y", "index_folders",
                                 ("{tmp}/x", "{tmp}/y")),
+    "LOOKALIKE_WATCH_INTERVAL": ("7.5", "watch_interval", 7.5),
+    "LOOKALIKE_WATCH_SETTLE": ("0", "watch_settle", 0.0),
 }
 
 

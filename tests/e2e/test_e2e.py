@@ -53,12 +53,12 @@ def run_lookalike(args: list[str], cwd: Path, env: dict[str, str],
 class Server:
     """``lookalike serve --port 0`` as a subprocess; its URL from the first line it prints."""
 
-    def __init__(self, cwd: Path, env: dict[str, str], log: Path):
+    def __init__(self, cwd: Path, env: dict[str, str], log: Path, *more: str):
         self.log = log
         self.errors = log.open("w")
-        self.process = subprocess.Popen([str(LOOKALIKE), "serve", "--port", "0"], cwd=cwd,
-                                        env=env, stdout=subprocess.PIPE, stderr=self.errors,
-                                        text=True)
+        self.process = subprocess.Popen([str(LOOKALIKE), "serve", "--port", "0", *more],
+                                        cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                        stderr=self.errors, text=True)
         line = self.process.stdout.readline()
         found = re.search(r"at (http://127\.0\.0\.1:\d+)/", line)
         if not found:

@@ -28,6 +28,7 @@ COMMANDS = {
     "decompress": "tools:decompress", "sample": "tools:sample",
     "interpolate": "tools:interpolate_cmd", "arithmetic": "tools:arithmetic_cmd",
     "duplicates": "duplicates:duplicates", "serve": "serving:serve", "trash": "catalog:trash",
+    "watch": "watching:watch",
 }
 
 

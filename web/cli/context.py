@@ -7,6 +7,7 @@ does not either.
 """
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -17,10 +18,12 @@ from sqlalchemy.exc import OperationalError
 from search.database import (CATALOG_FILE, SchemaError, describe_database_error, sqlite_file,
                              storage_error)
 from search.files import DiskFullError, ReadOnlyError
-from search.lock import DataDirBusy, WriterLock
+from search.lock import WATCHING, DataDirBusy, WriterLock, holder
 from search.settings import Settings
 from search.store import Store
 from search.vector_index import VectorIndexError
+
+WAIT_FOR_WATCHER = 600.0  # seconds a command waits for a watcher's pass (a big first pass)
 
 
 class Unwritable(click.ClickException):
@@ -86,15 +89,27 @@ def model_option(what: str = "Checkpoint"):
 
 
 def lock_data_dir(obj: Context, doing: str) -> WriterLock:
-    """Hold the data dir's writer lock until the command ends, or refuse at once.
+    """Hold the data dir's writer lock until the command ends, or refuse at once, unless a
+    watcher holds it: then wait for its pass to end (up to WAIT_FOR_WATCHER seconds).
 
     Two writers would each keep an index in memory that misses the
     other's commits; see search.lock.
     """
-    try:
-        return click.get_current_context().with_resource(WriterLock(obj.data_dir, doing, obj.settings.database_url))
-    except DataDirBusy as exc:
-        raise click.ClickException(str(exc)) from exc
+    waited_since = None
+    while True:
+        try:
+            return click.get_current_context().with_resource(
+                WriterLock(obj.data_dir, doing, obj.settings.database_url))
+        except DataDirBusy as exc:
+            by = holder(obj.data_dir)
+            if by is None or by[1] != WATCHING:
+                raise click.ClickException(str(exc)) from exc
+            if waited_since is None:
+                obj.echo(f"waiting for the watcher (pid {by[0]}) to finish its pass", err=True)
+                waited_since = time.monotonic()
+            elif time.monotonic() - waited_since > WAIT_FOR_WATCHER:
+                raise click.ClickException(str(exc)) from exc
+            time.sleep(0.2)
 
 
 def report_failures(failures: list[tuple[str, str]]) -> None:

@@ -10,6 +10,7 @@ from search.settings import LOOPBACK_HOSTS, Settings
 from ..app import create_app
 from ..security import trusted_hosts_for
 from ..server import make_server
+from ..watching import start_watching
 
 
 @click.command()
@@ -19,8 +20,12 @@ from ..server import make_server
               help="0 picks a free port.")
 @click.option("--threads", type=click.IntRange(1), default=4, show_default=True,
               help="Requests handled at once.")
+@click.option("--watch", is_flag=True,
+              help="Keep the collection current: index new, changed, moved and deleted files "
+                   "as they come (a scan every LOOKALIKE_WATCH_INTERVAL seconds, sooner on "
+                   "file events), as `lookalike watch` does.")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, threads: int) -> None:
+def serve(ctx: click.Context, host: str, port: int, threads: int, watch: bool) -> None:
     """Serve the search page and JSON API with waitress, a production WSGI server.
 
     Settings come from instance/config.py and LOOKALIKE_* environment
@@ -37,11 +42,17 @@ def serve(ctx: click.Context, host: str, port: int, threads: int) -> None:
     click.echo(f"Lookalike serving {backend.data_dir} at http://{shown}:{server.effective_port}/")
     if message:
         click.echo(f"not ready yet: {message}", err=True)
+    watcher = start_watching(app) if watch else None
+    if watcher is not None:
+        click.echo(f"watching the collection's folders: a scan every "
+                   f"{settings.watch_interval:g} s, files settled for {settings.watch_settle:g} s")
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
+        if watcher is not None:
+            watcher.stop()
         server.close()
         backend.close()
 

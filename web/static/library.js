@@ -154,6 +154,32 @@
     if (entries.some((e) => e.isIntersecting) && !loading && !more.hidden) more.click();
   }).observe(more);
 
+  // What the watcher (serve --watch) is doing, every few seconds; nothing without one.
+  async function showWatcher() {
+    const box = $("watch-status");
+    let body;
+    try {
+      body = await L.callApi("api/watch");
+    } catch (_) {
+      return; // a status line is not worth an error message
+    }
+    box.hidden = !body.watching;
+    if (!body.watching) return;
+    const folders = `${body.folders.length} folder(s)`;
+    const when = body.last_pass_at
+      ? new Date(body.last_pass_at * 1000).toLocaleTimeString() : "not yet";
+    const changed = Object.entries(body.last_changes || {}).filter(([, n]) => n > 0)
+      .map(([what, n]) => `${what} ${n}`).join(", ");
+    let text = `Keeping ${folders} current (${body.state}); last scan ${when}` +
+      (changed ? `: ${changed}` : "") + ".";
+    if (body.settling) text += ` ${body.settling} file(s) still being written.`;
+    if (!body.events) text += ` Scanning every ${body.interval} s (no file events here).`;
+    if (body.note) text += ` ${body.note}`;
+    box.textContent = text;
+    setTimeout(showWatcher, 5000);
+  }
+  showWatcher();
+
   if (document.body.dataset.ready !== "false") {
     filters.loaded.catch((err) => L.showMessage(err.message)); // the grid does not wait for it
     L.busy(button, () => fetchPage(true));
