@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -20,20 +21,28 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence, TypeVa
 
 import numpy as np
 import pillow_heif
-from PIL import Image, ImageOps, UnidentifiedImageError
+import rawpy
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from search.regular_files import NotRegularFile, file_type_name, open_regular
 
+# Camera RAW files LibRaw reads (through rawpy): Adobe DNG and the cameras' own formats.
+RAW_EXTENSIONS = frozenset(
+    {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2",
+     ".raf", ".pef", ".srw", ".x3f", ".3fr", ".erf", ".kdc", ".dcr", ".mrw", ".mos", ".iiq",
+     ".rwl", ".raw"}
+)
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif",
      ".avif"}
-)
+) | RAW_EXTENSIONS
 # The Pillow formats Lookalike opens, everywhere (indexing, thumbnails, originals,
-# uploads). Pillow would otherwise try every plugin it has: EPS hands the file to
-# Ghostscript, an external program, and TGA or ICO files named .png would be indexed
-# but refused elsewhere. MPO, the multi-picture JPEG phones write, opens as JPEG.
-SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
-SUPPORTED_MEDIA = "JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF"
+# uploads), tried in this order. Pillow would otherwise try every plugin it has: EPS
+# hands the file to Ghostscript, an external program, and TGA or ICO files named .png
+# would be indexed but refused elsewhere. MPO, the multi-picture JPEG phones write, opens
+# as JPEG. RAW comes before TIFF: most RAW files are TIFF inside (RawImageFile says which).
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "RAW", "TIFF", "HEIF", "AVIF")
+SUPPORTED_MEDIA = "JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF, AVIF or camera RAW (DNG, CR2, NEF, ARW, ...)"
 pillow_heif.register_heif_opener()  # HEIC/HEIF: phone photos
 # Pillow's own guard raises DecompressionBombError at twice this many pixels;
 # we refuse at the limit itself so a bomb is a clean, counted skip.
@@ -42,6 +51,80 @@ Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 
 T = TypeVar("T")
+
+# -- camera RAW, as one more Pillow format -------------------------------------------------------
+
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+# RAW formats that are not TIFF inside, by their first bytes: Canon CR3 (ISO media), Fujifilm
+# RAF, Olympus ORF, Panasonic RW2, Minolta MRW, Sigma X3F.
+RAW_MAGIC = (b"FUJIFILMCCD-RAW", b"IIRO", b"IIRS", b"MMOR", b"IIU\x00", b"\x00MRM", b"FOVb")
+DNG_VERSION = 50706  # the TIFF tag every DNG carries in its first directory
+
+
+def _raw_accept(prefix: bytes) -> bool:
+    return prefix.startswith(TIFF_MAGIC + RAW_MAGIC) or prefix[4:12] == b"ftypcrx "
+
+
+def _tiff_is_raw(head: bytes, name: str) -> bool:
+    """Whether a TIFF-shaped file is a camera's RAW: a DNG (its first directory has the
+    DNGVersion tag), a Canon CR2 ("CR" after the header), or a RAW extension (NEF, ARW,
+    PEF... are plain TIFF otherwise). An ordinary TIFF is left to Pillow's TIFF plugin."""
+    if head[8:10] == b"CR" or os.path.splitext(name)[1].lower() in RAW_EXTENSIONS:
+        return True
+    order = "<" if head[:2] == b"II" else ">"
+    try:
+        (first,) = struct.unpack_from(f"{order}I", head, 4)
+        (count,) = struct.unpack_from(f"{order}H", head, first)
+        return any(struct.unpack_from(f"{order}H", head, first + 2 + 12 * i)[0] == DNG_VERSION
+                   for i in range(min(count, 512)))
+    except struct.error:  # the first directory lies past what was read: not a DNG's layout
+        return False
+
+
+class RawImageFile(ImageFile.ImageFile):
+    """A camera RAW file, demosaiced by LibRaw (``rawpy``): the camera's white balance,
+    8-bit sRGB, turned upright as the camera says. The size comes from the header, so
+    the bomb guard and the upload limits apply before any pixel is decoded; ``draft``
+    asks LibRaw for half size (its fast path), as JPEG's draft does for thumbnails."""
+
+    format = "RAW"
+    format_description = "camera RAW (LibRaw)"
+
+    def _open(self) -> None:
+        head = self.fp.read(1 << 16)
+        if head.startswith(TIFF_MAGIC) and not _tiff_is_raw(head, str(self.filename or "")):
+            raise SyntaxError("a TIFF, not a camera RAW")
+        self._raw_bytes = head + self.fp.read()
+        try:
+            with rawpy.imread(io.BytesIO(self._raw_bytes)) as raw:
+                width, height, flip = raw.sizes.width, raw.sizes.height, raw.sizes.flip
+        except (rawpy.LibRawError, ValueError) as exc:
+            raise SyntaxError(f"not a RAW file LibRaw reads: {exc}") from None
+        self._size = (height, width) if flip in (5, 6) else (width, height)
+        self._mode = "RGB"
+        self._half = False
+        self.tile = []
+
+    def draft(self, mode: str | None, size: tuple[int, int] | None):
+        if size is not None and size[0] * 2 <= self.size[0] and size[1] * 2 <= self.size[1]:
+            self._half = True
+        return None
+
+    def load(self):
+        if self._im is None:
+            try:
+                with rawpy.imread(io.BytesIO(self._raw_bytes)) as raw:
+                    rgb = raw.postprocess(use_camera_wb=True, output_bps=8, half_size=self._half)
+            except (rawpy.LibRawError, ValueError, MemoryError) as exc:
+                raise OSError(f"LibRaw cannot decode it: {exc}") from None
+            self._size = (rgb.shape[1], rgb.shape[0])
+            self.im = Image.fromarray(np.ascontiguousarray(rgb), "RGB").im
+            self._raw_bytes = b""
+        return Image.Image.load(self)
+
+
+Image.register_open(RawImageFile.format, RawImageFile, _raw_accept)
+Image.register_extensions(RawImageFile.format, sorted(RAW_EXTENSIONS))
 
 
 class ImageDecodeError(ValueError):
@@ -219,7 +302,7 @@ def _source_file(source: str | os.PathLike | bytes | BinaryIO) -> BinaryIO:
 
 def _first_frame(img: Image.Image, draft_size: int | None) -> None:
     img.seek(0)  # first frame of GIFs and multi-page TIFFs
-    if draft_size and img.format == "JPEG":
+    if draft_size and img.format in ("JPEG", "RAW"):
         img.draft("RGB", (draft_size * 2, draft_size * 2))
 
 

@@ -175,3 +175,47 @@ def flat_png(width: int, height: int, bit_depth: int, colour_type: int) -> bytes
     header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", body)
             + png_chunk(b"IEND", b""))
+
+
+# XYZ (D65) → linear sRGB, as DNG's rationals (numerator, 10000).
+XYZ_TO_LINEAR_SRGB = [[round(v * 10000), 10000] for v in (
+    3.2406, -1.5372, -0.4986, -0.9689, 1.8758, 0.0415, 0.0557, -0.2040, 1.0570)]
+
+
+def write_dng(path: Path, picture: Image.Image) -> Path:
+    """*picture* as a camera would have recorded it: a 12-bit RGGB Bayer mosaic in a DNG (what
+    LibRaw demosaics back). Written by pidng; the tests download no RAW files."""
+    from pidng.core import RAW2DNG, DNGTags, Tag
+    from pidng.defs import (CalibrationIlluminant, CFAPattern, DNGVersion, Orientation,
+                            PhotometricInterpretation)
+
+    srgb = np.asarray(picture.convert("RGB"), dtype=np.float64) / 255
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    rgb = np.round(linear * 4095).astype(np.uint16)  # a sensor's linear 12 bits
+    height, width = (rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2)  # whole 2×2 cells
+    rgb = rgb[:height, :width]
+    mosaic = np.empty((height, width), np.uint16)
+    mosaic[0::2, 0::2] = rgb[0::2, 0::2, 0]
+    mosaic[0::2, 1::2] = rgb[0::2, 1::2, 1]
+    mosaic[1::2, 0::2] = rgb[1::2, 0::2, 1]
+    mosaic[1::2, 1::2] = rgb[1::2, 1::2, 2]
+    tags = DNGTags()
+    for tag, value in ((Tag.ImageWidth, width), (Tag.ImageLength, height),
+                       (Tag.TileWidth, width), (Tag.TileLength, height),
+                       (Tag.Orientation, Orientation.Horizontal),
+                       (Tag.PhotometricInterpretation,
+                        PhotometricInterpretation.Color_Filter_Array),
+                       (Tag.SamplesPerPixel, 1), (Tag.BitsPerSample, 16),
+                       (Tag.CFARepeatPatternDim, [2, 2]), (Tag.CFAPattern, CFAPattern.RGGB),
+                       (Tag.BlackLevel, 0), (Tag.WhiteLevel, 4095),
+                       (Tag.ColorMatrix1, XYZ_TO_LINEAR_SRGB),  # the "sensor" sees sRGB
+                       (Tag.CalibrationIlluminant1, CalibrationIlluminant.D65),
+                       (Tag.AsShotNeutral, [[1, 1], [1, 1], [1, 1]]),
+                       (Tag.Make, "Lookalike"), (Tag.Model, "Test camera"),
+                       (Tag.DNGVersion, DNGVersion.V1_4),
+                       (Tag.DNGBackwardVersion, DNGVersion.V1_2)):
+        tags.set(tag, value)
+    writer = RAW2DNG()
+    writer.options(tags, path=str(path.parent), compress=False)
+    writer.convert(mosaic, filename=path.stem)
+    return path.with_suffix(".dng")

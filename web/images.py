@@ -6,6 +6,7 @@ row for that id, so no part of a request can name or reach a file.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path, PurePath
 from typing import BinaryIO
@@ -15,6 +16,7 @@ import numpy as np
 from flask import Blueprint, Response, request, send_file
 from PIL import Image
 
+from indexer.images import ImageDecodeError, open_image
 from search.catalog import ImageRecord
 from search.engine import code_of
 from search.regular_files import ChangedFile
@@ -95,9 +97,11 @@ def reconstruction(image_id: int):
 
 @bp.get(f"/images/{ID}/original")
 @operation(path=PATH_ID, answers={
-    200: (None, "The file, with its own image type."), 404: NOT_FOUND})
+    200: (None, "The file, with its own image type (a camera RAW: its rendering, JPEG)."),
+    404: NOT_FOUND})
 def original(image_id: int):
-    """The indexed file as it is on disk.
+    """The indexed file as it is on disk; a camera RAW, which no browser shows, as LibRaw
+    renders it.
 
     Streamed; 404 once it is gone or no longer an image.
 
@@ -115,6 +119,8 @@ def original(image_id: int):
             raise ApiError(404, "not_found", f"the file of image {image_id} is no longer an "
                            "image; re-index its folder")
         f.seek(0)
+        if (row.format or "").upper() == "RAW":  # no browser shows a RAW: its rendering
+            return _raw_preview(f, row)
         st = os.fstat(f.fileno())
         Image.init()  # registers every plugin's MIME type
         fmt = (row.format or "").upper()
@@ -127,6 +133,23 @@ def original(image_id: int):
         raise
     response.headers["Content-Disposition"] = content_disposition(PurePath(row.path).name)
     return response
+
+
+def _raw_preview(f: BinaryIO, row: ImageRecord) -> Response:
+    """A camera RAW as the browser can show it: LibRaw's full-size rendering, as JPEG."""
+    with f:
+        try:
+            img, _ = open_image(f)
+        except ImageDecodeError as exc:
+            raise ApiError(404, "not_found", f"the file of image {row.id} no longer decodes: "
+                           f"{exc}") from exc
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=92)
+    response = Response(out.getvalue(), mimetype="image/jpeg")
+    response.set_etag(f"raw-{row.sha256[:32]}")
+    response.headers["Content-Disposition"] = content_disposition(
+        PurePath(row.path).name + ".jpg")
+    return response.make_conditional(request)
 
 
 def content_disposition(name: str) -> str:
