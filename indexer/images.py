@@ -125,6 +125,7 @@ class RawImageFile(ImageFile.ImageFile):
 
 Image.register_open(RawImageFile.format, RawImageFile, _raw_accept)
 Image.register_extensions(RawImageFile.format, sorted(RAW_EXTENSIONS))
+Image.register_mime(RawImageFile.format, "image/x-dcraw")  # freedesktop's name for camera RAW
 
 
 class ImageDecodeError(ValueError):

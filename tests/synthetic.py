@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -219,3 +220,9 @@ def write_dng(path: Path, picture: Image.Image) -> Path:
     writer.options(tags, path=str(path.parent), compress=False)
     writer.convert(mosaic, filename=path.stem)
     return path.with_suffix(".dng")
+
+
+def dng_bytes(picture: Image.Image) -> bytes:
+    """:func:`write_dng`'s file, as bytes (an upload)."""
+    with tempfile.TemporaryDirectory() as folder:
+        return write_dng(Path(folder) / "upload.dng", picture).read_bytes()

@@ -52,6 +52,7 @@ def image_urls(image_id: int) -> dict[str, str]:
         "thumbnail_url": f"{root}/images/{image_id}/thumbnail",
         "reconstruction_url": f"{root}/images/{image_id}/reconstruction",
         "original_url": f"{root}/images/{image_id}/original",
+        "preview_url": f"{root}/images/{image_id}/preview",
         "similar_url": f"{root}/api/images/{image_id}/similar",
     }
 
@@ -108,6 +109,8 @@ class ImageLinks(Answer):
     thumbnail_url: UriReference = None
     reconstruction_url: UriReference = None
     original_url: UriReference = None
+    preview_url: UriReference = Field(None, description="Full size as a browser shows it: the "
+                                      "original, or a JPEG rendering of HEIC, TIFF and RAW.")
     similar_url: UriReference = None
 
 

@@ -14,9 +14,9 @@ from urllib.parse import quote
 
 import numpy as np
 from flask import Blueprint, Response, request, send_file
-from PIL import Image
+from PIL import Image, ImageOps
 
-from indexer.images import ImageDecodeError, open_image
+from indexer.images import ImageDecodeError, open_image, to_rgb
 from search.catalog import ImageRecord
 from search.engine import code_of
 from search.regular_files import ChangedFile
@@ -32,6 +32,9 @@ from .thumbnails import OriginalUnavailable, cached_thumbnail, make_thumbnail
 from .uploads import sniff_format
 
 bp = Blueprint("images", __name__)
+
+# What browsers show in an <img>; the other formats get a rendering (preview).
+BROWSER_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "AVIF", "BMP"})
 
 
 @bp.get(f"/images/{ID}/thumbnail")
@@ -97,11 +100,9 @@ def reconstruction(image_id: int):
 
 @bp.get(f"/images/{ID}/original")
 @operation(path=PATH_ID, answers={
-    200: (None, "The file, with its own image type (a camera RAW: its rendering, JPEG)."),
-    404: NOT_FOUND})
+    200: (None, "The file, with its own image type."), 404: NOT_FOUND})
 def original(image_id: int):
-    """The indexed file as it is on disk; a camera RAW, which no browser shows, as LibRaw
-    renders it.
+    """The indexed file as it is on disk.
 
     Streamed; 404 once it is gone or no longer an image.
 
@@ -119,8 +120,6 @@ def original(image_id: int):
             raise ApiError(404, "not_found", f"the file of image {image_id} is no longer an "
                            "image; re-index its folder")
         f.seek(0)
-        if (row.format or "").upper() == "RAW":  # no browser shows a RAW: its rendering
-            return _raw_preview(f, row)
         st = os.fstat(f.fileno())
         Image.init()  # registers every plugin's MIME type
         fmt = (row.format or "").upper()
@@ -135,18 +134,29 @@ def original(image_id: int):
     return response
 
 
-def _raw_preview(f: BinaryIO, row: ImageRecord) -> Response:
-    """A camera RAW as the browser can show it: LibRaw's full-size rendering, as JPEG."""
-    with f:
+@bp.get(f"/images/{ID}/preview")
+@operation(path=PATH_ID, answers={
+    200: (None, "The file, when browsers show its type; else its full-size rendering, JPEG."),
+    404: NOT_FOUND})
+def preview(image_id: int):
+    """The image at full size as a browser can show it, for the compare view and the
+    lightbox: the original file when browsers show its type (JPEG, PNG, WebP, GIF, AVIF,
+    BMP), else a JPEG rendering made here (HEIC, TIFF, camera RAW)."""
+    backend = current_backend()
+    row = backend.record(image_id)
+    if (row.format or "").upper() in BROWSER_FORMATS:
+        return original(image_id)
+    with indexed_file(backend.store, row) as f:
         try:
             img, _ = open_image(f)
+            img = to_rgb(ImageOps.exif_transpose(img) or img)
         except ImageDecodeError as exc:
             raise ApiError(404, "not_found", f"the file of image {row.id} no longer decodes: "
                            f"{exc}") from exc
     out = io.BytesIO()
     img.save(out, "JPEG", quality=92)
     response = Response(out.getvalue(), mimetype="image/jpeg")
-    response.set_etag(f"raw-{row.sha256[:32]}")
+    response.set_etag(f"preview-{row.sha256[:32]}")
     response.headers["Content-Disposition"] = content_disposition(
         PurePath(row.path).name + ".jpg")
     return response.make_conditional(request)

@@ -82,3 +82,48 @@ def test_groups_come_a_page_at_a_time(page, server):
     assert page.locator(GROUPS).first.get_attribute("data-id") != first
     page.wait_for_function(ALL_RENDERED, arg="#groups img")
     assert page.watcher.problems == []
+
+
+def transforms(page) -> list[str]:
+    return page.eval_on_selector_all("#compare img", "imgs => imgs.map(i => i.style.transform)")
+
+
+def scale_of(transform: str) -> float:
+    return float(transform.rsplit("scale(", 1)[1].rstrip(")"))
+
+
+def test_compare_shows_two_copies_and_zooms_and_pans_them_together(page, server, tmp_path):
+    page.goto(server + "/duplicates")
+    show(page, "0.9999")
+    group = page.locator(GROUPS).first
+    assert not group.locator(".member").first.locator(".compare").is_visible()
+    group.locator(".member").nth(1).locator(".compare").click()
+    page.wait_for_selector("#compare[open]")
+    page.wait_for_function(ALL_RENDERED, arg="#compare img")
+    page.wait_for_function("() => [...document.querySelectorAll('#compare img')]"
+                           ".every(i => i.style.transform)")
+    fitted = transforms(page)
+    assert fitted[0] == fitted[1]  # the same size of copy: the very same placement
+    page.keyboard.press("+")
+    page.keyboard.press("+")
+    assert page.text_content("#zoom-level") == "156 %"
+    zoomed = transforms(page)
+    assert zoomed[0] == zoomed[1]
+    assert scale_of(zoomed[0]) == pytest.approx(1.5625 * scale_of(fitted[0]))
+    page.keyboard.press("ArrowLeft")
+    panned = transforms(page)
+    assert panned[0] == panned[1] != zoomed[0]
+    page.screenshot(path=str(tmp_path / "compare.png"))
+
+    page.check('input[name="compare-mode"][value="overlay"]')
+    assert page.is_visible("#overlay-slider")
+    page.fill("#overlay-slider", "30")
+    page.screenshot(path=str(tmp_path / "overlay.png"))
+    assert page.eval_on_selector("#compare-panes .second .viewport", "v => v.style.clipPath") \
+        == "inset(0px 0px 0px 30%)"
+    page.click("#zoom-fit")
+    overlaid = transforms(page)  # one viewport, wider than each of two: its own fit
+    assert page.text_content("#zoom-level") == "fit" and overlaid[0] == overlaid[1]
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#compare", state="hidden")
+    assert page.watcher.problems == []

@@ -29,7 +29,7 @@ from PIL import Image
 from indexer.images import SUPPORTED_FORMATS
 from web.app import openapi_document
 
-from ..synthetic import SHAPES, draw, png_bytes
+from ..synthetic import SHAPES, dng_bytes, draw, png_bytes
 from .conftest import build_library, close_app, make_app
 
 TOKEN = "schemathesis-token"
@@ -42,8 +42,11 @@ def images(fmt: str) -> st.SearchStrategy[bytes]:
     """Small real images of one type. The document says which types an upload may have, not
     that its bytes decode: random bytes would only ever get the documented 415."""
     def encode(kind: str, seed: int, size: int) -> bytes:
-        return png_bytes(draw(kind, np.random.default_rng(seed), size), fmt)
-    return st.builds(encode, st.sampled_from(SHAPES), st.integers(0, 2**16), st.integers(16, 80))
+        picture = draw(kind, np.random.default_rng(seed), size)
+        return dng_bytes(picture) if fmt == "RAW" else png_bytes(picture, fmt)
+    smallest = 32 if fmt == "RAW" else 16  # LibRaw reads no sensor under 22 pixels a side
+    return st.builds(encode, st.sampled_from(SHAPES), st.integers(0, 2**16),
+                     st.integers(smallest, 80))
 
 
 Image.init()

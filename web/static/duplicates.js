@@ -67,6 +67,9 @@
     node.querySelector(".kept").hidden = !item.kept;
     const original = node.querySelector(".original");
     original.href = L.safeUrl(item.original_url);
+    const compareButton = node.querySelector(".compare");
+    compareButton.hidden = index === 0;
+    compareButton.addEventListener("click", () => compare.open(group.images[0], item));
     const keep = node.querySelector(".keep");
     keep.hidden = decision !== null;
     keep.addEventListener("click", () => act(keep, () => decide(
@@ -206,6 +209,110 @@
     }
     await fetchPage();
   }
+
+  // -- two images side by side (or one over the other), one zoom and pan -----------------
+  const compare = (() => {
+    const dialog = $("compare");
+    const panes = $("compare-panes");
+    const imgs = [$("compare-a"), $("compare-b")];
+    const viewports = [...panes.querySelectorAll(".viewport")];
+    const slider = $("overlay-slider");
+    const STEP = 1.25;
+    const view = { zoom: 1, x: 0, y: 0 }; // zoom over each image's fit; pan in viewport px
+    let drag = null;
+
+    // Each image is scaled to fit its viewport, times the shared zoom, and moved by the
+    // shared pan: the same part of both shows, whatever their resolutions.
+    function draw() {
+      imgs.forEach((img, i) => {
+        const box = viewports[i].getBoundingClientRect();
+        if (!img.naturalWidth || !box.width) return;
+        const fit = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight);
+        const scale = fit * view.zoom;
+        const left = (box.width - img.naturalWidth * scale) / 2 + view.x;
+        const top = (box.height - img.naturalHeight * scale) / 2 + view.y;
+        img.style.transform = `translate(${left}px, ${top}px) scale(${scale})`;
+        img.style.imageRendering = scale >= 2 ? "pixelated" : "auto"; // pixels, when close
+      });
+      panes.dataset.zoom = String(view.zoom);
+      $("zoom-level").textContent = view.zoom === 1 ? "fit" : `${Math.round(view.zoom * 100)} %`;
+      viewports[1].style.clipPath = panes.classList.contains("overlay")
+        ? `inset(0 0 0 ${slider.value}%)` : "";
+    }
+
+    function zoomBy(factor) {
+      const zoom = Math.min(64, Math.max(1, view.zoom * factor));
+      view.x *= zoom / view.zoom; // the middle of the view stays where it is
+      view.y *= zoom / view.zoom;
+      view.zoom = zoom;
+      if (zoom === 1) view.x = view.y = 0;
+      draw();
+    }
+
+    function pan(dx, dy) {
+      if (view.zoom === 1) return;
+      view.x += dx;
+      view.y += dy;
+      draw();
+    }
+
+    function setMode(mode) {
+      panes.classList.toggle("overlay", mode === "overlay");
+      panes.classList.toggle("side", mode !== "overlay");
+      dialog.classList.toggle("overlay-mode", mode === "overlay");
+      draw();
+    }
+
+    function open(first, other) {
+      [[imgs[0], first, "compare-a-caption", "to keep"], [imgs[1], other, "compare-b-caption",
+        `similarity ${L.formatNumber(other.similarity_to_first, 3)}`]].forEach(
+        ([img, item, caption, what]) => {
+          img.src = L.safeUrl(item.preview_url);
+          img.alt = String(item.name);
+          $(caption).textContent =
+            `${item.name} · ${item.width} × ${item.height} · ${L.formatBytes(item.bytes)} · ${what}`;
+        });
+      view.zoom = 1;
+      view.x = view.y = 0;
+      dialog.showModal();
+      panes.focus();
+      draw();
+    }
+
+    imgs.forEach((img) => img.addEventListener("load", draw));
+    document.querySelectorAll('input[name="compare-mode"]').forEach(
+      (radio) => radio.addEventListener("change", () => setMode(radio.value)));
+    slider.addEventListener("input", draw);
+    $("zoom-in").addEventListener("click", () => zoomBy(STEP));
+    $("zoom-out").addEventListener("click", () => zoomBy(1 / STEP));
+    $("zoom-fit").addEventListener("click", () => zoomBy(0));
+    $("compare-close").addEventListener("click", () => dialog.close());
+    panes.addEventListener("keydown", (event) => {
+      const moves = { ArrowLeft: [40, 0], ArrowRight: [-40, 0], ArrowUp: [0, 40], ArrowDown: [0, -40] };
+      if (event.key === "+" || event.key === "=") zoomBy(STEP);
+      else if (event.key === "-") zoomBy(1 / STEP);
+      else if (event.key === "0") zoomBy(0);
+      else if (moves[event.key]) pan(...moves[event.key]);
+      else return;
+      event.preventDefault();
+    });
+    panes.addEventListener("wheel", (event) => {
+      event.preventDefault();
+      zoomBy(event.deltaY < 0 ? STEP : 1 / STEP);
+    }, { passive: false });
+    panes.addEventListener("pointerdown", (event) => {
+      drag = { x: event.clientX, y: event.clientY };
+      panes.setPointerCapture(event.pointerId);
+    });
+    panes.addEventListener("pointermove", (event) => {
+      if (!drag) return;
+      pan(event.clientX - drag.x, event.clientY - drag.y);
+      drag = { x: event.clientX, y: event.clientY };
+    });
+    panes.addEventListener("pointerup", () => { drag = null; });
+    window.addEventListener("resize", () => dialog.open && draw());
+    return { open };
+  })();
 
   // -- a rule for every pending group ---------------------------------------------------
   const ruleInput = $("rule-input");

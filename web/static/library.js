@@ -88,7 +88,7 @@
     const name = String(item.name);
     $("lightbox-name").textContent = name;
     const original = $("lightbox-original");
-    original.src = L.safeUrl(item.original_url);
+    original.src = L.safeUrl(item.preview_url);
     original.alt = name;
     const recon = $("lightbox-reconstruction");
     recon.src = L.safeUrl(item.reconstruction_url);
