@@ -59,6 +59,7 @@ TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 # RAF, Olympus ORF, Panasonic RW2, Minolta MRW, Sigma X3F.
 RAW_MAGIC = (b"FUJIFILMCCD-RAW", b"IIRO", b"IIRS", b"MMOR", b"IIU\x00", b"\x00MRM", b"FOVb")
 DNG_VERSION = 50706  # the TIFF tag every DNG carries in its first directory
+SUB_IFDS, MAKE = 330, 271  # a camera's TIFF-based RAW: the sensor data in a sub-directory
 
 
 def _raw_accept(prefix: bytes) -> bool:
@@ -67,18 +68,26 @@ def _raw_accept(prefix: bytes) -> bool:
 
 def _tiff_is_raw(head: bytes, name: str) -> bool:
     """Whether a TIFF-shaped file is a camera's RAW: a DNG (its first directory has the
-    DNGVersion tag), a Canon CR2 ("CR" after the header), or a RAW extension (NEF, ARW,
-    PEF... are plain TIFF otherwise). An ordinary TIFF is left to Pillow's TIFF plugin."""
+    DNGVersion tag), a Canon CR2 ("CR" after the header), a camera's file that keeps its
+    sensor data in sub-directories (NEF, ARW, PEF...: SubIFDs and a Make in the first
+    directory), or a RAW extension. An ordinary TIFF is left to Pillow's TIFF plugin, and
+    a RAW LibRaw cannot read goes there too."""
     if head[8:10] == b"CR" or os.path.splitext(name)[1].lower() in RAW_EXTENSIONS:
         return True
+    tags = _first_directory_tags(head)
+    return DNG_VERSION in tags or {SUB_IFDS, MAKE} <= tags
+
+
+def _first_directory_tags(head: bytes) -> set[int]:
+    """The tag numbers of a TIFF's first directory, as far as *head* holds them."""
     order = "<" if head[:2] == b"II" else ">"
     try:
         (first,) = struct.unpack_from(f"{order}I", head, 4)
         (count,) = struct.unpack_from(f"{order}H", head, first)
-        return any(struct.unpack_from(f"{order}H", head, first + 2 + 12 * i)[0] == DNG_VERSION
-                   for i in range(min(count, 512)))
-    except struct.error:  # the first directory lies past what was read: not a DNG's layout
-        return False
+        return {struct.unpack_from(f"{order}H", head, first + 2 + 12 * i)[0]
+                for i in range(min(count, 512))}
+    except struct.error:  # the directory lies past what was read: no camera writes that
+        return set()
 
 
 class RawImageFile(ImageFile.ImageFile):
@@ -92,7 +101,8 @@ class RawImageFile(ImageFile.ImageFile):
 
     def _open(self) -> None:
         head = self.fp.read(1 << 16)
-        if head.startswith(TIFF_MAGIC) and not _tiff_is_raw(head, str(self.filename or "")):
+        name = str(self.filename or getattr(self.fp, "name", "") or "")
+        if head.startswith(TIFF_MAGIC) and not _tiff_is_raw(head, name):
             raise SyntaxError("a TIFF, not a camera RAW")
         self._raw_bytes = head + self.fp.read()
         try:

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 RETRY_BUSY = 5.0  # seconds before a pass tries the writer lock again
 DEBOUNCE = 1.0  # seconds to let a burst of events settle before scanning
 SOONEST = 0.5  # seconds: the shortest wait between two passes
+IGNORED_EVENTS = ("opened", "closed_no_write")
+HIDDEN = f"{os.sep}."  # a path with a hidden folder or file in it
 
 
 class Settling:
@@ -56,14 +58,19 @@ class Settling:
         self.settle = settle
         self.clock = clock
         self._seen: dict[str, tuple[tuple[int, int], float]] = {}
+        self._touched: set[str] = set()  # the paths this pass asked about
         self.waiting = 0  # files held back in the current pass
         self.next_ready: float | None = None  # when the first of them will be ready
 
     def start_pass(self) -> None:
+        """Forget files the last pass did not see (deleted, or indexed since)."""
+        self._seen = {p: seen for p, seen in self._seen.items() if p in self._touched}
+        self._touched = set()
         self.waiting, self.next_ready = 0, None
 
     def __call__(self, path: str, st: os.stat_result) -> bool:
         now = self.clock()
+        self._touched.add(path)
         key = (st.st_size, st.st_mtime_ns)
         before = self._seen.get(path)
         if before is None:
@@ -144,7 +151,11 @@ class Watcher:
         moment a file being written should have settled."""
         torch.set_flush_denormal(True)  # a per-thread CPU flag, as for the app's requests
         try:
-            self._watch_events(self.folders())
+            try:
+                self._watch_events(self.folders())
+            except Exception as exc:  # events are a bonus: the scans go on without them
+                log.exception("no file events")
+                self.status.events_note = f"no file events ({type(exc).__name__}: {exc})"
             while not self.stopping.is_set():
                 try:
                     delay = self.one_pass()
@@ -199,6 +210,10 @@ class Watcher:
 
         class Wake(FileSystemEventHandler):
             def on_any_event(self, event) -> None:
+                # Reading a file is no change (the passes and the app's thumbnails read
+                # files all the time), and hidden names are not the collection's (the trash).
+                if event.event_type in IGNORED_EVENTS or HIDDEN in f"{os.sep}{event.src_path}":
+                    return
                 poke.set()
 
         observer = Observer()

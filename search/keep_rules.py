@@ -25,13 +25,11 @@ from .duplicates import Group
 from .regular_files import is_under
 from .store import Store
 
-# File extensions of camera RAW formats: "format=raw" prefers any of them.
-RAW_EXTENSIONS = frozenset({"dng", "cr2", "cr3", "nef", "nrw", "arw", "srf", "sr2", "orf", "rw2",
-                            "raf", "pef", "srw", "x3f", "3fr", "erf", "kdc", "mrw", "iiq", "rwl"})
 # Names people use for a format, as Pillow names it (the catalog's ``format``).
+# (camera RAW files of every make are one format there: "RAW", indexer.images).
 FORMAT_NAMES = {"jpg": "JPEG", "jpeg": "JPEG", "heic": "HEIF", "heif": "HEIF", "tif": "TIFF",
                 "tiff": "TIFF", "png": "PNG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP",
-                "avif": "AVIF"}
+                "avif": "AVIF", "raw": "RAW"}
 RULES = ("pixels", "largest", "oldest", "format=LIST", "folder=PATH")
 # Every rule, and nothing else: what KeepRule.parse takes is what the API's document says
 # (an ECMAScript pattern there, so no \s and no ".", which differ between the two).
@@ -103,8 +101,7 @@ def _format_rank(facts: Facts, wanted: list[str]) -> int:
     """Where *facts*' format stands in *wanted* (past its end when not there)."""
     extension = os.path.splitext(facts.path)[1].lstrip(".").lower()
     for rank, name in enumerate(wanted):
-        if (name == "raw" and extension in RAW_EXTENSIONS) or name == extension or \
-                FORMAT_NAMES.get(name, name.upper()) == facts.format:
+        if name == extension or FORMAT_NAMES.get(name, name.upper()) == facts.format:
             return rank
     return len(wanted)
 

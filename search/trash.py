@@ -18,7 +18,9 @@ where the file is. Callers hold the data dir's writer lock (``search.lock``).
 """
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,6 +37,7 @@ from .store import NotFound, Store
 from .vector_index import VectorIndex
 
 TRASH_FOLDER = ".lookalike-trash"
+TRASH_TOKEN = "trash_token"  # meta key: the catalog's prefix for its trash files' names
 MOVING, TRASHED, RESTORING = "moving", "trashed", "restoring"
 
 
@@ -90,21 +93,42 @@ def trash_images(store: Store, image_ids: Sequence[int]) -> list[Trashed]:
     ids = list(dict.fromkeys(int(i) for i in image_ids))
     rows = [store.record(i) for i in ids]
     roots, follow = store.roots(), store.follows_symlinks()
-    targets = [_check_trashable(row, roots, follow) for row in rows]
+    token = _catalog_token(store)
+    targets = [_check_trashable(store, row, roots, follow, token, set(ids)) for row in rows]
     index = store.current_index()
     done: list[Trashed] = []
     try:
         for row, target in zip(rows, targets):
             done.append(_move_to_trash(store, row, target))
-    finally:  # what moved leaves the index, even when a later file could not
-        if index is not None and done:
-            index.remove([t.id for t in done])
-            store.publish_index(index)
+    except TrashError as exc:  # what moved leaves the index all the same
+        _publish_without(store, index, done)
+        raise TrashError(f"{exc}; {len(done)} file(s) before it went to the trash") from None
+    _publish_without(store, index, done)
     return done
 
 
-def _check_trashable(row: ImageRecord, roots: list[str], follow: bool) -> Path:
-    """Where *row*'s file goes in the trash, once it is sure the move can be made."""
+def _publish_without(store: Store, index: VectorIndex | None, done: list[Trashed]) -> None:
+    if index is not None and done:
+        index.remove([t.id for t in done])
+        store.publish_index(index)
+
+
+def _catalog_token(store: Store) -> str:
+    """A few random letters naming this catalog in its trash files' names, made once: two
+    data dirs over the same photos share ids, never a trash file."""
+    token = store.get_meta(TRASH_TOKEN)
+    if token is None:
+        with store.sessions() as session, session.begin():
+            store.set_meta(session, TRASH_TOKEN, secrets.token_hex(4))
+        token = store.get_meta(TRASH_TOKEN)
+    return str(token)
+
+
+def _check_trashable(store: Store, row: ImageRecord, roots: list[str], follow: bool,
+                     token: str, batch: set[int]) -> Path:
+    """Where *row*'s file goes in the trash, once it is sure the move can be made: the
+    file is the one indexed, its folder lets it go, the trash is on its filesystem and
+    has no file of that name, and no other image is a link to it."""
     try:
         check_indexed(row.path, row.size, row.mtime, roots, follow)
     except ChangedFile as exc:
@@ -112,6 +136,10 @@ def _check_trashable(row: ImageRecord, roots: list[str], follow: bool) -> Path:
     except OSError as exc:
         raise TrashError(f"image {row.id}: cannot reach {row.path}: {exc.strerror or exc}; "
                          "`lookalike index` notices a file that is gone") from None
+    if not os.access(os.path.dirname(row.path), os.W_OK | os.X_OK):
+        raise TrashError(f"image {row.id}: its folder does not let files be moved out of it "
+                         f"({os.path.dirname(row.path)})")
+    _refuse_link_targets(store, row, batch)
     folder = trash_folder(row.path, roots)
     try:
         folder.mkdir(exist_ok=True)
@@ -120,7 +148,35 @@ def _check_trashable(row: ImageRecord, roots: list[str], follow: bool) -> Path:
                          f"{exc.strerror or exc}") from None
     if folder.stat().st_dev != os.stat(row.path).st_dev:
         raise TrashError(f"image {row.id}: {folder} is on another filesystem than {row.path}")
-    return folder / f"{row.id}-{os.path.basename(row.path)}"
+    target = folder / _trash_name(folder, f"{token}-{row.id}-", os.path.basename(row.path))
+    if os.path.lexists(target):
+        raise TrashError(f"image {row.id}: {target} is there already (nothing is overwritten)")
+    return target
+
+
+def _trash_name(folder: Path, prefix: str, name: str) -> str:
+    """*prefix* + *name*, shortened in its stem to what the filesystem takes."""
+    try:
+        most = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        most = 255
+    stem, extension = os.path.splitext(name)
+    while len(os.fsencode(prefix + stem + extension)) > most and stem:
+        stem = stem[:-1]
+    return prefix + stem + extension
+
+
+def _refuse_link_targets(store: Store, row: ImageRecord, batch: set[int]) -> None:
+    """No kept image may be a symlink to *row*'s file: trashing the file would leave the
+    kept one pointing nowhere (and ``--empty`` would delete the only bytes)."""
+    with store.sessions() as session:
+        same = session.execute(select(ImageRecord.id, ImageRecord.path).where(
+            ImageRecord.sha256 == row.sha256, ImageRecord.id != row.id)).all()
+    real = os.path.realpath(row.path)
+    for other_id, other in same:
+        if other_id not in batch and os.path.islink(other) and os.path.realpath(other) == real:
+            raise TrashError(f"image {row.id}: image {other_id} ({other}) is a link to it; "
+                             "trash that one too, or keep this one")
 
 
 def trash_folder(path: str, roots: list[str]) -> Path:
@@ -181,9 +237,12 @@ def restore_images(store: Store, trash_ids: Sequence[int]) -> list[Restored]:
     try:
         for record in records:
             done.append(_restore_one(store, record, index, index_model))
-    finally:
+    except TrashError as exc:
         if index is not None and done:
             store.publish_index(index)
+        raise TrashError(f"{exc}; {len(done)} file(s) before it came back") from None
+    if index is not None and done:
+        store.publish_index(index)
     return done
 
 
@@ -193,6 +252,8 @@ def _restore_one(store: Store, record: TrashRecord, index: VectorIndex | None,
         session.get(TrashRecord, record.id).state = RESTORING
     try:
         os.makedirs(os.path.dirname(record.path), exist_ok=True)
+        if os.path.lexists(record.path):  # arrived since the check: never overwritten
+            raise FileExistsError(errno.EEXIST, "something else is there now")
         os.rename(record.trash_path, record.path)
     except OSError as exc:
         _settle(store, record.id, TRASHED)
@@ -216,8 +277,7 @@ def _put_back(store: Store, session: Session, record: TrashRecord,
     if reencode:
         session.merge(RetiredRecord(id=record.id, path=record.path, sha256=record.sha256))
     else:
-        session.add(ImageRecord(id=record.id, path=record.path,
-                                **{k: getattr(record, k) for k in IMAGE_FACTS}))
+        session.add(ImageRecord(id=record.id, path=record.path, **_facts(record)))
     session.delete(record)
     store.mark_catalog_changed(session)
     return reencode
@@ -230,7 +290,7 @@ def _settle(store: Store, trash_id: int, state: str) -> Trashed:
         return Trashed.of(record)
 
 
-def _facts(row: ImageRecord) -> dict[str, Any]:
+def _facts(row: ImageRecord | TrashRecord) -> dict[str, Any]:
     return {k: getattr(row, k) for k in IMAGE_FACTS}
 
 
@@ -258,6 +318,10 @@ def empty_trash(store: Store, older_than_days: float | None = None) -> list[Tras
     emptied = []
     for record in records:
         try:
+            if os.lstat(record.trash_path).st_size != record.size:
+                raise TrashError(f"{record.trash_path} is not the file trashed (its size "
+                                 f"changed); left alone, with {len(emptied)} file(s) deleted "
+                                 "before it")
             os.unlink(record.trash_path)
         except FileNotFoundError:
             pass

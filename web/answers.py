@@ -569,6 +569,8 @@ class FolderResult(Answer):
     excluded: int = Field(None, description="New files skipped: deleted by an admin (path or "
                                             "content).")
     kept: int = Field(None, description="Rows of missing files the removal guard kept.")
+    settling: int = Field(None, description="Files still being written, left for a later run "
+                          "(the watcher's; 0 for a re-index).")
     failed: int = None
     encoded: int = None
     seconds: float = None

@@ -38,8 +38,8 @@ from .answers import (Decided, DuplicateGroup, DuplicatesResponse, KeepPreview, 
 from .apispec import operation
 from .backend import current_backend
 from .errors import ApiError
-from .schemas import (NOT_READY, DecisionJson, DuplicatesCsvParams, DuplicatesParams, GroupsParams,
-                      KeepParams, writing)
+from .schemas import (CROSS_SITE, NOT_JSON, NOT_READY, DecisionJson, DuplicatesCsvParams,
+                      DuplicatesParams, GroupsParams, KeepParams, writing)
 from .security import refuse_cross_site
 
 bp = Blueprint("duplicates", __name__, url_prefix="/api/duplicates")
@@ -47,8 +47,6 @@ bp = Blueprint("duplicates", __name__, url_prefix="/api/duplicates")
 EXTENSION = "lookalike_duplicates"
 KEEP_CANDIDATES = 2  # neighbour graphs kept (catalog version, model, threshold): up to ~300 MB each
 KEEP_CUTS = 8  # their cuts (decisions, min_size)
-CROSS_SITE = "A request made by another site's page."
-NOT_JSON = "The body is not application/json."
 
 
 class GroupCache:

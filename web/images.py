@@ -146,6 +146,11 @@ def preview(image_id: int):
     row = backend.record(image_id)
     if (row.format or "").upper() in BROWSER_FORMATS:
         return original(image_id)
+    etag = f"preview-{row.sha256[:32]}"
+    if request.if_none_match.contains(etag):  # before the costly decode
+        response = Response(status=304)
+        response.set_etag(etag)
+        return response
     with indexed_file(backend.store, row) as f:
         try:
             img, _ = open_image(f)
@@ -156,7 +161,7 @@ def preview(image_id: int):
     out = io.BytesIO()
     img.save(out, "JPEG", quality=92)
     response = Response(out.getvalue(), mimetype="image/jpeg")
-    response.set_etag(f"preview-{row.sha256[:32]}")
+    response.set_etag(etag)
     response.headers["Content-Disposition"] = content_disposition(
         PurePath(row.path).name + ".jpg")
     return response.make_conditional(request)

@@ -271,8 +271,8 @@ class EmptyTrashJson(BaseModel):
     """The same, as a JSON body (it wins over the query)."""
 
     model_config = ConfigDict(extra="forbid")
-    older_than_days: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)] | None = \
-        Field(None, description=OLDER_THAN)
+    older_than_days: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)] = Field(
+        None, description=OLDER_THAN)  # a null is refused: it must not mean "everything"
 
 
 # -- what the errors of each endpoint mean -----------------------------------------------------
@@ -286,8 +286,11 @@ UPLOAD_ERRORS = {
     503: NOT_READY,
 }
 CANNOT_MOVE = ("busy: another writer holds the data dir's lock; cannot_move: a file cannot go "
-               "to the trash or back (changed since indexed, gone, or something else at its "
-               "place); nothing was moved.")
+               "to the trash or back (changed since indexed, gone, a link's target, or "
+               "something else at its place). Every file is checked first, so nothing moved, "
+               "unless the message says how many did before the one that could not.")
+CROSS_SITE = "A request made by another site's page."
+NOT_JSON = "The body is not application/json."
 DISABLED = "Admin endpoints are disabled (no LOOKALIKE_ADMIN_TOKEN configured)."
 UNAUTHORIZED = "Missing or wrong 'Authorization: Bearer <token>'."
 BUSY = ("Another writer (`lookalike index`, a running re-index job, ...) holds the data dir's "

@@ -25,16 +25,14 @@ from .api import ID
 from .apispec import ADMIN_SECURITY, operation
 from .backend import current_backend
 from .errors import ApiError
-from .schemas import (ADMIN_ERRORS, CANNOT_MOVE, PATH_ID, EmptyTrashJson, EmptyTrashParams,
-                      TrashJson, writing)
+from .schemas import (ADMIN_ERRORS, CANNOT_MOVE, CROSS_SITE, NOT_JSON, PATH_ID, EmptyTrashJson,
+                      EmptyTrashParams, TrashJson, writing)
 from .security import admin_refusal, refuse_cross_site
 from .thumbnails import OriginalUnavailable, cached_thumbnail, make_thumbnail
 
 bp = Blueprint("trash", __name__, url_prefix="/api/trash")
 
-CROSS_SITE = "A request made by another site's page."
 MOVES = {**ADMIN_ERRORS, 403: f"{ADMIN_ERRORS[403]} Or: {CROSS_SITE}", 409: CANNOT_MOVE}
-NOT_JSON = "The body is not application/json."
 
 
 @bp.before_request
@@ -113,7 +111,8 @@ def empty(params: EmptyTrashParams, body: EmptyTrashJson | None):
 
     ``older_than_days`` may come in the query or in a JSON body.
     """
-    days = body.older_than_days if body is not None else params.older_than_days
+    given = body is not None and "older_than_days" in body.model_fields_set
+    days = body.older_than_days if given else params.older_than_days
     return moving("emptying the trash of", lambda store: answer(Emptied(
         deleted=trashed_answers(empty_trash(store, days)))))
 

@@ -53,7 +53,7 @@ def test_trash_and_restore_keep_the_id_decisions_and_code(indexed, collection, t
 
     out = run(indexed, "trash", str(victim)).stdout
     assert f"trashed {victim:6d}" in out
-    moved = collection / TRASH_FOLDER / f"{victim}-{first.name}"
+    [moved] = (collection / TRASH_FOLDER).glob(f"*-{victim}-{first.name}")
     assert not first.exists() and moved.read_bytes() == query.read_bytes()
     catalog, in_index = state(indexed)
     assert victim not in catalog and victim not in in_index
@@ -106,7 +106,7 @@ def test_bad_requests_change_nothing(indexed, collection):
     taken = run(indexed, "trash", "--restore", str(one), ok=False)
     assert "something else is at" in taken.output
     assert files[0].read_bytes() == b"a new file where the trashed one was"
-    assert (collection / TRASH_FOLDER / f"{one}-{files[0].name}").exists()
+    assert len(list((collection / TRASH_FOLDER).glob(f"*-{one}-{files[0].name}"))) == 1
     assert "no image with id 7777 in the trash" in run(
         indexed, "trash", "--restore", "7777", ok=False).output
 
@@ -197,7 +197,6 @@ def test_a_kill_mid_move_loses_no_file_and_the_next_run_settles_it(indexed, coll
     first = sorted(collection.rglob("*.png"))[0]
     content, victim = first.read_bytes(), ids[str(first.resolve())]
     code = code_of(indexed, victim)
-    trashed = collection / TRASH_FOLDER / f"{victim}-{first.name}"
     if restoring:
         run(indexed, "trash", str(victim))
     args = ["--data-dir", str(indexed), "-q", "trash", str(victim)] + (
@@ -208,7 +207,7 @@ def test_a_kill_mid_move_loses_no_file_and_the_next_run_settles_it(indexed, coll
     child.join()
     assert child.exitcode == -signal.SIGKILL
 
-    where = [p for p in (first, trashed) if p.exists()]
+    where = [p for p in [first, *(collection / TRASH_FOLDER).glob("*")] if p.exists()]
     assert len(where) == 1 and where[0].read_bytes() == content  # one copy, whole
 
     summary = index_into(indexed, collection)  # the next writer settles the journal
@@ -225,3 +224,33 @@ def test_a_kill_mid_move_loses_no_file_and_the_next_run_settles_it(indexed, coll
         assert code_of(indexed, victim) == code
     assert len(catalog) + len(listed) == len(ids)
     assert "problem" not in run(indexed, "check").stdout  # exit status 0 as well
+
+
+def test_a_file_a_kept_link_points_to_stays(indexed, collection):
+    target = sorted(collection.rglob("*.png"))[0]
+    link = collection / "favourite.png"
+    link.symlink_to(target)
+    index_into(indexed, collection)
+    ids = ids_by_path(indexed)
+    refused = run(indexed, "trash", str(ids[str(target)]), ok=False)
+    assert "is a link to it" in refused.output and target.exists()
+    run(indexed, "trash", str(ids[str(target)]), str(ids[str(link)]))  # both may go
+    assert not target.exists() and not os.path.lexists(link)
+
+
+def test_two_data_dirs_over_one_folder_never_share_a_trash_file(indexed, collection, tmp_path):
+    other = tmp_path / "other-data"
+    other.mkdir()
+    make_model(other / "model.pt")
+    index_into(other, collection)
+    first, second = sorted(collection.rglob("*.png"))[:2]
+    mine, theirs = ids_by_path(indexed)[str(first)], ids_by_path(other)[str(second)]
+    run(indexed, "trash", str(mine))
+    run(other, "trash", str(theirs))
+    names = sorted(p.name for p in (collection / TRASH_FOLDER).iterdir())
+    assert len(names) == 2 and names[0].split("-")[0] != names[1].split("-")[0]
+    run(indexed, "trash", "--empty")
+    assert [p.name for p in (collection / TRASH_FOLDER).iterdir()] == [
+        n for n in names if n.endswith(second.name)]  # theirs is untouched
+    run(other, "trash", "--restore", str(theirs))
+    assert second.exists()

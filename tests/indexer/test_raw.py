@@ -40,6 +40,10 @@ def test_a_dng_is_found_and_decoded_like_the_picture_it_recorded(dng, tmp_path):
 def test_an_ordinary_tiff_stays_a_tiff_and_a_broken_raw_is_a_clear_skip(tmp_path):
     Image.new("RGB", (40, 30), (10, 200, 10)).save(tmp_path / "scan.tif")
     assert open_image(tmp_path / "scan.tif")[0].format == "TIFF"
+    # A camera maker's name alone (an edited export) does not make a RAW of a TIFF.
+    Image.new("RGB", (40, 30), (10, 200, 10)).save(tmp_path / "export.tif",
+                                                   tiffinfo={271: "Canon"})
+    assert open_image(tmp_path / "export.tif")[0].format == "TIFF"
     broken = tmp_path / "broken.nef"
     broken.write_bytes(b"II*\x00" + bytes(200))
     with pytest.raises(ImageDecodeError, match="not a recognised image format"):

@@ -93,7 +93,8 @@ def test_bad_requests_move_nothing(admin_client, own_library):
     assert all(f.exists() for f in files)
     assert_error(admin_client.post("/api/trash/empty", query_string={"older_than_days": "-1"},
                                    headers=AUTH), 400, "bad_parameter")
-    for bad in ({"older_than_days": -1}, {"older_than_days": "1"}, {"days": 1}):
+    for bad in ({"older_than_days": -1}, {"older_than_days": "1"}, {"days": 1},
+                {"older_than_days": None}):  # null must not mean "everything"
         response = admin_client.post("/api/trash/empty", json=bad, headers=AUTH)
         assert response.status_code == 400, bad
     assert admin_client.get("/api/trash").get_json() == {"trash": []}
@@ -105,6 +106,8 @@ def test_empty_deletes_only_what_is_old_enough(admin_client, own_library):
     admin_client.post("/api/trash", json={"images": [victim]}, headers=AUTH)
     kept = admin_client.post("/api/trash/empty", json={"older_than_days": 1}, headers=AUTH)
     assert kept.get_json() == {"deleted": []}
+    by_query = admin_client.post("/api/trash/empty?older_than_days=1", json={}, headers=AUTH)
+    assert by_query.get_json() == {"deleted": []}  # a body without the field: the query's
     [trashed] = admin_client.get("/api/trash").get_json()["trash"]
     emptied = admin_client.post("/api/trash/empty", headers=AUTH).get_json()["deleted"]
     assert [t["id"] for t in emptied] == [victim]

@@ -95,13 +95,18 @@ def lock_data_dir(obj: Context, doing: str) -> WriterLock:
     Two writers would each keep an index in memory that misses the
     other's commits; see search.lock.
     """
-    waited_since = None
+    waited_since = unnamed_since = None
     while True:
         try:
             return click.get_current_context().with_resource(
                 WriterLock(obj.data_dir, doing, obj.settings.database_url))
         except DataDirBusy as exc:
             by = holder(obj.data_dir)
+            if by is None and unnamed_since is None:  # taken or given back this instant
+                unnamed_since = time.monotonic()
+            if by is None and time.monotonic() - unnamed_since < 1.0:
+                time.sleep(0.1)
+                continue
             if by is None or by[1] != WATCHING:
                 raise click.ClickException(str(exc)) from exc
             if waited_since is None:

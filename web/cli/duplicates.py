@@ -102,8 +102,8 @@ def _keep_by_rule(obj: Context, store, groups: list[Group], rule: KeepRule, appl
                 trashed = [t.id for t in trash_images(
                     store, [i for plan in plans for i in plan.others])]
         except (NotFound, TrashError) as exc:
-            raise click.ClickException(f"{len(decided)} decision(s) recorded, but: {exc}; "
-                                       "nothing was moved") from exc
+            raise click.ClickException(f"{len(decided)} decision(s) recorded, but: {exc}") \
+                from exc
     if as_json:
         click.echo(json.dumps({"rule": rule.text, "plans": [p.as_dict() for p in plans],
                                "decisions": decided, "trashed": trashed}, indent=2))

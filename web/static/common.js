@@ -195,8 +195,12 @@ window.Lookalike = (() => {
     }
   }
 
-  // POST *body* as JSON with the admin token; the answer's JSON.
+  // POST *body* as JSON with the admin token; the answer's JSON. Without a token typed,
+  // nothing is sent: the error says what to do.
   function callAdmin(url, body) {
+    if (!sessionStorage.getItem(TOKEN_KEY)) {
+      return Promise.reject(new Error("Moving files needs the admin token: type it first."));
+    }
     return callApi(url, {
       method: "POST",
       headers: {
@@ -210,5 +214,6 @@ window.Lookalike = (() => {
   return Object.freeze({
     $, safeUrl, safeDataUrl, showMessage, callApi, formatNumber, formatBytes, image, figure,
     intValue, busy, firstImage, acceptImages, card, linkCard, filters, adminToken, callAdmin,
+    hasAdminToken: () => Boolean(sessionStorage.getItem(TOKEN_KEY)),
   });
 })();

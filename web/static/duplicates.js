@@ -44,6 +44,7 @@
   // A group's copies that are not kept: a pending group is first decided for its first
   // image (the one the page shows to keep), as "Keep this one" would.
   async function trashOthers(group) {
+    if (!L.hasAdminToken()) throw new Error("Moving files needs the admin token: type it first.");
     if (group.decision === null) {
       await decide({ kind: "keep", images: group.images.map((i) => i.id), keep: group.images[0].id });
     }
@@ -368,6 +369,9 @@
   }
 
   async function applyRule() {
+    if ($("rule-trash").checked && !L.hasAdminToken()) {
+      throw new Error("Moving files needs the admin token: type it first.");
+    }
     rulePreview.hidden = true;
     try {
       const body = await L.callApi(`api/duplicates/keep?${previewed}`, { method: "POST" });

@@ -161,7 +161,8 @@
     try {
       body = await L.callApi("api/watch");
     } catch (_) {
-      return; // a status line is not worth an error message
+      setTimeout(showWatcher, 15000); // a status line is not worth an error message
+      return;
     }
     box.hidden = !body.watching;
     if (!body.watching) return;

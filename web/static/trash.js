@@ -44,6 +44,10 @@
   $("empty-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const days = $("older-than-input").value.trim();
+    if (days !== "" && !(Number.isFinite(Number(days)) && Number(days) >= 0)) {
+      L.showMessage("Days must be a number of 0 or more.");
+      return;
+    }
     const what = days === "" ? "every file in the trash" : `the files trashed over ${days} days ago`;
     if (!confirm(`Delete ${what} for good? This cannot be undone.`)) return;
     L.busy($("empty-button"), async () => {
