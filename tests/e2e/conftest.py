@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from PIL import Image
 
-from ..web.conftest import HOSTILE_NAME, Library, build_library
+from ..web.conftest import HOSTILE_NAME, Library, build_library, index_more, private_copy
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -58,6 +59,23 @@ def library(tmp_path_factory) -> Library:
     """The browser tests' library: 8 images of each shape and the two ``ODD_NAMES`` (26), a
     tiny model trained on them, the index. Read-only: see this module's docstring."""
     return build_library(tmp_path_factory.mktemp("browser"), per_class=8, extra=ODD_NAMES)
+
+
+def with_copies(library: Library, root: Path, larger_square: bool = False) -> Library:
+    """A private copy of *library* with three identical circles and two identical squares
+    (and, if asked, a square at twice the size), indexed: pages that take decisions or move
+    files work on it."""
+    built = private_copy(library, root)
+    folder = built.collection / "copies"
+    folder.mkdir()
+    circle, square = built.files["circle"][0], built.files["square"][0]
+    for name in ("circle-again.png", "circle-once-more.png"):
+        (folder / name).write_bytes(circle.read_bytes())
+    (folder / "square-same.png").write_bytes(square.read_bytes())
+    if larger_square:
+        Image.open(square).resize((96, 96), Image.NEAREST).save(folder / "square-large.png")
+    index_more(built.data_dir, folder)
+    return built
 
 
 @contextmanager

@@ -3,10 +3,9 @@ every thumbnail and reconstruction rendered, decisions taken and undone, pages t
 from __future__ import annotations
 
 import pytest
-from PIL import Image
 
-from ..web.conftest import Library, index_more, private_copy
-from .conftest import ALL_RENDERED, needs_chromium
+from ..web.conftest import Library
+from .conftest import ALL_RENDERED, needs_chromium, with_copies
 
 pytestmark = needs_chromium
 
@@ -15,18 +14,9 @@ GROUPS = "#groups .group"
 
 @pytest.fixture(scope="module")
 def library(library, tmp_path_factory) -> Library:
-    """A private copy of the shared library (these tests take decisions), with three
-    identical circles, two identical squares and a larger square."""
-    built = private_copy(library, tmp_path_factory.mktemp("browser-duplicates"))
-    folder = built.collection / "copies"
-    folder.mkdir()
-    circle, square = built.files["circle"][0], built.files["square"][0]
-    for name in ("circle-again.png", "circle-once-more.png"):
-        (folder / name).write_bytes(circle.read_bytes())
-    (folder / "square-same.png").write_bytes(square.read_bytes())
-    Image.open(square).resize((96, 96), Image.NEAREST).save(folder / "square-large.png")
-    index_more(built.data_dir, folder)
-    return built
+    """The shared library's copy with copies in it: these tests take decisions."""
+    return with_copies(library, tmp_path_factory.mktemp("browser-duplicates"),
+                       larger_square=True)
 
 
 def show(page, threshold: str, status: str = "pending", per_page: str = "20") -> None:

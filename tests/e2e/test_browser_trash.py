@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from ..web.conftest import Library, index_more, private_copy
-from .conftest import ALL_RENDERED, needs_chromium, running_app
+from ..web.conftest import Library
+from .conftest import ALL_RENDERED, needs_chromium, running_app, with_copies
 
 pytestmark = needs_chromium
 
@@ -20,17 +19,8 @@ IDLE = "() => !document.body.classList.contains('busy')"
 
 @pytest.fixture(scope="module")
 def library(library, tmp_path_factory) -> Library:
-    """A private copy of the shared library (these tests move files), with three identical
-    circles, two identical squares and a triangle twice (its copy larger)."""
-    built = private_copy(library, tmp_path_factory.mktemp("browser-trash"))
-    folder = built.collection / "copies"
-    folder.mkdir()
-    circle, square = built.files["circle"][0], built.files["square"][0]
-    for name in ("circle-again.png", "circle-once-more.png"):
-        (folder / name).write_bytes(circle.read_bytes())
-    (folder / "square-same.png").write_bytes(square.read_bytes())
-    index_more(built.data_dir, folder)
-    return built
+    """The shared library's copy with copies in it: these tests move files."""
+    return with_copies(library, tmp_path_factory.mktemp("browser-trash"))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import shutil
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
