@@ -478,6 +478,23 @@ def keep_preview(rule: str, threshold: float, plans: list[Keep],
                        others=sum(len(p.others) for p in plans), plans=found, **more)
 
 
+# -- the map ---------------------------------------------------------------------------------
+
+class MapAnswer(Answer):
+    method: Literal["pca"] = Field(description="How codes became places: PCA of the "
+                                   "normalised codes.")
+    count: int
+    ids: list[int]
+    x: list[float] = Field(description="In [-1, 1]; x[i] is ids[i]'s.")
+    y: list[float]
+    folders: list[str] = Field(description="The folders, sorted; `folder` indexes them.")
+    folder: list[int]
+    date: list[float] = Field(description="File dates: capture time, else modification "
+                              "time, epoch seconds.")
+    reconstruction_error: list[float] = Field(description="High: the model finds the "
+                                              "image unusual (anomalies).")
+
+
 # -- the watcher -----------------------------------------------------------------------------
 
 class WatchAnswer(Answer):

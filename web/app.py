@@ -13,8 +13,8 @@ from flask import Flask
 
 from search.settings import Settings
 
-from . import (admin, anomalies, api, apispec, duplicates, explore, images, library, pages,
-               security, tools, trash, watching)
+from . import (admin, anomalies, api, apispec, collection_map, duplicates, explore, images,
+               library, pages, security, tools, trash, watching)
 from .backend import Backend
 from .errors import register_error_handlers
 from .uploads import InMemoryRequest
@@ -44,7 +44,7 @@ def create_app(test_config: Mapping[str, Any] | None = None,
 
 
 BLUEPRINTS = (pages, api, images, library, admin, tools, anomalies, duplicates, trash, watching,
-              explore)
+              collection_map, explore)
 
 
 def openapi_document() -> dict[str, Any]:

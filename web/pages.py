@@ -27,6 +27,7 @@ ASSETS = {
     "explore.js": "text/javascript",
     "duplicates.js": "text/javascript",
     "trash.js": "text/javascript",
+    "map.js": "text/javascript",
     "library.js": "text/javascript",
     "region.js": "text/javascript",
     "style.css": "text/css",
@@ -85,6 +86,12 @@ def duplicates():
     """The library's near-duplicate groups, to review a page at a time."""
     return render_template("duplicates.html", message=current_backend().readiness(),
                            per_page=PER_PAGE_DEFAULT, per_page_max=PER_PAGE_MAX)
+
+
+@bp.get("/map")
+def map_page():
+    """Every indexed image placed by its code, to pan and zoom through."""
+    return render_template("map.html", message=current_backend().readiness())
 
 
 @bp.get("/trash")

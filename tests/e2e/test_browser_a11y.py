@@ -17,6 +17,7 @@ PAGES = {  # page → what shows once its script has drawn it
     "/anomalies": "#anomalies-summary:not(:empty)",
     "/denoise": "#drop-zone",
     "/trash": "#trash-summary:not(:empty)",
+    "/map": "#map-summary:not(:empty)",
 }
 
 

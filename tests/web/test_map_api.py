@@ -1,0 +1,50 @@
+"""GET /api/map: every indexed image once, placed in [-1, 1] with its folder, date and
+reconstruction error; look-alikes (the same shape) lie closer than chance; a new image
+appears without the others moving."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from ..synthetic import SHAPES
+from .conftest import image_id, index_more, ok_json
+
+
+def test_every_image_is_placed_once_with_its_facts(client, library):
+    body = ok_json(client, "/api/map")
+    ids = body["ids"]
+    assert body["method"] == "pca" and body["count"] == len(ids) == len(library.all_files())
+    assert len(set(ids)) == len(ids)
+    xy = np.array([body["x"], body["y"]]).T
+    assert np.abs(xy).max() <= 1.0 and np.abs(xy).max() > 0.99  # scaled into [-1, 1]
+    shape_of = {image_id(library.data_dir, p): shape for shape, paths in library.files.items()
+                for p in paths}
+    assert {body["folders"][f] for f in body["folder"]} == {
+        str(p.parent) for p in library.all_files()}
+    assert all(d > 0 for d in body["date"]) and all(e >= 0 for e in body["reconstruction_error"])
+    # Each image's nearest neighbour on the map is mostly of its own shape (chance: 1/3).
+    known = [i for i, image in enumerate(ids) if image in shape_of]
+    same = 0
+    for i in known:
+        distance = np.linalg.norm(xy[known] - xy[i], axis=1)
+        distance[known.index(i)] = np.inf
+        same += shape_of[ids[known[int(np.argmin(distance))]]] == shape_of[ids[i]]
+    assert same / len(known) > 1.5 / len(SHAPES), Counter(shape_of.values())
+
+
+def test_a_new_image_joins_and_the_others_stay(apps, own_library):
+    client = apps(own_library.data_dir).test_client()
+    before = ok_json(client, "/api/map")
+    folder = own_library.collection / "new"
+    folder.mkdir()
+    (folder / "again.png").write_bytes(own_library.files["circle"][0].read_bytes())
+    index_more(own_library.data_dir, folder)
+    after = ok_json(client, "/api/map")
+    assert after["count"] == before["count"] + 1
+    old = {i: (x, y) for i, x, y in zip(before["ids"], before["x"], before["y"])}
+    new = {i: (x, y) for i, x, y in zip(after["ids"], after["x"], after["y"])}
+    widest = max(old, key=lambda i: abs(old[i][0]))
+    scale = old[widest][0] / new[widest][0]  # the answer is scaled into [-1, 1] each time
+    for i, (x, y) in old.items():  # the same place, up to that scaling
+        assert abs(new[i][0] * scale - x) < 1e-3 and abs(new[i][1] * scale - y) < 1e-3
