@@ -40,3 +40,15 @@ def test_the_map_shows_every_image_and_zooms_into_thumbnails(page, server, libra
     page.wait_for_url(re.compile(r"/search\?similar=\d+$"))
     page.wait_for_function("() => document.querySelectorAll('#results .card').length > 0")
     assert page.watcher.problems == []
+
+
+def test_a_search_result_is_shown_on_the_map(page, server):
+    first = page.request.get(f"{server}/api/library").json()["images"][0]["id"]
+    page.goto(f"{server}/search?similar={first}")
+    page.wait_for_function("() => document.querySelectorAll('#results .card').length > 0")
+    hit = page.get_attribute("#results .card:nth-child(2)", "data-id")
+    page.click(f'#results .card[data-id="{hit}"] .on-map')
+    page.wait_for_url(re.compile(rf"/map\?id={hit}$"))
+    page.wait_for_selector(f'#map-tiles .map-tile[data-id="{hit}"]')
+    assert page.text_content("#map-zoom") != "whole map"  # opened close in, on it
+    assert page.watcher.problems == []

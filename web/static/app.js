@@ -89,6 +89,7 @@
     open.dataset.id = String(hit.id);
     open.addEventListener("click", () => navigateToImage(hit.id));
     node.querySelector(".original").href = safeUrl(hit.original_url);
+    node.querySelector(".on-map").href = `map?id=${encodeURIComponent(hit.id)}`;
     const copies = Array.isArray(hit.copies) ? hit.copies : [];
     if (copies.length) {
       const label = node.querySelector(".copies");
