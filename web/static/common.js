@@ -183,6 +183,38 @@ window.Lookalike = (() => {
     return { loaded, addTo };
   }
 
+  // Pan and zoom *element*'s view by keyboard (+, −, 0 to fit, arrows), wheel and drag.
+  // zoomBy(factor, event) zooms (factor 0: fit; event: the wheel's, where the pointer is);
+  // pan(dx, dy) moves by pixels; targets that *ignore* names keep their own keys and clicks.
+  function panZoom(element, { zoomBy, pan, step = 1.25, ignore = () => false }) {
+    const moves = { ArrowLeft: [40, 0], ArrowRight: [-40, 0], ArrowUp: [0, 40], ArrowDown: [0, -40] };
+    let drag = null;
+    element.addEventListener("keydown", (event) => {
+      if (ignore(event.target)) return;
+      if (event.key === "+" || event.key === "=") zoomBy(step);
+      else if (event.key === "-") zoomBy(1 / step);
+      else if (event.key === "0") zoomBy(0);
+      else if (moves[event.key]) pan(...moves[event.key]);
+      else return;
+      event.preventDefault();
+    });
+    element.addEventListener("wheel", (event) => {
+      event.preventDefault();
+      zoomBy(event.deltaY < 0 ? step : 1 / step, event);
+    }, { passive: false });
+    element.addEventListener("pointerdown", (event) => {
+      if (ignore(event.target)) return;
+      drag = { x: event.clientX, y: event.clientY };
+      element.setPointerCapture(event.pointerId);
+    });
+    element.addEventListener("pointermove", (event) => {
+      if (!drag) return;
+      pan(event.clientX - drag.x, event.clientY - drag.y);
+      drag = { x: event.clientX, y: event.clientY };
+    });
+    element.addEventListener("pointerup", () => { drag = null; });
+  }
+
   // The operator's admin token (_admin_token.html), which moving files needs. Kept in
   // sessionStorage: for this tab only, gone when it closes, never sent but as a header.
   const TOKEN_KEY = "lookalike-admin-token";
@@ -214,6 +246,6 @@ window.Lookalike = (() => {
   return Object.freeze({
     $, safeUrl, safeDataUrl, showMessage, callApi, formatNumber, formatBytes, image, figure,
     intValue, busy, firstImage, acceptImages, card, linkCard, filters, adminToken, callAdmin,
-    hasAdminToken: () => Boolean(sessionStorage.getItem(TOKEN_KEY)),
+    panZoom, hasAdminToken: () => Boolean(sessionStorage.getItem(TOKEN_KEY)),
   });
 })();

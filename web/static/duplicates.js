@@ -220,7 +220,6 @@
     const slider = $("overlay-slider");
     const STEP = 1.25;
     const view = { zoom: 1, x: 0, y: 0 }; // zoom over each image's fit; pan in viewport px
-    let drag = null;
 
     // Each image is scaled to fit its viewport, times the shared zoom, and moved by the
     // shared pan: the same part of both shows, whatever their resolutions.
@@ -288,29 +287,7 @@
     $("zoom-out").addEventListener("click", () => zoomBy(1 / STEP));
     $("zoom-fit").addEventListener("click", () => zoomBy(0));
     $("compare-close").addEventListener("click", () => dialog.close());
-    panes.addEventListener("keydown", (event) => {
-      const moves = { ArrowLeft: [40, 0], ArrowRight: [-40, 0], ArrowUp: [0, 40], ArrowDown: [0, -40] };
-      if (event.key === "+" || event.key === "=") zoomBy(STEP);
-      else if (event.key === "-") zoomBy(1 / STEP);
-      else if (event.key === "0") zoomBy(0);
-      else if (moves[event.key]) pan(...moves[event.key]);
-      else return;
-      event.preventDefault();
-    });
-    panes.addEventListener("wheel", (event) => {
-      event.preventDefault();
-      zoomBy(event.deltaY < 0 ? STEP : 1 / STEP);
-    }, { passive: false });
-    panes.addEventListener("pointerdown", (event) => {
-      drag = { x: event.clientX, y: event.clientY };
-      panes.setPointerCapture(event.pointerId);
-    });
-    panes.addEventListener("pointermove", (event) => {
-      if (!drag) return;
-      pan(event.clientX - drag.x, event.clientY - drag.y);
-      drag = { x: event.clientX, y: event.clientY };
-    });
-    panes.addEventListener("pointerup", () => { drag = null; });
+    L.panZoom(panes, { zoomBy, pan, step: STEP });
     window.addEventListener("resize", () => dialog.open && draw());
     return { open };
   })();

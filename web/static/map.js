@@ -17,7 +17,6 @@
     "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
   const state = { zoom: 1, cx: 0, cy: 0 }; // the map point at the view's centre
   let points = null;
-  let drag = null;
 
   // Map coordinates ([-1, 1]) → pixels in the view, and back.
   function scale() {
@@ -104,8 +103,16 @@
     }
   }
 
-  function zoomBy(factor) {
+  // Zoom by *factor* (0: the whole map), about the pointer when a wheel *event* says where.
+  function zoomBy(factor, event) {
+    const box = view.getBoundingClientRect();
+    const px = event ? event.clientX - box.left - view.clientWidth / 2 : 0;
+    const py = event ? event.clientY - box.top - view.clientHeight / 2 : 0;
+    const mx = px / scale() + state.cx;
+    const my = -py / scale() + state.cy;
     state.zoom = Math.min(4096, Math.max(1, state.zoom * factor));
+    state.cx = mx - px / scale(); // the point under the pointer stays under it
+    state.cy = my + py / scale();
     if (state.zoom === 1) state.cx = state.cy = 0;
     draw();
   }
@@ -128,41 +135,12 @@
   $("map-zoom-in").addEventListener("click", () => zoomBy(STEP));
   $("map-zoom-out").addEventListener("click", () => zoomBy(1 / STEP));
   $("map-fit").addEventListener("click", () => zoomBy(0));
-  view.addEventListener("keydown", (event) => {
-    const moves = { ArrowLeft: [40, 0], ArrowRight: [-40, 0], ArrowUp: [0, 40], ArrowDown: [0, -40] };
-    if (event.target !== view) return; // Enter on a tile follows its link
-    if (event.key === "+" || event.key === "=") zoomBy(STEP);
-    else if (event.key === "-") zoomBy(1 / STEP);
-    else if (event.key === "0") zoomBy(0);
-    else if (moves[event.key]) pan(...moves[event.key]);
-    else return;
-    event.preventDefault();
+  L.panZoom(view, {
+    zoomBy,
+    pan,
+    step: STEP,
+    ignore: (target) => Boolean(target.closest(".map-tile")), // Enter or a click follows the link
   });
-  view.addEventListener("wheel", (event) => {
-    event.preventDefault();
-    const box = view.getBoundingClientRect();
-    const before = scale();
-    const mx = (event.clientX - box.left - view.clientWidth / 2) / before + state.cx;
-    const my = -(event.clientY - box.top - view.clientHeight / 2) / before + state.cy;
-    const factor = event.deltaY < 0 ? STEP : 1 / STEP;
-    state.zoom = Math.min(4096, Math.max(1, state.zoom * factor));
-    const after = scale(); // the point under the pointer stays under it
-    state.cx = mx - (event.clientX - box.left - view.clientWidth / 2) / after;
-    state.cy = my + (event.clientY - box.top - view.clientHeight / 2) / after;
-    if (state.zoom === 1) state.cx = state.cy = 0;
-    draw();
-  }, { passive: false });
-  view.addEventListener("pointerdown", (event) => {
-    if (event.target.closest(".map-tile")) return;
-    drag = { x: event.clientX, y: event.clientY };
-    view.setPointerCapture(event.pointerId);
-  });
-  view.addEventListener("pointermove", (event) => {
-    if (!drag) return;
-    pan(event.clientX - drag.x, event.clientY - drag.y);
-    drag = { x: event.clientX, y: event.clientY };
-  });
-  view.addEventListener("pointerup", () => { drag = null; });
   window.addEventListener("resize", draw);
   // map?id=N opens centred on that image, close enough to see it and its neighbours.
   function centreOnAsked() {
