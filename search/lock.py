@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import socket
 from pathlib import Path
@@ -35,6 +36,8 @@ from .store import LOCK_FILE
 DEBRIS_PATTERNS = (".index-*.tmp", ".ckpt-*.tmp", "models/.*.link", "models/.ckpt-*.tmp")
 
 _held_fds: set[int] = set()
+
+log = logging.getLogger(__name__)
 
 
 def _close_in_child() -> None:
@@ -177,11 +180,18 @@ class CatalogLock:
         _held_fds.add(self._fileno)
 
     def release(self) -> None:
-        """Closing the session releases the lock."""
+        """Unlock, then close the session. Closing alone would release the lock too, but
+        only once the server's backend has ended: a writer right after (a second request
+        of the same page) could still find it held."""
         conn, self._conn = self._conn, None
         _held_fds.discard(self._fileno)
         try:
             if conn is not None:
+                try:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
+                    conn.commit()
+                except Exception:  # a connection already broken: closing it releases the lock
+                    log.warning("could not unlock the catalog; closing its session does")
                 conn.close()
         finally:
             self.engine.dispose()

@@ -31,6 +31,9 @@ def create_app(test_config: Mapping[str, Any] | None = None,
     app = Flask(__name__, instance_path=str(settings.instance_path), static_folder=None)
     app.request_class = InMemoryRequest
     app.json.sort_keys = False
+    # "/api/images/0//similar" (an id "0/", escaped) would get Werkzeug's HTML redirect;
+    # a path that is not a route is a JSON 404 like any other.
+    app.url_map.merge_slashes = False
     # Flask's own keys; ours are read from the settings object (``current_settings``).
     app.config.from_mapping(settings.flask)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length

@@ -315,3 +315,9 @@ def test_traversal_in_every_field(client, catalog_ids, value):
     assert error_code(response) == "bad_request"  # no field named 'image'
     for url in ID_URLS:
         assert check(client.get(url.format(quote(value, safe=""))), image_ok=True)
+
+
+def test_a_doubled_slash_is_a_json_404_not_a_redirect(client):
+    """An id of "0/" escaped makes "//" in the path: no HTML redirect, a JSON answer."""
+    for path in ("/api/images/0%2F/similar", "/api/images/0//similar", "/images/1//thumbnail"):
+        assert error_code(client.get(path)) == "not_found", path
