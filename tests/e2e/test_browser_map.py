@@ -32,6 +32,15 @@ def test_the_map_shows_every_image_and_zooms_into_thumbnails(page, server, libra
     assert 0 < tiles <= 120
     page.screenshot(path=str(tmp_path / "map-close.png"))
 
+    folder = str(library.files["circle"][0].parent)
+    page.wait_for_selector(f'#folder-input option[value="{folder}"]', state="attached")
+    page.select_option("#folder-input", folder)
+    inside = sum(str(p.parent) == folder for p in library.files["circle"])
+    assert page.text_content("#map-summary").endswith(f"; {inside} within the filters.")
+    shown = page.locator("#map-tiles .map-tile:not(.outside)").count()
+    assert shown <= inside and page.locator("#map-tiles .map-tile.outside").count() > 0
+    page.select_option("#folder-input", "")
+    assert page.locator("#map-tiles .map-tile.outside").count() == 0
     page.select_option("#colour-input", "reconstruction_error")
     assert "unusual" in page.text_content("#map-legend")
     page.keyboard.press("Tab")  # from the map to its first thumbnail

@@ -56,6 +56,24 @@
   }
 
   let paint = [];
+  let outside = new Set(); // points the folder and date filters leave out, drawn grey
+
+  // The library's filters, applied here: the folder (or below it) and the day range.
+  function filtered() {
+    const folder = $("folder-input").value;
+    const from = $("from-input").value ? Date.parse(`${$("from-input").value}T00:00:00Z`) / 1000 : -Infinity;
+    const to = $("to-input").value ? Date.parse(`${$("to-input").value}T23:59:59Z`) / 1000 : Infinity;
+    const out = new Set();
+    points.ids.forEach((_, i) => {
+      const where = points.folders[points.folder[i]] || "";
+      const inFolder = !folder || where === folder || where.startsWith(`${folder}/`);
+      if (!inFolder || points.date[i] < from || points.date[i] > to) out.add(i);
+    });
+    $("map-summary").textContent = `${points.count} image(s), placed by ${points.method.toUpperCase()} ` +
+      `of their codes; ${points.folders.length} folder(s)` +
+      (out.size ? `; ${points.count - out.size} within the filters.` : ".");
+    return out;
+  }
 
   function draw() {
     if (!points) return;
@@ -71,7 +89,7 @@
       const [sx, sy] = toScreen(points.x[i], points.y[i]);
       if (sx < -TILE || sy < -TILE || sx > view.clientWidth + TILE || sy > view.clientHeight + TILE) continue;
       inView.push(i);
-      ctx.fillStyle = paint[i];
+      ctx.fillStyle = outside.has(i) ? "#d0d0d0" : paint[i];
       ctx.fillRect(sx - r / 2, sy - r / 2, r, r);
     }
     $("map-zoom").textContent = state.zoom === 1 ? "whole map" : `${Math.round(state.zoom * 100)} %`;
@@ -100,6 +118,7 @@
       const [sx, sy] = toScreen(points.x[i], points.y[i]);
       tile.style.transform = `translate(${sx - TILE / 2}px, ${sy - TILE / 2}px)`;
       tile.style.borderColor = paint[i];
+      tile.classList.toggle("outside", outside.has(i));
     }
   }
 
@@ -125,13 +144,16 @@
   async function load() {
     points = await L.callApi("api/map");
     paint = colours();
-    $("map-summary").textContent = `${points.count} image(s), placed by ${points.method.toUpperCase()} ` +
-      `of their codes; ${points.folders.length} folder(s).`;
+    outside = filtered();
     draw();
     centreOnAsked();
   }
 
   colourInput.addEventListener("change", () => { if (points) { paint = colours(); draw(); } });
+  L.filters().loaded.catch((err) => L.showMessage(err.message));
+  for (const id of ["folder-input", "from-input", "to-input"]) {
+    $(id).addEventListener("change", () => { if (points) { outside = filtered(); draw(); } });
+  }
   $("map-zoom-in").addEventListener("click", () => zoomBy(STEP));
   $("map-zoom-out").addEventListener("click", () => zoomBy(1 / STEP));
   $("map-fit").addEventListener("click", () => zoomBy(0));
