@@ -133,7 +133,9 @@ def index_folder(
                     settled)
     summary = IndexSummary.planned(work)
 
-    index = store.open_or_rebuild_index(encoder.dim, model_id)
+    saved = store.saved_index_if_current(encoder.dim, model_id)
+    index = saved if saved is not None else store.rebuild_index(encoder.dim, model_id)
+    version = store.catalog_version()
     _apply_plan(store, work)
     index.remove(work.remove)
 
@@ -153,7 +155,13 @@ def index_folder(
             store.publish_index(index, encoder.sha256)
             last_save = time.monotonic()
     bar.close()
-    _publish(store, index, encoder, model_id, root if switching else None, summary)
+    # A run that changed nothing (the watcher's usual pass) leaves the saved index alone:
+    # rewriting it would make every search engine reload it for nothing.
+    unchanged = (saved is not None and store.catalog_version() == version
+                 and store.index_model() == encoder.sha256
+                 and choose_index_type(index.ntotal, store.index_choice()) == index.index_type)
+    if not unchanged:
+        _publish(store, index, encoder, model_id, root if switching else None, summary)
     summary.seconds = time.time() - started
     return summary
 

@@ -369,20 +369,21 @@ class Store:
                  else np.zeros((0, dim), np.float32))
         return build_index(ids, codes, dim, choice)
 
-    def open_or_rebuild_index(self, dim: int, model_id: int) -> VectorIndex:
-        """The saved index if it holds exactly the model's catalog ids, else a rebuild.
+    def saved_index_if_current(self, dim: int, model_id: int) -> VectorIndex | None:
+        """The saved index when it holds exactly the model's catalog ids and reflects the
+        catalog's last change; else None, and the caller rebuilds it from the catalog.
 
-        This is what makes a crash between a catalog commit and an index
-        save harmless: the catalog is the truth, the index follows it. The
-        versions catch what ids cannot (a code replaced in place), and the
-        duplicate check an id added twice.
+        This is what makes a crash between a catalog commit and an index save
+        harmless: the catalog is the truth, the index follows it. The versions
+        catch what ids cannot (a code replaced in place), and the duplicate
+        check an id added twice.
         """
         try:
             index = self.load_index()
         except VectorIndexError:
-            return self.rebuild_index(dim, model_id)
+            return None
         ids = index.ids().tolist()
         if (index.dim == dim and self.index_is_current() and len(ids) == len(set(ids))
                 and set(ids) == self.catalog_ids(model_id)):
             return index
-        return self.rebuild_index(dim, model_id)
+        return None

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from search.lock import WATCHING, WriterLock
+from search.store import Store
 
 from ..conftest import state
 from .conftest import run
@@ -63,3 +64,22 @@ def test_index_waits_for_a_watchers_pass_and_for_nothing_else(indexed, collectio
         assert result.exit_code == 0 and "unchanged" in result.stdout
     else:
         assert result.exit_code == 1 and "indexing this data dir" in result.output
+
+
+def generation(data_dir) -> int:
+    store = Store.open(data_dir)
+    try:
+        return store.index_generation()
+    finally:
+        store.close()
+
+
+def test_a_pass_that_changes_nothing_leaves_the_index_file_alone(indexed, collection):
+    index_file = indexed / "index.faiss"
+    before = (index_file.stat().st_mtime_ns, generation(indexed))
+    run(indexed, "watch", "--once")  # nothing new: searches need not reload anything
+    assert (index_file.stat().st_mtime_ns, generation(indexed)) == before
+    shutil.copy(sorted(collection.rglob("*.png"))[0], collection / "new.png")
+    os.utime(collection / "new.png", (time.time() - 60,) * 2)
+    run(indexed, "watch", "--once")
+    assert generation(indexed) > before[1]
