@@ -88,7 +88,9 @@ def current_layout(store: Store, model: str, kept: Layout | None = None) -> Layo
         else:
             keep = np.isin(layout.ids, present)
             ids = np.concatenate([layout.ids[keep], new])
-            xy = np.concatenate([layout.xy[keep], layout.place(_codes(store, new, model))])
+            placed = layout.place(_codes(store, new, model)) if len(new) else \
+                np.zeros((0, 2), np.float32)  # only removals since
+            xy = np.concatenate([layout.xy[keep], placed])
             order = np.argsort(ids)
             layout = Layout(model, version, layout.fitted_on, layout.mean, layout.components,
                             ids[order], xy[order])

@@ -41,6 +41,12 @@ def test_new_images_are_placed_without_moving_the_others(indexed, collection):
         source_id = next(i for i, p in store.file_facts(list(after)).items()
                          if p[0] == str(source))
         np.testing.assert_allclose(after[copy_id], after[source_id], atol=1e-5)  # same bytes
+
+        (collection / "a-copy.png").unlink()  # only a removal since
+        index_into(indexed, collection)
+        fewer = current_layout(store, sha, placed)
+        assert sorted(fewer.ids.tolist()) == sorted(store.catalog_ids())
+        assert len(fewer.ids) == len(placed.ids) - 1
     finally:
         store.close()
 
