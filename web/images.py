@@ -112,12 +112,16 @@ def original(image_id: int):
     bytes must still sniff as an image type we index.
     """
     backend = current_backend()
-    row = backend.record(image_id)
-    f = indexed_file(backend.store, row)
+    return send_original(backend.store, backend.record(image_id))
+
+
+def send_original(store: Store, row: ImageRecord) -> Response:
+    """*row*'s file as it is on disk, when it is still the file indexed and still an image."""
+    f = indexed_file(store, row)
     try:
         _fmt, supported = sniff_format(f.read(16))
         if not supported:
-            raise ApiError(404, "not_found", f"the file of image {image_id} is no longer an "
+            raise ApiError(404, "not_found", f"the file of image {row.id} is no longer an "
                            "image; re-index its folder")
         f.seek(0)
         st = os.fstat(f.fileno())
@@ -145,7 +149,7 @@ def preview(image_id: int):
     backend = current_backend()
     row = backend.record(image_id)
     if (row.format or "").upper() in BROWSER_FORMATS:
-        return original(image_id)
+        return send_original(backend.store, row)
     etag = f"preview-{row.sha256[:32]}"
     if request.if_none_match.contains(etag):  # before the costly decode
         response = Response(status=304)
