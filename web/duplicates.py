@@ -125,6 +125,8 @@ def duplicates(params: DuplicatesParams):
     """
     found = current_groups(params)
     chosen = with_status(found.every, params.status)
+    if params.image is not None:
+        chosen = [g for g in chosen if any(m.id == params.image for m in g.members)]
     start = (params.page - 1) * params.per_page
     page = chosen[start:start + params.per_page]
     reviewed = len(with_status(found.every, "reviewed"))

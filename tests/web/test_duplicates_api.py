@@ -75,6 +75,17 @@ def test_groups_come_a_page_at_a_time(copies_client):
                                       "bad_parameter")
 
 
+def test_one_images_copies_are_its_group_alone(copies_client, copies):
+    """duplicates?image=ID (the lightbox's "Its copies"): that image's group, or none."""
+    circle = image_id(copies.data_dir, copies.files["circle"][0])
+    body = groups(copies_client, threshold=EXACT, image=circle, status="all")
+    assert body["total"] == 1 and circle in [i["id"] for i in body["groups"][0]["images"]]
+    alone = image_id(copies.data_dir, copies.files["square"][-1])
+    assert groups(copies_client, threshold=EXACT, image=alone, status="all")["total"] == 0
+    assert "image" in assert_error(copies_client.get("/api/duplicates?image=-1"), 400,
+                                   "bad_parameter")
+
+
 def test_a_new_copy_shows_on_the_next_request(copies_client, copies):
     circle = copies.files["circle"][0]
     assert group_of(groups(copies_client, threshold=EXACT), circle)["size"] == 3

@@ -185,7 +185,8 @@ window.Lookalike = (() => {
 
   // Pan and zoom *element*'s view by keyboard (+, −, 0 to fit, arrows), wheel and drag.
   // zoomBy(factor, event) zooms (factor 0: fit; event: the wheel's, where the pointer is);
-  // pan(dx, dy) moves by pixels; targets that *ignore* names keep their own keys and clicks.
+  // pan(dx, dy) moves by pixels; targets (and pointer events) that *ignore(target, event)*
+  // names keep their own keys and clicks.
   function panZoom(element, { zoomBy, pan, step = 1.25, ignore = () => false }) {
     const moves = { ArrowLeft: [40, 0], ArrowRight: [-40, 0], ArrowUp: [0, 40], ArrowDown: [0, -40] };
     let drag = null;
@@ -203,7 +204,7 @@ window.Lookalike = (() => {
       zoomBy(event.deltaY < 0 ? step : 1 / step, event);
     }, { passive: false });
     element.addEventListener("pointerdown", (event) => {
-      if (ignore(event.target)) return;
+      if (ignore(event.target, event)) return;
       drag = { x: event.clientX, y: event.clientY };
       element.setPointerCapture(event.pointerId);
     });
@@ -213,6 +214,62 @@ window.Lookalike = (() => {
       drag = { x: event.clientX, y: event.clientY };
     });
     element.addEventListener("pointerup", () => { drag = null; });
+  }
+
+  // The image dialog (_lightbox.html): one image large beside its reconstruction, its facts,
+  // and where to go from it (Similar, its copies, the map, Explore's slots). *step(delta)*
+  // shows the previous or next image of the caller's list; *closed()* runs once it closes.
+  function lightbox({ step = null, closed = () => {} } = {}) {
+    const dialog = $("lightbox");
+    const fact = (list, label, value) => {
+      const dt = document.createElement("dt");
+      dt.textContent = label;
+      const dd = document.createElement("dd");
+      dd.textContent = value;
+      list.append(dt, dd);
+    };
+    const when = (text) => String(text).slice(0, 19).replace("T", " ");
+    function show(item, { first = true, last = true } = {}) {
+      const name = String(item.name);
+      const id = encodeURIComponent(item.id);
+      $("lightbox-name").textContent = name;
+      const original = $("lightbox-original");
+      original.src = safeUrl(item.preview_url);
+      original.alt = name;
+      const recon = $("lightbox-reconstruction");
+      recon.src = safeUrl(item.reconstruction_url);
+      recon.alt = `The model's reconstruction of ${name}`;
+      const facts = $("lightbox-facts");
+      facts.replaceChildren();
+      fact(facts, "Path", item.path);
+      fact(facts, "Pixels", `${item.width} × ${item.height}`);
+      fact(facts, "File", `${formatBytes(item.size)}${item.format ? `, ${item.format}` : ""}`);
+      fact(facts, item.taken_at === null ? "Modified" : "Taken", when(item.file_date));
+      fact(facts, "Indexed", when(item.indexed_at));
+      fact(facts, "Reconstruction error", formatNumber(item.reconstruction_error, 5));
+      $("lightbox-similar").href = `search?similar=${id}`;
+      $("lightbox-duplicates").href = `duplicates?image=${id}&status=all`;
+      $("lightbox-map").href = `map?id=${id}`;
+      for (const slot of ["a", "b", "c"]) $(`use-${slot}`).href = `explore?${slot}=${id}`;
+      $("lightbox-open").href = safeUrl(item.original_url);
+      $("lightbox-previous").hidden = $("lightbox-next").hidden = !step;
+      $("lightbox-previous").disabled = first;
+      $("lightbox-next").disabled = last;
+      if (!dialog.open) dialog.showModal();
+      if (document.activeElement && document.activeElement.disabled) $("lightbox-close").focus();
+    }
+    if (step) {
+      dialog.addEventListener("keydown", (event) => {
+        if (event.key === "ArrowLeft") step(-1);
+        else if (event.key === "ArrowRight") step(1);
+      });
+      $("lightbox-previous").addEventListener("click", () => step(-1));
+      $("lightbox-next").addEventListener("click", () => step(1));
+    }
+    // After the browser's own focus restore (to what opened the dialog), hence the timeout.
+    dialog.addEventListener("close", () => setTimeout(closed, 0));
+    $("lightbox-close").addEventListener("click", () => dialog.close());
+    return { show, dialog };
   }
 
   // The operator's admin token (_admin_token.html), which moving files needs. Kept in
@@ -246,6 +303,6 @@ window.Lookalike = (() => {
   return Object.freeze({
     $, safeUrl, safeDataUrl, showMessage, callApi, formatNumber, formatBytes, image, figure,
     intValue, busy, firstImage, acceptImages, card, linkCard, filters, adminToken, callAdmin,
-    panZoom, hasAdminToken: () => Boolean(sessionStorage.getItem(TOKEN_KEY)),
+    panZoom, lightbox, hasAdminToken: () => Boolean(sessionStorage.getItem(TOKEN_KEY)),
   });
 })();

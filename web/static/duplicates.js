@@ -22,6 +22,9 @@
   if (Object.hasOwn(STATUS_WORDS, asked.get("status") || "")) statusInput.value = asked.get("status");
   if (asked.has("threshold")) thresholdInput.value = asked.get("threshold");
   if (asked.has("per_page")) perPageInput.value = asked.get("per_page");
+  // duplicates?image=ID (the lightbox's "Its copies"): only that image's group.
+  const onlyImage = /^\d+$/.test(asked.get("image") || "") ? asked.get("image") : null;
+  $("every-group").hidden = onlyImage === null;
   let latest = 0; // only the newest request's answer is drawn
   let shown = null;
   let summaryNote = ""; // what the last action did, said after the summary
@@ -117,6 +120,11 @@
   }
 
   function describe(body) {
+    if (onlyImage !== null) {
+      const text = body.total ? "The group holding" : "No group holds";
+      return `${text} image ${onlyImage} at similarity ≥ ${String(Number(body.threshold.toFixed(4)))}` +
+        `${body.total ? "" : ": no copies of it found; set a lower similarity to look further"}.`;
+    }
     const at = String(Number(body.threshold.toFixed(4)));
     const counts = `${body.counts.pending} to review, ${body.counts.reviewed} reviewed`;
     if (body.threshold === body.model_threshold && !body.model_separates_copies) {
@@ -151,6 +159,7 @@
     const query = new URLSearchParams({ status: statusInput.value });
     if (perPage !== "") query.set("per_page", String(perPage));
     if (threshold !== "") query.set("threshold", threshold);
+    if (onlyImage !== null) query.set("image", onlyImage);
     const mine = ++latest;
     showPager(null);
     try {

@@ -12,7 +12,13 @@
   const summary = $("library-summary");
   const filters = L.filters();
   const template = $("tile-template");
-  const lightbox = $("lightbox");
+  const lightbox = L.lightbox({
+    step: (delta) => openAt(openIndex + delta),
+    closed: () => { // back to the tile last shown
+      const tileButton = grid.querySelector(`.tile-open[data-index="${openIndex}"]`);
+      if (tileButton) tileButton.focus();
+    },
+  });
   const PER_PAGE = 200;
   let items = []; // the images shown, in order
   let nextPage = 1;
@@ -73,43 +79,10 @@
     }
   }
 
-  function fact(list, label, value) {
-    const dt = document.createElement("dt");
-    dt.textContent = label;
-    const dd = document.createElement("dd");
-    dd.textContent = value;
-    list.append(dt, dd);
-  }
-
   function openAt(index) {
     if (index < 0 || index >= items.length) return;
     openIndex = index;
-    const item = items[index];
-    const name = String(item.name);
-    $("lightbox-name").textContent = name;
-    const original = $("lightbox-original");
-    original.src = L.safeUrl(item.preview_url);
-    original.alt = name;
-    const recon = $("lightbox-reconstruction");
-    recon.src = L.safeUrl(item.reconstruction_url);
-    recon.alt = `The model's reconstruction of ${name}`;
-    const facts = $("lightbox-facts");
-    facts.replaceChildren();
-    fact(facts, "Path", item.path);
-    fact(facts, "Pixels", `${item.width} × ${item.height}`);
-    fact(facts, "File", `${L.formatBytes(item.size)}${item.format ? `, ${item.format}` : ""}`);
-    fact(facts, item.taken_at === null ? "Modified" : "Taken", String(item.file_date).slice(0, 19).replace("T", " "));
-    fact(facts, "Indexed", String(item.indexed_at).slice(0, 19).replace("T", " "));
-    fact(facts, "Reconstruction error", L.formatNumber(item.reconstruction_error, 5));
-    $("lightbox-similar").href = `search?similar=${encodeURIComponent(item.id)}`;
-    for (const slot of ["a", "b", "c"]) {
-      $(`use-${slot}`).href = `explore?${slot}=${encodeURIComponent(item.id)}`;
-    }
-    $("lightbox-open").href = L.safeUrl(item.original_url);
-    $("lightbox-previous").disabled = index === 0;
-    $("lightbox-next").disabled = index === items.length - 1;
-    if (!lightbox.open) lightbox.showModal();
-    if (document.activeElement && document.activeElement.disabled) $("lightbox-close").focus();
+    lightbox.show(items[index], { first: index === 0, last: index === items.length - 1 });
   }
 
   // Arrow keys move between tiles as they are laid out; Enter opens one (it is a button).
@@ -127,22 +100,6 @@
     const next = grid.querySelector(`.tile-open[data-index="${target}"]`);
     if (next) next.focus();
   });
-
-  lightbox.addEventListener("keydown", (event) => {
-    if (event.key === "ArrowLeft") openAt(openIndex - 1);
-    else if (event.key === "ArrowRight") openAt(openIndex + 1);
-  });
-  lightbox.addEventListener("close", () => {
-    // Back to the tile last shown; after the browser's own focus restore (to the tile that
-    // opened the dialog), hence the timeout.
-    setTimeout(() => {
-      const tileButton = grid.querySelector(`.tile-open[data-index="${openIndex}"]`);
-      if (tileButton) tileButton.focus();
-    }, 0);
-  });
-  $("lightbox-previous").addEventListener("click", () => openAt(openIndex - 1));
-  $("lightbox-next").addEventListener("click", () => openAt(openIndex + 1));
-  $("lightbox-close").addEventListener("click", () => lightbox.close());
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
