@@ -13,6 +13,7 @@ picks up where it stopped. The caller holds the data dir's writer lock
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from search.catalog import ImageRecord, ModelRecord, RetiredRecord, path_under, utcnow
 from search.checkpoints import prune_kept
+from search.map import current_layout
 from search.store import FOLLOW_SYMLINKS, Store
 from search.trash import finish_interrupted
 from search.vector_index import VectorIndex, choose_index_type
@@ -162,6 +164,7 @@ def index_folder(
                  and choose_index_type(index.ntotal, store.index_choice()) == index.index_type)
     if not unchanged:
         _publish(store, index, encoder, model_id, root if switching else None, summary)
+        _lay_out_map(store, encoder, progress, summary)
     summary.seconds = time.time() - started
     return summary
 
@@ -188,6 +191,18 @@ def _publish(store: Store, index: VectorIndex, encoder: TorchEncoder, model_id: 
                 "model (unreadable, or missing) and are left out of searches until they are")
     store.publish_index(index, encoder.sha256)
     prune_kept(store)
+
+
+def _lay_out_map(store: Store, encoder: TorchEncoder, progress: bool,
+                 summary: IndexSummary) -> None:
+    """Bring the map (``/map``) up to date now, so the web app only reads it: a first
+    UMAP fit of a large library takes a minute a request should not wait for. A map
+    that cannot be made is a warning; the page makes it when first asked."""
+    say = (lambda text: tqdm.write(text, file=sys.stderr)) if progress else None
+    try:
+        current_layout(store, encoder.sha256, fitting=say)
+    except Exception as exc:  # the index is saved; the map is extra
+        summary.warnings.append(f"the map could not be laid out: {exc}")
 
 
 def _left_behind(store: Store, model_id: int, root: Path) -> tuple[int, int]:

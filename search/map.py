@@ -2,19 +2,31 @@
 
 Look-alike images have close codes, so they land close together: the map
 shows what the model learned, as the seed lecture's autoencoder-vs-PCA
-picture does. The projection is PCA of the normalised codes (the seed's
-baseline, with no extra dependency). It is fitted once and kept with the
-catalog version and model it belongs to (``DATA_DIR/map.npz``): images
-indexed later are placed by the same fitted transform, without moving the
-others, and the layout is fitted anew when the share of images it never
-saw passes ``REFIT_SHARE`` (or the model changed).
+picture does. Two projections, of the normalised codes:
+
+* ``umap`` (McInnes et al. 2018, umap-learn), the default from ``UMAP_FROM`` images:
+  it keeps each image's neighbours about four times as well as PCA
+  (BENCHMARKS.md, "The map's layout"); fitted on at most ``FIT_SAMPLE`` codes,
+  the others placed among their nearest fitted neighbours;
+* ``pca``, the seed's baseline: always there, instant, and the default for a
+  handful of images (UMAP's neighbourhoods need a crowd, and its first fit in
+  a process compiles for seconds).
+
+A layout is fitted once and kept with the catalog version and model it belongs to
+(``DATA_DIR/map-<method>.npz``): images indexed later are placed without moving the
+others (PCA: its fitted transform; UMAP: the weighted mean of their nearest fitted
+neighbours' places), and the layout is fitted anew when the share of images it never
+saw passes ``REFIT_SHARE`` (or the model changed). ``lookalike index`` brings it up to
+date at the end of a run, so the web app usually only reads it.
 """
 from __future__ import annotations
 
 import io
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from sqlalchemy import select
@@ -26,84 +38,151 @@ from .vector_index import normalise
 
 log = logging.getLogger(__name__)
 
-MAP_FILE = "map.npz"
-METHOD = "pca"
+METHODS = ("umap", "pca")
+UMAP_FROM = 200  # images from which the default is UMAP
 REFIT_SHARE = 0.2  # fit again once this share of the images arrived after the fit
-FIT_SAMPLE = 20_000  # codes the PCA is fitted on at most (seeded sample)
+FIT_SAMPLE = {"pca": 20_000, "umap": 50_000}  # codes a fit sees at most (seeded sample)
+NEIGHBOURS = 10  # fitted images a new one is placed among (UMAP)
+ANCHORS = 20_000  # fitted images a new one's neighbours are looked for in, at most
+
+
+def default_method(images: int) -> str:
+    return "umap" if images >= UMAP_FROM else "pca"
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Where each image of one model's codes lies, and the transform that put it there."""
+    """Where each image of one model's codes lies, and what placing a new one needs."""
 
     model: str  # sha256 of the checkpoint whose codes these are
     catalog_version: int
-    fitted_on: int  # images the transform was fitted on
-    mean: np.ndarray  # (d,)
-    components: np.ndarray  # (2, d)
+    method: str
+    fitted_on: int  # images the fit saw, or placed among their neighbours then
     ids: np.ndarray  # (n,) int64, ascending
     xy: np.ndarray  # (n, 2) float32
+    mean: np.ndarray  # PCA: (d,); UMAP: empty
+    components: np.ndarray  # PCA: (2, d); UMAP: empty
+    fitted: np.ndarray  # UMAP: the ids whose places are the fit's own (the anchors)
 
-    method: str = METHOD
-
-    def place(self, codes: np.ndarray) -> np.ndarray:
+    def place(self, store: Store, codes: np.ndarray) -> np.ndarray:
         """Where codes the fit never saw lie on this map."""
-        return ((normalise(codes) - self.mean) @ self.components.T).astype(np.float32)
+        unit = normalise(codes)
+        if self.method == "pca":
+            return ((unit - self.mean) @ self.components.T).astype(np.float32)
+        anchors = self.fitted
+        if len(anchors) > ANCHORS:
+            anchors = np.sort(np.random.default_rng(0).choice(anchors, ANCHORS, replace=False))
+        anchor_xy = self.xy[np.searchsorted(self.ids, anchors)]
+        return place_among(unit, normalise(_codes(store, anchors, self.model)), anchor_xy)
 
 
-def fit(ids: np.ndarray, codes: np.ndarray, model: str, catalog_version: int) -> Layout:
-    """PCA of the normalised codes (on a seeded sample of at most FIT_SAMPLE)."""
+def place_among(unit: np.ndarray, anchors: np.ndarray, anchor_xy: np.ndarray) -> np.ndarray:
+    """Each (normalised) code at the weighted mean place of its NEIGHBOURS most similar
+    anchors: a copy lands on its original, an image between two kinds between their
+    regions."""
+    if len(anchors) == 0:
+        return np.zeros((len(unit), 2), np.float32)
+    k = min(NEIGHBOURS, len(anchors))
+    placed = np.empty((len(unit), 2), np.float32)
+    for start in range(0, len(unit), 4096):
+        sims = unit[start:start + 4096] @ anchors.T
+        near = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        near_sims = np.take_along_axis(sims, near, axis=1)
+        # Inverse squared distance between unit codes (Shepard's weighting): an exact
+        # copy (distance 0) takes its original's place.
+        weights = 1.0 / (np.maximum(2.0 - 2.0 * near_sims, 0.0) + 1e-9)
+        placed[start:start + 4096] = (anchor_xy[near] * weights[..., None]).sum(1) / \
+            weights.sum(1, keepdims=True)
+    return placed
+
+
+def fit(ids: np.ndarray, codes: np.ndarray, model: str, catalog_version: int,
+        method: str = "pca") -> Layout:
+    """The layout of these codes by *method*, fitted on a seeded sample of at most
+    FIT_SAMPLE of them (the others placed as images indexed later would be)."""
     unit = normalise(codes)
-    sample = unit
-    if len(unit) > FIT_SAMPLE:
-        pick = np.random.default_rng(0).choice(len(unit), FIT_SAMPLE, replace=False)
-        sample = unit[np.sort(pick)]
+    pick = np.arange(len(unit))
+    if len(unit) > FIT_SAMPLE[method]:
+        pick = np.sort(np.random.default_rng(0).choice(len(unit), FIT_SAMPLE[method],
+                                                       replace=False))
+    if method == "umap" and len(pick) >= 5:
+        xy = np.empty((len(unit), 2), np.float32)
+        xy[pick] = _umap(unit[pick])
+        rest = np.setdiff1d(np.arange(len(unit)), pick, assume_unique=True)
+        xy[rest] = place_among(unit[rest], unit[pick], xy[pick])
+        empty = np.zeros(0, np.float32)
+        return Layout(model, catalog_version, "umap", len(ids), ids.astype(np.int64), xy,
+                      empty, empty.reshape(2, 0), ids[pick].astype(np.int64))
+    sample = unit[pick]
     mean = sample.mean(axis=0)
     _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
     components = vt[:2] if len(vt) >= 2 else np.eye(2, unit.shape[1], dtype=np.float32)
     # A sign convention, so a refit of the same codes does not mirror the map.
     components = components * np.sign(components[:, :1] + 1e-12)
     xy = ((unit - mean) @ components.T).astype(np.float32)
-    return Layout(model, catalog_version, len(ids), mean.astype(np.float32),
-                  components.astype(np.float32), ids.astype(np.int64), xy)
+    return Layout(model, catalog_version, "pca", len(ids), ids.astype(np.int64), xy,
+                  mean.astype(np.float32), components.astype(np.float32),
+                  np.zeros(0, np.int64))
 
 
-def current_layout(store: Store, model: str, kept: Layout | None = None) -> Layout:
-    """The map of *model*'s codes as the catalog is now: *kept* (or the saved one) when it
-    is current, brought up to date by placing new images and dropping gone ones, or fitted
-    anew (see the module's docstring). Saved when it changed, if the data dir takes it."""
+def _umap(unit: np.ndarray) -> np.ndarray:
+    """UMAP of normalised codes: Euclidean distance between unit vectors ranks neighbours
+    as the cosine does, and is the metric umap-learn compiles fastest. Not seeded: a
+    seed makes it run on one core. Imported here: numba and umap-learn take a second
+    to import and compile for seconds, which only a fit needs."""
+    import umap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its notes on threads and spectral init
+        reducer = umap.UMAP(n_components=2, n_neighbors=min(15, len(unit) - 1),
+                            init="spectral" if len(unit) > 16 else "random")
+        xy = reducer.fit_transform(unit)
+    xy = np.asarray(xy, np.float32)
+    return xy - xy.mean(axis=0)
+
+
+def current_layout(store: Store, model: str, kept: Layout | None = None,
+                   method: str | None = None,
+                   fitting: Callable[[str], None] | None = None) -> Layout:
+    """The map of *model*'s codes by *method* (None: ``default_method`` for the library's
+    size) as the catalog is now: *kept* (or the saved one) when it is current, brought up
+    to date by placing new images and dropping gone ones, or fitted anew (see the module's
+    docstring; *fitting* hears what is fitted, which can take a minute). Saved when it
+    changed, if the data dir takes it."""
     version = store.catalog_version()
-    layout = kept if kept is not None and kept.model == model else _load(store.data_dir, model)
-    if layout is not None and layout.catalog_version == version:
-        return layout
     model_id = store.model_id_of(model)
     present = np.array(sorted(store.catalog_ids(model_id)) if model_id is not None else [],
                        dtype=np.int64)
-    if layout is None or len(present) == 0:
-        layout = _fitted(store, present, model, version)
+    method = method or default_method(len(present))
+    layout = kept if kept is not None and (kept.model, kept.method) == (model, method) \
+        else _load(store.data_dir, model, method)
+    if layout is not None and layout.catalog_version == version:
+        return layout
+    new = np.setdiff1d(present, layout.ids, assume_unique=True) if layout is not None else present
+    if layout is None or len(present) == 0 or len(new) > REFIT_SHARE * max(layout.fitted_on, 1):
+        if fitting is not None and len(present):
+            fitting(f"laying out the map: {method.upper()} of {len(present):,} codes")
+        layout = fit(present, _codes(store, present, model), model, version, method) \
+            if len(present) else _empty(model, version, method)
     else:
-        new = np.setdiff1d(present, layout.ids, assume_unique=True)
-        if len(new) > REFIT_SHARE * max(layout.fitted_on, 1):
-            layout = _fitted(store, present, model, version)
-        else:
-            keep = np.isin(layout.ids, present)
-            ids = np.concatenate([layout.ids[keep], new])
-            placed = layout.place(_codes(store, new, model)) if len(new) else \
-                np.zeros((0, 2), np.float32)  # only removals since
-            xy = np.concatenate([layout.xy[keep], placed])
+        keep = np.isin(layout.ids, present)
+        layout = Layout(model, version, method, layout.fitted_on, layout.ids[keep],
+                        layout.xy[keep], layout.mean, layout.components,
+                        layout.fitted[np.isin(layout.fitted, present)])
+        if len(new):  # else only removals since
+            ids = np.concatenate([layout.ids, new])
+            xy = np.concatenate([layout.xy, layout.place(store, _codes(store, new, model))])
             order = np.argsort(ids)
-            layout = Layout(model, version, layout.fitted_on, layout.mean, layout.components,
-                            ids[order], xy[order])
+            layout = Layout(model, version, method, layout.fitted_on, ids[order], xy[order],
+                            layout.mean, layout.components, layout.fitted)
     _save(store.data_dir, layout)
     return layout
 
 
-def _fitted(store: Store, ids: np.ndarray, model: str, version: int) -> Layout:
-    codes = _codes(store, ids, model)
-    if len(ids) == 0:
-        return Layout(model, version, 0, np.zeros(0, np.float32), np.zeros((2, 0), np.float32),
-                      ids, np.zeros((0, 2), np.float32))
-    return fit(ids, codes, model, version)
+def _empty(model: str, version: int, method: str) -> Layout:
+    none = np.zeros(0, np.int64)
+    return Layout(model, version, method, 0, none, np.zeros((0, 2), np.float32),
+                  np.zeros(0, np.float32), np.zeros((2, 0), np.float32), none)
 
 
 def _codes(store: Store, ids: np.ndarray, model: str) -> np.ndarray:
@@ -113,31 +192,33 @@ def _codes(store: Store, ids: np.ndarray, model: str) -> np.ndarray:
     return np.stack([found[int(i)] for i in ids])
 
 
-def _path(data_dir: Path) -> Path:
-    return Path(data_dir) / MAP_FILE
+def map_file(data_dir: Path, method: str) -> Path:
+    return Path(data_dir) / f"map-{method}.npz"
 
 
-def _load(data_dir: Path, model: str) -> Layout | None:
+def _load(data_dir: Path, model: str, method: str) -> Layout | None:
     try:
-        with np.load(_path(data_dir), allow_pickle=False) as saved:
-            if str(saved["model"]) != model or str(saved["method"]) != METHOD:
+        with np.load(map_file(data_dir, method), allow_pickle=False) as saved:
+            if str(saved["model"]) != model or str(saved["method"]) != method:
                 return None
-            return Layout(model, int(saved["catalog_version"]), int(saved["fitted_on"]),
-                          saved["mean"], saved["components"], saved["ids"], saved["xy"])
+            return Layout(model, int(saved["catalog_version"]), method,
+                          int(saved["fitted_on"]), saved["ids"], saved["xy"], saved["mean"],
+                          saved["components"], saved["fitted"])
     except (OSError, KeyError, ValueError):  # none yet, or an older or damaged one: fit anew
         return None
 
 
 def _save(data_dir: Path, layout: Layout) -> None:
     """Keep the layout beside the index; a data dir that cannot be written keeps none
-    (the map is made again next time, and looks the same: the fit is seeded)."""
+    (the map is fitted again next time; the web app keeps its own in memory meanwhile)."""
     out = io.BytesIO()
     np.savez(out, model=layout.model, method=layout.method,
              catalog_version=layout.catalog_version, fitted_on=layout.fitted_on,
-             mean=layout.mean, components=layout.components, ids=layout.ids, xy=layout.xy)
+             mean=layout.mean, components=layout.components, ids=layout.ids, xy=layout.xy,
+             fitted=layout.fitted)
     try:
-        replace_atomically(_path(data_dir), lambda tmp: Path(tmp).write_bytes(out.getvalue()),
-                           "map")
+        replace_atomically(map_file(data_dir, layout.method),
+                           lambda tmp: Path(tmp).write_bytes(out.getvalue()), "map")
     except OSError as exc:
         log.warning("could not save the map layout: %s", exc)
 

@@ -480,19 +480,22 @@ def keep_preview(rule: str, threshold: float, plans: list[Keep],
 
 # -- the map ---------------------------------------------------------------------------------
 
+Packed = Annotated[str, Field(json_schema_extra={"contentEncoding": "base64"})]
+
+
 class MapAnswer(Answer):
-    method: Literal["pca"] = Field(description="How codes became places: PCA of the "
-                                   "normalised codes.")
+    method: Literal["umap", "pca"] = Field(description="How codes became places: UMAP or "
+                                           "PCA of the normalised codes.")
     count: int
-    ids: list[int]
-    x: list[float] = Field(description="In [-1, 1]; x[i] is ids[i]'s.")
-    y: list[float]
+    ids: list[int] | Packed
+    x: list[float] | Packed = Field(description="In [-1, 1]; x[i] is ids[i]'s.")
+    y: list[float] | Packed
     folders: list[str] = Field(description="The folders, sorted; `folder` indexes them.")
-    folder: list[int]
-    date: list[float] = Field(description="File dates: capture time, else modification "
-                              "time, epoch seconds.")
-    reconstruction_error: list[float] = Field(description="High: the model finds the "
-                                              "image unusual (anomalies).")
+    folder: list[int] | Packed
+    date: list[float] | Packed = Field(description="File dates: capture time, else "
+                                       "modification time, epoch seconds.")
+    reconstruction_error: list[float] | Packed = Field(description="High: the model finds "
+                                                       "the image unusual (anomalies).")
 
 
 # -- the watcher -----------------------------------------------------------------------------

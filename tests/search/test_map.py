@@ -1,12 +1,15 @@
-"""The map's layout: fitted once and kept with the catalog version; a new image is placed by
-the fitted transform and moves no other; enough new ones, or another model, fit it anew."""
+"""The map's layout: fitted once and kept with the catalog version; a new image is placed
+without moving the others (PCA: the fitted transform; UMAP: among its nearest fitted
+neighbours); enough new ones, or another model, fit it anew; UMAP keeps neighbours
+better than PCA."""
 from __future__ import annotations
 
 import shutil
 
 import numpy as np
+import pytest
 
-from search.map import MAP_FILE, REFIT_SHARE, current_layout
+from search.map import REFIT_SHARE, UMAP_FROM, current_layout, default_method, fit, map_file
 from search.store import Store
 
 from ..conftest import index_into, make_model
@@ -16,22 +19,24 @@ def model_sha(store: Store) -> str:
     return store.index_model()
 
 
-def test_new_images_are_placed_without_moving_the_others(indexed, collection):
+@pytest.mark.parametrize("method", ["pca", "umap"])
+def test_new_images_are_placed_without_moving_the_others(indexed, collection, method):
     store = Store.open(indexed)
     try:
         sha = model_sha(store)
-        first = current_layout(store, sha)
+        first = current_layout(store, sha, method=method)
+        assert first.method == method
         assert sorted(first.ids.tolist()) == sorted(store.catalog_ids())
         assert first.xy.shape == (len(first.ids), 2) and np.isfinite(first.xy).all()
-        assert (indexed / MAP_FILE).is_file()
-        again = current_layout(store, sha)  # from the file: the same map
+        assert map_file(indexed, method).is_file()
+        again = current_layout(store, sha, method=method)  # from the file: the same map
         np.testing.assert_array_equal(again.xy, first.xy)
 
         source = sorted(collection.rglob("*.png"))[0]
         shutil.copy(source, collection / "a-copy.png")
         (sorted(collection.rglob("*.png"))[5]).unlink()
         index_into(indexed, collection)
-        placed = current_layout(store, sha, first)
+        placed = current_layout(store, sha, first, method=method)
         assert placed.fitted_on == first.fitted_on  # not fitted again
         assert sorted(placed.ids.tolist()) == sorted(store.catalog_ids())
         before = dict(zip(first.ids.tolist(), map(tuple, first.xy)))
@@ -40,11 +45,14 @@ def test_new_images_are_placed_without_moving_the_others(indexed, collection):
         copy_id = next(iter(set(after) - set(before)))
         source_id = next(i for i, p in store.file_facts(list(after)).items()
                          if p[0] == str(source))
-        np.testing.assert_allclose(after[copy_id], after[source_id], atol=1e-5)  # same bytes
+        # The same bytes land on the original (UMAP: within its neighbours' spread).
+        spread = np.ptp(first.xy, axis=0).max()
+        tolerance = 1e-5 if method == "pca" else 0.05 * spread
+        assert np.linalg.norm(np.subtract(after[copy_id], after[source_id])) <= tolerance
 
         (collection / "a-copy.png").unlink()  # only a removal since
         index_into(indexed, collection)
-        fewer = current_layout(store, sha, placed)
+        fewer = current_layout(store, sha, placed, method=method)
         assert sorted(fewer.ids.tolist()) == sorted(store.catalog_ids())
         assert len(fewer.ids) == len(placed.ids) - 1
     finally:
@@ -69,3 +77,47 @@ def test_many_new_images_or_another_model_fit_the_map_anew(indexed, collection, 
         assert other.model != refit.model and other.fitted_on == len(other.ids)
     finally:
         store.close()
+
+
+def test_the_index_run_lays_out_the_map(indexed):
+    """`lookalike index` leaves the map current, so the web app only reads it."""
+    store = Store.open(indexed)
+    try:
+        method = default_method(len(store.catalog_ids()))
+        assert map_file(indexed, method).is_file()
+        assert current_layout(store, model_sha(store)).catalog_version == \
+            store.catalog_version()
+    finally:
+        store.close()
+
+
+def clustered(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of 8 kinds of look-alikes, each kind a tight cloud."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(8, 32)).astype(np.float32)
+    kinds = rng.integers(0, 8, n)
+    return centres[kinds] + 0.35 * rng.normal(size=(n, 32)).astype(np.float32), kinds
+
+
+def neighbours_kept(codes: np.ndarray, xy: np.ndarray, k: int = 10) -> float:
+    unit = codes / np.linalg.norm(codes, axis=1, keepdims=True)
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    d2 = ((xy[:, None] - xy[None]) ** 2).sum(-1)
+    np.fill_diagonal(d2, np.inf)
+    near_codes = np.argsort(-sims, axis=1)[:, :k]
+    near_map = np.argsort(d2, axis=1)[:, :k]
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(near_codes, near_map)]))
+
+
+def test_umap_is_the_default_for_a_library_and_keeps_neighbours_better_than_pca():
+    assert default_method(UMAP_FROM - 1) == "pca" and default_method(UMAP_FROM) == "umap"
+    codes, kinds = clustered(600)
+    ids = np.arange(600)
+    umap_xy = fit(ids, codes, "m", 1, "umap").xy
+    pca_xy = fit(ids, codes, "m", 1, "pca").xy
+    assert neighbours_kept(codes, umap_xy) > neighbours_kept(codes, pca_xy) + 0.05
+    # Each kind is a region: a point's nearest point on the map is nearly always its kind.
+    d2 = ((umap_xy[:, None] - umap_xy[None]) ** 2).sum(-1)
+    np.fill_diagonal(d2, np.inf)
+    assert np.mean(kinds[d2.argmin(axis=1)] == kinds) > 0.95

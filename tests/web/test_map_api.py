@@ -3,12 +3,13 @@ reconstruction error; look-alikes (the same shape) lie closer than chance; a new
 appears without the others moving."""
 from __future__ import annotations
 
+import base64
 from collections import Counter
 
 import numpy as np
 
 from ..synthetic import SHAPES
-from .conftest import image_id, index_more, ok_json
+from .conftest import assert_error, image_id, index_more, ok_json
 
 
 def test_every_image_is_placed_once_with_its_facts(client, library):
@@ -48,3 +49,25 @@ def test_a_new_image_joins_and_the_others_stay(apps, own_library):
     scale = old[widest][0] / new[widest][0]  # the answer is scaled into [-1, 1] each time
     for i, (x, y) in old.items():  # the same place, up to that scaling
         assert abs(new[i][0] * scale - x) < 1e-3 and abs(new[i][1] * scale - y) < 1e-3
+
+
+def test_packed_columns_are_the_same_numbers(client):
+    plain = ok_json(client, "/api/map")
+    packed = ok_json(client, "/api/map", packed="true")
+    dtypes = {"ids": "<i8", "x": "<f4", "y": "<f4", "folder": "<i4", "date": "<f8",
+              "reconstruction_error": "<f4"}
+    for name, dtype in dtypes.items():
+        column = np.frombuffer(base64.b64decode(packed[name]), dtype)
+        assert len(column) == plain["count"]
+        np.testing.assert_allclose(column, plain[name], rtol=1e-5, atol=1e-5)
+    assert packed["folders"] == plain["folders"] and packed["method"] == plain["method"]
+
+
+def test_either_method_may_be_asked_for(client):
+    pca = ok_json(client, "/api/map", method="pca")
+    umap = ok_json(client, "/api/map", method="umap")
+    assert (pca["method"], umap["method"]) == ("pca", "umap")
+    assert sorted(pca["ids"]) == sorted(umap["ids"])
+    assert pca["x"] != umap["x"]
+    assert "method must be one of" in assert_error(
+        client.get("/api/map?method=tsne"), 400, "bad_parameter")
