@@ -164,8 +164,9 @@ def index_folder(
                  and choose_index_type(index.ntotal, store.index_choice()) == index.index_type)
     if not unchanged:
         _publish(store, index, encoder, model_id, root if switching else None, summary)
+    summary.seconds = time.time() - started  # the indexing's; the map's is its own
+    if not unchanged:
         _lay_out_map(store, encoder, progress, summary)
-    summary.seconds = time.time() - started
     return summary
 
 

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 METHODS = ("umap", "pca")
 UMAP_FROM = 200  # images from which the default is UMAP
 REFIT_SHARE = 0.2  # fit again once this share of the images arrived after the fit
-FIT_SAMPLE = {"pca": 20_000, "umap": 50_000}  # codes a fit sees at most (seeded sample)
+FIT_SAMPLE = {"pca": 20_000, "umap": 100_000}  # codes a fit sees at most (seeded sample)
 NEIGHBOURS = 10  # fitted images a new one is placed among (UMAP)
 ANCHORS = 20_000  # fitted images a new one's neighbours are looked for in, at most
 
@@ -69,11 +69,17 @@ class Layout:
         unit = normalise(codes)
         if self.method == "pca":
             return ((unit - self.mean) @ self.components.T).astype(np.float32)
-        anchors = self.fitted
-        if len(anchors) > ANCHORS:
-            anchors = np.sort(np.random.default_rng(0).choice(anchors, ANCHORS, replace=False))
+        anchors = _anchors(self.fitted)
         anchor_xy = self.xy[np.searchsorted(self.ids, anchors)]
         return place_among(unit, normalise(_codes(store, anchors, self.model)), anchor_xy)
+
+
+def _anchors(fitted: np.ndarray) -> np.ndarray:
+    """The fitted points new ones are placed among: a seeded sample of at most ANCHORS
+    (the nearest of 20,000 is near enough; all 100,000 would cost five times as much)."""
+    if len(fitted) <= ANCHORS:
+        return fitted
+    return np.sort(np.random.default_rng(0).choice(fitted, ANCHORS, replace=False))
 
 
 def place_among(unit: np.ndarray, anchors: np.ndarray, anchor_xy: np.ndarray) -> np.ndarray:
@@ -109,7 +115,8 @@ def fit(ids: np.ndarray, codes: np.ndarray, model: str, catalog_version: int,
         xy = np.empty((len(unit), 2), np.float32)
         xy[pick] = _umap(unit[pick])
         rest = np.setdiff1d(np.arange(len(unit)), pick, assume_unique=True)
-        xy[rest] = place_among(unit[rest], unit[pick], xy[pick])
+        anchors = _anchors(pick)
+        xy[rest] = place_among(unit[rest], unit[anchors], xy[anchors])
         empty = np.zeros(0, np.float32)
         return Layout(model, catalog_version, "umap", len(ids), ids.astype(np.int64), xy,
                       empty, empty.reshape(2, 0), ids[pick].astype(np.int64))
