@@ -137,7 +137,7 @@ def _umap(unit: np.ndarray) -> np.ndarray:
     as the cosine does, and is the metric umap-learn compiles fastest. Not seeded: a
     seed makes it run on one core. Imported here: numba and umap-learn take a second
     to import and compile for seconds, which only a fit needs."""
-    import umap
+    import umap  # heavy (numba): only a fit needs it, not the app or the CLI
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # its notes on threads and spectral init

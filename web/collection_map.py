@@ -35,9 +35,20 @@ class KeptLayouts:
         self.lock = threading.Lock()
 
 
+def fitted_square(xy: np.ndarray) -> np.ndarray:
+    """The places moved and scaled, both axes alike, so that their bounding box is centred
+    in [-1, 1]² and touches it: a far cluster does not leave the rest of the map small
+    and off-centre."""
+    if len(xy) == 0:
+        return xy
+    low, high = xy.min(axis=0), xy.max(axis=0)
+    half = float((high - low).max()) / 2 or 1.0
+    return ((xy - (low + high) / 2) / half).astype(np.float32)
+
+
 @bp.get("")
 @operation(MapParams, answers={200: (MapAnswer, "Every indexed image's place and facts."),
-                               503: NOT_READY})
+                               400: "Bad parameter.", 503: NOT_READY})
 def points(params: MapParams):
     """Every indexed image placed in 2-D by a projection of its code (fitted once and kept;
     new images are placed without moving the others), with what it may be coloured by.
@@ -53,8 +64,7 @@ def points(params: MapParams):
         layout = current_layout(store, serving.encoder.sha256, before, method)
         kept.layouts[method or ""] = layout
     facts = map_facts(store, layout.ids)
-    scale = float(np.abs(layout.xy).max()) if len(layout.xy) else 1.0
-    xy = layout.xy / (scale or 1.0)
+    xy = fitted_square(layout.xy)
     columns = {"ids": layout.ids.astype("<i8"), "x": xy[:, 0].astype("<f4"),
                "y": xy[:, 1].astype("<f4"), "folder": facts.folder.astype("<i4"),
                "date": facts.date.astype("<f8"),

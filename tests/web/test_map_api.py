@@ -18,7 +18,8 @@ def test_every_image_is_placed_once_with_its_facts(client, library):
     assert body["method"] == "pca" and body["count"] == len(ids) == len(library.all_files())
     assert len(set(ids)) == len(ids)
     xy = np.array([body["x"], body["y"]]).T
-    assert np.abs(xy).max() <= 1.0 and np.abs(xy).max() > 0.99  # scaled into [-1, 1]
+    assert np.abs(xy).max() <= 1.0 and np.abs(xy).max() > 0.99  # fitted into [-1, 1]²
+    np.testing.assert_allclose(xy.min(axis=0) + xy.max(axis=0), 0, atol=1e-4)  # centred
     shape_of = {image_id(library.data_dir, p): shape for shape, paths in library.files.items()
                 for p in paths}
     assert {body["folders"][f] for f in body["folder"]} == {
@@ -43,12 +44,14 @@ def test_a_new_image_joins_and_the_others_stay(apps, own_library):
     index_more(own_library.data_dir, folder)
     after = ok_json(client, "/api/map")
     assert after["count"] == before["count"] + 1
-    old = {i: (x, y) for i, x, y in zip(before["ids"], before["x"], before["y"])}
-    new = {i: (x, y) for i, x, y in zip(after["ids"], after["x"], after["y"])}
-    widest = max(old, key=lambda i: abs(old[i][0]))
-    scale = old[widest][0] / new[widest][0]  # the answer is scaled into [-1, 1] each time
-    for i, (x, y) in old.items():  # the same place, up to that scaling
-        assert abs(new[i][0] * scale - x) < 1e-3 and abs(new[i][1] * scale - y) < 1e-3
+    new = dict(zip(after["ids"], zip(after["x"], after["y"])))
+    was = np.array([before["x"], before["y"]]).T
+    now = np.array([new[i] for i in before["ids"]])
+    # The answer is fitted into [-1, 1]² each time (moved and scaled alike on both axes):
+    # up to that, every image that was there is where it was.
+    scale = np.ptp(now, axis=0).max() / np.ptp(was, axis=0).max()
+    shift = (now - scale * was).mean(axis=0)
+    np.testing.assert_allclose(now, scale * was + shift, atol=2e-4)
 
 
 def test_packed_columns_are_the_same_numbers(client):

@@ -123,7 +123,8 @@
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.clearRect(0, 0, width, height);
     const inView = [];
-    const r = Math.min(6, 1.5 + state.zoom / 4);
+    // Points a little larger when there are few, and as one zooms in.
+    const r = Math.min(8, Math.max(1.5, 6 - 1.2 * Math.log10(points.count || 1)) + state.zoom / 4);
     const s = scale();
     const ox = width / 2 - state.cx * s;
     const oy = height / 2 + state.cy * s;
