@@ -8,13 +8,9 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import quote, unquote
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import URL, create_engine, make_url, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -98,7 +94,15 @@ def _read_only_mount(folder: Path) -> bool:
         return False
 
 
-def alembic_config(url: str) -> Config:
+# The newest revision under migrations/versions (tests/search/test_catalog.py holds the two
+# together): a catalog already there is opened without importing Alembic, a quarter of a
+# second that every command, `lookalike stats` included, would otherwise pay.
+SCHEMA_HEAD = "0008"
+
+
+def alembic_config(url: str):
+    from alembic.config import Config  # only a migration, or a check of one, needs Alembic
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -106,12 +110,32 @@ def alembic_config(url: str) -> Config:
 
 
 def head_revision() -> str:
+    """The newest revision, as Alembic reads it from migrations/versions."""
+    from alembic.script import ScriptDirectory  # see alembic_config
+
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The catalog's schema revision; None for a database no Lookalike has migrated."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return _revision(conn)
+
+
+def _revision(conn) -> str | None:
+    """Alembic's version table read with plain SQL (one row: this project has one head)."""
+    try:
+        with conn.begin_nested() if conn.in_transaction() else conn.begin():
+            return conn.scalar(text("SELECT version_num FROM alembic_version"))
+    except DBAPIError as exc:
+        if _no_such_table(exc):
+            return None
+        raise
+
+
+def _no_such_table(exc: DBAPIError) -> bool:
+    text_ = str(exc.orig).lower()
+    return "no such table" in text_ or "does not exist" in text_ or "undefined" in text_
 
 
 def upgrade_to_head(engine: Engine) -> None:
@@ -124,14 +148,17 @@ def upgrade_to_head(engine: Engine) -> None:
     (beside an SQLite file; an advisory lock on a server) and reads the
     revision again inside it, so the second finds the catalog at head.
     """
+    if current_revision(engine) == SCHEMA_HEAD:
+        return
+    from alembic import command  # see alembic_config
+    from alembic.script import ScriptDirectory  # see alembic_config
+
     script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
     head = script.get_current_head()
-    if current_revision(engine) == head:
-        return
     with _migration_lock(engine), engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_KEY})
-        current = MigrationContext.configure(conn).get_current_revision()
+        current = _revision(conn)
         if current == head:
             return
         known = {r.revision for r in script.walk_revisions()}
@@ -249,7 +276,7 @@ def open_database(url: str, migrate: bool = True) -> tuple[Engine, sessionmaker[
             raise
         engine.dispose()
         engine = _read_only_engine(path)
-        if migrate and current_revision(engine) != head_revision():
+        if migrate and current_revision(engine) != SCHEMA_HEAD:
             raise SchemaError(f"the catalog at {path} needs an upgrade to this version of "
                               f"Lookalike's schema, but {storage_error(exc, url)}") from exc
     return engine, sessionmaker(engine, expire_on_commit=False)

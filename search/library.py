@@ -130,12 +130,14 @@ def collect_stats(store: Store) -> dict:
         encoded = s.scalar(select(func.count(ImageRecord.id))
                            .where(ImageRecord.model_id == (model.id if model else -1))) or 0
     kept = kept_checkpoint(store, sha)
-    try:
-        index = store.load_index(mmap=True)
-        index_info = {"index_type": index.faiss_class, "index_vectors": index.ntotal,
-                      "metric": index.metric}
-    except VectorIndexError:
-        index_info = {"index_type": None, "index_vectors": 0, "metric": None}
+    index_info = store.index_facts()
+    if index_info is None:
+        try:
+            index = store.load_index(mmap=True)
+            index_info = {"index_type": index.faiss_class, "index_vectors": index.ntotal,
+                          "metric": index.metric}
+        except VectorIndexError:
+            index_info = {"index_type": None, "index_vectors": 0, "metric": None}
     return {
         "data_dir": str(store.data_dir),
         "images": images,

@@ -12,6 +12,7 @@ Layout::
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -42,6 +43,9 @@ CATALOG_VERSION = "catalog_version"
 INDEX_VERSION = "index_version"
 # Meta key: the sha256 of the checkpoint whose codes the saved index holds.
 INDEX_MODEL = "index_model"
+# Meta key: what the saved index is (type, vectors, metric) and the file it was saved as,
+# so `lookalike stats` can say it without loading FAISS.
+INDEX_FACTS = "index_facts"
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # The index type asked for with `lookalike index --index-type` (auto, flat, ivf).
 INDEX_CHOICE = "index_type"  # meta key: auto, flat, ivf or ivfpq (index --index-type)
@@ -291,11 +295,26 @@ class Store:
         """
         version = self.catalog_version()
         index.save(self.index_path)
+        facts = {"index_type": index.faiss_class, "index_vectors": index.ntotal,
+                 "metric": index.metric, "file": _file_stamp(self.index_path)}
         with self.sessions() as session, session.begin():
             self.set_meta(session, INDEX_VERSION, str(version))
+            self.set_meta(session, INDEX_FACTS, json.dumps(facts))
             if model_sha256:
                 self.set_meta(session, INDEX_MODEL, model_sha256)
             self._bump(session, "generation")
+
+    def index_facts(self) -> dict | None:
+        """The saved index's type, vectors and metric as recorded when it was published;
+        None when there is no index file, or it is not the file recorded (replaced by
+        hand, or saved before this was recorded): then only loading it can tell."""
+        try:
+            facts = json.loads(self.get_meta(INDEX_FACTS) or "null")
+        except ValueError:
+            return None
+        if not isinstance(facts, dict) or facts.pop("file", None) != _file_stamp(self.index_path):
+            return None
+        return facts
 
     def index_model(self) -> str | None:
         """The sha256 of the checkpoint that built the saved index; None for an index saved
@@ -387,3 +406,12 @@ class Store:
                 and set(ids) == self.catalog_ids(model_id)):
             return index
         return None
+
+
+def _file_stamp(path: Path) -> list[int] | None:
+    """A file's size and modification time (ns): it changes whenever the file is rewritten."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]

@@ -6,12 +6,16 @@ checked here. The tests are kept by room too."""
 from __future__ import annotations
 
 import ast
+import inspect
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from web.cli import COMMANDS, cli, docstring
 
 ROOT = Path(__file__).resolve().parent.parent
 ROOMS = ("search", "indexer", "web")  # each may import only those before it
@@ -255,13 +259,42 @@ def test_a_command_loads_only_what_it_uses():
     assert set(after_serve) == {"flask", "werkzeug", "waitress", "pydantic", "torch"}
 
 
-def test_lookalike_stats_imports_no_web_framework(tmp_path):
-    """The acceptance check itself: ``python -X importtime`` on a real ``lookalike stats``."""
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "web.cli", "--data-dir",
-                           str(tmp_path / "data"), "stats"], cwd=tmp_path, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+HEAVY = (*WEB_FRAMEWORK, "torch", "torchvision", "faiss", "alembic", "umap", "numba")
+
+
+def imported_by(args: list[str], cwd: Path) -> tuple[set[str], subprocess.CompletedProcess]:
+    """The modules ``python -X importtime -m web.cli ARGS`` loads, and how it ended."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "web.cli", *args],
+                          cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return {line.rpartition("|")[2].strip() for line in done.stderr.splitlines()
+            if line.startswith("import time:")}, done
+
+
+def test_lookalike_stats_and_help_start_without_the_heavy_libraries(tmp_path, indexed):
+    """The acceptance check itself (#25, #28): ``python -X importtime`` on a real
+    ``lookalike stats`` (no data dir yet, and one with a catalog, a model and an index)
+    and ``lookalike --help``: no torch, torchvision, FAISS, Flask, Alembic or UMAP."""
+    imported, done = imported_by(["--data-dir", str(tmp_path / "no-data-yet"), "stats"], tmp_path)
     assert "nothing indexed" in done.stderr  # it ran the command, not only the imports
-    imported = {line.rpartition("|")[2].strip() for line in done.stderr.splitlines()
-                if line.startswith("import time:")}
     assert "search.library" in imported
-    assert {m.split(".")[0] for m in imported} & {*WEB_FRAMEWORK, "torch"} == set()
+    assert {m.split(".")[0] for m in imported} & set(HEAVY) == set()
+
+    imported, done = imported_by(["--data-dir", str(indexed), "stats"], tmp_path)
+    assert done.returncode == 0 and "index_vectors" in done.stdout, done.stderr
+    assert {m.split(".")[0] for m in imported} & set(HEAVY) == set()
+
+    imported, done = imported_by(["--help"], tmp_path)
+    assert done.returncode == 0 and "Index (or re-index" in done.stdout
+    assert {m.split(".")[0] for m in imported} & set(HEAVY) == set()
+
+
+def test_the_command_list_says_what_each_command_says_of_itself():
+    """``--help`` reads each command's docstring as text (web.cli.docstring), not by importing
+    its module: the summary must be the one the command itself gives."""
+    for name in COMMANDS:
+        command = cli.get_command(None, name)
+        assert docstring(name) == inspect.cleandoc(command.help), name
+    listed = CliRunner().invoke(cli, ["--help"]).output
+    for name in COMMANDS:
+        assert cli.get_command(None, name).get_short_help_str(40)[:20] in listed, name

@@ -1,13 +1,16 @@
-"""search.library's folders: the tree the folder filter can choose from, with subtree counts."""
+"""search.library's folders (the tree the folder filter can choose from, with subtree counts)
+and the stats' word on the index."""
 from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 from sqlalchemy import insert
 
 from search.catalog import ImageRecord, ModelRecord
-from search.library import Filters, folders, list_images
+from search.library import Filters, collect_stats, folders, list_images
 from search.store import Store
+from search.vector_index import VectorIndex
 
 
 def store_with(tmp_path, paths: list[str]) -> Store:
@@ -38,5 +41,29 @@ def test_unrelated_trees_are_listed_from_their_own_tops(tmp_path):
     store = store_with(tmp_path, ["/a/x/1.png", "/b/y/2.png", "/b/y/z/3.png"])
     try:
         assert folders(store) == [("/a/x", 1), ("/b/y", 2), ("/b/y/z", 1)]
+    finally:
+        store.close()
+
+
+def test_stats_say_what_the_index_is_without_loading_it_unless_the_file_changed(tmp_path):
+    """publish_index records the index's facts; stats read them (no FAISS: `lookalike
+    stats` starts fast), and load the file only when it is not the one recorded."""
+    store = store_with(tmp_path, ["/lib/a.jpg", "/lib/b.jpg"])
+    try:
+        index = VectorIndex.create(4)
+        index.add(np.array([1, 2]), np.eye(4, dtype=np.float32)[:2])
+        store.publish_index(index)
+        assert store.index_facts() == {"index_type": "IndexFlatIP", "index_vectors": 2,
+                                       "metric": "cosine"}
+        assert collect_stats(store)["index_vectors"] == 2
+
+        bigger = VectorIndex.create(4)  # the file replaced behind the catalog's back
+        bigger.add(np.array([1, 2, 3]), np.eye(4, dtype=np.float32)[:3])
+        bigger.save(store.index_path)
+        assert store.index_facts() is None
+        assert collect_stats(store)["index_vectors"] == 3  # loaded: the file's own word
+
+        store.index_path.unlink()
+        assert store.index_facts() is None and collect_stats(store)["index_vectors"] == 0
     finally:
         store.close()
