@@ -111,6 +111,7 @@ def index_folder(
     prune: bool = False,
     encoding: Encoding | None = None,
     settled: Settled | None = None,
+    lay_out_map: bool = True,
 ) -> IndexSummary:
     """Bring the catalog and the vector index in line with *folder*.
 
@@ -124,6 +125,8 @@ def index_folder(
     the links led to. *encoding* decodes and encodes (``indexer.encoding``; default:
     this machine's processes, one decoding per core, ``LocalEncoding``'s batches).
     *settled* leaves files still being written for a later run (``indexer.watch``).
+    *lay_out_map* brings the map up to date at the end (a run over many folders does it
+    once, after the last).
     """
     started = time.time()
     finish_interrupted(store)  # a trash move a crash cut short: its file decides the way
@@ -165,8 +168,8 @@ def index_folder(
     if not unchanged:
         _publish(store, index, encoder, model_id, root if switching else None, summary)
     summary.seconds = time.time() - started  # the indexing's; the map's is its own
-    if not unchanged:
-        _lay_out_map(store, encoder, progress, summary)
+    if not unchanged and lay_out_map:
+        lay_out_the_map(store, encoder, progress, summary.warnings)
     return summary
 
 
@@ -194,8 +197,8 @@ def _publish(store: Store, index: VectorIndex, encoder: TorchEncoder, model_id: 
     prune_kept(store)
 
 
-def _lay_out_map(store: Store, encoder: TorchEncoder, progress: bool,
-                 summary: IndexSummary) -> None:
+def lay_out_the_map(store: Store, encoder: TorchEncoder, progress: bool,
+                    warnings: list[str]) -> None:
     """Bring the map (``/map``) up to date now, so the web app only reads it: a first
     UMAP fit of a large library takes a minute a request should not wait for. A map
     that cannot be made is a warning; the page makes it when first asked."""
@@ -203,7 +206,7 @@ def _lay_out_map(store: Store, encoder: TorchEncoder, progress: bool,
     try:
         current_layout(store, encoder.sha256, fitting=say)
     except Exception as exc:  # the index is saved; the map is extra
-        summary.warnings.append(f"the map could not be laid out: {exc}")
+        warnings.append(f"the map could not be laid out: {exc}")
 
 
 def _left_behind(store: Store, model_id: int, root: Path) -> tuple[int, int]:
@@ -350,7 +353,8 @@ def reindex_folder(store: Store, folder: str, encoder: TorchEncoder,
         return {"folder": folder, "status": "skipped",
                 "reason": "not a folder (removed or unmounted?); its images were kept"}
     summary = index_folder(store, folder, encoder, progress=progress, settled=settled,
-                           encoding=LocalEncoding(encoder, workers=workers)).as_dict()
+                           encoding=LocalEncoding(encoder, workers=workers),
+                           lay_out_map=False).as_dict()
     summary["failures"] = summary["failures"][:KEEP_FAILURES]
     return {"folder": folder, "status": "done", **summary}
 
@@ -371,4 +375,6 @@ def reindex_all(store: Store, folders: list[str], encoder: TorchEncoder, workers
         warning = finish_switch(store, encoder)
         if warning:
             results[-1]["warnings"].append(warning)
+    if results:  # one map for the whole pass, not one a folder
+        lay_out_the_map(store, encoder, progress, results[-1].setdefault("warnings", []))
     return results

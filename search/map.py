@@ -5,8 +5,8 @@ shows what the model learned, as the seed lecture's autoencoder-vs-PCA
 picture does. Two projections, of the normalised codes:
 
 * ``umap`` (McInnes et al. 2018, umap-learn), the default from ``UMAP_FROM`` images:
-  it keeps each image's neighbours about four times as well as PCA
-  (BENCHMARKS.md, "The map's layout"); fitted on at most ``FIT_SAMPLE`` codes,
+  it keeps each image's neighbours two to eight times as well as PCA
+  (BENCHMARKS.md, "The map"); fitted on at most ``FIT_SAMPLE`` codes,
   the others placed among their nearest fitted neighbours;
 * ``pca``, the seed's baseline: always there, instant, and the default for a
   handful of images (UMAP's neighbourhoods need a crowd, and its first fit in
@@ -24,7 +24,7 @@ from __future__ import annotations
 import io
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 METHODS = ("umap", "pca")
 UMAP_FROM = 200  # images from which the default is UMAP
+UMAP_LEAST = 5  # fewer images than this are laid out by PCA even when UMAP is asked for
 REFIT_SHARE = 0.2  # fit again once this share of the images arrived after the fit
 FIT_SAMPLE = {"pca": 20_000, "umap": 100_000}  # codes a fit sees at most (seeded sample)
 NEIGHBOURS = 10  # fitted images a new one is placed among (UMAP)
@@ -63,15 +64,16 @@ class Layout:
     mean: np.ndarray  # PCA: (d,); UMAP: empty
     components: np.ndarray  # PCA: (2, d); UMAP: empty
     fitted: np.ndarray  # UMAP: the ids whose places are the fit's own (the anchors)
+    placed: int = 0  # images placed since the fit: past REFIT_SHARE of fitted_on, fit anew
 
     def place(self, store: Store, codes: np.ndarray) -> np.ndarray:
         """Where codes the fit never saw lie on this map."""
         unit = normalise(codes)
         if self.method == "pca":
             return ((unit - self.mean) @ self.components.T).astype(np.float32)
-        anchors = _anchors(self.fitted)
+        anchors, codes = _codes(store, _anchors(self.fitted), self.model)
         anchor_xy = self.xy[np.searchsorted(self.ids, anchors)]
-        return place_among(unit, normalise(_codes(store, anchors, self.model)), anchor_xy)
+        return place_among(unit, normalise(codes), anchor_xy)
 
 
 def _anchors(fitted: np.ndarray) -> np.ndarray:
@@ -111,9 +113,10 @@ def fit(ids: np.ndarray, codes: np.ndarray, model: str, catalog_version: int,
     if len(unit) > FIT_SAMPLE[method]:
         pick = np.sort(np.random.default_rng(0).choice(len(unit), FIT_SAMPLE[method],
                                                        replace=False))
-    if method == "umap" and len(pick) >= 5:
+    umap_xy = _umap(unit[pick]) if method == "umap" and len(pick) >= UMAP_LEAST else None
+    if umap_xy is not None:
         xy = np.empty((len(unit), 2), np.float32)
-        xy[pick] = _umap(unit[pick])
+        xy[pick] = umap_xy
         rest = np.setdiff1d(np.arange(len(unit)), pick, assume_unique=True)
         anchors = _anchors(pick)
         xy[rest] = place_among(unit[rest], unit[anchors], xy[anchors])
@@ -132,19 +135,22 @@ def fit(ids: np.ndarray, codes: np.ndarray, model: str, catalog_version: int,
                   np.zeros(0, np.int64))
 
 
-def _umap(unit: np.ndarray) -> np.ndarray:
+def _umap(unit: np.ndarray) -> np.ndarray | None:
     """UMAP of normalised codes: Euclidean distance between unit vectors ranks neighbours
     as the cosine does, and is the metric umap-learn compiles fastest. Not seeded: a
     seed makes it run on one core. Imported here: numba and umap-learn take a second
     to import and compile for seconds, which only a fit needs."""
-    import umap  # heavy (numba): only a fit needs it, not the app or the CLI
+    try:
+        import umap  # heavy (numba): only a fit needs it, not the app or the CLI
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # its notes on threads and spectral init
-        reducer = umap.UMAP(n_components=2, n_neighbors=min(15, len(unit) - 1),
-                            init="spectral" if len(unit) > 16 else "random")
-        xy = reducer.fit_transform(unit)
-    xy = np.asarray(xy, np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its notes on threads and spectral init
+            reducer = umap.UMAP(n_components=2, n_neighbors=min(15, len(unit) - 1),
+                                init="spectral" if len(unit) > 16 else "random")
+            xy = np.asarray(reducer.fit_transform(unit), np.float32)
+    except Exception as exc:  # numba with nowhere to cache, a broken install: PCA still maps
+        log.warning("UMAP failed, the map is PCA's instead: %s", exc)
+        return None
     return xy - xy.mean(axis=0)
 
 
@@ -152,36 +158,45 @@ def current_layout(store: Store, model: str, kept: Layout | None = None,
                    method: str | None = None,
                    fitting: Callable[[str], None] | None = None) -> Layout:
     """The map of *model*'s codes by *method* (None: ``default_method`` for the library's
-    size) as the catalog is now: *kept* (or the saved one) when it is current, brought up
-    to date by placing new images and dropping gone ones, or fitted anew (see the module's
-    docstring; *fitting* hears what is fitted, which can take a minute). Saved when it
-    changed, if the data dir takes it."""
+    size) as the catalog is now: *kept* or the saved one, whichever is current (the index
+    run saves one), else the newer of them brought up to date by placing new images and
+    dropping gone ones, or fitted anew (see the module's docstring; *fitting* hears what
+    is fitted, which can take a minute). Saved when it changed, if the data dir takes it."""
     version = store.catalog_version()
     model_id = store.model_id_of(model)
     present = np.array(sorted(store.catalog_ids(model_id)) if model_id is not None else [],
                        dtype=np.int64)
     method = method or default_method(len(present))
-    layout = kept if kept is not None and (kept.model, kept.method) == (model, method) \
-        else _load(store.data_dir, model, method)
-    if layout is not None and layout.catalog_version == version:
-        return layout
+    if method == "umap" and len(present) < UMAP_LEAST:
+        method = "pca"  # too few for any neighbourhood: the answer says what it is
+    if kept is None or (kept.model, kept.method) != (model, method):
+        kept = None
+    if kept is None or kept.catalog_version != version:
+        saved = _load(store.data_dir, model, method)
+        if saved is not None and (kept is None or saved.catalog_version >= kept.catalog_version):
+            kept = saved
+    if kept is not None and kept.catalog_version == version:
+        return kept
+    layout = kept
     new = np.setdiff1d(present, layout.ids, assume_unique=True) if layout is not None else present
-    if layout is None or len(present) == 0 or len(new) > REFIT_SHARE * max(layout.fitted_on, 1):
+    if (layout is None or len(present) == 0
+            or layout.placed + len(new) > REFIT_SHARE * max(layout.fitted_on, 1)):
         if fitting is not None and len(present):
             fitting(f"laying out the map: {method.upper()} of {len(present):,} codes")
-        layout = fit(present, _codes(store, present, model), model, version, method) \
-            if len(present) else _empty(model, version, method)
+        ids, codes = _codes(store, present, model)
+        layout = fit(ids, codes, model, version, method) if len(ids) else \
+            _empty(model, version, method)
     else:
         keep = np.isin(layout.ids, present)
-        layout = Layout(model, version, method, layout.fitted_on, layout.ids[keep],
-                        layout.xy[keep], layout.mean, layout.components,
-                        layout.fitted[np.isin(layout.fitted, present)])
+        layout = replace(layout, catalog_version=version, ids=layout.ids[keep],
+                         xy=layout.xy[keep], fitted=layout.fitted[np.isin(layout.fitted, present)])
+        new, codes = _codes(store, new, model)  # an image deleted meanwhile is left out
         if len(new):  # else only removals since
             ids = np.concatenate([layout.ids, new])
-            xy = np.concatenate([layout.xy, layout.place(store, _codes(store, new, model))])
+            xy = np.concatenate([layout.xy, layout.place(store, codes)])
             order = np.argsort(ids)
-            layout = Layout(model, version, method, layout.fitted_on, ids[order], xy[order],
-                            layout.mean, layout.components, layout.fitted)
+            layout = replace(layout, ids=ids[order], xy=xy[order],
+                             placed=layout.placed + len(new))
     _save(store.data_dir, layout)
     return layout
 
@@ -192,11 +207,13 @@ def _empty(model: str, version: int, method: str) -> Layout:
                   np.zeros(0, np.float32), np.zeros((2, 0), np.float32), none)
 
 
-def _codes(store: Store, ids: np.ndarray, model: str) -> np.ndarray:
+def _codes(store: Store, ids: np.ndarray, model: str) -> tuple[np.ndarray, np.ndarray]:
+    """(the ids that still have *model*'s codes, those codes), in the order asked."""
     found = store.codes_of(ids.tolist(), model)
-    if not found:
-        return np.zeros((0, 0), np.float32)
-    return np.stack([found[int(i)] for i in ids])
+    there = np.array([i for i in ids.tolist() if i in found], dtype=np.int64)
+    if not len(there):
+        return there, np.zeros((0, 0), np.float32)
+    return there, np.stack([found[int(i)] for i in there])
 
 
 def map_file(data_dir: Path, method: str) -> Path:
@@ -210,7 +227,7 @@ def _load(data_dir: Path, model: str, method: str) -> Layout | None:
                 return None
             return Layout(model, int(saved["catalog_version"]), method,
                           int(saved["fitted_on"]), saved["ids"], saved["xy"], saved["mean"],
-                          saved["components"], saved["fitted"])
+                          saved["components"], saved["fitted"], int(saved["placed"]))
     except (OSError, KeyError, ValueError):  # none yet, or an older or damaged one: fit anew
         return None
 
@@ -222,7 +239,7 @@ def _save(data_dir: Path, layout: Layout) -> None:
     np.savez(out, model=layout.model, method=layout.method,
              catalog_version=layout.catalog_version, fitted_on=layout.fitted_on,
              mean=layout.mean, components=layout.components, ids=layout.ids, xy=layout.xy,
-             fitted=layout.fitted)
+             fitted=layout.fitted, placed=layout.placed)
     try:
         replace_atomically(map_file(data_dir, layout.method),
                            lambda tmp: Path(tmp).write_bytes(out.getvalue()), "map")

@@ -8,8 +8,10 @@ import shutil
 
 import numpy as np
 import pytest
+from sqlalchemy import delete
 
 from search.map import REFIT_SHARE, UMAP_FROM, current_layout, default_method, fit, map_file
+from search.catalog import ImageRecord
 from search.store import Store
 
 from ..conftest import index_into, make_model
@@ -79,14 +81,58 @@ def test_many_new_images_or_another_model_fit_the_map_anew(indexed, collection, 
         store.close()
 
 
-def test_the_index_run_lays_out_the_map(indexed):
-    """`lookalike index` leaves the map current, so the web app only reads it."""
+def saved_version(data_dir, method: str) -> int:
+    with np.load(map_file(data_dir, method)) as saved:
+        return int(saved["catalog_version"])
+
+
+def test_the_index_run_lays_out_the_map_and_the_app_takes_it(indexed, collection, tmp_path):
+    """`lookalike index` leaves the map current, so the web app only reads it: a layout the
+    app kept from before is not refitted when the saved one is current."""
     store = Store.open(indexed)
     try:
         method = default_method(len(store.catalog_ids()))
-        assert map_file(indexed, method).is_file()
-        assert current_layout(store, model_sha(store)).catalog_version == \
-            store.catalog_version()
+        assert saved_version(indexed, method) == store.catalog_version()
+        kept = current_layout(store, model_sha(store))
+        extra = tmp_path / "more"
+        shutil.copytree(collection, extra)
+        index_into(indexed, extra)  # twice the images: the run fits anew, and saves it
+        assert saved_version(indexed, method) == store.catalog_version()
+        saved = np.load(map_file(indexed, method))["xy"]
+        taken = current_layout(store, model_sha(store), kept)
+        np.testing.assert_array_equal(taken.xy, saved)  # read, not fitted again
+    finally:
+        store.close()
+
+
+def test_images_added_a_few_at_a_time_fit_the_map_anew_in_the_end(indexed, collection):
+    store = Store.open(indexed)
+    try:
+        first = current_layout(store, model_sha(store))
+        sources = sorted(collection.rglob("*.png"))
+        layout, added = first, 0
+        while layout.fitted_on == first.fitted_on:
+            added += 1  # one image a run: each is far below REFIT_SHARE on its own
+            (collection / f"again-{added}.png").write_bytes(sources[added].read_bytes())
+            index_into(indexed, collection)
+            layout = current_layout(store, model_sha(store), layout)
+            assert added <= REFIT_SHARE * first.fitted_on + 1
+        assert added > REFIT_SHARE * first.fitted_on - 1 and layout.placed == 0
+    finally:
+        store.close()
+
+
+def test_umap_asked_of_a_handful_of_images_is_pca_and_says_so(indexed):
+    store = Store.open(indexed)
+    try:
+        sha = model_sha(store)
+        keep = sorted(store.catalog_ids())[:3]
+        with store.sessions() as s, s.begin():  # leave three images of this model
+            s.execute(delete(ImageRecord).where(ImageRecord.id.not_in(keep)))
+            store.mark_catalog_changed(s)
+        layout = current_layout(store, sha, method="umap")
+        assert layout.method == "pca" and len(layout.ids) == 3
+        assert current_layout(store, sha, layout, method="umap") is layout  # settled
     finally:
         store.close()
 

@@ -259,9 +259,9 @@ window.Lookalike = (() => {
       if (document.activeElement && document.activeElement.disabled) $("lightbox-close").focus();
     }
     if (step) {
-      dialog.addEventListener("keydown", (event) => {
-        if (event.key === "ArrowLeft") step(-1);
-        else if (event.key === "ArrowRight") step(1);
+      dialog.addEventListener("keydown", (event) => { // as the buttons would, when they may
+        const button = { ArrowLeft: "lightbox-previous", ArrowRight: "lightbox-next" }[event.key];
+        if (button && !$(button).disabled && !$(button).hidden) $(button).click();
       });
       $("lightbox-previous").addEventListener("click", () => step(-1));
       $("lightbox-next").addEventListener("click", () => step(1));

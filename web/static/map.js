@@ -36,11 +36,13 @@
   let selected = []; // indices of the selected points, in the grid's order
   let asked = -1; // the point map?id=N asked for, ringed
   let openIndex = -1; // the selected image the lightbox shows (-1: one clicked on the map)
+  let openId = null; // the image it shows
 
   const lightbox = L.lightbox({
     step: (delta) => openSelected(openIndex + delta),
-    closed: () => {
-      const back = openIndex >= 0 ? selection.querySelector(`[data-index="${openIndex}"]`) : null;
+    closed: () => { // back to where the image was opened from: its grid tile, its map tile
+      const back = openIndex >= 0 ? selection.querySelector(`[data-index="${openIndex}"]`)
+        : tiles.querySelector(`[data-id="${openId}"]`);
       (back || view).focus();
     },
   });
@@ -194,8 +196,17 @@
 
   async function openImage(id, index) {
     openIndex = index;
-    const item = await L.callApi(`api/images/${encodeURIComponent(id)}`);
-    const steps = index >= 0 ? { first: index === 0, last: index === listedCount() - 1 } : {};
+    openId = String(id);
+    let item;
+    try {
+      item = await L.callApi(`api/images/${encodeURIComponent(id)}`);
+    } catch (err) { // removed since the map was drawn, say
+      L.showMessage(err.message);
+      return;
+    }
+    // Opened from the map, not the grid: nothing to step to.
+    const steps = index >= 0 ? { first: index === 0, last: index === listedCount() - 1 }
+      : { first: true, last: true };
     lightbox.show(item, steps);
   }
   const listedCount = () => Math.min(selected.length, MOST_LISTED);
@@ -327,7 +338,11 @@
     if (!points || event.target.closest(".map-tile")) return;
     const rect = view.getBoundingClientRect();
     drawing = { x: event.clientX - rect.left, y: event.clientY - rect.top, box: boxing(event), moved: false };
+    // A box's release may come outside the map: the view still hears it (a pan captures
+    // the pointer in common.js).
+    if (drawing.box) view.setPointerCapture(event.pointerId);
   });
+  view.addEventListener("pointercancel", () => { drawing = null; box.hidden = true; });
   view.addEventListener("pointermove", (event) => {
     if (!drawing) return;
     const rect = view.getBoundingClientRect();
