@@ -22,7 +22,7 @@ from .context import Context, unwritable_data_dir
 # name → "module:function" of each command, its module relative to this package.
 COMMANDS = {
     "train": "training:train", "eval": "training:eval_command",
-    "index": "collection:index", "search": "collection:search", "demo": "collection:demo",
+    "index": "collection:index", "search": "searching:search", "demo": "collection:demo",
     "stats": "catalog:stats", "check": "collection:check", "remove": "catalog:remove",
     "exclusions": "catalog:exclusions", "reindex": "collection:reindex",
     "denoise": "tools:denoise", "anomalies": "tools:anomalies", "compress": "tools:compress",

@@ -1,5 +1,5 @@
-"""Commands that read the collection's images with its model: index, search, demo, check
-(catalog, index, files and model agree) and reindex (``indexer.job``)."""
+"""Commands that read the collection's images with its model: index, demo, check (catalog,
+index, files and model agree) and reindex (``indexer.job``); search has its own module."""
 from __future__ import annotations
 
 import json
@@ -8,20 +8,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
-import numpy as np
 
 import indexer
 from indexer.check import check_data_dir, repair_data_dir
 from indexer.encoding import ENCODINGS, EncodingError, make_encoding
-from indexer.images import ImageDecodeError, load_image
+from indexer.images import load_image
 from indexer.job import index_folder, reindex_all, reindex_folders
-from indexer.plots import save_result_sheet, tile_of
 from indexer.train import DEFAULT_MODEL, TrainConfig
 from search.engine import SearchEngine
-from search.vector_index import INDEX_TYPES, omp_threads
+from search.vector_index import INDEX_TYPES
 
 from .context import Context, lock_data_dir, model_option, pass_ctx, report_failures, writing
-from .encoders import checked_engine, load_encoder, serving_encoder
+from .encoders import load_encoder
+from .searching import write_sheet
 from .training import run_training, training_configs, training_options
 
 SAMPLE_COLLECTION = Path(indexer.__file__).resolve().parent / "sample"
@@ -98,53 +97,6 @@ def print_summary(summary: dict, prefix: str = "") -> None:
         f"{summary['moved']}, removed {summary['removed']}, unchanged {summary['unchanged']}, "
         f"{excluded}failed {summary['failed']}; encoded {summary['encoded']} images in "
         f"{summary['seconds']:.1f} s ({summary['images_per_second']:.1f} images/s)")
-
-
-@click.command()
-@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-k", type=click.IntRange(1, 1000), default=10, show_default=True)
-@model_option()
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write a PNG: query, its reconstruction, and each hit with its reconstruction.")
-@pass_ctx
-def search(obj: Context, image: Path, k: int, model: Path | None, as_json: bool,
-           sheet: Path | None) -> None:
-    """Find the K indexed images most like IMAGE."""
-    encoder = serving_encoder(obj, model)
-    engine = checked_engine(obj, encoder)
-    try:
-        # Read whole: the query is named by the user, so a FIFO (/dev/stdin) is fine here.
-        pixels = load_image(image.read_bytes(), encoder.image_size)
-        # One query gains nothing from more OpenMP threads, and on a busy machine the
-        # idle ones' spinning turned a 0.1 ms FAISS search into ~25 ms (measured).
-        with omp_threads(1):
-            code, hits = engine.search_pixels(pixels, k)
-    except ImageDecodeError as exc:
-        raise click.ClickException(f"{image}: {exc}") from exc
-    if as_json:
-        click.echo(json.dumps({"query": str(image), "results": [
-            {"id": h.id, "path": h.path, "similarity": round(h.score, 6)} for h in hits]}, indent=2))
-    else:
-        for rank, h in enumerate(hits, 1):
-            click.echo(f"{rank:3d}  {h.score:7.4f}  {h.path}")
-    if sheet:
-        write_sheet(engine, pixels, code, hits, sheet)
-        obj.echo(f"sheet: {sheet}", err=as_json)
-
-
-def write_sheet(engine: SearchEngine, pixels, code, hits, path: Path) -> None:
-    encoder = engine.encoder
-    # Codes of this model only: during a switch to a new model, re-encoded rows hold the
-    # new one's, which this decoder would turn into noise (or fail on, at another size).
-    stored = engine.store.codes_of([h.id for h in hits], encoder.sha256)
-    blank = np.zeros_like(code)
-    recons = encoder.decode(np.stack([code] + [stored.get(h.id, blank) for h in hits]))
-    tiles = []
-    for h, recon in zip(hits, recons[1:]):
-        tiles.append((tile_of(h.path, encoder.image_size), recon,
-                      f"{h.score:.3f} {Path(h.path).name}"))
-    save_result_sheet(pixels, recons[0], tiles, path)
 
 
 @click.command()
