@@ -28,11 +28,17 @@ EXTENSION = "lookalike_map"
 
 
 class KeptLayouts:
-    """The app's last layout of each method; one request at a time brings one up to date."""
+    """The app's last layout of each method; one request at a time brings one up to date
+    (a lock each: a PCA map does not wait for a UMAP fit)."""
 
     def __init__(self) -> None:
         self.layouts: dict[str, Layout] = {}
-        self.lock = threading.Lock()
+        self.locks: dict[str, threading.Lock] = {}
+        self.guard = threading.Lock()
+
+    def lock(self, method: str) -> threading.Lock:
+        with self.guard:
+            return self.locks.setdefault(method, threading.Lock())
 
 
 def fitted_square(xy: np.ndarray) -> np.ndarray:
@@ -59,7 +65,7 @@ def points(params: MapParams):
     store = serving.engine.store
     kept: KeptLayouts = current_app.extensions.setdefault(EXTENSION, KeptLayouts())
     method = None if params.method == "auto" else params.method
-    with kept.lock:
+    with kept.lock(method or ""):
         before = kept.layouts.get(method or "")
         layout = current_layout(store, serving.encoder.sha256, before, method)
         kept.layouts[method or ""] = layout
