@@ -34,7 +34,7 @@ from sqlalchemy import select
 from .catalog import ImageRecord, id_chunks
 from .files import replace_atomically
 from .store import Store
-from .vector_index import normalise
+from .vector_index import nearest, normalise
 
 log = logging.getLogger(__name__)
 
@@ -88,20 +88,14 @@ def place_among(unit: np.ndarray, anchors: np.ndarray, anchor_xy: np.ndarray) ->
     """Each (normalised) code at the weighted mean place of its NEIGHBOURS most similar
     anchors: a copy lands on its original, an image between two kinds between their
     regions."""
-    if len(anchors) == 0:
+    if len(anchors) == 0 or len(unit) == 0:
         return np.zeros((len(unit), 2), np.float32)
-    k = min(NEIGHBOURS, len(anchors))
-    placed = np.empty((len(unit), 2), np.float32)
-    for start in range(0, len(unit), 4096):
-        sims = unit[start:start + 4096] @ anchors.T
-        near = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        near_sims = np.take_along_axis(sims, near, axis=1)
-        # Inverse squared distance between unit codes (Shepard's weighting): an exact
-        # copy (distance 0) takes its original's place.
-        weights = 1.0 / (np.maximum(2.0 - 2.0 * near_sims, 0.0) + 1e-9)
-        placed[start:start + 4096] = (anchor_xy[near] * weights[..., None]).sum(1) / \
-            weights.sum(1, keepdims=True)
-    return placed
+    sims, near = nearest(unit, anchors, min(NEIGHBOURS, len(anchors)))
+    # Inverse squared distance between unit codes (Shepard's weighting): an exact copy
+    # (distance 0) takes its original's place.
+    weights = 1.0 / (np.maximum(2.0 - 2.0 * sims, 0.0) + 1e-9)
+    return ((anchor_xy[near] * weights[..., None]).sum(1) / weights.sum(1, keepdims=True)
+            ).astype(np.float32)
 
 
 def fit(ids: np.ndarray, codes: np.ndarray, model: str, catalog_version: int,

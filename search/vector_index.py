@@ -76,6 +76,15 @@ def normalise(codes: np.ndarray) -> np.ndarray:
     return codes / np.maximum(norms, 1e-12)
 
 
+def nearest(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(similarities, rows) of each query's *k* most similar rows of *base* by inner product,
+    exact: FAISS keeps only the k best of each row, where a full similarity matrix of
+    4,096 queries by 20,000 codes and its argsort took 1.3 GB."""
+    index = faiss.IndexFlatIP(base.shape[1])
+    index.add(np.ascontiguousarray(base, dtype=np.float32))
+    return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+
 class VectorIndex:
     """A FAISS index of normalised codes, searched by inner product (cosine similarity)."""
 
