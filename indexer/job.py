@@ -13,7 +13,6 @@ picks up where it stopped. The caller holds the data dir's writer lock
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +26,6 @@ from tqdm import tqdm
 
 from search.catalog import ImageRecord, ModelRecord, RetiredRecord, path_under, utcnow
 from search.checkpoints import prune_kept
-from search.map import current_layout
 from search.store import FOLLOW_SYMLINKS, Store
 from search.trash import finish_interrupted
 from search.vector_index import VectorIndex, choose_index_type
@@ -111,7 +109,6 @@ def index_folder(
     prune: bool = False,
     encoding: Encoding | None = None,
     settled: Settled | None = None,
-    lay_out_map: bool = True,
 ) -> IndexSummary:
     """Bring the catalog and the vector index in line with *folder*.
 
@@ -125,8 +122,6 @@ def index_folder(
     the links led to. *encoding* decodes and encodes (``indexer.encoding``; default:
     this machine's processes, one decoding per core, ``LocalEncoding``'s batches).
     *settled* leaves files still being written for a later run (``indexer.watch``).
-    *lay_out_map* brings the map up to date at the end (a run over many folders does it
-    once, after the last).
     """
     started = time.time()
     finish_interrupted(store)  # a trash move a crash cut short: its file decides the way
@@ -167,9 +162,7 @@ def index_folder(
                  and choose_index_type(index.ntotal, store.index_choice()) == index.index_type)
     if not unchanged:
         _publish(store, index, encoder, model_id, root if switching else None, summary)
-    summary.seconds = time.time() - started  # the indexing's; the map's is its own
-    if not unchanged and lay_out_map:
-        lay_out_the_map(store, encoder, progress, summary.warnings)
+    summary.seconds = time.time() - started
     return summary
 
 
@@ -195,18 +188,6 @@ def _publish(store: Store, index: VectorIndex, encoder: TorchEncoder, model_id: 
                 "model (unreadable, or missing) and are left out of searches until they are")
     store.publish_index(index, encoder.sha256)
     prune_kept(store)
-
-
-def lay_out_the_map(store: Store, encoder: TorchEncoder, progress: bool,
-                    warnings: list[str]) -> None:
-    """Bring the map (``/map``) up to date now, so the web app only reads it: a first
-    UMAP fit of a large library takes a minute a request should not wait for. A map
-    that cannot be made is a warning; the page makes it when first asked."""
-    say = (lambda text: tqdm.write(text, file=sys.stderr)) if progress else None
-    try:
-        current_layout(store, encoder.sha256, fitting=say)
-    except Exception as exc:  # the index is saved; the map is extra
-        warnings.append(f"the map could not be laid out: {exc}")
 
 
 def _left_behind(store: Store, model_id: int, root: Path) -> tuple[int, int]:
@@ -353,8 +334,7 @@ def reindex_folder(store: Store, folder: str, encoder: TorchEncoder,
         return {"folder": folder, "status": "skipped",
                 "reason": "not a folder (removed or unmounted?); its images were kept"}
     summary = index_folder(store, folder, encoder, progress=progress, settled=settled,
-                           encoding=LocalEncoding(encoder, workers=workers),
-                           lay_out_map=False).as_dict()
+                           encoding=LocalEncoding(encoder, workers=workers)).as_dict()
     summary["failures"] = summary["failures"][:KEEP_FAILURES]
     return {"folder": folder, "status": "done", **summary}
 
@@ -375,6 +355,4 @@ def reindex_all(store: Store, folders: list[str], encoder: TorchEncoder, workers
         warning = finish_switch(store, encoder)
         if warning:
             results[-1]["warnings"].append(warning)
-    if results:  # one map for the whole pass, not one a folder
-        lay_out_the_map(store, encoder, progress, results[-1].setdefault("warnings", []))
     return results

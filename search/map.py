@@ -16,8 +16,9 @@ A layout is fitted once and kept with the catalog version and model it belongs t
 (``DATA_DIR/map-<method>.npz``): images indexed later are placed without moving the
 others (PCA: its fitted transform; UMAP: the weighted mean of their nearest fitted
 neighbours' places), and the layout is fitted anew when the share of images it never
-saw passes ``REFIT_SHARE`` (or the model changed). ``lookalike index`` brings it up to
-date at the end of a run, so the web app usually only reads it.
+saw passes ``REFIT_SHARE`` (or the model changed). A UMAP fit takes a minute and about a
+gigabyte at 100,000 images, so the web app makes it in the background when the map is
+first asked for (PCA meanwhile), not the index run, whose memory stays the job's own.
 """
 from __future__ import annotations
 
@@ -150,12 +151,15 @@ def _umap(unit: np.ndarray) -> np.ndarray | None:
 
 def current_layout(store: Store, model: str, kept: Layout | None = None,
                    method: str | None = None,
-                   fitting: Callable[[str], None] | None = None) -> Layout:
+                   fitting: Callable[[str], None] | None = None,
+                   may_fit: bool = True) -> Layout | None:
     """The map of *model*'s codes by *method* (None: ``default_method`` for the library's
-    size) as the catalog is now: *kept* or the saved one, whichever is current (the index
-    run saves one), else the newer of them brought up to date by placing new images and
-    dropping gone ones, or fitted anew (see the module's docstring; *fitting* hears what
-    is fitted, which can take a minute). Saved when it changed, if the data dir takes it."""
+    size) as the catalog is now: *kept* or the saved one, whichever is current (another
+    process may have saved one), else the newer of them brought up to date by placing new
+    images and dropping gone ones, or fitted anew (see the module's docstring; *fitting*
+    hears what is fitted, which can take a minute). None instead of a UMAP fit when not
+    *may_fit*: the web app fits in the background (``web.collection_map``). Saved when it
+    changed, if the data dir takes it."""
     version = store.catalog_version()
     model_id = store.model_id_of(model)
     present = np.array(sorted(store.catalog_ids(model_id)) if model_id is not None else [],
@@ -175,6 +179,8 @@ def current_layout(store: Store, model: str, kept: Layout | None = None,
     new = np.setdiff1d(present, layout.ids, assume_unique=True) if layout is not None else present
     if (layout is None or len(present) == 0
             or layout.placed + len(new) > REFIT_SHARE * max(layout.fitted_on, 1)):
+        if method == "umap" and len(present) and not may_fit:
+            return None
         if fitting is not None and len(present):
             fitting(f"laying out the map: {method.upper()} of {len(present):,} codes")
         ids, codes = _codes(store, present, model)

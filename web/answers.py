@@ -486,6 +486,9 @@ Packed = Annotated[str, Field(json_schema_extra={"contentEncoding": "base64"})]
 class MapAnswer(Answer):
     method: Literal["umap", "pca"] = Field(description="How codes became places: UMAP or "
                                            "PCA of the normalised codes.")
+    fitting: Literal["umap"] | None = Field(None, description="A UMAP layout is being made in "
+                                            "the background; until it is, the map is PCA's. "
+                                            "Ask again later.")
     count: int
     ids: list[int] | Packed
     x: list[float] | Packed = Field(description="In [-1, 1]; x[i] is ids[i]'s.")

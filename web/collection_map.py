@@ -10,12 +10,14 @@ the catalog: a new image is placed without moving the others.
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 
 import numpy as np
 from flask import Blueprint, current_app
 
 from search.map import Layout, current_layout, map_facts
+from search.store import Store
 
 from .answers import MapAnswer, answer
 from .apispec import operation
@@ -23,22 +25,41 @@ from .backend import current_backend
 from .schemas import NOT_READY, MapParams
 
 bp = Blueprint("map", __name__, url_prefix="/api/map")
+log = logging.getLogger(__name__)
 
 EXTENSION = "lookalike_map"
 
 
 class KeptLayouts:
-    """The app's last layout of each method; one request at a time brings one up to date
-    (a lock each: a PCA map does not wait for a UMAP fit)."""
+    """The app's last layout of each method, and the UMAP fit under way, if any. One
+    request at a time brings a layout up to date (a lock each: a PCA map does not wait for
+    anything); a UMAP fit runs in a thread of its own, and the map is PCA's until it ends."""
 
     def __init__(self) -> None:
         self.layouts: dict[str, Layout] = {}
         self.locks: dict[str, threading.Lock] = {}
         self.guard = threading.Lock()
+        self.fitting: threading.Thread | None = None
 
     def lock(self, method: str) -> threading.Lock:
         with self.guard:
             return self.locks.setdefault(method, threading.Lock())
+
+    def fit_in_background(self, store: Store, model: str, method: str | None) -> None:
+        """Start the UMAP fit, unless one is under way; it saves the layout it makes, which
+        the next request takes (``current_layout`` prefers a current saved layout)."""
+        with self.guard:
+            if self.fitting is not None and self.fitting.is_alive():
+                return
+            self.fitting = threading.Thread(target=self._fit, args=(store, model, method),
+                                            name="lookalike-map-fit", daemon=True)
+            self.fitting.start()
+
+    def _fit(self, store: Store, model: str, method: str | None) -> None:
+        try:
+            current_layout(store, model, method=method)
+        except Exception:  # a thread's error reaches no one else: log it, the map stays PCA's
+            log.exception("the map's UMAP fit failed")
 
 
 def fitted_square(xy: np.ndarray) -> np.ndarray:
@@ -59,16 +80,27 @@ def points(params: MapParams):
     """Every indexed image placed in 2-D by a projection of its code (fitted once and kept;
     new images are placed without moving the others), with what it may be coloured by.
 
-    ``x`` and ``y`` are scaled into [-1, 1]; ``ids[i]`` lies at ``(x[i], y[i])``.
+    ``x`` and ``y`` are scaled into [-1, 1]; ``ids[i]`` lies at ``(x[i], y[i])``. When a
+    UMAP layout must be fitted first (a minute at 100,000 images), the fit starts in the
+    background and the answer is PCA's, with ``fitting: "umap"``: ask again later.
     """
     serving, _index = current_backend().ready()
     store = serving.engine.store
+    model = serving.encoder.sha256
     kept: KeptLayouts = current_app.extensions.setdefault(EXTENSION, KeptLayouts())
     method = None if params.method == "auto" else params.method
     with kept.lock(method or ""):
-        before = kept.layouts.get(method or "")
-        layout = current_layout(store, serving.encoder.sha256, before, method)
-        kept.layouts[method or ""] = layout
+        layout = current_layout(store, model, kept.layouts.get(method or ""), method,
+                                may_fit=False)
+        if layout is not None:
+            kept.layouts[method or ""] = layout
+    fitting = None
+    if layout is None:  # a UMAP fit is needed: PCA's map until it is made
+        kept.fit_in_background(store, model, method)
+        fitting = "umap"
+        with kept.lock("pca"):
+            layout = current_layout(store, model, kept.layouts.get("pca"), "pca")
+            kept.layouts["pca"] = layout
     facts = map_facts(store, layout.ids)
     xy = fitted_square(layout.xy)
     columns = {"ids": layout.ids.astype("<i8"), "x": xy[:, 0].astype("<f4"),
@@ -84,5 +116,5 @@ def points(params: MapParams):
         shown["y"] = np.round(columns["y"].astype(np.float64), 5).tolist()
         shown["reconstruction_error"] = np.round(
             columns["reconstruction_error"].astype(np.float64), 6).tolist()
-    return answer(MapAnswer(method=layout.method, count=len(layout.ids),
+    return answer(MapAnswer(method=layout.method, fitting=fitting, count=len(layout.ids),
                             folders=facts.folders, **shown))

@@ -86,20 +86,37 @@ def saved_version(data_dir, method: str) -> int:
         return int(saved["catalog_version"])
 
 
-def test_the_index_run_lays_out_the_map_and_the_app_takes_it(indexed, collection, tmp_path):
-    """`lookalike index` leaves the map current, so the web app only reads it: a layout the
-    app kept from before is not refitted when the saved one is current."""
+def test_a_current_saved_layout_is_taken_and_a_umap_fit_only_when_allowed(
+        indexed, collection, tmp_path):
+    """The web app asks without fitting UMAP (it fits in the background): None when a fit
+    is needed, a placed layout when placing is enough; a layout another process saved is
+    taken, not fitted again."""
     store = Store.open(indexed)
     try:
-        method = default_method(len(store.catalog_ids()))
-        assert saved_version(indexed, method) == store.catalog_version()
-        kept = current_layout(store, model_sha(store))
+        sha = model_sha(store)
+        assert current_layout(store, sha, method="umap", may_fit=False) is None
+        assert not map_file(indexed, "umap").exists()
+        kept = current_layout(store, sha, method="umap")  # the background fit
+        assert saved_version(indexed, "umap") == store.catalog_version()
+
+        source = sorted(collection.rglob("*.png"))[0]
+        shutil.copy(source, collection / "one-more.png")
+        index_into(indexed, collection)  # one image: placed, no fit needed
+        placed = current_layout(store, sha, kept, method="umap", may_fit=False)
+        assert placed is not None and placed.fitted_on == kept.fitted_on
+        assert len(placed.ids) == len(kept.ids) + 1
+
         extra = tmp_path / "more"
         shutil.copytree(collection, extra)
-        index_into(indexed, extra)  # twice the images: the run fits anew, and saves it
-        assert saved_version(indexed, method) == store.catalog_version()
-        saved = np.load(map_file(indexed, method))["xy"]
-        taken = current_layout(store, model_sha(store), kept)
+        index_into(indexed, extra)  # twice the images: a fit is needed again
+        assert current_layout(store, sha, placed, method="umap", may_fit=False) is None
+        other = Store.open(indexed)  # another process fits and saves
+        try:
+            current_layout(other, sha, method="umap")
+        finally:
+            other.close()
+        saved = np.load(map_file(indexed, "umap"))["xy"]
+        taken = current_layout(store, sha, placed, method="umap", may_fit=False)
         np.testing.assert_array_equal(taken.xy, saved)  # read, not fitted again
     finally:
         store.close()

@@ -4,6 +4,7 @@ appears without the others moving."""
 from __future__ import annotations
 
 import base64
+import time
 from collections import Counter
 
 import numpy as np
@@ -66,9 +67,26 @@ def test_packed_columns_are_the_same_numbers(client):
     assert packed["folders"] == plain["folders"] and packed["method"] == plain["method"]
 
 
+def until_umap(client, timeout: float = 120.0) -> dict:
+    """GET /api/map?method=umap until the background fit is done; the answers meanwhile
+    are PCA's, saying a UMAP layout is being made."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = ok_json(client, "/api/map", method="umap")
+        if body["method"] == "umap":
+            assert body["fitting"] is None
+            return body
+        assert body["fitting"] == "umap" and body["method"] == "pca"
+        assert time.monotonic() < deadline, "the UMAP fit did not finish"
+        time.sleep(0.2)
+
+
 def test_either_method_may_be_asked_for(client):
     pca = ok_json(client, "/api/map", method="pca")
-    umap = ok_json(client, "/api/map", method="umap")
+    first = ok_json(client, "/api/map", method="umap")  # the fit starts, not in the request
+    assert (first["method"], first["fitting"]) == ("pca", "umap")
+    assert first["count"] == pca["count"]
+    umap = until_umap(client)
     assert (pca["method"], umap["method"]) == ("pca", "umap")
     assert sorted(pca["ids"]) == sorted(umap["ids"])
     assert pca["x"] != umap["x"]

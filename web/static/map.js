@@ -111,7 +111,9 @@
     }
     $("map-summary").textContent = `${points.count} image(s), placed by ${points.method.toUpperCase()} ` +
       `of their codes; ${points.folders.length} folder(s)` +
-      (out ? `; ${points.count - out} within the filters.` : ".");
+      (out ? `; ${points.count - out} within the filters.` : ".") +
+      (points.fitting ? ` A ${points.fitting.toUpperCase()} layout, which keeps neighbours ` +
+        "better, is being made: the map changes when it is ready." : "");
   }
 
   function draw() {
@@ -284,11 +286,17 @@
     return new Type(bytes.buffer);
   }
 
+  let waiting = null; // the next look for the layout being made
+
   async function load() {
+    clearTimeout(waiting);
     const query = new URLSearchParams({ method: $("method-input").value, packed: "true" });
     const body = await L.callApi(`api/map?${query}`);
+    // The better layout is made in the background: look again until it is there.
+    if (body.fitting) waiting = setTimeout(() => load().catch((err) => L.showMessage(err.message)), 5000);
+    if (points && body.method === points.method && body.fitting) return; // nothing new yet
     points = {
-      count: body.count, method: body.method, folders: body.folders,
+      count: body.count, method: body.method, folders: body.folders, fitting: body.fitting,
       ids: Float64Array.from(unpack(body.ids, BigInt64Array), Number), x: unpack(body.x, Float32Array),
       y: unpack(body.y, Float32Array), folder: unpack(body.folder, Int32Array),
       date: unpack(body.date, Float64Array),
