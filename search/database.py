@@ -134,8 +134,10 @@ def _revision(conn) -> str | None:
 
 
 def _no_such_table(exc: DBAPIError) -> bool:
-    text_ = str(exc.orig).lower()
-    return "no such table" in text_ or "does not exist" in text_ or "undefined" in text_
+    """SQLite says so in English always; PostgreSQL in its server's language, so by the
+    SQLSTATE (undefined_table)."""
+    return (getattr(exc.orig, "sqlstate", None) == "42P01"
+            or "no such table" in str(exc.orig).lower())
 
 
 def upgrade_to_head(engine: Engine) -> None:

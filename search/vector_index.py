@@ -22,7 +22,9 @@ from .files import replace_atomically
 def imported_on_first_use(name: str) -> ModuleType:
     """Module *name*, loaded when one of its attributes is first read (importlib's
     LazyLoader). FAISS takes 0.15 s to import; commands that open the data dir but search
-    nothing (`lookalike stats`, `--help`) never pay it."""
+    nothing (`lookalike stats`, `--help`) never pay it. The first read is not thread-safe
+    on Python 3.11 (CPython gh-114763): the web app, whose requests are threads, imports
+    FAISS outright (``web.backend``), which loads it before any request."""
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.find_spec(name)

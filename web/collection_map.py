@@ -40,26 +40,43 @@ class KeptLayouts:
         self.locks: dict[str, threading.Lock] = {}
         self.guard = threading.Lock()
         self.fitting: threading.Thread | None = None
+        # (model, catalog version) whose UMAP fit failed: not tried again until either
+        # moves, so a broken install does not fit (and fail) on every look.
+        self.failed: set[tuple[str, int]] = set()
 
     def lock(self, method: str) -> threading.Lock:
         with self.guard:
             return self.locks.setdefault(method, threading.Lock())
 
-    def fit_in_background(self, store: Store, model: str, method: str | None) -> None:
-        """Start the UMAP fit, unless one is under way; it saves the layout it makes, which
-        the next request takes (``current_layout`` prefers a current saved layout)."""
+    def fit_in_background(self, store: Store, model: str, method: str | None,
+                          key: str) -> bool:
+        """Start the UMAP fit, unless one is under way (True) or it failed for this catalog
+        (False). The layout it makes is kept here under *key* and saved, when the data dir
+        takes it; the next request takes it."""
+        version = store.catalog_version()
         with self.guard:
-            if self.fitting is not None and self.fitting.is_alive():
-                return
-            self.fitting = threading.Thread(target=self._fit, args=(store, model, method),
-                                            name="lookalike-map-fit", daemon=True)
-            self.fitting.start()
+            if (model, version) in self.failed:
+                return False
+            if self.fitting is None or not self.fitting.is_alive():
+                self.fitting = threading.Thread(
+                    target=self._fit, args=(store, model, method, key, version),
+                    name="lookalike-map-fit", daemon=True)
+                self.fitting.start()
+            return True
 
-    def _fit(self, store: Store, model: str, method: str | None) -> None:
+    def _fit(self, store: Store, model: str, method: str | None, key: str,
+             version: int) -> None:
         try:
-            current_layout(store, model, method=method)
+            layout = current_layout(store, model, method=method)
         except Exception:  # a thread's error reaches no one else: log it, the map stays PCA's
             log.exception("the map's UMAP fit failed")
+            layout = None
+        if layout is None or layout.method != "umap":  # UMAP failed: PCA's map it is
+            with self.guard:
+                self.failed.add((model, version))
+            return
+        with self.lock(key):
+            self.layouts[key] = layout
 
 
 def fitted_square(xy: np.ndarray) -> np.ndarray:
@@ -96,8 +113,8 @@ def points(params: MapParams):
             kept.layouts[method or ""] = layout
     fitting = None
     if layout is None:  # a UMAP fit is needed: PCA's map until it is made
-        kept.fit_in_background(store, model, method)
-        fitting = "umap"
+        fitting = "umap" if kept.fit_in_background(store, model, method, method or "") \
+            else None
         with kept.lock("pca"):
             layout = current_layout(store, model, kept.layouts.get("pca"), "pca")
             kept.layouts["pca"] = layout

@@ -92,3 +92,31 @@ def test_either_method_may_be_asked_for(client):
     assert pca["x"] != umap["x"]
     assert "method must be one of" in assert_error(
         client.get("/api/map?method=tsne"), 400, "bad_parameter")
+
+
+def test_a_failing_umap_fit_leaves_pcas_map_and_is_not_retried(apps, own_library, monkeypatch,
+                                                             caplog):
+    import umap
+
+    class Broken:
+        calls = 0
+
+        def __init__(self, **_):
+            Broken.calls += 1
+
+        def fit_transform(self, _):
+            raise RuntimeError("no locator available for the numba cache")
+
+    monkeypatch.setattr(umap, "UMAP", Broken)
+    client = apps(own_library.data_dir).test_client()
+    first = ok_json(client, "/api/map", method="umap")
+    assert (first["method"], first["fitting"]) == ("pca", "umap")
+    deadline = time.monotonic() + 60
+    while (body := ok_json(client, "/api/map", method="umap"))["fitting"] is not None:
+        assert time.monotonic() < deadline, "the failed fit was not noticed"
+        time.sleep(0.1)
+    assert body["method"] == "pca" and body["count"] == first["count"]
+    for _ in range(3):  # not tried again for the same catalog
+        assert ok_json(client, "/api/map", method="umap")["fitting"] is None
+    assert Broken.calls == 1
+    assert "UMAP failed" in caplog.text

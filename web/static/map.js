@@ -287,14 +287,18 @@
   }
 
   let waiting = null; // the next look for the layout being made
+  let latest = 0; // only the newest request's answer is drawn
 
   async function load() {
     clearTimeout(waiting);
+    const mine = ++latest;
     const query = new URLSearchParams({ method: $("method-input").value, packed: "true" });
     const body = await L.callApi(`api/map?${query}`);
+    if (mine !== latest) return; // the method changed meanwhile: a newer request follows
     // The better layout is made in the background: look again until it is there.
     if (body.fitting) waiting = setTimeout(() => load().catch((err) => L.showMessage(err.message)), 5000);
     if (points && body.method === points.method && body.fitting) return; // nothing new yet
+    const selectedIds = new Set(selected.map((i) => points.ids[i])); // kept across layouts
     points = {
       count: body.count, method: body.method, folders: body.folders, fitting: body.fitting,
       ids: Float64Array.from(unpack(body.ids, BigInt64Array), Number), x: unpack(body.x, Float32Array),
@@ -305,6 +309,7 @@
     colours();
     filtered();
     selected = [];
+    points.ids.forEach((id, i) => { if (selectedIds.has(id)) selected.push(i); });
     listSelection();
     draw();
     centreOnAsked();
