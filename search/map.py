@@ -27,7 +27,6 @@ import logging
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from sqlalchemy import select
@@ -150,17 +149,17 @@ def _umap(unit: np.ndarray) -> np.ndarray | None:
 
 
 def current_layout(store: Store, model: str, kept: Layout | None = None,
-                   method: str | None = None,
-                   fitting: Callable[[str], None] | None = None,
-                   may_fit: bool = True) -> Layout | None:
+                   method: str | None = None, may_fit: bool = True) -> Layout | None:
     """The map of *model*'s codes by *method* (None: ``default_method`` for the library's
     size) as the catalog is now: *kept* or the saved one, whichever is current (another
     process may have saved one), else the newer of them brought up to date by placing new
-    images and dropping gone ones, or fitted anew (see the module's docstring; *fitting*
-    hears what is fitted, which can take a minute). None instead of a UMAP fit when not
-    *may_fit*: the web app fits in the background (``web.collection_map``). Saved when it
-    changed, if the data dir takes it."""
+    images and dropping gone ones, or fitted anew (see the module's docstring). None
+    instead of a UMAP fit when not *may_fit*: the web app fits in the background
+    (``web.collection_map``). Saved when it changed, if the data dir takes it."""
     version = store.catalog_version()
+    if (kept is not None and (kept.model, kept.catalog_version) == (model, version)
+            and method in (None, kept.method)):
+        return kept  # every request of the web app: no need to list the catalog's ids
     model_id = store.model_id_of(model)
     present = np.array(sorted(store.catalog_ids(model_id)) if model_id is not None else [],
                        dtype=np.int64)
@@ -181,8 +180,6 @@ def current_layout(store: Store, model: str, kept: Layout | None = None,
             or layout.placed + len(new) > REFIT_SHARE * max(layout.fitted_on, 1)):
         if method == "umap" and len(present) and not may_fit:
             return None
-        if fitting is not None and len(present):
-            fitting(f"laying out the map: {method.upper()} of {len(present):,} codes")
         ids, codes = _codes(store, present, model)
         layout = fit(ids, codes, model, version, method) if len(ids) else \
             _empty(model, version, method)

@@ -48,24 +48,22 @@ class KeptLayouts:
         with self.guard:
             return self.locks.setdefault(method, threading.Lock())
 
-    def fit_in_background(self, store: Store, model: str, method: str | None,
-                          key: str) -> bool:
+    def fit_in_background(self, store: Store, model: str, method: str | None) -> bool:
         """Start the UMAP fit, unless one is under way (True) or it failed for this catalog
-        (False). The layout it makes is kept here under *key* and saved, when the data dir
-        takes it; the next request takes it."""
+        (False). The layout it makes is kept here under what was asked for (*method*, None:
+        the default) and saved, when the data dir takes it; the next request takes it."""
         version = store.catalog_version()
         with self.guard:
             if (model, version) in self.failed:
                 return False
             if self.fitting is None or not self.fitting.is_alive():
                 self.fitting = threading.Thread(
-                    target=self._fit, args=(store, model, method, key, version),
+                    target=self._fit, args=(store, model, method, version),
                     name="lookalike-map-fit", daemon=True)
                 self.fitting.start()
             return True
 
-    def _fit(self, store: Store, model: str, method: str | None, key: str,
-             version: int) -> None:
+    def _fit(self, store: Store, model: str, method: str | None, version: int) -> None:
         try:
             layout = current_layout(store, model, method=method)
         except Exception:  # a thread's error reaches no one else: log it, the map stays PCA's
@@ -75,8 +73,8 @@ class KeptLayouts:
             with self.guard:
                 self.failed.add((model, version))
             return
-        with self.lock(key):
-            self.layouts[key] = layout
+        with self.lock(method or ""):
+            self.layouts[method or ""] = layout
 
 
 def fitted_square(xy: np.ndarray) -> np.ndarray:
@@ -106,15 +104,14 @@ def points(params: MapParams):
     model = serving.encoder.sha256
     kept: KeptLayouts = current_app.extensions.setdefault(EXTENSION, KeptLayouts())
     method = None if params.method == "auto" else params.method
-    with kept.lock(method or ""):
-        layout = current_layout(store, model, kept.layouts.get(method or ""), method,
-                                may_fit=False)
+    key = method or ""  # the default is kept apart: which it is depends on the library's size
+    with kept.lock(key):
+        layout = current_layout(store, model, kept.layouts.get(key), method, may_fit=False)
         if layout is not None:
-            kept.layouts[method or ""] = layout
+            kept.layouts[key] = layout
     fitting = None
     if layout is None:  # a UMAP fit is needed: PCA's map until it is made
-        fitting = "umap" if kept.fit_in_background(store, model, method, method or "") \
-            else None
+        fitting = "umap" if kept.fit_in_background(store, model, method) else None
         with kept.lock("pca"):
             layout = current_layout(store, model, kept.layouts.get("pca"), "pca")
             kept.layouts["pca"] = layout
