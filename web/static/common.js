@@ -216,6 +216,22 @@ window.Lookalike = (() => {
     element.addEventListener("pointerup", () => { drag = null; });
   }
 
+  // Arrow keys move the focus between the *selector* items of a CSS *grid*, as they are laid
+  // out (up and down by a row); each item carries its place in data-index.
+  function gridKeys(grid, selector) {
+    grid.addEventListener("keydown", (event) => {
+      const current = event.target.closest(selector);
+      if (!current) return;
+      const columns = getComputedStyle(grid).gridTemplateColumns.split(" ").filter(Boolean).length || 1;
+      const steps = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -columns, ArrowDown: columns };
+      if (!(event.key in steps)) return;
+      event.preventDefault();
+      const target = Number(current.dataset.index) + steps[event.key];
+      const next = grid.querySelector(`${selector}[data-index="${target}"]`);
+      if (next) next.focus();
+    });
+  }
+
   // The image dialog (_lightbox.html): one image large beside its reconstruction, its facts,
   // and where to go from it (Similar, its copies, the map, Explore's slots). *step(delta)*
   // shows the previous or next image of the caller's list; *closed()* runs once it closes.
@@ -286,10 +302,14 @@ window.Lookalike = (() => {
 
   // POST *body* as JSON with the admin token; the answer's JSON. Without a token typed,
   // nothing is sent: the error says what to do.
-  function callAdmin(url, body) {
+  function requireAdminToken() {
     if (!sessionStorage.getItem(TOKEN_KEY)) {
-      return Promise.reject(new Error("Moving files needs the admin token: type it first."));
+      throw new Error("Moving files needs the admin token: type it first.");
     }
+  }
+
+  async function callAdmin(url, body) {
+    requireAdminToken();
     return callApi(url, {
       method: "POST",
       headers: {
@@ -303,6 +323,6 @@ window.Lookalike = (() => {
   return Object.freeze({
     $, safeUrl, safeDataUrl, showMessage, callApi, formatNumber, formatBytes, image, figure,
     intValue, busy, firstImage, acceptImages, card, linkCard, filters, adminToken, callAdmin,
-    panZoom, lightbox, hasAdminToken: () => Boolean(sessionStorage.getItem(TOKEN_KEY)),
+    panZoom, gridKeys, lightbox, requireAdminToken,
   });
 })();

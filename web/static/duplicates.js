@@ -47,7 +47,7 @@
   // A group's copies that are not kept: a pending group is first decided for its first
   // image (the one the page shows to keep), as "Keep this one" would.
   async function trashOthers(group) {
-    if (!L.hasAdminToken()) throw new Error("Moving files needs the admin token: type it first.");
+    L.requireAdminToken();
     if (group.decision === null) {
       await decide({ kind: "keep", images: group.images.map((i) => i.id), keep: group.images[0].id });
     }
@@ -355,9 +355,7 @@
   }
 
   async function applyRule() {
-    if ($("rule-trash").checked && !L.hasAdminToken()) {
-      throw new Error("Moving files needs the admin token: type it first.");
-    }
+    if ($("rule-trash").checked) L.requireAdminToken();
     rulePreview.hidden = true;
     try {
       const body = await L.callApi(`api/duplicates/keep?${previewed}`, { method: "POST" });

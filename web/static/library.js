@@ -86,20 +86,7 @@
   }
 
   // Arrow keys move between tiles as they are laid out; Enter opens one (it is a button).
-  function columns() {
-    return getComputedStyle(grid).gridTemplateColumns.split(" ").filter(Boolean).length || 1;
-  }
-
-  grid.addEventListener("keydown", (event) => {
-    const current = event.target.closest(".tile-open");
-    if (!current) return;
-    const steps = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -columns(), ArrowDown: columns() };
-    if (!(event.key in steps)) return;
-    event.preventDefault();
-    const target = Number(current.dataset.index) + steps[event.key];
-    const next = grid.querySelector(`.tile-open[data-index="${target}"]`);
-    if (next) next.focus();
-  });
+  L.gridKeys(grid, ".tile-open");
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();

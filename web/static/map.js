@@ -392,16 +392,7 @@
   });
 
   // Arrow keys move between the selection's tiles as they are laid out.
-  selection.addEventListener("keydown", (event) => {
-    const current = event.target.closest(".selection-tile");
-    if (!current) return;
-    const columns = getComputedStyle(selection).gridTemplateColumns.split(" ").filter(Boolean).length || 1;
-    const steps = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -columns, ArrowDown: columns };
-    if (!(event.key in steps)) return;
-    event.preventDefault();
-    const next = selection.querySelector(`[data-index="${Number(current.dataset.index) + steps[event.key]}"]`);
-    if (next) next.focus();
-  });
+  L.gridKeys(selection, ".selection-tile");
   window.addEventListener("resize", draw);
 
   // map?id=N opens centred on that image, ringed, close enough to see it and its neighbours.
