@@ -133,9 +133,7 @@ def collect_stats(store: Store) -> dict:
     index_info = store.index_facts()
     if index_info is None:
         try:
-            index = store.load_index(mmap=True)
-            index_info = {"index_type": index.faiss_class, "index_vectors": index.ntotal,
-                          "metric": index.metric}
+            index_info = store.load_index(mmap=True).facts()
         except VectorIndexError:
             index_info = {"index_type": None, "index_vectors": 0, "metric": None}
     return {

@@ -295,8 +295,7 @@ class Store:
         """
         version = self.catalog_version()
         index.save(self.index_path)
-        facts = {"index_type": index.faiss_class, "index_vectors": index.ntotal,
-                 "metric": index.metric, "file": _file_stamp(self.index_path)}
+        facts = {**index.facts(), "file": _file_stamp(self.index_path)}
         with self.sessions() as session, session.begin():
             self.set_meta(session, INDEX_VERSION, str(version))
             self.set_meta(session, INDEX_FACTS, json.dumps(facts))

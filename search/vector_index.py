@@ -182,6 +182,11 @@ class VectorIndex:
             return f"{type(self.index).__name__}(nlist={self.index.nlist}, nprobe={self.index.nprobe})"
         return type(faiss.downcast_index(self.index.index)).__name__
 
+    def facts(self) -> dict:
+        """What `lookalike stats` and /api/stats say of the index."""
+        return {"index_type": self.faiss_class, "index_vectors": self.ntotal,
+                "metric": self.metric}
+
     def _prepare(self, codes: np.ndarray) -> np.ndarray:
         codes = np.ascontiguousarray(codes, dtype=np.float32)
         if codes.ndim != 2 or codes.shape[1] != self.dim:
