@@ -10,6 +10,7 @@ framework and no torch, ``lookalike serve`` loads Flask.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 from pathlib import Path
 
@@ -71,10 +72,16 @@ class Lookalike(click.Group):
 def docstring(name: str) -> str:
     """The docstring of command *name*'s function, read from its module's source."""
     module, _, function = COMMANDS[name].partition(":")
+    return docstrings_of(module)[function]
+
+
+@functools.cache
+def docstrings_of(module: str) -> dict[str, str]:
+    """Each top-level function's docstring in this package's *module*, parsed once (one
+    module holds up to seven commands)."""
     tree = ast.parse((Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8"))
-    found = next(node for node in tree.body
-                 if isinstance(node, ast.FunctionDef) and node.name == function)
-    return ast.get_docstring(found) or ""
+    return {node.name: ast.get_docstring(node) or "" for node in tree.body
+            if isinstance(node, ast.FunctionDef)}
 
 
 @click.group(cls=Lookalike)
