@@ -46,6 +46,11 @@ class TorchEncoder:
         # NHWC: oneDNN's convolutions run batches ~15-20% faster that way on CPU
         # (bench/memory_format.py); a single image costs the same either way.
         self.model = checkpoint.model.to(self.device, memory_format=torch.channels_last).eval()
+        # The decoder pass that measures the reconstruction error runs in bfloat16 where the
+        # CPU computes it natively (AVX-512 BF16, AMX): 2.4× faster than float32, which
+        # cuts the model's share of indexing by a third, and the errors stay within 0.1 %
+        # (bench/indexing.py). Codes are float32 everywhere, so searches do not change.
+        self.error_in_bf16 = self.device.type == "cpu" and native_bf16()
         self.image_size = checkpoint.model.config.image_size
         self.dim = checkpoint.model.config.latent_dim
         self.sha256 = checkpoint.sha256
@@ -82,12 +87,23 @@ class TorchEncoder:
         """Codes and per-image reconstruction MSE (pixels in [0, 1]) in one pass."""
         x = to_tensor(pixels, self.device)
         z = self.model.encode(x)
-        err = (self.model.decode(z) - x).pow(2).flatten(1).mean(1)
-        return z.float().cpu().numpy(), err.float().cpu().numpy()
+        with torch.autocast("cpu", torch.bfloat16, enabled=self.error_in_bf16):
+            recon = self.model.decode(z)
+        err = (recon.float() - x).pow(2).flatten(1).mean(1)
+        return z.float().cpu().numpy(), err.cpu().numpy()
 
     def reconstruct(self, pixels: np.ndarray) -> np.ndarray:
         """Round trip through the bottleneck; for a denoising model, the denoised image."""
         return self.decode(self.encode(pixels))
+
+
+def native_bf16() -> bool:
+    """Whether this CPU runs oneDNN's bfloat16 kernels natively (else they are emulated, and
+    slower than float32)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
 
 
 def load_serving(store: Store, model_path: str | Path, device: str = "auto"

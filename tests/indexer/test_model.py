@@ -277,3 +277,26 @@ def test_a_checkpoint_replaced_while_it_loads_keeps_the_name_of_the_weights_it_g
     monkeypatch.setattr(indexer.model, "read_checkpoint", read_then_replace)
     checkpoint = load_checkpoint(first)
     assert checkpoint.model.config.latent_dim == 4 and checkpoint.sha256 == expected
+
+
+@pytest.mark.parametrize("error_in_bf16", [False, True])
+def test_indexing_stores_the_searched_codes_and_the_float32_error(error_in_bf16):
+    """The index stores ``encode``'s codes exactly, and each image's reconstruction error as
+    float32 measures it, within 0.5 %, whichever precision the decoder pass runs in (bfloat16
+    where the CPU has it natively; forced here, so both paths run on any machine)."""
+    from indexer.encoding import TorchEncoder
+    from indexer.model import AEConfig, Checkpoint, build_model, to_tensor
+
+    torch.manual_seed(0)
+    encoder = TorchEncoder(Checkpoint(build_model(AEConfig(image_size=32, latent_dim=16))))
+    encoder.error_in_bf16 = error_in_bf16
+    pixels = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    codes, errors = encoder.encode_with_error(pixels)
+    assert codes.dtype == errors.dtype == np.float32
+    np.testing.assert_array_equal(codes, encoder.encode(pixels))
+    with torch.inference_mode():
+        x = to_tensor(pixels, "cpu")
+        float32 = (encoder.model.decode(torch.from_numpy(codes)) - x).pow(2).flatten(1).mean(1)
+    np.testing.assert_allclose(errors, float32.numpy(), rtol=5e-3)
+    if not error_in_bf16:
+        np.testing.assert_array_equal(errors, float32.numpy())
