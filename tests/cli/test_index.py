@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
-import click
 import numpy as np
 import pytest
 from PIL import Image
@@ -18,7 +16,6 @@ from search.catalog import ImageRecord
 from search.engine import SearchEngine, code_of
 from search.store import Store
 from search.vector_index import normalise
-from web.cli import cli
 
 from ..conftest import state
 from ..synthetic import SHAPES, make_bad_files, make_collection
@@ -185,22 +182,3 @@ def test_ivf_index_keeps_working_through_incremental_changes(data_dir, collectio
     info = json.loads(run(data_dir, "stats", "--json").stdout)
     assert info["index_choice"] == "auto"
     assert_searched_exactly(data_dir)
-
-
-def test_the_indexing_commands_let_idle_openmp_threads_sleep(monkeypatch):
-    """Set before the command's module imports torch; other commands, and a user's own
-    setting, are left alone."""
-    import click
-
-    from web.cli import cli
-
-    monkeypatch.setenv("OMP_WAIT_POLICY", "unset")
-    monkeypatch.delenv("OMP_WAIT_POLICY")  # (restored as it was when the test ends)
-    ctx = click.Context(cli)
-    cli.get_command(ctx, "stats")
-    assert "OMP_WAIT_POLICY" not in os.environ
-    cli.get_command(ctx, "index")
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    cli.get_command(ctx, "reindex")
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import functools
 import importlib
-import os
 from pathlib import Path
 
 import click
@@ -34,12 +33,6 @@ COMMANDS = {
     "watch": "watching:watch",
 }
 
-# Commands whose model shares the cores with decoding processes (indexer.images.decode_many).
-# Torch's OpenMP threads (GNU OpenMP) spin after each operation, on cores those processes
-# need; told to sleep instead, `lookalike index` runs ~7 % faster on 2 cores and uses 13 %
-# less CPU (bench/indexing.py). OpenMP reads this when torch loads: before the command does.
-SHARES_CORES_WITH_DECODERS = frozenset({"index", "reindex", "watch", "demo"})
-
 
 class Lookalike(click.Group):
     """The command group; a data dir that cannot take a write ends any command with the one
@@ -52,8 +45,6 @@ class Lookalike(click.Group):
         if cmd_name not in COMMANDS:
             return None
         module, _, name = COMMANDS[cmd_name].partition(":")
-        if cmd_name in SHARES_CORES_WITH_DECODERS:
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # a user's choice stands
         return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
