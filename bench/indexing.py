@@ -94,11 +94,14 @@ def compare_errors(new: dict[str, float], old: dict[str, float], top: int = 100)
     a, b = np.array([new[p] for p in paths]), np.array([old[p] for p in paths])
     rel = np.abs(a - b) / np.abs(b)
     rank = lambda errors: [p for _, p in sorted(zip(-errors, paths))][:top]  # noqa: E731
-    same = len(set(rank(a)) & set(rank(b)))
+    ours, theirs = rank(a), rank(b)
+    same = len(set(ours) & set(theirs))
+    agree = next((i for i, (x, y) in enumerate(zip(ours, theirs)) if x != y), top)
+    moved = sum(x != y for x, y in zip(ours, theirs))
     return (f"stored reconstruction errors, this tree vs --old: max relative difference "
             f"{rel.max():.2e} (median {np.median(rel):.2e}); identical for {int((rel == 0).sum())} "
-            f"of {len(paths)}; the {top} most anomalous: {same} of {top} the same, "
-            f"{'in the same order' if rank(a) == rank(b) else 'in another order'}")
+            f"of {len(paths)}; the {top} most anomalous: {same} of {top} the same images, the "
+            f"first {agree} in the same order, {moved} of {top} places holding another image")
 
 
 def main() -> None:
