@@ -76,8 +76,9 @@ def plain_form(body: bytes, boundary: str, max_parts: int | None, max_text: int 
     files: list[tuple[str, FileStorage]] = []
     try:
         marker = b"--" + boundary.encode("ascii")
-        with multipart.PushMultipartParser(boundary, len(body),
-                                           max_segment_count=max_parts or math.inf) as parser:
+        with multipart.PushMultipartParser(
+                boundary, len(body),
+                max_segment_count=math.inf if max_parts is None else max_parts) as parser:
             data = bytearray()
             for event in parser.parse(body):
                 if isinstance(event, multipart.MultipartSegment):

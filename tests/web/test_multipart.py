@@ -67,7 +67,7 @@ def edited(body: bytes, changes) -> bytes:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(forms, boundaries, edits, st.sampled_from([None, 3]), st.sampled_from([None, 50]))
+@given(forms, boundaries, edits, st.sampled_from([None, 0, 3]), st.sampled_from([None, 50]))
 def test_every_body_reads_as_werkzeug_reads_it(form, boundary, changes, max_parts, max_text):
     body = edited(body_of(form, boundary), changes)
     limits = {"max_form_parts": max_parts, "max_form_memory_size": max_text}
