@@ -98,11 +98,18 @@ class TorchEncoder:
 
 
 def native_bf16() -> bool:
-    """Whether this CPU runs oneDNN's bfloat16 kernels natively (else they are emulated, and
-    slower than float32)."""
+    """Whether this CPU has bfloat16 instructions (AVX-512 BF16, or AMX's tiles).
+
+    Not oneDNN's own ``_is_mkldnn_bf16_supported``, which says yes to any AVX-512
+    CPU (Skylake to Ice Lake), where it emulates bfloat16 at a cost. These checks
+    are torch's private ones; should a release drop them, the answer is no, and
+    errors are float32 as before.
+    """
+    checks = [getattr(torch.cpu, name, None)
+              for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return any(check() for check in checks if check is not None)
+    except RuntimeError:
         return False
 
 

@@ -38,17 +38,21 @@ class MultipartFormParser(FormDataParser):
     boundary, and browsers send a fresh random one each time: with the rest
     of its parse, 0.4 ms of every search (``bench/query.py``), twice the
     FAISS search. ``multipart``'s push parser finds boundaries with
-    ``bytes.find``. It is stricter than Werkzeug, which also reads bodies
-    that leave out the line break before a boundary (Werkzeug's own test
-    client writes an empty field that way), so anything it does not read
-    plainly goes to Werkzeug, whose answer stands: see :func:`plain_form`.
+    ``bytes.find``. The two differ on bodies browsers do not send (Werkzeug's
+    own test client writes an empty field without the line break before the
+    next boundary; Werkzeug decodes ``%22`` in names, reads charsets, limits
+    preambles), so the fast path takes only the plain shape a browser sends,
+    and everything else goes to Werkzeug, whose answer stands: see
+    :func:`plain_form`.
     """
 
     def parse(self, stream: IO[bytes], mimetype: str, content_length: int | None,
               options: dict[str, str] | None = None) -> tuple[IO[bytes], MultiDict, MultiDict]:
-        if mimetype != "multipart/form-data":
+        if mimetype != "multipart/form-data" or content_length is None:
+            # (A body without a length, chunked, is Werkzeug's: its stream stops at
+            # MAX_CONTENT_LENGTH with a 413 only when Werkzeug reads it.)
             return super().parse(stream, mimetype, content_length, options)
-        body = stream.read()  # in memory already: waitress reads a body whole before the app
+        body = stream.read()
         found = plain_form(body, (options or {}).get("boundary", ""), self.max_form_parts,
                            self.max_form_memory_size)
         if found is None:
@@ -56,35 +60,51 @@ class MultipartFormParser(FormDataParser):
         return stream, self.cls(found[0]), self.cls(found[1])
 
 
-# What browsers send, and all the fast path reads: a name, and a file's name, quoted, with no
-# quote, backslash or control character in them; header lines of printable ASCII.
-PLAIN_DISPOSITION = re.compile(r'form-data; name="([^"\\\x00-\x1f]+)"'
-                               r'(?:; filename="([^"\\\x00-\x1f]*)")?')
-PLAIN_HEADER = re.compile(r"[\x20-\x7e]+")
+# The plain shape of a browser's form, all the fast path reads. A name and a file name are
+# quoted, without quotes, backslashes, percent signs (Werkzeug decodes %22) or control
+# characters; a part has one Content-Disposition and, for a file, at most one Content-Type
+# (a text part with one may name a charset, which Werkzeug reads); header values are
+# printable ASCII without spaces around them.
+PLAIN_DISPOSITION = re.compile(r'form-data; name="([^"\\%\x00-\x1f\x7f]+)"'
+                               r'(?:; filename="([^"\\%\x00-\x1f\x7f]*)")?')
+PLAIN_VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 
 
 def plain_form(body: bytes, boundary: str, max_parts: int | None, max_text: int | None
                ) -> tuple[list[tuple[str, str]], list[tuple[str, FileStorage]]] | None:
-    """(text fields, files) of a well-formed multipart *body* within the limits, or None for
-    anything Werkzeug must judge: a malformed body, a limit passed, a part with no name or a
-    charset other than UTF-8, a part that holds its boundary (the sign of a delimiter
-    without its line break, which Werkzeug reads as a delimiter), and a text limit under
-    128 KiB (Werkzeug holds it against each 64 KiB it reads, files included)."""
-    if max_text is not None and max_text < min(len(body), 2 * 65536):
+    """(text fields, files) of a multipart *body* in the plain shape, within the limits, or
+    None for anything else, which Werkzeug must judge.
+
+    Beyond the headers (see PLAIN_DISPOSITION): the body starts with its first
+    boundary and ends with its last (Werkzeug holds MAX_FORM_MEMORY_SIZE against
+    a preamble or an epilogue), no part holds the boundary (the sign of a
+    delimiter without its line break, which Werkzeug reads as a delimiter), and
+    a text limit is at least 128 KiB (Werkzeug holds it against each 64 KiB it
+    reads, files included).
+    """
+    try:
+        marker = b"--" + boundary.encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    if (max_text is not None and max_text < min(len(body), 2 * 65536)
+            or not body.startswith(marker + b"\r\n")
+            or not body.endswith(b"\r\n" + marker + b"--\r\n")):
         return None
     fields: list[tuple[str, str]] = []
     files: list[tuple[str, FileStorage]] = []
     try:
-        marker = b"--" + boundary.encode("ascii")
         with multipart.PushMultipartParser(
                 boundary, len(body),
                 max_segment_count=math.inf if max_parts is None else max_parts) as parser:
             data = bytearray()
             for event in parser.parse(body):
                 if isinstance(event, multipart.MultipartSegment):
+                    names = [name for name, _ in event.headerlist]
                     plain = PLAIN_DISPOSITION.fullmatch(event.header("Content-Disposition", ""))
-                    if plain is None or any(PLAIN_HEADER.fullmatch(f"{k}: {v}") is None
-                                            for k, v in event.headerlist):
+                    if (plain is None or names not in (["Content-Disposition"],
+                                                       ["Content-Disposition", "Content-Type"])
+                            or any(PLAIN_VALUE.fullmatch(v) is None for _, v in event.headerlist)
+                            or plain.group(2) is None and len(names) > 1):
                         return None
                     (name, filename), segment, data = plain.groups(), event, bytearray()
                 elif event is not None:
@@ -94,12 +114,11 @@ def plain_form(body: bytes, boundary: str, max_parts: int | None, max_text: int 
                 elif filename is not None:
                     files.append((name, FileStorage(io.BytesIO(data), filename, name,
                                                     headers=Headers(segment.headerlist))))
-                elif (segment.charset or "utf-8").lower() not in ("utf-8", "utf8") or (
-                        max_text is not None and len(data) > max_text):
+                elif max_text is not None and len(data) > max_text:
                     return None
                 else:
                     fields.append((name, data.decode("utf-8", "replace")))
-    except (multipart.MultipartError, UnicodeEncodeError):
+    except multipart.MultipartError:
         return None
     return fields, files
 

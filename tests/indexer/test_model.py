@@ -298,5 +298,5 @@ def test_indexing_stores_the_searched_codes_and_the_float32_error(error_in_bf16)
         x = to_tensor(pixels, "cpu")
         float32 = (encoder.model.decode(torch.from_numpy(codes)) - x).pow(2).flatten(1).mean(1)
     np.testing.assert_allclose(errors, float32.numpy(), rtol=5e-3)
-    if not error_in_bf16:
-        np.testing.assert_array_equal(errors, float32.numpy())
+    # Exact in float32; in bfloat16 the pass really ran in it (else the speed is not had).
+    assert np.array_equal(errors, float32.numpy()) is not error_in_bf16
