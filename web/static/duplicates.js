@@ -120,12 +120,12 @@
   }
 
   function describe(body) {
+    const at = String(Number(body.threshold.toFixed(4)));
     if (onlyImage !== null) {
       const text = body.total ? "The group holding" : "No group holds";
-      return `${text} image ${onlyImage} at similarity ≥ ${String(Number(body.threshold.toFixed(4)))}` +
+      return `${text} image ${onlyImage} at similarity ≥ ${at}` +
         `${body.total ? "" : ": no copies of it found; set a lower similarity to look further"}.`;
     }
-    const at = String(Number(body.threshold.toFixed(4)));
     const counts = `${body.counts.pending} to review, ${body.counts.reviewed} reviewed`;
     if (body.threshold === body.model_threshold && !body.model_separates_copies) {
       // The model's own word: on this collection its codes cannot tell an edited copy

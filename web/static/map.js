@@ -262,9 +262,9 @@
 
   // Zoom by *factor* (0: the whole map), about the pointer when a wheel *event* says where.
   function zoomBy(factor, event) {
-    const rect = view.getBoundingClientRect();
-    const px = event ? event.clientX - rect.left - view.clientWidth / 2 : 0;
-    const py = event ? event.clientY - rect.top - view.clientHeight / 2 : 0;
+    const [x, y] = event ? pointerAt(event) : [view.clientWidth / 2, view.clientHeight / 2];
+    const px = x - view.clientWidth / 2;
+    const py = y - view.clientHeight / 2;
     const mx = px / scale() + state.cx;
     const my = -py / scale() + state.cy;
     state.zoom = Math.min(4096, Math.max(1, state.zoom * factor));
@@ -347,10 +347,14 @@
   // the nearest point; any other drag pans (common.js).
   let drawing = null;
   const boxing = (event) => event.shiftKey || selectMode.getAttribute("aria-pressed") === "true";
+  function pointerAt(event) { // the pointer's place in the map's box, in pixels
+    const rect = view.getBoundingClientRect();
+    return [event.clientX - rect.left, event.clientY - rect.top];
+  }
   view.addEventListener("pointerdown", (event) => {
     if (!points || event.target.closest(".map-tile")) return;
-    const rect = view.getBoundingClientRect();
-    drawing = { x: event.clientX - rect.left, y: event.clientY - rect.top, box: boxing(event), moved: false };
+    const [x, y] = pointerAt(event);
+    drawing = { x, y, box: boxing(event), moved: false };
     // A box's release may come outside the map: the view still hears it (a pan captures
     // the pointer in common.js).
     if (drawing.box) view.setPointerCapture(event.pointerId);
@@ -358,9 +362,7 @@
   view.addEventListener("pointercancel", () => { drawing = null; box.hidden = true; });
   view.addEventListener("pointermove", (event) => {
     if (!drawing) return;
-    const rect = view.getBoundingClientRect();
-    const x = event.clientX - rect.left;
-    const y = event.clientY - rect.top;
+    const [x, y] = pointerAt(event);
     drawing.moved = drawing.moved || Math.abs(x - drawing.x) + Math.abs(y - drawing.y) > 4;
     if (!drawing.box) return;
     Object.assign(box.style, {
@@ -371,9 +373,7 @@
   });
   view.addEventListener("pointerup", (event) => {
     if (!drawing) return;
-    const rect = view.getBoundingClientRect();
-    const x = event.clientX - rect.left;
-    const y = event.clientY - rect.top;
+    const [x, y] = pointerAt(event);
     const { x: startX, y: startY, box: boxed, moved } = drawing;
     drawing = null;
     box.hidden = true;
